@@ -1,0 +1,458 @@
+//! Connection settings: options (from the command line and from named profiles, the seed's
+//! "Connection Label"), URL parsing, passwords, and validation with clear errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::remote::ftp::TlsMode;
+use crate::secret::Secret;
+
+/// The seed's four SSL choices, as typed by a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsChoice {
+    /// Use TLS if the server offers it, else continue unencrypted (with a warning).
+    Auto,
+    /// Require explicit TLS (AUTH TLS on the normal port, usually 21).
+    Explicit,
+    /// Require implicit TLS (TLS from the first byte, usually port 990).
+    Implicit,
+    /// Never use TLS (insecure: password and files travel in clear text).
+    Off,
+}
+
+impl From<TlsChoice> for TlsMode {
+    fn from(c: TlsChoice) -> Self {
+        match c {
+            TlsChoice::Auto => TlsMode::Auto,
+            TlsChoice::Explicit => TlsMode::Explicit,
+            TlsChoice::Implicit => TlsMode::Implicit,
+            TlsChoice::Off => TlsMode::Off,
+        }
+    }
+}
+
+/// Every option a connection profile or the command line may set. Field names are the
+/// option names (`max_connections` = `--max-connections`).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Profile only: the server URL (`ftps://user@host:port/path`).
+    #[arg(skip)]
+    pub url: Option<String>,
+
+    /// TLS: auto = use if available, explicit = require (AUTH TLS), implicit = require (TLS
+    /// from the first byte, port 990), off = never (insecure). Default: explicit for ftps://,
+    /// implicit for port 990, auto for ftp://
+    #[arg(long, value_enum, help_heading = "Connection")]
+    pub tls: Option<TlsChoice>,
+    /// Also trust the certificate authorities in this PEM file
+    #[arg(long, value_name = "PEM", help_heading = "Connection")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept a certificate issued for another host name (insecure)
+    #[arg(long, help_heading = "Connection")]
+    #[serde(default)]
+    pub tls_allow_mismatched_host: bool,
+    /// Accept a self-signed or unknown-issuer certificate (insecure)
+    #[arg(long, help_heading = "Connection")]
+    #[serde(default)]
+    pub tls_allow_self_signed: bool,
+    /// Trust exactly the certificate with this SHA-256 fingerprint (hex; colons optional)
+    #[arg(long, value_name = "SHA256", help_heading = "Connection")]
+    pub tls_fingerprint: Option<String>,
+    /// Highest TLS version to offer: 1.2 or 1.3 (default 1.3; TLS 1.2 is always the minimum)
+    #[arg(long, value_name = "VERSION", help_heading = "Connection")]
+    pub tls_max_version: Option<String>,
+    /// User name (overrides the one in the URL)
+    #[arg(long, help_heading = "Connection")]
+    pub user: Option<String>,
+    /// Read the password from this file (first line). Also: FTPMOUNT_PASSWORD, ~/.netrc, prompt
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    pub password_file: Option<PathBuf>,
+    /// Most FTP sessions open at once (default 25); lower it if the server limits sessions
+    #[arg(long, value_name = "N", help_heading = "Connection")]
+    pub max_connections: Option<usize>,
+    /// Give up connecting after this long (default 10s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// Fail an operation when the server is silent this long (default 30s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub io_timeout: Option<Duration>,
+
+    /// How long the kernel trusts file attributes (default 10s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub attr_timeout: Option<Duration>,
+    /// How long a directory listing is reused before asking the server again (default 30s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub dir_timeout: Option<Duration>,
+    /// Mount read-only
+    #[arg(long, help_heading = "Mount")]
+    #[serde(default)]
+    pub read_only: bool,
+    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)
+    #[arg(long, help_heading = "Mount")]
+    #[serde(default)]
+    pub allow_other: bool,
+}
+
+impl Options {
+    /// Command-line values win over the profile's.
+    pub fn over(self, profile: Options) -> Options {
+        Options {
+            url: self.url.or(profile.url),
+            tls: self.tls.or(profile.tls),
+            ca_file: self.ca_file.or(profile.ca_file),
+            tls_allow_mismatched_host: self.tls_allow_mismatched_host || profile.tls_allow_mismatched_host,
+            tls_allow_self_signed: self.tls_allow_self_signed || profile.tls_allow_self_signed,
+            tls_fingerprint: self.tls_fingerprint.or(profile.tls_fingerprint),
+            tls_max_version: self.tls_max_version.or(profile.tls_max_version),
+            user: self.user.or(profile.user),
+            password_file: self.password_file.or(profile.password_file),
+            max_connections: self.max_connections.or(profile.max_connections),
+            connect_timeout: self.connect_timeout.or(profile.connect_timeout),
+            io_timeout: self.io_timeout.or(profile.io_timeout),
+            attr_timeout: self.attr_timeout.or(profile.attr_timeout),
+            dir_timeout: self.dir_timeout.or(profile.dir_timeout),
+            read_only: self.read_only || profile.read_only,
+            allow_other: self.allow_other || profile.allow_other,
+        }
+    }
+}
+
+/// The profile file: one table per connection label.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    #[serde(default)]
+    pub connections: BTreeMap<String, Options>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// `~/.config/ftpmount/config.toml` (or `$XDG_CONFIG_HOME/ftpmount/config.toml`).
+pub fn default_profile_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("ftpmount").join("config.toml"))
+}
+
+pub fn load_profiles(path: &Path) -> Result<ProfileFile> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ProfileFile::default()),
+        Err(e) => return Err(ConfigError(format!("reading the profile file {}: {e}", path.display()))),
+    };
+    toml::from_str(&text).map_err(|e| ConfigError(format!("the profile file {} is not valid: {e}", path.display())))
+}
+
+/// A server to connect to, fully resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub label: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The password written in the URL, if any (discouraged).
+    pub url_password: Option<Secret>,
+    pub path: String,
+    pub tls: TlsMode,
+}
+
+/// Turns SOURCE (a URL or a label) plus options into a target and the effective options.
+pub fn resolve_source(source: &str, cli: Options, profiles: &ProfileFile) -> Result<(Target, Options)> {
+    let (label, options) = if source.contains("://") {
+        (None, cli)
+    } else {
+        let profile = profiles.connections.get(source).ok_or_else(|| {
+            let known: Vec<&str> = profiles.connections.keys().map(String::as_str).collect();
+            ConfigError(format!(
+                "'{source}' is neither a URL (ftp://user@host/, ftps://user@host/) nor a connection label in the \
+                 profile file{}",
+                if known.is_empty() { " (it has no connections yet)".to_string() } else { format!(" (labels: {})", known.join(", ")) }
+            ))
+        })?;
+        (Some(source.to_string()), cli.over(profile.clone()))
+    };
+    let url = match (&label, &options.url) {
+        (None, _) => source.to_string(),
+        (Some(_), Some(u)) => u.clone(),
+        (Some(l), None) => return Err(ConfigError(format!("connection '{l}' in the profile file has no url = \"ftps://user@host/\""))),
+    };
+    let mut target = parse_url(&url)?;
+    target.label = label;
+    if let Some(user) = &options.user {
+        target.user = user.clone();
+    }
+    if let Some(choice) = options.tls {
+        target.tls = choice.into();
+    }
+    validate(&target, &options)?;
+    Ok((target, options))
+}
+
+/// Parses `ftp://user[:password]@host[:port][/path]` and `ftps://…`.
+pub fn parse_url(s: &str) -> Result<Target> {
+    let url = url::Url::parse(s).map_err(|e| ConfigError(format!("'{}' is not a valid URL: {e}", redact(s))))?;
+    let scheme = url.scheme();
+    if scheme != "ftp" && scheme != "ftps" {
+        return Err(ConfigError(format!("unsupported scheme '{scheme}://': use ftp:// or ftps://")));
+    }
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(h) => h.to_string(),
+        None => return Err(ConfigError(format!("'{}' has no host name", redact(s)))),
+    };
+    let port = url.port().unwrap_or(21);
+    let decode = |v: &str| percent_decode(v);
+    let user = if url.username().is_empty() { "anonymous".to_string() } else { decode(url.username()) };
+    let url_password = url.password().map(|p| Secret::new(decode(p)));
+    let mut path = decode(url.path());
+    if path.len() > 1 {
+        path = path.trim_end_matches('/').to_string();
+    }
+    let tls = if port == 990 {
+        TlsMode::Implicit
+    } else if scheme == "ftps" {
+        TlsMode::Explicit
+    } else {
+        TlsMode::Auto
+    };
+    Ok(Target { label: None, host, port, user, url_password, path, tls })
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// The URL with any password replaced, for error messages.
+pub fn redact(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.to_string(),
+    }
+}
+
+fn validate(target: &Target, o: &Options) -> Result<()> {
+    if o.max_connections == Some(0) {
+        return Err(ConfigError("--max-connections must be at least 1".into()));
+    }
+    if let Some(v) = &o.tls_max_version {
+        if v != "1.2" && v != "1.3" {
+            return Err(ConfigError(format!("--tls-max-version must be 1.2 or 1.3, not '{v}'")));
+        }
+    }
+    if target.tls == TlsMode::Off
+        && (o.ca_file.is_some() || o.tls_fingerprint.is_some() || o.tls_allow_self_signed || o.tls_allow_mismatched_host)
+    {
+        return Err(ConfigError(
+            "certificate options were given but TLS is off: drop --tls off (or use ftps://) to use them".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where the password comes from, first match wins: `--password-file`, `FTPMOUNT_PASSWORD`,
+/// the URL (warned about), `~/.netrc`, a prompt on a terminal; anonymous users need none.
+pub fn password(target: &Target, options: &Options, prompt: impl FnOnce(&str) -> Option<String>) -> Result<Secret> {
+    if let Some(file) = &options.password_file {
+        return read_password_file(file);
+    }
+    if let Ok(p) = std::env::var("FTPMOUNT_PASSWORD") {
+        return Ok(Secret::new(p));
+    }
+    if let Some(p) = &target.url_password {
+        tracing::warn!(
+            "the password is written in the URL, where shell history and `ps` can show it; prefer \
+             FTPMOUNT_PASSWORD, --password-file or ~/.netrc"
+        );
+        return Ok(p.clone());
+    }
+    if let Some(p) = netrc_password(&target.host, &target.user) {
+        return Ok(p);
+    }
+    if target.user == "anonymous" || target.user == "ftp" {
+        return Ok(Secret::new("anonymous@"));
+    }
+    let question = format!("Password for {}@{}: ", target.user, target.host);
+    prompt(&question).map(Secret::new).ok_or_else(|| {
+        ConfigError(format!(
+            "no password for {}@{}: set FTPMOUNT_PASSWORD, pass --password-file FILE, add it to ~/.netrc, \
+             or run on a terminal to be asked",
+            target.user, target.host
+        ))
+    })
+}
+
+fn read_password_file(file: &Path) -> Result<Secret> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError(format!("reading the password file {}: {e}", file.display())))?;
+    if let Ok(meta) = std::fs::metadata(file) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "the password file {} can be read by other users; run: chmod 600 {}",
+                file.display(),
+                file.display()
+            );
+        }
+    }
+    Ok(Secret::new(text.lines().next().unwrap_or("").to_string()))
+}
+
+fn netrc_password(host: &str, user: &str) -> Option<Secret> {
+    let home = std::env::var_os("HOME")?;
+    let text = std::fs::read_to_string(PathBuf::from(home).join(".netrc")).ok()?;
+    parse_netrc(&text, host, user).map(Secret::new)
+}
+
+/// Finds the password for `host` and `user` in netrc text (`machine`, `login`, `password`,
+/// `default`); a `default` entry applies when no machine matches.
+pub fn parse_netrc(text: &str, host: &str, user: &str) -> Option<String> {
+    let mut tokens = text.split_whitespace();
+    let mut entries: Vec<(Option<String>, Option<String>, Option<String>)> = Vec::new();
+    while let Some(t) = tokens.next() {
+        match t {
+            "machine" => entries.push((tokens.next().map(str::to_string), None, None)),
+            "default" => entries.push((None, None, None)),
+            "login" => {
+                if let Some(e) = entries.last_mut() {
+                    e.1 = tokens.next().map(str::to_string);
+                }
+            }
+            "password" => {
+                if let Some(e) = entries.last_mut() {
+                    e.2 = tokens.next().map(str::to_string);
+                }
+            }
+            _ => {}
+        }
+    }
+    let fits = |e: &(Option<String>, Option<String>, Option<String>)| e.1.as_deref().is_none_or(|l| l == user);
+    entries
+        .iter()
+        .find(|e| e.0.as_deref() == Some(host) && fits(e))
+        .or_else(|| entries.iter().find(|e| e.0.is_none() && fits(e)))
+        .and_then(|e| e.2.clone())
+}
+
+/// Parses `30`, `30s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (examples: 30s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit '{other}' in '{s}' (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("'{s}' is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Secs(n)) => Ok(Some(Duration::from_secs(n))),
+        Some(Raw::Text(t)) => parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_port_user_path_and_tls_mode() {
+        let t = parse_url("ftp://alice@ftp.example.com/pub/data/").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.user.as_str(), t.path.as_str()), ("ftp.example.com", 21, "alice", "/pub/data"));
+        assert_eq!(t.tls, TlsMode::Auto);
+        assert_eq!(parse_url("ftps://bob@h/").unwrap().tls, TlsMode::Explicit);
+        assert_eq!(parse_url("ftps://bob@h:990/").unwrap().tls, TlsMode::Implicit);
+        assert_eq!(parse_url("ftp://h:990").unwrap().tls, TlsMode::Implicit);
+        let t = parse_url("ftp://h:2121").unwrap();
+        assert_eq!((t.port, t.user.as_str(), t.path.as_str()), (2121, "anonymous", "/"));
+        let t = parse_url("ftp://us%40er:p%3Ass@[::1]:21/a%20b").unwrap();
+        assert_eq!((t.user.as_str(), t.url_password.unwrap().expose(), t.host.as_str(), t.path.as_str()), ("us@er", "p:ss", "::1", "/a b"));
+    }
+
+    #[test]
+    fn bad_sources_say_what_is_wrong() {
+        assert!(parse_url("http://h/").unwrap_err().0.contains("ftp://"));
+        let err = resolve_source("nosuch", Options::default(), &ProfileFile::default()).unwrap_err();
+        assert!(err.0.contains("neither a URL"), "{err}");
+        assert!(redact("ftp://u:secret@h/").contains("***"));
+        assert!(!redact("ftp://u:secret@h/").contains("secret"));
+    }
+
+    #[test]
+    fn profiles_hold_options_and_the_command_line_wins() {
+        let file: ProfileFile = toml::from_str(
+            r#"
+            [connections.work]
+            url = "ftps://alice@ftp.example.com:990/"
+            max_connections = 8
+            io_timeout = "45s"
+            tls_allow_self_signed = true
+            "#,
+        )
+        .unwrap();
+        let cli = Options { max_connections: Some(3), ..Default::default() };
+        let (target, o) = resolve_source("work", cli, &file).unwrap();
+        assert_eq!(target.label.as_deref(), Some("work"));
+        assert_eq!(target.tls, TlsMode::Implicit);
+        assert_eq!(o.max_connections, Some(3));
+        assert_eq!(o.io_timeout, Some(Duration::from_secs(45)));
+        assert!(o.tls_allow_self_signed);
+        let typo: std::result::Result<ProfileFile, _> = toml::from_str("[connections.x]\nmax_conections = 3\n");
+        assert!(typo.is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn netrc_matches_machine_and_login() {
+        let text = "machine a.example login alice password one\nmachine b.example login bob password two\ndefault login anonymous password x@y";
+        assert_eq!(parse_netrc(text, "b.example", "bob").as_deref(), Some("two"));
+        assert_eq!(parse_netrc(text, "a.example", "bob"), None);
+        assert_eq!(parse_netrc(text, "c.example", "anonymous").as_deref(), Some("x@y"));
+    }
+
+    #[test]
+    fn certificate_options_without_tls_are_refused() {
+        let o = Options { tls: Some(TlsChoice::Off), tls_allow_self_signed: true, ..Default::default() };
+        assert!(resolve_source("ftp://h/", o, &ProfileFile::default()).is_err());
+    }
+}

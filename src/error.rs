@@ -1,0 +1,71 @@
+//! The filesystem layer's error type and the one table that turns errors into errno values.
+
+use crate::remote::RemoteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    #[error("unknown file handle")]
+    BadHandle,
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+impl FsError {
+    pub fn errno(&self) -> i32 {
+        use RemoteError as R;
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::Invalid(_) => libc::EINVAL,
+            FsError::Unsupported(_) => libc::ENOTSUP,
+            FsError::BadHandle => libc::EBADF,
+            FsError::Remote(r) => match r {
+                R::NotFound(_) => libc::ENOENT,
+                R::PermissionDenied(_) | R::Login(_) => libc::EACCES,
+                R::NoSpace(_) => libc::ENOSPC,
+                R::NotADirectory(_) => libc::ENOTDIR,
+                R::IsADirectory(_) => libc::EISDIR,
+                R::Unsupported(_) => libc::ENOTSUP,
+                R::Timeout(_) | R::Connection(_) | R::Tls(_) | R::TooManyConnections(_) | R::Protocol(_) => libc::EIO,
+            },
+        }
+    }
+
+    /// Expected outcomes (a missing file) are not worth a warning in the log.
+    pub fn is_routine(&self) -> bool {
+        matches!(
+            self,
+            FsError::NotFound | FsError::NotDir | FsError::IsDir | FsError::Remote(RemoteError::NotFound(_))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_errors_map_to_the_errno_applications_expect() {
+        let e = |r: RemoteError| FsError::Remote(r).errno();
+        assert_eq!(e(RemoteError::NotFound("x".into())), libc::ENOENT);
+        assert_eq!(e(RemoteError::PermissionDenied("x".into())), libc::EACCES);
+        assert_eq!(e(RemoteError::NoSpace("x".into())), libc::ENOSPC);
+        assert_eq!(e(RemoteError::Timeout("x".into())), libc::EIO);
+        assert_eq!(e(RemoteError::Connection("x".into())), libc::EIO);
+        assert_eq!(FsError::ReadOnly.errno(), libc::EROFS);
+    }
+}

@@ -1,0 +1,171 @@
+//! Directory listings, cached: bounded (LRU), timed (TTL), and loaded once even when many
+//! threads ask for the same directory at the same time. A fresh listing also answers
+//! "no such file" without a round trip.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex};
+
+use crate::remote::{self, Entry, Remote, RemoteError};
+use crate::remote::pool::Clock;
+
+pub struct Listing {
+    pub fetched: Instant,
+    pub entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl Listing {
+    pub fn new(entries: Vec<Entry>, fetched: Instant) -> Self {
+        let index = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        Listing { fetched, entries, index }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.index.get(name).map(|&i| &self.entries[i])
+    }
+}
+
+/// One load in progress; later askers wait for its result instead of listing again.
+#[derive(Default)]
+struct Flight {
+    result: Mutex<Option<Result<Arc<Listing>, RemoteError>>>,
+    done: Condvar,
+}
+
+pub struct DirCache {
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<LruCache<String, Arc<Listing>>>,
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+    pub hits: std::sync::atomic::AtomicU64,
+    pub misses: std::sync::atomic::AtomicU64,
+}
+
+impl DirCache {
+    pub fn new(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+        let cap = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
+        DirCache {
+            ttl,
+            clock,
+            cache: Mutex::new(LruCache::new(cap)),
+            flights: Mutex::new(HashMap::new()),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    /// The listing of `dir`, from the cache if fresh, else from the server.
+    pub fn get(&self, remote: &dyn Remote, dir: &str) -> remote::Result<Arc<Listing>> {
+        if let Some(l) = self.fresh(dir) {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(l);
+        }
+        self.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.load(remote, dir)
+    }
+
+    /// A cached listing if it is younger than the TTL.
+    pub fn fresh(&self, dir: &str) -> Option<Arc<Listing>> {
+        let mut cache = self.cache.lock();
+        let listing = cache.get(dir)?;
+        (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
+    }
+
+    /// Drops a directory's listing (after a change we made, or on request).
+    pub fn invalidate(&self, dir: &str) {
+        self.cache.lock().pop(dir);
+    }
+
+    fn load(&self, remote: &dyn Remote, dir: &str) -> remote::Result<Arc<Listing>> {
+        let (flight, leader) = {
+            let mut flights = self.flights.lock();
+            match flights.get(dir) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    flights.insert(dir.to_string(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if !leader {
+            let mut result = flight.result.lock();
+            while result.is_none() {
+                flight.done.wait(&mut result);
+            }
+            return result.clone().expect("set before notify");
+        }
+        let started = self.clock.now();
+        let result = remote.list(dir).map(|entries| Arc::new(Listing::new(entries, started)));
+        if let Ok(listing) = &result {
+            self.cache.lock().put(dir.to_string(), listing.clone());
+        }
+        self.flights.lock().remove(dir);
+        *flight.result.lock() = Some(result.clone());
+        flight.done.notify_all();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::fake::FakeRemote;
+    use crate::remote::pool::SystemClock;
+    use std::sync::atomic::Ordering;
+    use std::time::SystemTime;
+
+    struct Manual(Mutex<Instant>);
+    impl Clock for Manual {
+        fn now(&self) -> Instant {
+            *self.0.lock()
+        }
+    }
+
+    #[test]
+    fn fresh_listings_cost_nothing_and_expire_after_the_ttl() {
+        let fake = FakeRemote::new();
+        fake.add_file("d/a", b"x", SystemTime::now());
+        let clock = Arc::new(Manual(Mutex::new(Instant::now())));
+        let cache = DirCache::new(8, Duration::from_secs(5), clock.clone());
+        cache.get(&fake, "d").unwrap();
+        cache.get(&fake, "d").unwrap();
+        assert_eq!(fake.lists.load(Ordering::SeqCst), 1);
+        *clock.0.lock() += Duration::from_secs(6);
+        let l = cache.get(&fake, "d").unwrap();
+        assert_eq!(fake.lists.load(Ordering::SeqCst), 2);
+        assert!(l.get("a").is_some() && l.get("b").is_none());
+    }
+
+    #[test]
+    fn concurrent_askers_share_one_listing() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("d/a", b"x", SystemTime::now());
+        let cache = Arc::new(DirCache::new(8, Duration::from_secs(5), Arc::new(SystemClock)));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (fake, cache) = (fake.clone(), cache.clone());
+                std::thread::spawn(move || cache.get(fake.as_ref(), "d").unwrap().entries.len())
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), 1);
+        }
+        assert!(fake.lists.load(Ordering::SeqCst) <= 2, "loads are shared");
+    }
+
+    #[test]
+    fn errors_are_not_cached() {
+        let fake = FakeRemote::new();
+        fake.add_dir("d");
+        let cache = DirCache::new(8, Duration::from_secs(5), Arc::new(SystemClock));
+        fake.fail_next(1);
+        assert!(cache.get(&fake, "d").is_err());
+        assert!(cache.get(&fake, "d").is_ok());
+    }
+}

@@ -1,0 +1,296 @@
+//! The FUSE adapter: the only module that imports fuser. Each call is translated into an
+//! [`Fs`] call and its result into a reply; no policy lives here.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{
+    AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request, SessionACL,
+};
+
+use crate::error::FsError;
+use crate::fs::{Attr, FileKind, Fs};
+
+/// Reads and listings stream over the network; the kernel may ask for this much at once.
+const MAX_READAHEAD: u32 = 1 << 20;
+/// Threads answering kernel requests; requests beyond the session limit wait in the pool.
+const FUSE_THREADS: usize = 16;
+
+pub struct MountSpec<'a> {
+    pub mountpoint: &'a Path,
+    /// Shown as the source in `findmnt` (`ftpmount:HOST`).
+    pub fsname: String,
+    pub read_only: bool,
+    pub allow_other: bool,
+}
+
+/// A running mount. Dropping it does not unmount: unmount with `fusermount3 -u` (or
+/// [`unmount`]) and then call [`Mounted::join`].
+pub struct Mounted {
+    session: fuser::BackgroundSession,
+}
+
+impl Mounted {
+    /// Waits until the filesystem is unmounted.
+    pub fn join(self) -> std::io::Result<()> {
+        self.session.join()
+    }
+}
+
+pub fn mount(fs: Arc<Fs>, spec: &MountSpec) -> std::io::Result<Mounted> {
+    let mut options = vec![
+        MountOption::FSName(spec.fsname.clone()),
+        MountOption::Subtype("ftpmount".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::NoAtime,
+    ];
+    if spec.read_only {
+        options.push(MountOption::RO);
+    }
+    let mut config = Config::default();
+    config.mount_options = options;
+    config.acl = if spec.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(FUSE_THREADS);
+    config.clone_fd = true;
+    let session = fuser::Session::new(FuseFs { fs }, spec.mountpoint, &config)?;
+    Ok(Mounted { session: session.spawn()? })
+}
+
+/// Detaches the mount (used on SIGINT/SIGTERM): `fusermount3 -u`, falling back to a lazy
+/// unmount, so a busy mount never blocks the daemon's exit.
+pub fn unmount(mountpoint: &Path) {
+    let ok = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(mountpoint)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks on busy files.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+struct FuseFs {
+    fs: Arc<Fs>,
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+fn to_fuse(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        // 1 for directories too: tells `find` not to guess subdirectory counts from it.
+        nlink: 1,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 128 * 1024,
+        flags: 0,
+    }
+}
+
+fn errno(op: &str, e: &FsError) -> Errno {
+    if e.is_routine() {
+        tracing::trace!("{op}: {e}");
+    } else {
+        tracing::warn!("{op}: {e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn name_str<'a>(name: &'a OsStr) -> Result<&'a str, Errno> {
+    // Names from the server are UTF-8; a name that is not cannot exist there.
+    name.to_str().ok_or(Errno::ENOENT)
+}
+
+impl FuseFs {
+    fn ttl(&self) -> Duration {
+        self.fs.config().attr_ttl
+    }
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(MAX_READAHEAD);
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
+            Err(e) => reply.error(errno("lookup", &e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&self.ttl(), &to_fuse(&a)),
+            Err(e) => reply.error(errno("getattr", &e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(target.as_bytes()),
+            Err(e) => reply.error(errno("readlink", &e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        match self.fs.open(ino.0, write) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno("open", &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size as usize) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno("read", &e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) if a.kind == FileKind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(errno("opendir", &e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.fs.readdir(ino.0, false) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno("readdir", &e)),
+        };
+        let dots = [(ino.0, FileType::Directory, "."), (ino.0, FileType::Directory, "..")];
+        let all = dots
+            .into_iter()
+            .chain(entries.iter().map(|e| (e.ino, file_type(e.attr.kind), e.name.as_str())));
+        for (i, (child, kind, name)) in all.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), (i + 1) as u64, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        // Entries handed over here count as lookups; the kernel forgets them later.
+        let entries = match self.fs.readdir(ino.0, false) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno("readdirplus", &e)),
+        };
+        let ttl = self.ttl();
+        let dir_attr = match self.fs.getattr(ino.0) {
+            Ok(a) => to_fuse(&a),
+            Err(e) => return reply.error(errno("readdirplus", &e)),
+        };
+        let mut next = offset;
+        if next == 0 {
+            if reply.add(ino, 1, ".", &ttl, &dir_attr, Generation(0)) {
+                return reply.ok();
+            }
+            next = 1;
+        }
+        if next == 1 {
+            if reply.add(ino, 2, "..", &ttl, &dir_attr, Generation(0)) {
+                return reply.ok();
+            }
+            next = 2;
+        }
+        for (i, e) in entries.iter().enumerate().skip((next - 2) as usize) {
+            let attr = to_fuse(&e.attr);
+            if reply.add(INodeNo(e.ino), (i + 3) as u64, &e.name, &ttl, &attr, Generation(0)) {
+                break;
+            }
+            // Counted only once the entry is really in the reply.
+            self.fs.remember(ino.0, &e.name);
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // FTP has no notion of free space: report plenty, so copies are not refused up front.
+        const BLOCK: u32 = 4096;
+        let blocks = (1u64 << 50) / BLOCK as u64;
+        reply.statfs(blocks, blocks, blocks, 1 << 32, 1 << 31, BLOCK, 255, BLOCK);
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions makes the kernel check modes; we only need the node to exist
+        // and writes to be refused on a read-only mount.
+        match self.fs.getattr(ino.0) {
+            Ok(_) if mask.contains(AccessFlags::W_OK) && self.fs.config().read_only => reply.error(Errno::EROFS),
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(errno("access", &e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        // FTP has no extended attributes; answering at once keeps file managers fast.
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 { reply.size(0) } else { reply.data(&[]) }
+    }
+}

@@ -1,0 +1,289 @@
+//! The `mount` command: resolve settings, connect (so errors come before the mount exists),
+//! mount, serve until unmounted or signalled, then close sessions.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{self, Options, Target};
+use crate::fs::{Fs, FsConfig};
+use crate::remote::ftp::{FtpRemote, Security, TlsMode, session::Endpoint};
+use crate::remote::pool::SystemClock;
+use crate::remote::Remote;
+use crate::tls::{TlsClient, TlsOptions};
+
+pub struct MountRequest {
+    pub source: String,
+    pub mountpoint: PathBuf,
+    pub options: Options,
+    pub profile_path: Option<PathBuf>,
+    pub daemon: bool,
+    pub log_to_file: bool,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 25;
+
+pub fn run(mut req: MountRequest) -> ExitCode {
+    // An absolute path, so messages and the unmount on a signal work from anywhere.
+    if let Ok(abs) = std::path::absolute(&req.mountpoint) {
+        req.mountpoint = abs;
+    }
+    match prepare(&req) {
+        Ok(prepared) => serve(req, prepared),
+        Err(msg) => {
+            eprintln!("ftpmount: cannot mount {}: {msg}", config::redact(&req.source));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What is known before any connection: settings, password, checked mountpoint.
+struct Prepared {
+    target: Target,
+    options: Options,
+    endpoint: Endpoint,
+}
+
+fn prepare(req: &MountRequest) -> Result<Prepared, String> {
+    let profile_path = req.profile_path.clone().or_else(config::default_profile_path);
+    let profiles = match &profile_path {
+        Some(p) => config::load_profiles(p).map_err(|e| e.to_string())?,
+        None => Default::default(),
+    };
+    let (target, options) =
+        config::resolve_source(&req.source, req.options.clone(), &profiles).map_err(|e| e.to_string())?;
+    check_mountpoint(&req.mountpoint)?;
+    let password = config::password(&target, &options, prompt_password).map_err(|e| e.to_string())?;
+    let tls_client = match target.tls {
+        TlsMode::Off => {
+            tracing::warn!("TLS is off: the password and all files cross the network unencrypted");
+            None
+        }
+        _ => Some(Arc::new(TlsClient::new(&tls_options(&options)?).map_err(|e| e.to_string())?)),
+    };
+    let endpoint = Endpoint {
+        host: target.host.clone(),
+        port: target.port,
+        user: target.user.clone(),
+        password,
+        tls: target.tls,
+        tls_client,
+        connect_timeout: options.connect_timeout.unwrap_or(Duration::from_secs(10)),
+        io_timeout: options.io_timeout.unwrap_or(Duration::from_secs(30)),
+    };
+    Ok(Prepared { target, options, endpoint })
+}
+
+pub fn tls_options(o: &Options) -> Result<TlsOptions, String> {
+    Ok(TlsOptions {
+        ca_file: o.ca_file.clone(),
+        allow_mismatched_host: o.tls_allow_mismatched_host,
+        allow_self_signed: o.tls_allow_self_signed,
+        fingerprint_sha256: o.tls_fingerprint.clone(),
+        max_version: match o.tls_max_version.as_deref() {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|e| format!("--tls-max-version: {e}"))?),
+        },
+    })
+}
+
+fn prompt_password(question: &str) -> Option<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    rpassword::prompt_password(question).ok()
+}
+
+fn check_mountpoint(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("mountpoint {} is not a directory", path.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(format!(
+            "mountpoint {} is a dead mount left by an earlier run; clear it with: fusermount3 -u {}",
+            path.display(),
+            path.display()
+        )),
+        Err(e) => Err(format!("mountpoint {}: {e}. Create it first: mkdir -p {}", path.display(), path.display())),
+    }
+}
+
+fn serve(req: MountRequest, p: Prepared) -> ExitCode {
+    let mut ready = if req.daemon {
+        match daemonize(req.log_to_file) {
+            Ok(Some(pipe)) => Some(pipe),
+            Ok(None) => unreachable!("the parent exits inside daemonize"),
+            Err(e) => {
+                eprintln!("ftpmount: cannot go to the background: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    // Signals are handled by one thread; block them before any other thread starts.
+    let signals = block_signals();
+    let fail = |ready: &mut Option<std::fs::File>, msg: String| {
+        let line = format!("ftpmount: cannot mount {}: {msg}", config::redact(&req.source));
+        match ready.take() {
+            Some(mut pipe) => {
+                let _ = writeln!(pipe, "{line}");
+            }
+            None => eprintln!("{line}"),
+        }
+        ExitCode::FAILURE
+    };
+
+    let max = p.options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let (remote, security) = match FtpRemote::connect(p.endpoint.clone(), max, &p.target.path, Arc::new(SystemClock)) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut ready, e.to_string()),
+    };
+    let remote = Arc::new(remote);
+    let read_only = p.options.read_only;
+    let fs_config = FsConfig {
+        dir_ttl: p.options.dir_timeout.unwrap_or(Duration::from_secs(30)),
+        attr_ttl: p.options.attr_timeout.unwrap_or(Duration::from_secs(10)),
+        read_only,
+        // SAFETY: getuid/getgid cannot fail.
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        dir_cache_capacity: 4096,
+    };
+    let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
+    let spec = crate::fuse::MountSpec {
+        mountpoint: &req.mountpoint,
+        fsname: format!("ftpmount:{}", p.target.host),
+        read_only,
+        allow_other: p.options.allow_other,
+    };
+    let mounted = match crate::fuse::mount(fs.clone(), &spec) {
+        Ok(m) => m,
+        Err(e) => {
+            remote.close();
+            return fail(&mut ready, format!("mounting at {} failed: {e}", req.mountpoint.display()));
+        }
+    };
+    let how = match security {
+        Security::Tls => "TLS",
+        Security::Plain => "unencrypted",
+    };
+    let note = format!(
+        "ftpmount: mounted {} at {} ({how}, up to {max} sessions). Unmount with: fusermount3 -u {}",
+        remote.describe(),
+        req.mountpoint.display(),
+        req.mountpoint.display()
+    );
+    tracing::info!("{}", note.trim_start_matches("ftpmount: "));
+    if let Some(mut pipe) = ready.take() {
+        let _ = writeln!(pipe, "OK {note}");
+    }
+    spawn_janitor(fs.clone(), remote.clone());
+    spawn_signal_handler(signals, req.mountpoint.clone());
+    let result = mounted.join();
+    remote.close();
+    match result {
+        Ok(()) => {
+            tracing::info!("unmounted {}", req.mountpoint.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("the mount ended with an error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Frees sessions held by idle downloads and closes sessions idle too long.
+fn spawn_janitor(fs: Arc<Fs>, remote: Arc<FtpRemote>) {
+    std::thread::Builder::new()
+        .name("janitor".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                fs.close_idle_streams();
+                remote.reap();
+            }
+        })
+        .expect("spawning the janitor thread");
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// On Ctrl-C, SIGTERM or SIGHUP: unmount, which ends the FUSE session and lets `serve` finish.
+fn spawn_signal_handler(set: libc::sigset_t, mountpoint: PathBuf) {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` holds the signals blocked in every thread.
+            unsafe { libc::sigwait(&set, &mut sig) };
+            tracing::info!("signal {sig} received: unmounting {}", mountpoint.display());
+            crate::fuse::unmount(&mountpoint);
+        })
+        .expect("spawning the signal thread");
+}
+
+/// Forks; the parent waits until the child reports the mount ready (or failed) and exits
+/// with that result. Returns the pipe the child reports on.
+fn daemonize(log_to_file: bool) -> std::io::Result<Option<std::fs::File>> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fresh descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fork in a process that has started no threads yet.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: each side owns one end of the pipe from here on.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    if pid > 0 {
+        drop(write_end);
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut text);
+        match text.strip_prefix("OK ") {
+            Some(note) => {
+                eprint!("{note}");
+                std::process::exit(0)
+            }
+            None if text.is_empty() => {
+                eprintln!("ftpmount: the background process ended before the mount was ready");
+                std::process::exit(1)
+            }
+            None => {
+                eprint!("{text}");
+                std::process::exit(1)
+            }
+        }
+    }
+    drop(read_end);
+    // SAFETY: detaching from the terminal's session; redirecting standard streams.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            if log_to_file {
+                libc::dup2(null, 2);
+            }
+        }
+    }
+    Ok(Some(std::fs::File::from(write_end)))
+}

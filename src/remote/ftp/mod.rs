@@ -1,0 +1,309 @@
+//! The FTP(S) implementation of [`Remote`]: the only module that talks to suppaftp.
+
+pub mod listing;
+pub mod reply;
+pub mod session;
+pub mod tls_adapter;
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
+use self::session::{Endpoint, Features, FtpSession, Transfer};
+use super::pool::{self, Clock, Lease, Pool, PoolConfig};
+use super::{Entry, Kind, ReadStream, Remote, Result, SessionStats};
+
+pub use self::session::{Security, TlsMode};
+
+/// MDTM requests per batch; batches of one listing run on several sessions at once.
+const MDTM_BATCH: usize = 128;
+/// At most this many sessions fetch exact times for one listing.
+const MDTM_SESSIONS: usize = 4;
+
+pub struct FtpConnector {
+    endpoint: Endpoint,
+    features: OnceLock<Arc<Features>>,
+}
+
+impl pool::Connector for FtpConnector {
+    type Session = FtpSession;
+
+    fn connect(&self) -> Result<FtpSession> {
+        let s = FtpSession::open(&self.endpoint, &self.features)?;
+        tracing::debug!("opened a session to {}", self.endpoint.addr());
+        Ok(s)
+    }
+
+    fn check(&self, session: &mut FtpSession) -> bool {
+        session.noop()
+    }
+
+    fn close(&self, session: FtpSession) {
+        session.quit();
+    }
+}
+
+pub struct FtpRemote {
+    pool: Arc<Pool<FtpConnector>>,
+    /// The server directory the mount's root maps to, without a trailing slash.
+    base: String,
+    scheme: &'static str,
+}
+
+impl FtpRemote {
+    /// Connects the first session now, so a mount fails early with a clear message.
+    pub fn connect(endpoint: Endpoint, max_sessions: usize, base: &str, clock: Arc<dyn Clock>) -> Result<(Self, Security)> {
+        let scheme = match endpoint.tls {
+            TlsMode::Implicit | TlsMode::Explicit => "ftps",
+            _ => "ftp",
+        };
+        let connector = FtpConnector { endpoint, features: OnceLock::new() };
+        let pool = Pool::new(connector, PoolConfig::new(max_sessions), clock);
+        let security = pool.checkout()?.security;
+        let base = base.trim_end_matches('/').to_string();
+        Ok((FtpRemote { pool, base, scheme }, security))
+    }
+
+    /// Closes idle sessions past their time; the mount's janitor calls it.
+    pub fn reap(&self) {
+        self.pool.reap();
+    }
+
+    /// Closes all idle sessions (unmount).
+    pub fn close(&self) {
+        self.pool.close_all();
+    }
+
+    fn server_path(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            if self.base.is_empty() { "/".to_string() } else { self.base.clone() }
+        } else {
+            format!("{}/{}", self.base, rel)
+        }
+    }
+
+    /// Runs `op` on a pooled session. Idempotent operations that failed on a broken session
+    /// are retried once on a fresh one (the server may have closed an idle connection).
+    fn with_session<T>(&self, idempotent: bool, mut op: impl FnMut(&mut FtpSession) -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            let mut lease = self.pool.checkout()?;
+            match op(&mut lease) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    if e.breaks_session() {
+                        lease.mark_broken();
+                    }
+                    drop(lease);
+                    if attempt == 0 && idempotent && e.is_transient() {
+                        tracing::debug!("retrying on a fresh session after: {e}");
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Asks for exact times of the entries whose listing time is coarser than a second,
+    /// spreading the MDTM requests over a few sessions.
+    fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry]) -> Result<()> {
+        let wanted: Vec<usize> = (0..entries.len())
+            .filter(|&i| {
+                let e = &entries[i];
+                e.kind == EntryKind::File && e.mtime.as_ref().is_none_or(|t| t.precision < TimePrecision::Second)
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let batches: Vec<&[usize]> = wanted.chunks(MDTM_BATCH).collect();
+        let next = AtomicUsize::new(0);
+        let paths: Vec<String> = wanted.iter().map(|&i| join(dir, &entries[i].name)).collect();
+        let index_of: std::collections::HashMap<usize, usize> = wanted.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> = wanted.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let workers = batches.len().min(MDTM_SESSIONS);
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        loop {
+                            let b = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(batch) = batches.get(b) else { return Ok(()) };
+                            self.with_session(true, |s| {
+                                for i in batch.iter() {
+                                    let k = index_of[i];
+                                    *results[k].lock() = s.mdtm(&paths[k])?;
+                                }
+                                Ok(())
+                            })?;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().expect("MDTM worker panicked")?;
+            }
+            Ok(())
+        })?;
+        for (k, &i) in wanted.iter().enumerate() {
+            if let Some(t) = *results[k].lock() {
+                entries[i].mtime = Some(listing::ListedTime { time: t, precision: TimePrecision::Second });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
+}
+
+fn parse_listing(dir: &str, lines: &[String], mlsd: bool) -> Vec<ListEntry> {
+    let now = SystemTime::now();
+    let mut entries = Vec::with_capacity(lines.len());
+    let mut skipped = 0;
+    for line in lines {
+        let parsed = if mlsd { listing::parse_mlsd_line(line) } else { listing::parse_list_line(line, now) };
+        match parsed {
+            Ok(e) => entries.push(e),
+            Err(Skip::Ignored) => {}
+            Err(Skip::Unparsable(why)) => {
+                skipped += 1;
+                if skipped <= 3 {
+                    tracing::warn!("skipping a listing line of {dir} ({why}): {line:?}");
+                }
+            }
+        }
+    }
+    if skipped > 3 {
+        tracing::warn!("skipped {skipped} unparsable lines in the listing of {dir} in all");
+    }
+    entries
+}
+
+fn to_entry(e: ListEntry) -> Entry {
+    Entry {
+        name: e.name,
+        kind: match e.kind {
+            EntryKind::File => Kind::File,
+            EntryKind::Dir => Kind::Dir,
+            EntryKind::Symlink { target } => Kind::Symlink(target),
+            EntryKind::Other => Kind::Other,
+        },
+        size: e.size,
+        mtime: e.mtime.map(|t| t.time),
+        mode: e.mode,
+    }
+}
+
+impl Remote for FtpRemote {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        let path = self.server_path(dir);
+        let (lines, features) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.clone())))?;
+        let mut entries = parse_listing(&path, &lines, features.mlsd);
+        if features.mdtm {
+            self.fill_exact_times(&path, &mut entries)?;
+        }
+        Ok(entries.into_iter().map(to_entry).collect())
+    }
+
+    fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {
+        let server_path = self.server_path(path);
+        let mut attempt = 0;
+        loop {
+            let mut lease = self.pool.checkout()?;
+            match lease.retr(&server_path, offset) {
+                Ok(transfer) => return Ok(Box::new(FtpReadStream { transfer: Some(transfer), lease, failed: false })),
+                Err(e) => {
+                    if e.breaks_session() {
+                        lease.mark_broken();
+                    }
+                    drop(lease);
+                    if attempt == 0 && e.is_transient() {
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn sessions_wanted(&self) -> bool {
+        self.pool.has_waiters()
+    }
+
+    fn session_stats(&self) -> SessionStats {
+        self.pool.stats()
+    }
+
+    fn describe(&self) -> String {
+        let ep = &self.pool.connector().endpoint;
+        format!("{}://{}@{}{}", self.scheme, ep.user, ep.addr(), if self.base.is_empty() { "/" } else { &self.base })
+    }
+}
+
+/// A download in progress; holds its session until dropped.
+struct FtpReadStream {
+    transfer: Option<Transfer>,
+    lease: Lease<FtpConnector>,
+    failed: bool,
+}
+
+impl Read for FtpReadStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let t = self.transfer.as_mut().expect("transfer present until drop");
+        t.read(buf).inspect_err(|_| self.failed = true)
+    }
+}
+
+impl ReadStream for FtpReadStream {}
+
+impl Drop for FtpReadStream {
+    fn drop(&mut self) {
+        let Some(transfer) = self.transfer.take() else { return };
+        if self.failed {
+            // Do not wait for a reply that may never come: cut the session instead.
+            self.lease.shutdown();
+            drop(transfer);
+            self.lease.mark_broken();
+            return;
+        }
+        // Closing the data connection early makes the server answer 426 (or 226 if it had
+        // already sent everything); either way the session stays in step.
+        match transfer.finish() {
+            Ok(()) => {}
+            Err(suppaftp::FtpError::UnexpectedResponse(r)) if matches!(reply::code(&r), 426 | 451 | 450) => {}
+            Err(e) => {
+                tracing::debug!("ending a download left the session unusable: {e}");
+                self.lease.mark_broken();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_skip_garbage_and_keep_real_entries() {
+        let lines: Vec<String> = [
+            "total 8",
+            "-rw-r--r--    1 1001     1001           12 Nov 24 22:54 a file.txt",
+            "this is not a listing line",
+            "drwxr-xr-x    2 1001     1001         4096 Jan 05  2023 Old Dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let entries = parse_listing("/", &lines, false);
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a file.txt", "Old Dir"]);
+        assert_eq!(entries[0].size, 12);
+    }
+}

@@ -1,0 +1,136 @@
+//! Turning suppaftp's errors and FTP replies into [`RemoteError`]s a person can act on.
+
+use std::io;
+
+use suppaftp::FtpError;
+use suppaftp::types::Response;
+
+use crate::remote::RemoteError;
+
+/// The reply code, read from the raw reply: suppaftp maps codes it does not know (522, 534, ...)
+/// to 0, so the first three bytes are the truth.
+pub fn code(resp: &Response) -> u16 {
+    let digits = resp.body.get(..3).and_then(|d| std::str::from_utf8(d).ok());
+    digits.and_then(|d| d.parse().ok()).unwrap_or(resp.status.code() as u16)
+}
+
+/// The reply as one line of text, e.g. `550 Failed to open file.`
+pub fn text(resp: &Response) -> String {
+    let s = String::from_utf8_lossy(&resp.body);
+    let s = s.trim_end();
+    // Multi-line replies: the last line carries the verdict.
+    s.lines().last().unwrap_or(s).trim().to_string()
+}
+
+fn io_error(what: &str, err: &io::Error) -> RemoteError {
+    match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => RemoteError::Timeout(format!(
+            "{what}: the server did not answer in time (--io-timeout). The server or the network may be overloaded or down"
+        )),
+        _ => RemoteError::Connection(format!("{what}: connection failed: {err}")),
+    }
+}
+
+/// Maps a failed command. `what` says what was tried, e.g. `listing /docs`.
+pub fn map(what: &str, err: FtpError) -> RemoteError {
+    match err {
+        FtpError::ConnectionError(e) => io_error(what, &e),
+        FtpError::SecureError(msg) => RemoteError::Tls(format!("{what}: TLS failed: {msg}")),
+        FtpError::UnexpectedResponse(resp) => map_reply(what, &resp),
+        FtpError::BadResponse => {
+            RemoteError::Protocol(format!("{what}: the server sent a reply we could not parse"))
+        }
+        FtpError::InvalidAddress(e) => RemoteError::Protocol(format!(
+            "{what}: the server announced an unusable data address ({e})"
+        )),
+        FtpError::DataConnectionAlreadyOpen => {
+            RemoteError::Protocol(format!("{what}: a transfer was still open on this session"))
+        }
+    }
+}
+
+/// Maps a negative reply by its code (and, for the ambiguous 550, its text).
+pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
+    let code = code(resp);
+    let said = text(resp);
+    let lower = said.to_ascii_lowercase();
+    let msg = |hint: &str| {
+        if hint.is_empty() {
+            format!("{what}: server said \"{said}\"")
+        } else {
+            format!("{what}: server said \"{said}\". {hint}")
+        }
+    };
+    match code {
+        421 => RemoteError::TooManyConnections(msg(
+            "The server refused another session; lower --max-connections if this persists",
+        )),
+        425 => RemoteError::Connection(msg(
+            "The data connection could not be opened: a firewall may block the server's passive (PASV) ports",
+        )),
+        426 | 451 => RemoteError::Connection(msg("The transfer was interrupted")),
+        452 | 552 => RemoteError::NoSpace(msg("The server is out of space or over quota")),
+        522 | 534 => RemoteError::Tls(msg(
+            "The server's TLS requirements were not met (for example session reuse on data connections)",
+        )),
+        530 if mentions_tls(&lower) => RemoteError::Login(msg(
+            "The server requires an encrypted connection: use --tls explicit (ftps://) or --tls implicit",
+        )),
+        530 => RemoteError::PermissionDenied(msg("Not logged in or not allowed")),
+        550 if lower.contains("not a directory") => RemoteError::NotADirectory(msg("")),
+        550 if lower.contains("is a directory") => RemoteError::IsADirectory(msg("")),
+        550 | 553 if lower.contains("denied") || lower.contains("permission") || lower.contains("not allowed") => {
+            RemoteError::PermissionDenied(msg(""))
+        }
+        550 | 450 => RemoteError::NotFound(msg("")),
+        553 => RemoteError::PermissionDenied(msg("The server does not allow this name")),
+        500 | 502 | 504 => RemoteError::Unsupported(msg("The server does not support this command")),
+        _ => RemoteError::Protocol(msg("")),
+    }
+}
+
+fn mentions_tls(lower: &str) -> bool {
+    ["encrypt", "tls", "ssl", "secure"].iter().any(|w| lower.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suppaftp::Status;
+
+    fn resp(line: &str) -> Response {
+        Response::new(Status::Unknown, line.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn unknown_codes_are_read_from_the_raw_reply() {
+        assert_eq!(code(&resp("522 SSL connection failed: session reuse required\r\n")), 522);
+        let err = map_reply("reading a.txt", &resp("522 SSL connection failed: session reuse required"));
+        assert!(matches!(err, RemoteError::Tls(_)), "{err:?}");
+    }
+
+    #[test]
+    fn replies_map_to_the_right_kind() {
+        let cases: &[(&str, fn(&RemoteError) -> bool)] = &[
+            ("550 Failed to open file.", |e| matches!(e, RemoteError::NotFound(_))),
+            ("550 Permission denied.", |e| matches!(e, RemoteError::PermissionDenied(_))),
+            ("552 Disk quota exceeded", |e| matches!(e, RemoteError::NoSpace(_))),
+            ("452 Insufficient storage", |e| matches!(e, RemoteError::NoSpace(_))),
+            ("421 Too many connections (8) from this IP", |e| {
+                matches!(e, RemoteError::TooManyConnections(_))
+            }),
+            ("530 Non-anonymous sessions must use encryption.", |e| matches!(e, RemoteError::Login(_))),
+            ("502 Command not implemented.", |e| matches!(e, RemoteError::Unsupported(_))),
+        ];
+        for (line, ok) in cases {
+            let err = map_reply("x", &resp(line));
+            assert!(ok(&err), "{line} -> {err:?}");
+            assert!(err.to_string().contains(line), "message quotes the server: {err}");
+        }
+    }
+
+    #[test]
+    fn multi_line_replies_quote_the_last_line() {
+        assert_eq!(text(&resp("550-First\r\n550 Second\r\n")), "550 Second");
+    }
+}

@@ -1,0 +1,469 @@
+//! One FTP control session: connect (plain, explicit or implicit TLS), log in, learn the
+//! server's features, and the few commands the remote layer needs.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TransferStream};
+
+use super::reply;
+use super::tls_adapter::{Connector, FtpTlsStream, SessionTls};
+use crate::remote::{RemoteError, Result};
+use crate::secret::Secret;
+use crate::tls::TlsClient;
+
+pub type Ftp = ImplFtpStream<FtpTlsStream>;
+pub type Transfer = TransferStream<FtpTlsStream>;
+
+/// The seed's four SSL choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Use TLS if the server offers it (`AUTH TLS`), else plain with a warning.
+    Auto,
+    /// Require explicit TLS (`AUTH TLS` on the normal port).
+    Explicit,
+    /// Require implicit TLS (TLS from the first byte, usually port 990).
+    Implicit,
+    /// Never use TLS (insecure).
+    Off,
+}
+
+/// Everything needed to open a session.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub tls: TlsMode,
+    pub tls_client: Option<Arc<TlsClient>>,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+}
+
+impl Endpoint {
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What the server said it can do (FEAT), learned once per mount.
+#[derive(Debug, Default)]
+pub struct Features {
+    pub mlsd: bool,
+    pub epsv: bool,
+    pub mdtm: bool,
+    pub mfmt: bool,
+    pub size: bool,
+    pub utf8: bool,
+    pub rest_stream: bool,
+    /// Cleared when the server refuses `LIST -a` (then hidden files may be missing).
+    pub list_dash_a: AtomicBool,
+}
+
+impl Features {
+    fn from_feat(feat: &suppaftp::types::Features) -> Self {
+        let has = |k: &str| feat.keys().any(|f| f.eq_ignore_ascii_case(k));
+        let rest_stream = feat
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM")));
+        Features {
+            mlsd: has("MLSD") || has("MLST"),
+            epsv: has("EPSV"),
+            mdtm: has("MDTM"),
+            mfmt: has("MFMT"),
+            size: has("SIZE"),
+            utf8: has("UTF8"),
+            rest_stream,
+            list_dash_a: AtomicBool::new(true),
+        }
+    }
+}
+
+/// How a session's TLS turned out, for logs and `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Plain,
+    Tls,
+}
+
+pub struct FtpSession {
+    ftp: Ftp,
+    cwd: Option<String>,
+    pub features: Arc<Features>,
+    pub security: Security,
+    pub tls: Option<Arc<SessionTls>>,
+}
+
+impl FtpSession {
+    /// Connects and logs in. `features` is filled by the first session of a mount.
+    pub fn open(ep: &Endpoint, features: &OnceLock<Arc<Features>>) -> Result<FtpSession> {
+        let (ftp, security, tls) = connect_secured(ep)?;
+        let mut s = FtpSession { ftp, cwd: None, features: Arc::new(Features::default()), security, tls };
+        s.login(ep)?;
+        s.setup(ep, features)?;
+        Ok(s)
+    }
+
+    fn login(&mut self, ep: &Endpoint) -> Result<()> {
+        let what = format!("logging in as '{}' on {}", ep.user, ep.addr());
+        self.ftp.login(ep.user.as_str(), ep.password.expose()).map_err(|e| match e {
+            FtpError::UnexpectedResponse(ref r) if reply::code(r) == 530 || reply::code(r) == 430 => {
+                match reply::map_reply(&what, r) {
+                    RemoteError::Login(m) => RemoteError::Login(m),
+                    _ => RemoteError::Login(format!(
+                        "{what} failed: server said \"{}\". Check the user name and password \
+                         (FTPMOUNT_PASSWORD, --password-file, ~/.netrc or the config profile)",
+                        reply::text(r)
+                    )),
+                }
+            }
+            e => reply::map(&what, e),
+        })
+    }
+
+    fn setup(&mut self, ep: &Endpoint, features: &OnceLock<Arc<Features>>) -> Result<()> {
+        self.ftp
+            .transfer_type(FileType::Binary)
+            .map_err(|e| reply::map("switching to binary transfers (TYPE I)", e))?;
+        let feats = match features.get() {
+            Some(f) => f.clone(),
+            None => {
+                let f = match self.ftp.feat() {
+                    Ok(raw) => Features::from_feat(&raw),
+                    Err(e) => {
+                        tracing::debug!("FEAT failed ({e}); assuming a minimal server");
+                        Features::default()
+                    }
+                };
+                tracing::debug!(
+                    "server features on {}: MLSD={} EPSV={} MDTM={} MFMT={} SIZE={} UTF8={} REST STREAM={}",
+                    ep.addr(), f.mlsd, f.epsv, f.mdtm, f.mfmt, f.size, f.utf8, f.rest_stream
+                );
+                features.get_or_init(|| Arc::new(f)).clone()
+            }
+        };
+        if feats.utf8 {
+            // Most servers use UTF-8 anyway; some need to be asked. A refusal changes nothing.
+            let _ = self.ftp.opts("UTF8", Some("ON"));
+        }
+        self.ftp.set_mode(if feats.epsv { Mode::ExtendedPassive } else { Mode::Passive });
+        self.features = feats;
+        Ok(())
+    }
+
+    /// A health check for an idle session.
+    pub fn noop(&mut self) -> bool {
+        self.ftp.noop().is_ok()
+    }
+
+    /// Says goodbye without waiting long for a dead server.
+    pub fn quit(mut self) {
+        let _ = self.ftp.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = self.ftp.quit();
+    }
+
+    /// Cuts the control connection at once; pending replies will fail fast.
+    pub fn shutdown(&self) {
+        let _ = self.ftp.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+
+    fn cwd(&mut self, dir: &str) -> Result<()> {
+        if self.cwd.as_deref() == Some(dir) {
+            return Ok(());
+        }
+        self.cwd = None;
+        self.ftp.cwd(dir).map_err(|e| reply::map(&format!("changing to directory {dir}"), e))?;
+        self.cwd = Some(dir.to_string());
+        Ok(())
+    }
+
+    /// The raw listing lines of `dir`: MLSD where offered, else `LIST -a` (vsftpd hides dot
+    /// files from a bare LIST) run inside the directory, so odd names need no quoting.
+    pub fn list_lines(&mut self, dir: &str) -> Result<Vec<String>> {
+        let what = format!("listing {dir}");
+        if self.features.mlsd {
+            return self.ftp.mlsd(Some(dir)).map_err(|e| reply::map(&what, e));
+        }
+        self.cwd(dir)?;
+        if self.features.list_dash_a.load(Ordering::Relaxed) {
+            match self.ftp.list(Some("-a")) {
+                Ok(lines) => return Ok(lines),
+                Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => {
+                    tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&r));
+                    self.features.list_dash_a.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(reply::map(&what, e)),
+            }
+        }
+        self.ftp.list(None).map_err(|e| reply::map(&what, e))
+    }
+
+    /// The exact modification time of a file (`MDTM`), or `None` where the server has none.
+    pub fn mdtm(&mut self, path: &str) -> Result<Option<SystemTime>> {
+        match self.ftp.custom_command(format!("MDTM {path}"), &[Status::File]) {
+            Ok(r) => Ok(super::listing::parse_mdtm_reply(&reply::text(&r))),
+            Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => Ok(None),
+            Err(e) => Err(reply::map(&format!("asking the time of {path} (MDTM)"), e)),
+        }
+    }
+
+    /// Starts a download at `offset` (`REST` + `RETR`).
+    pub fn retr(&mut self, path: &str, offset: u64) -> Result<Transfer> {
+        let what = format!("reading {path} from byte {offset}");
+        let offset = usize::try_from(offset).map_err(|_| RemoteError::Unsupported(format!("{what}: offset too large")))?;
+        self.ftp.resume_transfer(offset).map_err(|e| reply::map(&what, e))?;
+        self.ftp.retr_as_stream(path).map_err(|e| self.tls_detail(&what, e))
+    }
+
+    /// suppaftp reports TLS failures as strings; prefer the detailed error we kept.
+    fn tls_detail(&self, what: &str, e: FtpError) -> RemoteError {
+        if let (FtpError::SecureError(_), Some(tls)) = (&e, &self.tls) {
+            if let Some(detail) = tls.take_error() {
+                return RemoteError::Tls(format!("{what}: {detail}"));
+            }
+        }
+        reply::map(what, e)
+    }
+}
+
+fn resolve(ep: &Endpoint) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = (ep.host.as_str(), ep.port)
+        .to_socket_addrs()
+        .map_err(|e| RemoteError::Connection(format!("could not resolve host '{}': {e}. Check the host name", ep.host)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(RemoteError::Connection(format!("host '{}' has no address", ep.host)));
+    }
+    Ok(addrs)
+}
+
+fn connect_error(ep: &Endpoint, addr: SocketAddr, e: &io::Error) -> RemoteError {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => RemoteError::Connection(format!(
+            "connecting to {} ({addr}) was refused: nothing listens on that port, or a firewall rejects it. \
+             Check the host and port (FTP usually uses 21, implicit FTPS 990)",
+            ep.addr()
+        )),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => RemoteError::Timeout(format!(
+            "connecting to {} ({addr}) got no answer within {:?} (--connect-timeout): the host may be down, \
+             or a firewall may drop the connection",
+            ep.addr(),
+            ep.connect_timeout
+        )),
+        _ => RemoteError::Connection(format!("connecting to {} ({addr}) failed: {e}", ep.addr())),
+    }
+}
+
+fn tcp_connect(ep: &Endpoint) -> Result<TcpStream> {
+    let mut last = None;
+    for addr in resolve(ep)? {
+        match TcpStream::connect_timeout(&addr, ep.connect_timeout) {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                tcp.set_write_timeout(Some(ep.io_timeout)).ok();
+                // The greeting should come at once; a silent port often speaks implicit TLS.
+                tcp.set_read_timeout(Some(ep.connect_timeout.min(ep.io_timeout))).ok();
+                return Ok(tcp);
+            }
+            Err(e) => last = Some(connect_error(ep, addr, &e)),
+        }
+    }
+    Err(last.expect("resolve returns at least one address"))
+}
+
+/// Builds data connections: only ever to the host we are connected to.
+fn data_stream_builder(ep: &Endpoint, peer: IpAddr) -> impl Fn(SocketAddr) -> suppaftp::FtpResult<TcpStream> + Send + Sync + 'static {
+    let (connect_timeout, io_timeout) = (ep.connect_timeout, ep.io_timeout);
+    let logged = AtomicBool::new(false);
+    move |announced: SocketAddr| {
+        let ip = data_ip(announced.ip(), peer).map_err(|msg| FtpError::ConnectionError(io::Error::new(io::ErrorKind::PermissionDenied, msg)))?;
+        if ip != announced.ip() && !logged.swap(true, Ordering::Relaxed) {
+            tracing::info!("server announced passive address {} (private); using {ip}, the address we are connected to", announced.ip());
+        }
+        let addr = SocketAddr::new(ip, announced.port());
+        let tcp = TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| {
+            FtpError::ConnectionError(io::Error::new(
+                e.kind(),
+                format!(
+                    "opening the data connection to {addr} failed ({e}): a firewall probably blocks the server's \
+                     passive (PASV) port range; listings and transfers need it open"
+                ),
+            ))
+        })?;
+        let _ = tcp.set_nodelay(true);
+        tcp.set_read_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
+        tcp.set_write_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
+        Ok(tcp)
+    }
+}
+
+/// Where to open a data connection the server announced at `announced`.
+/// A private or unspecified address (a server behind NAT) becomes the control peer; any other
+/// host is refused, so a server can never point us at a third machine (FTP bounce).
+pub fn data_ip(announced: IpAddr, peer: IpAddr) -> std::result::Result<IpAddr, String> {
+    if announced == peer {
+        return Ok(peer);
+    }
+    if is_local_or_private(announced) {
+        return Ok(peer);
+    }
+    Err(format!(
+        "the server asked for a data connection to {announced}, which is not the host we are connected to ({peer}); \
+         refused (this is how FTP bounce attacks work)"
+    ))
+}
+
+fn is_local_or_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// Connects and applies the TLS mode, up to (not including) login.
+fn connect_secured(ep: &Endpoint) -> Result<(Ftp, Security, Option<Arc<SessionTls>>)> {
+    match ep.tls {
+        TlsMode::Implicit => connect_implicit(ep),
+        TlsMode::Off => Ok((connect_plain(ep)?, Security::Plain, None)),
+        TlsMode::Explicit | TlsMode::Auto => {
+            let ftp = connect_plain(ep)?;
+            let tls = SessionTls::new(tls_client(ep)?, ep.io_timeout);
+            match ftp.into_secure(Connector(tls.clone()), &ep.host) {
+                Ok(ftp) => {
+                    restore_io_timeout(&ftp, ep);
+                    Ok((ftp, Security::Tls, Some(tls)))
+                }
+                Err(FtpError::UnexpectedResponse(r)) if ep.tls == TlsMode::Auto && reply::code(&r) >= 500 => {
+                    tracing::warn!(
+                        "{} does not offer TLS (AUTH TLS: \"{}\"): continuing WITHOUT encryption; the password and \
+                         files cross the network in clear text. Use --tls explicit to require TLS",
+                        ep.addr(),
+                        reply::text(&r)
+                    );
+                    Ok((connect_plain(ep)?, Security::Plain, None))
+                }
+                Err(FtpError::UnexpectedResponse(r)) => Err(RemoteError::Tls(format!(
+                    "asking {} for TLS (AUTH TLS) failed: server said \"{}\". It may not support FTPS on this port: \
+                     use --tls implicit if it is an implicit-TLS port (usually 990), or --tls off (insecure)",
+                    ep.addr(),
+                    reply::text(&r)
+                ))),
+                Err(e) => Err(tls_failure(ep, &tls, e)),
+            }
+        }
+    }
+}
+
+fn tls_client(ep: &Endpoint) -> Result<Arc<TlsClient>> {
+    ep.tls_client
+        .clone()
+        .ok_or_else(|| RemoteError::Tls("TLS was requested but no TLS configuration was built".into()))
+}
+
+fn tls_failure(ep: &Endpoint, tls: &SessionTls, e: FtpError) -> RemoteError {
+    match tls.take_error() {
+        Some(detail) => RemoteError::Tls(format!("TLS with {} failed: {detail}", ep.addr())),
+        None => reply::map(&format!("setting up TLS with {}", ep.addr()), e),
+    }
+}
+
+fn restore_io_timeout(ftp: &Ftp, ep: &Endpoint) {
+    let _ = ftp.get_ref().set_read_timeout(Some(ep.io_timeout));
+}
+
+fn connect_plain(ep: &Endpoint) -> Result<Ftp> {
+    let tcp = tcp_connect(ep)?;
+    let peer = tcp.peer_addr().map_err(|e| RemoteError::Connection(format!("connecting to {}: {e}", ep.addr())))?;
+    let ftp = Ftp::connect_with_stream(tcp).map_err(|e| greeting_error(ep, e))?;
+    let ftp = ftp.passive_stream_builder(data_stream_builder(ep, peer.ip()));
+    restore_io_timeout(&ftp, ep);
+    Ok(ftp)
+}
+
+fn greeting_error(ep: &Endpoint, e: FtpError) -> RemoteError {
+    match e {
+        FtpError::ConnectionError(ref io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            RemoteError::Timeout(format!(
+                "connected to {} but no FTP greeting arrived within {:?}. If this port speaks implicit TLS \
+                 (usually 990), use --tls implicit",
+                ep.addr(),
+                ep.connect_timeout.min(ep.io_timeout),
+            ))
+        }
+        FtpError::BadResponse => RemoteError::Protocol(format!(
+            "{} did not answer like an FTP server. If this port speaks implicit TLS (usually 990), use --tls implicit",
+            ep.addr()
+        )),
+        e => reply::map(&format!("waiting for the greeting of {}", ep.addr()), e),
+    }
+}
+
+/// Implicit TLS: suppaftp connects the socket itself (without a timeout), so the whole
+/// connect runs on a helper thread that we stop waiting for after the deadline.
+fn connect_implicit(ep: &Endpoint) -> Result<(Ftp, Security, Option<Arc<SessionTls>>)> {
+    let addr = resolve(ep)?[0];
+    let tls = SessionTls::new(tls_client(ep)?, ep.io_timeout);
+    let (tx, rx) = mpsc::channel();
+    let (conn, host) = (Connector(tls.clone()), ep.host.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(Ftp::connect_secure_implicit(addr, conn, &host));
+    });
+    let deadline = ep.connect_timeout + ep.io_timeout;
+    let ftp = match rx.recv_timeout(deadline) {
+        Ok(Ok(ftp)) => ftp,
+        Ok(Err(FtpError::ConnectionError(e))) if tls.take_error().is_none() => {
+            return Err(match e.kind() {
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut => connect_error(ep, addr, &e),
+                _ => RemoteError::Connection(format!(
+                    "implicit TLS with {}: {e}. If this port speaks plain FTP or explicit TLS (usually 21), \
+                     use --tls explicit (ftps://host:21/) or --tls auto",
+                    ep.addr()
+                )),
+            });
+        }
+        Ok(Err(e)) => return Err(tls_failure(ep, &tls, e)),
+        Err(_) => {
+            return Err(RemoteError::Timeout(format!(
+                "implicit TLS with {} did not complete within {deadline:?}: the host may be down or the port \
+                 may not speak implicit TLS (try --tls explicit on port 21)",
+                ep.addr()
+            )));
+        }
+    };
+    let mut ftp = ftp.passive_stream_builder(data_stream_builder(ep, addr.ip()));
+    // suppaftp sends these itself only for explicit TLS.
+    for cmd in ["PBSZ 0", "PROT P"] {
+        ftp.custom_command(cmd, &[Status::CommandOk])
+            .map_err(|e| reply::map(&format!("protecting data connections ({cmd})"), e))?;
+    }
+    Ok((ftp, Security::Tls, Some(tls)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_connections_only_go_to_the_control_peer() {
+        let peer: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(data_ip(peer, peer), Ok(peer));
+        assert_eq!(data_ip("10.0.0.5".parse().unwrap(), peer), Ok(peer), "NAT: private becomes peer");
+        assert_eq!(data_ip("0.0.0.0".parse().unwrap(), peer), Ok(peer));
+        assert!(data_ip("198.51.100.9".parse().unwrap(), peer).is_err(), "third host refused");
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(data_ip("192.168.1.2".parse().unwrap(), local), Ok(local));
+    }
+}

@@ -1,0 +1,111 @@
+//! The remote side in FTP-neutral terms: what the filesystem core may ask of a server.
+//!
+//! Paths are relative to the mount's root, `/`-separated, without a leading slash (`""` is the
+//! root). Nothing here knows about inodes, and nothing above this module knows about FTP.
+
+pub mod fake;
+pub mod ftp;
+pub mod pool;
+
+use std::io::Read;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    /// A server-side symbolic link; the target as the server shows it, when it does.
+    Symlink(Option<String>),
+    /// Devices, sockets, pipes: listed, never opened.
+    Other,
+}
+
+/// One directory entry as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    /// Permission bits when the listing shows them.
+    pub mode: Option<u32>,
+}
+
+/// What went wrong on the remote side. Every message is meant for a person: it says what was
+/// tried, what happened and, where we know, what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoteError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NoSpace(String),
+    #[error("{0}")]
+    NotADirectory(String),
+    #[error("{0}")]
+    IsADirectory(String),
+    /// The network or the server did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The connection broke or could not be made.
+    #[error("{0}")]
+    Connection(String),
+    /// TLS could not be set up or a certificate was refused.
+    #[error("{0}")]
+    Tls(String),
+    /// The server refused the user name or password.
+    #[error("{0}")]
+    Login(String),
+    /// The server refused another session (421 / "too many connections").
+    #[error("{0}")]
+    TooManyConnections(String),
+    #[error("{0}")]
+    Unsupported(String),
+    /// The server answered something we cannot use.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl RemoteError {
+    /// Errors after which the session may be out of step with the server and must not be reused.
+    pub fn breaks_session(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Timeout(_) | RemoteError::Connection(_) | RemoteError::Tls(_) | RemoteError::Protocol(_)
+        )
+    }
+
+    /// Errors worth one retry on a fresh session when the operation is idempotent.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RemoteError::Timeout(_) | RemoteError::Connection(_))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RemoteError>;
+
+/// An open download. Reading yields the file's bytes from the offset it was opened at;
+/// dropping it ends the transfer and gives the session back.
+pub trait ReadStream: Read + Send {}
+
+/// Counters a running mount can report (sessions, limits).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub open: usize,
+    pub busy: usize,
+    pub limit: usize,
+    pub max: usize,
+    pub waiting: usize,
+}
+
+pub trait Remote: Send + Sync {
+    /// All entries of a directory, `.` and `..` excluded.
+    fn list(&self, dir: &str) -> Result<Vec<Entry>>;
+    /// Opens `path` for reading from byte `offset`.
+    fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>>;
+    /// True when some request is waiting for a session: long-held streams should yield.
+    fn sessions_wanted(&self) -> bool;
+    fn session_stats(&self) -> SessionStats;
+    /// `ftps://user@host:port/path`, without secrets, for logs and `findmnt`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,525 @@
+//! A bounded pool of sessions: never more than `max` open at once, FIFO waiting, idle health
+//! checks, idle close, and a limit that drops when the server refuses sessions (421) and climbs
+//! back after a quiet period.
+//!
+//! The pool knows nothing about FTP: it opens, checks and closes sessions through [`Connector`].
+//! Its lock guards counters and the idle list only; connecting, health checks and closing
+//! happen outside it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{RemoteError, Result, SessionStats};
+
+/// Opens, checks and closes one kind of session.
+pub trait Connector: Send + Sync + 'static {
+    type Session: Send + 'static;
+    fn connect(&self) -> Result<Self::Session>;
+    /// A cheap round trip (NOOP) telling whether an idle session still works.
+    fn check(&self, session: &mut Self::Session) -> bool;
+    /// Polite close (QUIT); must not block long.
+    fn close(&self, session: Self::Session);
+    /// Drops a session that is broken or out of step, without talking to the server.
+    fn abandon(&self, session: Self::Session) {
+        drop(session);
+    }
+}
+
+/// Where the pool gets its time from, so tests can move it by hand.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Instant;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Hard bound on open sessions (`--max-connections`).
+    pub max: usize,
+    /// Idle sessions older than this are checked with a round trip before reuse.
+    pub check_after: Duration,
+    /// Idle sessions older than this are closed.
+    pub idle_timeout: Duration,
+    /// After a refusal, the limit rises by one per quiet period without refusals.
+    pub recover_after: Duration,
+    /// How long a request waits for the server to accept a session when none is open and the
+    /// server keeps refusing (421), before failing.
+    pub refusal_retry: Duration,
+}
+
+impl PoolConfig {
+    pub fn new(max: usize) -> Self {
+        PoolConfig {
+            max: max.max(1),
+            check_after: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            recover_after: Duration::from_secs(60),
+            refusal_retry: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Idle<S> {
+    session: S,
+    since: Instant,
+}
+
+struct State<S> {
+    idle: Vec<Idle<S>>,
+    /// Sessions that exist or are being connected: idle + leased + connecting.
+    open: usize,
+    /// Effective limit: `max`, or lower after the server refused sessions.
+    limit: usize,
+    last_refusal: Option<Instant>,
+    /// Tickets of waiting requests, served strictly in order.
+    queue: VecDeque<u64>,
+    next_ticket: u64,
+}
+
+pub struct Pool<C: Connector> {
+    connector: C,
+    clock: Arc<dyn Clock>,
+    config: PoolConfig,
+    state: Mutex<State<C::Session>>,
+    changed: Condvar,
+}
+
+/// What a request at the head of the queue may do next.
+enum Step<S> {
+    Reuse(Idle<S>),
+    Connect,
+    Wait,
+}
+
+impl<C: Connector> Pool<C> {
+    pub fn new(connector: C, config: PoolConfig, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let limit = config.max;
+        Arc::new(Pool {
+            connector,
+            clock,
+            config,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+                limit,
+                last_refusal: None,
+                queue: VecDeque::new(),
+                next_ticket: 0,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    pub fn connector(&self) -> &C {
+        &self.connector
+    }
+
+    /// Takes a session, waiting in FIFO order for one to be free or for room to open one.
+    pub fn checkout(self: &Arc<Self>) -> Result<Lease<C>> {
+        let mut refused_since: Option<Instant> = None;
+        loop {
+            match self.next_step()? {
+                Step::Reuse(idle) => {
+                    let mut session = idle.session;
+                    let idle_for = self.clock.now().saturating_duration_since(idle.since);
+                    if idle_for >= self.config.check_after && !self.connector.check(&mut session) {
+                        tracing::debug!("idle session failed its health check; replacing it");
+                        self.discard(session);
+                        continue;
+                    }
+                    return Ok(self.lease(session));
+                }
+                Step::Connect => match self.connector.connect() {
+                    Ok(session) => return Ok(self.lease(session)),
+                    Err(err) => {
+                        let wait = self.connect_failed(&err);
+                        let first = *refused_since.get_or_insert_with(|| self.clock.now());
+                        let waited = self.clock.now().saturating_duration_since(first);
+                        if !wait || waited >= self.config.refusal_retry {
+                            return Err(err);
+                        }
+                        if self.stats().open == 0 {
+                            // Nothing to wait for: back off a little before asking again.
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                    }
+                },
+                Step::Wait => unreachable!("next_step only returns once it can act"),
+            }
+        }
+    }
+
+    /// Waits until this request is at the head of the queue and can act, then reserves.
+    fn next_step(&self) -> Result<Step<C::Session>> {
+        let mut st = self.state.lock();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queue.push_back(ticket);
+        loop {
+            if st.queue.front() == Some(&ticket) {
+                self.recover_limit(&mut st);
+                let step = self.try_reserve(&mut st);
+                if !matches!(step, Step::Wait) {
+                    st.queue.pop_front();
+                    self.changed.notify_all();
+                    return Ok(step);
+                }
+            }
+            // Wake periodically too: the limit may recover with time alone.
+            self.changed.wait_for(&mut st, Duration::from_millis(250));
+        }
+    }
+
+    fn try_reserve(&self, st: &mut State<C::Session>) -> Step<C::Session> {
+        if let Some(idle) = st.idle.pop() {
+            return Step::Reuse(idle);
+        }
+        if st.open < st.limit {
+            st.open += 1;
+            return Step::Connect;
+        }
+        Step::Wait
+    }
+
+    /// Lowers the limit on a refusal; returns whether the request should keep trying.
+    fn connect_failed(&self, err: &RemoteError) -> bool {
+        let mut st = self.state.lock();
+        st.open -= 1;
+        let refused = matches!(err, RemoteError::TooManyConnections(_));
+        if refused {
+            let lowered = st.open.max(1);
+            if lowered < st.limit {
+                tracing::warn!(
+                    "server refused session {} ({}); lowering the session limit to {lowered}",
+                    st.open + 1,
+                    err
+                );
+                st.limit = lowered;
+            }
+            st.last_refusal = Some(self.clock.now());
+        }
+        self.changed.notify_all();
+        refused
+    }
+
+    fn recover_limit(&self, st: &mut State<C::Session>) {
+        let Some(last) = st.last_refusal else { return };
+        if st.limit >= self.config.max {
+            st.last_refusal = None;
+            return;
+        }
+        if self.clock.now().saturating_duration_since(last) >= self.config.recover_after {
+            st.limit += 1;
+            st.last_refusal = Some(self.clock.now());
+            tracing::info!("no refusals for a while; session limit raised to {}", st.limit);
+        }
+    }
+
+    /// Closes sessions idle past the timeout; the mount's janitor calls this every second.
+    /// A session counts as open until its socket is closed, so the server never sees more.
+    pub fn reap(&self) {
+        let now = self.clock.now();
+        let timeout = self.config.idle_timeout;
+        let expired: Vec<Idle<C::Session>> = {
+            let mut st = self.state.lock();
+            let (old, fresh) = std::mem::take(&mut st.idle)
+                .into_iter()
+                .partition(|i| now.saturating_duration_since(i.since) >= timeout);
+            st.idle = fresh;
+            old
+        };
+        if expired.is_empty() {
+            return;
+        }
+        tracing::debug!("closing {} idle session(s)", expired.len());
+        for idle in expired {
+            self.connector.close(idle.session);
+            self.state.lock().open -= 1;
+        }
+        self.changed.notify_all();
+    }
+
+    fn lease(self: &Arc<Self>, session: C::Session) -> Lease<C> {
+        Lease {
+            pool: Arc::clone(self),
+            session: Some(session),
+            broken: false,
+        }
+    }
+
+    fn give_back(&self, session: C::Session) {
+        let mut st = self.state.lock();
+        if st.open > st.limit {
+            // The limit was lowered while this session was out: close it instead.
+            st.open -= 1;
+            drop(st);
+            self.connector.close(session);
+        } else {
+            let since = self.clock.now();
+            st.idle.push(Idle { session, since });
+            drop(st);
+        }
+        self.changed.notify_all();
+    }
+
+    fn discard(&self, session: C::Session) {
+        self.connector.abandon(session);
+        let mut st = self.state.lock();
+        st.open -= 1;
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Closes every idle session (at unmount).
+    pub fn close_all(&self) {
+        let idle: Vec<Idle<C::Session>> = std::mem::take(&mut self.state.lock().idle);
+        for i in idle {
+            self.connector.close(i.session);
+            self.state.lock().open -= 1;
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn has_waiters(&self) -> bool {
+        !self.state.lock().queue.is_empty()
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        let st = self.state.lock();
+        SessionStats {
+            open: st.open,
+            busy: st.open - st.idle.len(),
+            limit: st.limit,
+            max: self.config.max,
+            waiting: st.queue.len(),
+        }
+    }
+}
+
+/// A session on loan from the pool. Dropping it gives the session back, or discards it when
+/// it was marked broken.
+pub struct Lease<C: Connector> {
+    pool: Arc<Pool<C>>,
+    session: Option<C::Session>,
+    broken: bool,
+}
+
+impl<C: Connector> Lease<C> {
+    /// The session may be out of step with the server: close it instead of reusing it.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+impl<C: Connector> std::ops::Deref for Lease<C> {
+    type Target = C::Session;
+    fn deref(&self) -> &C::Session {
+        self.session.as_ref().expect("session present until drop")
+    }
+}
+
+impl<C: Connector> std::ops::DerefMut for Lease<C> {
+    fn deref_mut(&mut self) -> &mut C::Session {
+        self.session.as_mut().expect("session present until drop")
+    }
+}
+
+impl<C: Connector> Drop for Lease<C> {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else { return };
+        if self.broken {
+            self.pool.discard(session);
+        } else {
+            self.pool.give_back(session);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::thread;
+
+    /// A clock that only moves when told to.
+    struct ManualClock(Mutex<Instant>);
+
+    impl ManualClock {
+        fn advance(&self, by: Duration) {
+            *self.0.lock() += by;
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            *self.0.lock()
+        }
+    }
+
+    /// Sessions are numbers; `live` counts sockets a server would see.
+    #[derive(Default)]
+    struct FakeConnector {
+        live: AtomicUsize,
+        peak: AtomicUsize,
+        connects: AtomicUsize,
+        checks: AtomicUsize,
+        /// The server refuses sessions beyond this many (421).
+        server_cap: Option<usize>,
+        fail_checks: std::sync::atomic::AtomicBool,
+    }
+
+    impl Connector for FakeConnector {
+        type Session = usize;
+        fn connect(&self) -> Result<usize> {
+            let n = self.live.fetch_add(1, SeqCst) + 1;
+            if self.server_cap.is_some_and(|cap| n > cap) {
+                self.live.fetch_sub(1, SeqCst);
+                return Err(RemoteError::TooManyConnections("421 too many".into()));
+            }
+            self.peak.fetch_max(n, SeqCst);
+            Ok(self.connects.fetch_add(1, SeqCst))
+        }
+        fn check(&self, _: &mut usize) -> bool {
+            self.checks.fetch_add(1, SeqCst);
+            !self.fail_checks.load(SeqCst)
+        }
+        fn close(&self, _: usize) {
+            self.live.fetch_sub(1, SeqCst);
+        }
+        fn abandon(&self, _: usize) {
+            self.live.fetch_sub(1, SeqCst);
+        }
+    }
+
+    fn pool(conn: FakeConnector, max: usize) -> (Arc<Pool<FakeConnector>>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+        let mut cfg = PoolConfig::new(max);
+        cfg.refusal_retry = Duration::from_secs(3600);
+        (Pool::new(conn, cfg, clock.clone()), clock)
+    }
+
+    #[test]
+    fn never_more_sessions_than_max_and_all_requests_served() {
+        let (pool, _) = pool(FakeConnector::default(), 3);
+        let served = Arc::new(AtomicUsize::new(0));
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                let (pool, served) = (pool.clone(), served.clone());
+                thread::spawn(move || {
+                    for _ in 0..20 {
+                        let lease = pool.checkout().unwrap();
+                        thread::sleep(Duration::from_micros(200));
+                        drop(lease);
+                        served.fetch_add(1, SeqCst);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        assert_eq!(served.load(SeqCst), 320);
+        assert!(pool.connector().peak.load(SeqCst) <= 3);
+        assert_eq!(pool.stats().busy, 0);
+    }
+
+    #[test]
+    fn sessions_are_reused_not_reopened() {
+        let (pool, _) = pool(FakeConnector::default(), 4);
+        for _ in 0..10 {
+            drop(pool.checkout().unwrap());
+        }
+        assert_eq!(pool.connector().connects.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn idle_sessions_are_checked_and_replaced_when_dead() {
+        let (pool, clock) = pool(FakeConnector::default(), 2);
+        drop(pool.checkout().unwrap());
+        drop(pool.checkout().unwrap());
+        assert_eq!(pool.connector().checks.load(SeqCst), 0, "fresh sessions need no check");
+        clock.advance(Duration::from_secs(11));
+        pool.connector().fail_checks.store(true, SeqCst);
+        drop(pool.checkout().unwrap());
+        assert_eq!(pool.connector().checks.load(SeqCst), 1);
+        assert_eq!(pool.connector().connects.load(SeqCst), 2, "dead session replaced");
+        assert_eq!(pool.connector().live.load(SeqCst), 1, "dead one no longer counted");
+    }
+
+    #[test]
+    fn idle_sessions_close_after_timeout() {
+        let (pool, clock) = pool(FakeConnector::default(), 2);
+        drop(pool.checkout().unwrap());
+        pool.reap();
+        assert_eq!(pool.stats().open, 1);
+        clock.advance(Duration::from_secs(121));
+        pool.reap();
+        assert_eq!(pool.stats().open, 0);
+        assert_eq!(pool.connector().live.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn broken_sessions_are_discarded() {
+        let (pool, _) = pool(FakeConnector::default(), 1);
+        let mut lease = pool.checkout().unwrap();
+        lease.mark_broken();
+        drop(lease);
+        assert_eq!(pool.stats().open, 0);
+        drop(pool.checkout().unwrap());
+        assert_eq!(pool.connector().connects.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn refusals_lower_the_limit_and_it_recovers_after_quiet() {
+        let conn = FakeConnector { server_cap: Some(2), ..Default::default() };
+        let (pool, clock) = pool(conn, 5);
+        let first = pool.checkout().unwrap();
+        let second = pool.checkout().unwrap();
+        // The third request is refused by the server; it must wait for a session, not fail.
+        let waiter = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.checkout().map(|_| ()))
+        };
+        while pool.stats().limit != 2 {
+            thread::sleep(Duration::from_millis(5));
+        }
+        drop(first);
+        waiter.join().unwrap().unwrap();
+        drop(second);
+        assert_eq!(pool.stats().limit, 2);
+        clock.advance(Duration::from_secs(61));
+        drop(pool.checkout().unwrap());
+        assert_eq!(pool.stats().limit, 3, "one step up per quiet period");
+    }
+
+    #[test]
+    fn requests_are_served_in_arrival_order() {
+        let (pool, _) = pool(FakeConnector::default(), 1);
+        let held = pool.checkout().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..5 {
+            let (p, order) = (pool.clone(), order.clone());
+            threads.push(thread::spawn(move || {
+                let lease = p.checkout().unwrap();
+                order.lock().push(i);
+                thread::sleep(Duration::from_millis(2));
+                drop(lease);
+            }));
+            // Let each thread join the queue before the next one.
+            while pool.stats().waiting < i + 1 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(held);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
+    }
+}
