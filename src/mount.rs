@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::{self, Options, Target};
 use crate::fs::{Fs, FsConfig};
-use crate::remote::ftp::{FtpRemote, Security, TlsMode, session::Endpoint};
+use crate::remote::ftp::{FtpRemote, TlsMode, session::Endpoint};
 use crate::remote::pool::SystemClock;
 use crate::remote::Remote;
 use crate::tls::{TlsClient, TlsOptions};
@@ -167,12 +167,8 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
             return fail(&mut ready, format!("mounting at {} failed: {e}", req.mountpoint.display()));
         }
     };
-    let how = match security {
-        Security::Tls => "TLS",
-        Security::Plain => "unencrypted",
-    };
     let note = format!(
-        "ftpmount: mounted {} at {} ({how}, up to {max} sessions). Unmount with: fusermount3 -u {}",
+        "ftpmount: mounted {} at {} ({security}, up to {max} sessions). Unmount with: fusermount3 -u {}",
         remote.describe(),
         req.mountpoint.display(),
         req.mountpoint.display()

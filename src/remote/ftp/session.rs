@@ -93,7 +93,21 @@ impl Features {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
     Plain,
-    Tls,
+    Tls(Option<crate::tls::TlsVersion>),
+}
+
+impl std::fmt::Display for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Security::Plain => f.write_str("unencrypted"),
+            Security::Tls(Some(v)) => write!(f, "{v}"),
+            Security::Tls(None) => f.write_str("TLS"),
+        }
+    }
+}
+
+fn tls_security(tls: &SessionTls) -> Security {
+    Security::Tls(tls.control_info.lock().as_ref().and_then(|(_, v)| *v))
 }
 
 pub struct FtpSession {
@@ -344,7 +358,7 @@ fn connect_secured(ep: &Endpoint) -> Result<(Ftp, Security, Option<Arc<SessionTl
             match ftp.into_secure(Connector(tls.clone()), &ep.host) {
                 Ok(ftp) => {
                     restore_io_timeout(&ftp, ep);
-                    Ok((ftp, Security::Tls, Some(tls)))
+                    Ok((ftp, tls_security(&tls), Some(tls)))
                 }
                 Err(FtpError::UnexpectedResponse(r)) if ep.tls == TlsMode::Auto && reply::code(&r) >= 500 => {
                     tracing::warn!(
@@ -449,7 +463,7 @@ fn connect_implicit(ep: &Endpoint) -> Result<(Ftp, Security, Option<Arc<SessionT
         ftp.custom_command(cmd, &[Status::CommandOk])
             .map_err(|e| reply::map(&format!("protecting data connections ({cmd})"), e))?;
     }
-    Ok((ftp, Security::Tls, Some(tls)))
+    Ok((ftp, tls_security(&tls), Some(tls)))
 }
 
 #[cfg(test)]

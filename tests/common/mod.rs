@@ -1,0 +1,554 @@
+//! End-to-end fixture: real FTP servers (vsftpd, pyftpdlib) on 127.0.0.1 with generated
+//! certificates, a real FUSE mount of the ftpmount binary, and helpers to check the results.
+//! Everything a test starts is stopped (by pid) and unmounted when it is dropped, also when
+//! the test fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "ftpmount-test";
+pub const PASSWORD: &str = "Test-Passw0rd";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ftpmount")
+}
+
+/// A fresh temporary directory under /tmp, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "ftpmount-e2e-{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A range of `n` ports nobody listens on, distinct for each call in this process.
+fn port_range(n: u16) -> (u16, u16) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    loop {
+        // Each test process gets its own thousand ports; each server its own slice of them.
+        let slot = (NEXT.fetch_add(1, Ordering::SeqCst) as u16) % (1000 / n);
+        let base = 20000 + (std::process::id() % 20) as u16 * 1000 + slot * n;
+        if (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return (base, base + n - 1);
+        }
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited with {status}: {}", fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "server did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The system account vsftpd logs in (it needs a real user); created once.
+pub fn ensure_user() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let exists = Command::new("id").arg(USER).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success();
+        if !exists {
+            let _ = Command::new("useradd").args(["-m", "-s", "/bin/bash", USER]).status();
+        }
+        let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        writeln!(chpasswd.stdin.take().unwrap(), "{USER}:{PASSWORD}").unwrap();
+        assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+        if let Ok(text) = fs::read_to_string("/etc/ftpusers") {
+            if text.lines().any(|l| l.trim() == USER) {
+                let kept: Vec<&str> = text.lines().filter(|l| l.trim() != USER).collect();
+                fs::write("/etc/ftpusers", kept.join("\n") + "\n").unwrap();
+            }
+        }
+        fs::create_dir_all("/var/run/vsftpd/empty").unwrap();
+    });
+}
+
+/// Gives the FTP user the tree (vsftpd serves it as that user).
+pub fn chown_to_user(path: &Path) {
+    sh("chown", &["-R", &format!("{USER}:{USER}"), path.to_str().unwrap()]);
+}
+
+/// Certificates made with the openssl command line: a CA, server certificates it signed, and
+/// a self-signed one.
+pub struct Certs {
+    dir: TempDir,
+}
+
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certs {
+    pub fn new() -> Certs {
+        let dir = TempDir::new("certs");
+        let d = dir.path().to_path_buf();
+        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+        sh("openssl", &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=ftpmount test CA",
+            "-keyout", &p("ca.key"), "-out", &p("ca.pem"),
+        ]);
+        let certs = Certs { dir };
+        certs.signed("server", "DNS:localhost,IP:127.0.0.1");
+        certs.signed("wrong-host", "DNS:ftp.example.invalid");
+        sh("openssl", &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", &p("self-signed.key"),
+            "-out", &p("self-signed.pem"),
+        ]);
+        certs
+    }
+
+    fn signed(&self, name: &str, san: &str) {
+        let d = self.dir.path();
+        let p = |n: String| d.join(n).to_str().unwrap().to_string();
+        let cn = san.split(',').next().unwrap().trim_start_matches("DNS:");
+        sh("openssl", &[
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={cn}"),
+            "-keyout", &p(format!("{name}.key")), "-out", &p(format!("{name}.csr")),
+        ]);
+        fs::write(d.join(format!("{name}.ext")), format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n")).unwrap();
+        sh("openssl", &[
+            "x509", "-req", "-in", &p(format!("{name}.csr")), "-CA", &p("ca.pem".into()), "-CAkey",
+            &p("ca.key".into()), "-CAcreateserial", "-days", "30", "-extfile", &p(format!("{name}.ext")),
+            "-out", &p(format!("{name}.pem")),
+        ]);
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn pair(&self, name: &str) -> CertPair {
+        CertPair { cert: self.dir.path().join(format!("{name}.pem")), key: self.dir.path().join(format!("{name}.key")) }
+    }
+
+    /// The SHA-256 fingerprint as `openssl x509 -fingerprint` prints it (upper case, colons).
+    pub fn fingerprint(&self, name: &str) -> String {
+        let out = sh("openssl", &["x509", "-noout", "-fingerprint", "-sha256", "-in", self.pair(name).cert.to_str().unwrap()]);
+        String::from_utf8(out.stdout).unwrap().trim().rsplit('=').next().unwrap().to_string()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    Off,
+    Explicit,
+    Implicit,
+}
+
+/// A server the tests talk to.
+pub trait Server {
+    fn port(&self) -> u16;
+    fn root(&self) -> &Path;
+    fn tls(&self) -> Tls;
+    /// `ftp://USER@localhost:PORT/` or `ftps://…`.
+    fn url(&self) -> String {
+        let scheme = if self.tls() == Tls::Off { "ftp" } else { "ftps" };
+        format!("{scheme}://{USER}@localhost:{}/", self.port())
+    }
+}
+
+pub struct Vsftpd {
+    child: Child,
+    port: u16,
+    tls: Tls,
+    root: TempDir,
+    dir: TempDir,
+}
+
+pub struct VsftpdOptions<'a> {
+    pub tls: Tls,
+    pub cert: Option<CertPair>,
+    pub max_per_ip: Option<u32>,
+    pub extra: &'a str,
+}
+
+impl Default for VsftpdOptions<'_> {
+    fn default() -> Self {
+        VsftpdOptions { tls: Tls::Off, cert: None, max_per_ip: None, extra: "" }
+    }
+}
+
+impl Vsftpd {
+    /// Starts vsftpd serving `root` (its contents are given to the FTP user).
+    pub fn start(root: TempDir, opts: VsftpdOptions) -> Vsftpd {
+        ensure_user();
+        chown_to_user(root.path());
+        let dir = TempDir::new("vsftpd");
+        let port = free_port();
+        let (pasv_min, pasv_max) = port_range(40);
+        let log = dir.path().join("vsftpd.log");
+        let mut conf = format!(
+            "listen=YES\nlisten_address=127.0.0.1\nlisten_port={port}\nbackground=NO\nanonymous_enable=NO\n\
+             local_enable=YES\nwrite_enable=YES\nlocal_umask=022\nchroot_local_user=YES\nallow_writeable_chroot=YES\n\
+             local_root={root}\npasv_enable=YES\npasv_min_port={pasv_min}\npasv_max_port={pasv_max}\n\
+             seccomp_sandbox=NO\nsecure_chroot_dir=/var/run/vsftpd/empty\npam_service_name=vsftpd\n\
+             vsftpd_log_file={log}\nxferlog_enable=YES\nmax_clients=200\n",
+            root = root.path().display(),
+            log = log.display(),
+        );
+        conf.push_str(&format!("max_per_ip={}\n", opts.max_per_ip.unwrap_or(0)));
+        if opts.tls != Tls::Off {
+            let cert = opts.cert.expect("TLS needs a certificate");
+            // require_ssl_reuse stays at its default (YES): data connections must resume TLS.
+            conf.push_str(&format!(
+                "ssl_enable=YES\nrsa_cert_file={}\nrsa_private_key_file={}\nssl_ciphers=HIGH\n\
+                 force_local_logins_ssl=YES\nforce_local_data_ssl=YES\n",
+                cert.cert.display(),
+                cert.key.display()
+            ));
+            if opts.tls == Tls::Implicit {
+                conf.push_str("implicit_ssl=YES\n");
+            }
+        }
+        conf.push_str(opts.extra);
+        let conf_path = dir.path().join("vsftpd.conf");
+        fs::write(&conf_path, conf).unwrap();
+        let mut child = Command::new("vsftpd")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .expect("vsftpd is installed (see .ci/run)");
+        wait_for_port(port, &mut child, &dir.path().join("stderr"));
+        Vsftpd { child, port, tls: opts.tls, root, dir }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("vsftpd.log")).unwrap_or_default()
+    }
+}
+
+impl Server for Vsftpd {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+    fn tls(&self) -> Tls {
+        self.tls
+    }
+}
+
+impl Drop for Vsftpd {
+    fn drop(&mut self) {
+        // vsftpd forks a process per session; they end when their clients disconnect.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// pyftpdlib: a different server, with MLSD, run from tests/servers/pyftpd.py.
+pub struct PyFtpd {
+    child: Child,
+    port: u16,
+    tls: Tls,
+    root: TempDir,
+    dir: TempDir,
+}
+
+impl PyFtpd {
+    pub fn start(root: TempDir, tls_cert: Option<CertPair>, extra_args: &[&str]) -> PyFtpd {
+        let dir = TempDir::new("pyftpd");
+        let port = free_port();
+        let (pasv_min, pasv_max) = port_range(40);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/pyftpd.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .args(["--port", &port.to_string(), "--root", root.path().to_str().unwrap()])
+            .args(["--user", USER, "--password", PASSWORD])
+            .args(["--passive", &format!("{pasv_min}-{pasv_max}")])
+            .args(extra_args);
+        if let Some(c) = &tls_cert {
+            cmd.args(["--cert", c.cert.to_str().unwrap(), "--key", c.key.to_str().unwrap()]);
+        }
+        let log = dir.path().join("pyftpd.log");
+        let mut child = cmd.stdout(Stdio::null()).stderr(fs::File::create(&log).unwrap()).spawn().unwrap();
+        wait_for_port(port, &mut child, &log);
+        let tls = if tls_cert.is_some() { Tls::Explicit } else { Tls::Off };
+        PyFtpd { child, port, tls, root, dir }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("pyftpd.log")).unwrap_or_default()
+    }
+}
+
+impl Server for PyFtpd {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+    fn tls(&self) -> Tls {
+        self.tls
+    }
+}
+
+impl Drop for PyFtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let want = path.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+/// A running `ftpmount mount`.
+pub struct Mount {
+    child: Option<Child>,
+    dir: TempDir,
+    mountpoint: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct MountFailure {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+impl Mount {
+    /// Runs `ftpmount mount SOURCE MNT ARGS…` with the test password in the environment and
+    /// waits until the mount is live, or until the command fails.
+    pub fn start(source: &str, args: &[&str]) -> Result<Mount, MountFailure> {
+        Self::start_with_env(source, args, &[("FTPMOUNT_PASSWORD", PASSWORD)])
+    }
+
+    pub fn start_with_env(source: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Mount, MountFailure> {
+        let dir = TempDir::new("mount");
+        let mountpoint = dir.path().join("mnt");
+        fs::create_dir(&mountpoint).unwrap();
+        let log = dir.path().join("ftpmount.log");
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg(source).arg(&mountpoint).args(args).env_remove("FTPMOUNT_PASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            // Ready means: the kernel shows the mount and ftpmount said so.
+            let said = fs::read_to_string(&log).unwrap_or_default().contains(" mounted ");
+            if said && is_mounted(&mountpoint) {
+                return Ok(Mount { child: Some(child), dir, mountpoint });
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(MountFailure { status, stderr: fs::read_to_string(&log).unwrap_or_default() });
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("mount did not become ready: {}", fs::read_to_string(&log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Mounts `server` with the usual options for its TLS mode (trusting the test CA).
+    pub fn of(server: &dyn Server, certs: Option<&Certs>, extra: &[&str]) -> Mount {
+        let ca;
+        let mut args: Vec<&str> = Vec::new();
+        if let Some(c) = certs {
+            ca = c.ca();
+            args.extend(["--ca-file", ca.to_str().unwrap()]);
+        }
+        if server.tls() == Tls::Implicit {
+            args.extend(["--tls", "implicit"]);
+        }
+        args.extend(extra);
+        Mount::start(&server.url(), &args).unwrap_or_else(|f| panic!("mount failed: {f:?}"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("ftpmount.log")).unwrap_or_default()
+    }
+
+    /// Unmounts with fusermount3 and returns the daemon's exit status.
+    pub fn unmount(mut self) -> ExitStatus {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        if is_mounted(&self.mountpoint) {
+            let ok = Command::new("fusermount3").arg("-u").arg(&self.mountpoint).stderr(Stdio::null()).status();
+            if !ok.is_ok_and(|s| s.success()) {
+                let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+            }
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}
+
+pub fn assert_not_mounted_anywhere_under(dir: &Path) {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = dir.to_str().unwrap();
+    assert!(!text.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(prefix))), "a mount is left under {prefix}");
+}
+
+/// Counts established TCP connections to a server's control port, sampled in the background;
+/// `peak()` is the most seen at once.
+pub struct SessionCounter {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub fn established_to(port: u16) -> usize {
+    let mut n = 0;
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(f) = fs::File::open(file) else { continue };
+        for line in BufReader::new(f).lines().skip(1).map_while(Result::ok) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address rem_address st: count the client side (remote port = server port).
+            let remote_port = cols.get(2).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) && cols.get(3) == Some(&"01") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+impl SessionCounter {
+    pub fn start(port: u16) -> SessionCounter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                p.fetch_max(established_to(port), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        SessionCounter { stop, peak, thread: Some(thread) }
+    }
+
+    pub fn peak(&mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SessionCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Deterministic bytes for file contents.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Sets a file's modification time (seconds since the epoch).
+pub fn set_mtime(path: &Path, secs: i64) {
+    let f = fs::File::options().write(true).open(path).or_else(|_| fs::File::open(path)).unwrap();
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs as u64);
+    f.set_modified(t).unwrap();
+}
+
+/// Relative paths of everything under `root`, sorted, like `find . -mindepth 1`.
+pub fn tree_listing(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap().to_str().unwrap().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}

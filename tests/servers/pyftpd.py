@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""A second, different FTP server for the end-to-end tests: pyftpdlib, which offers MLSD
+(vsftpd does not), optionally with explicit FTPS."""
+
+import argparse
+import logging
+
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.servers import ThreadedFTPServer
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--root", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--passive", help="MIN-MAX passive port range")
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--max-per-user", type=int, default=0)
+    args = p.parse_args()
+
+    logging.basicConfig(level=logging.WARNING)
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(args.user, args.password, args.root, perm="elradfmwMT")
+
+    handler = TLS_FTPHandler if args.cert else FTPHandler
+    if args.cert:
+        handler.certfile = args.cert
+        handler.keyfile = args.key
+        handler.tls_control_required = True
+        handler.tls_data_required = True
+    handler.authorizer = authorizer
+    handler.banner = "pyftpdlib test server ready."
+    if args.passive:
+        lo, hi = (int(x) for x in args.passive.split("-"))
+        handler.passive_ports = range(lo, hi + 1)
+
+    server = ThreadedFTPServer(("127.0.0.1", args.port), handler)
+    server.max_cons = 256
+    server.max_cons_per_ip = args.max_per_user
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
