@@ -348,3 +348,50 @@ fn plain_login_on_a_tls_only_server_says_tls_is_required() {
     let failure = Mount::start(&url, &["--tls", "off"]).err().expect("must fail");
     assert!(failure.stderr.contains("--tls explicit"), "{}", failure.stderr);
 }
+
+#[test]
+fn a_server_session_cap_lowers_the_limit_and_all_reads_complete() {
+    // vsftpd answers "421 There are too many connections from your internet address" beyond 2.
+    let root = TempDir::new("root");
+    let files: Vec<Vec<u8>> = (0..6).map(|i| pseudo_random(2 << 20, 300 + i)).collect();
+    for (i, data) in files.iter().enumerate() {
+        fs::write(root.path().join(format!("c{i}.bin")), data).unwrap();
+    }
+    let server = Vsftpd::start(root, VsftpdOptions { max_per_ip: Some(2), ..Default::default() });
+    let mount = Mount::of(&server, None, &["--tls", "off", "--max-connections", "8"]);
+    let mut counter = SessionCounter::start(server.port());
+    std::thread::scope(|s| {
+        for (i, data) in files.iter().enumerate() {
+            let path = mount.path().join(format!("c{i}.bin"));
+            s.spawn(move || assert!(fs::read(&path).unwrap() == *data, "c{i}.bin differs"));
+        }
+    });
+    assert!(counter.peak() <= 3, "the refused attempt may show briefly, never more");
+    assert!(mount.log().contains("lowering the session limit to"), "{}", mount.log());
+}
+
+#[test]
+fn a_connection_label_from_the_profile_file_mounts() {
+    let certs = Certs::new();
+    let root = TempDir::new("root");
+    fs::write(root.path().join("labelled.txt"), b"via a profile").unwrap();
+    let server = tls_server(&certs, root, Tls::Explicit);
+    let cfg = TempDir::new("config");
+    let password_file = cfg.path().join("password");
+    fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let profile = cfg.path().join("config.toml");
+    fs::write(
+        &profile,
+        format!(
+            "[connections.demo]\nurl = \"{}\"\nca_file = \"{}\"\npassword_file = \"{}\"\nmax_connections = 3\n",
+            server.url(),
+            certs.ca().display(),
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    let mount = Mount::start_with_env("demo", &["--config", profile.to_str().unwrap()], &[]).expect("label mounts");
+    assert_eq!(fs::read(mount.path().join("labelled.txt")).unwrap(), b"via a profile");
+    assert!(mount.log().contains("up to 3 sessions"), "{}", mount.log());
+    assert!(mount.log().contains("can be read by other users"), "world-readable password file warned: {}", mount.log());
+}
