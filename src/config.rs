@@ -92,6 +92,13 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
     #[serde(default, deserialize_with = "de_duration")]
     pub dir_timeout: Option<Duration>,
+    /// Directory for spool files of files being rewritten [default: ~/.cache/ftpmount]
+    #[arg(long, value_name = "DIR", help_heading = "Mount")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes all spool files may hold together, e.g. 10G, 500M (default 10G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Mount")]
+    #[serde(default, deserialize_with = "de_size")]
+    pub cache_max_size: Option<u64>,
     /// Mount read-only
     #[arg(long, help_heading = "Mount")]
     #[serde(default)]
@@ -120,6 +127,8 @@ impl Options {
             io_timeout: self.io_timeout.or(profile.io_timeout),
             attr_timeout: self.attr_timeout.or(profile.attr_timeout),
             dir_timeout: self.dir_timeout.or(profile.dir_timeout),
+            cache_dir: self.cache_dir.or(profile.cache_dir),
+            cache_max_size: self.cache_max_size.or(profile.cache_max_size),
             read_only: self.read_only || profile.read_only,
             allow_other: self.allow_other || profile.allow_other,
         }
@@ -367,6 +376,37 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         return Err(format!("'{s}' is not a valid duration"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `1048576`, `512K`, `500M`, `10G`.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is not a size (examples: 500M, 10G)"))
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Bytes(n)) => Ok(Some(n)),
+        Some(Raw::Text(t)) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {

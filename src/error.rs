@@ -38,6 +38,8 @@ impl FsError {
                 R::PermissionDenied(_) | R::Login(_) => libc::EACCES,
                 R::NoSpace(_) => libc::ENOSPC,
                 R::NotADirectory(_) => libc::ENOTDIR,
+                R::AlreadyExists(_) => libc::EEXIST,
+                R::NotEmpty(_) => libc::ENOTEMPTY,
                 R::IsADirectory(_) => libc::EISDIR,
                 R::Unsupported(_) => libc::ENOTSUP,
                 R::Timeout(_) | R::Connection(_) | R::Tls(_) | R::TooManyConnections(_) | R::Protocol(_) => libc::EIO,

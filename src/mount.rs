@@ -25,6 +25,17 @@ pub struct MountRequest {
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 25;
+/// Spool files for files being rewritten, all together.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
+
+/// `$XDG_CACHE_HOME/ftpmount` or `~/.cache/ftpmount`.
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ftpmount")
+}
 
 pub fn run(mut req: MountRequest) -> ExitCode {
     // An absolute path, so messages and the unmount on a signal work from anywhere.
@@ -152,6 +163,8 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         uid: unsafe { libc::getuid() },
         gid: unsafe { libc::getgid() },
         dir_cache_capacity: 4096,
+        cache_dir: p.options.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        cache_max_size: p.options.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE),
     };
     let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
     let spec = crate::fuse::MountSpec {
@@ -180,7 +193,13 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     spawn_janitor(fs.clone(), remote.clone());
     spawn_signal_handler(signals, req.mountpoint.clone());
     let result = mounted.join();
+    // Files still open when the mount went away (lazy unmount): put their changes up.
+    let failed = fs.flush_all();
     remote.close();
+    if failed > 0 {
+        tracing::error!("{failed} file(s) with unsaved changes could not be uploaded at unmount (see the errors above)");
+        return ExitCode::FAILURE;
+    }
     match result {
         Ok(()) => {
             tracing::info!("unmounted {}", req.mountpoint.display());

@@ -329,6 +329,10 @@ struct SessionStore {
     kx_hint: Mutex<Option<NamedGroup>>,
     tls12: Mutex<Option<Tls12ClientSessionValue>>,
     tls13: Mutex<VecDeque<Tls13ClientSessionValue>>,
+    /// Tickets received so far, to tell whether a data connection brought one.
+    received: std::sync::atomic::AtomicU64,
+    /// Whether this server sends tickets on data connections (unknown until first seen).
+    data_tickets: Mutex<Option<bool>>,
 }
 
 /// Tickets kept per session; servers send one or two per handshake.
@@ -351,6 +355,7 @@ impl ClientSessionStore for SessionStore {
         *self.tls12.lock() = None;
     }
     fn insert_tls13_ticket(&self, _: ServerName<'static>, value: Tls13ClientSessionValue) {
+        self.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut t = self.tls13.lock();
         if t.len() == MAX_TICKETS {
             t.pop_front();
@@ -414,9 +419,12 @@ impl TlsClient {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| TlsError::Config(format!("'{host}' is not a valid host name for TLS")))?;
         let mut config = self.base.clone();
-        config.resumption = Resumption::store(Arc::new(SessionStore::default()));
-        let data = DataTls { config: Arc::new(config), name, verifier: self.verifier.clone() };
-        let stream = data.handshake(tcp)?;
+        let store = Arc::new(SessionStore::default());
+        config.resumption = Resumption::store(store.clone());
+        let data = DataTls { config: Arc::new(config), name, verifier: self.verifier.clone(), store };
+        let mut stream = data.handshake(tcp)?;
+        // The control connection's tickets arrive with its next reply; no need to wait here.
+        stream.store = None;
         Ok((stream, data))
     }
 }
@@ -449,6 +457,7 @@ pub struct DataTls {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     verifier: Arc<Verifier>,
+    store: Arc<SessionStore>,
 }
 
 impl DataTls {
@@ -470,7 +479,8 @@ impl DataTls {
                 return Err(self.handshake_error(e));
             }
         }
-        Ok(TlsStream { inner: rustls::StreamOwned::new(conn, tcp) })
+        let tickets_before = self.store.received.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(TlsStream { inner: rustls::StreamOwned::new(conn, tcp), store: Some(self.store.clone()), tickets_before })
     }
 
     fn handshake_error(&self, e: io::Error) -> TlsError {
@@ -505,7 +515,14 @@ impl DataTls {
 #[derive(Debug)]
 pub struct TlsStream {
     inner: rustls::StreamOwned<ClientConnection, TcpStream>,
+    /// The session's store, for data connections (to keep the ticket supply going).
+    store: Option<Arc<SessionStore>>,
+    tickets_before: u64,
 }
+
+/// Longest wait, at the end of an upload, for the ticket a TLS 1.3 server sends after the
+/// handshake; only while the server has not shown that it sends none.
+const TICKET_WAIT: Duration = Duration::from_millis(300);
 
 impl TlsStream {
     pub fn tcp(&self) -> &TcpStream {
@@ -550,8 +567,65 @@ impl Write for TlsStream {
     }
 }
 
+impl TlsStream {
+    /// Processes whatever the server already sent without waiting: on an upload nobody reads
+    /// the data connection, so the TLS 1.3 session tickets it carries would otherwise be lost,
+    /// and later data connections could not resume (vsftpd: "522 session reuse required").
+    fn absorb_pending(&mut self) {
+        let sock = &mut self.inner.sock;
+        if sock.set_nonblocking(true).is_err() {
+            return;
+        }
+        while let Ok(n) = self.inner.conn.read_tls(sock) {
+            if n == 0 || self.inner.conn.process_new_packets().is_err() {
+                break;
+            }
+        }
+        let _ = sock.set_nonblocking(false);
+    }
+}
+
+impl TlsStream {
+    /// TLS 1.3 data connections use up a ticket each; the server sends a new one right after
+    /// the handshake, which an upload never reads. Waits (briefly) for it, so the next data
+    /// connection can resume too.
+    fn await_ticket(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(store) = self.store.clone() else { return };
+        if self.protocol_version() != Some(TlsVersion::Tls13) || *store.data_tickets.lock() == Some(false) {
+            return;
+        }
+        let got = |s: &SessionStore| s.received.load(Relaxed) > self.tickets_before;
+        let start = std::time::Instant::now();
+        let old_timeout = self.inner.sock.read_timeout().ok().flatten();
+        let _ = self.inner.sock.set_read_timeout(Some(Duration::from_millis(10)));
+        while !got(&store) && start.elapsed() < TICKET_WAIT {
+            match self.inner.conn.read_tls(&mut self.inner.sock) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if self.inner.conn.process_new_packets().is_err() {
+                        break;
+                    }
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = self.inner.sock.set_read_timeout(old_timeout);
+        let mut known = store.data_tickets.lock();
+        if known.is_none() {
+            *known = Some(got(&store));
+            if !got(&store) {
+                tracing::debug!("this server sends no TLS tickets on data connections; not waiting for them again");
+            }
+        }
+    }
+}
+
 impl Drop for TlsStream {
     fn drop(&mut self) {
+        self.absorb_pending();
+        self.await_ticket();
         // Best effort: the socket has timeouts, so this never blocks long.
         self.inner.conn.send_close_notify();
         let _ = self.inner.conn.complete_io(&mut self.inner.sock);

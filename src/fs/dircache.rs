@@ -13,6 +13,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::remote::{self, Entry, Remote, RemoteError};
 use crate::remote::pool::Clock;
 
+#[derive(Clone)]
 pub struct Listing {
     pub fetched: Instant,
     pub entries: Vec<Entry>,
@@ -27,6 +28,25 @@ impl Listing {
 
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.index.get(name).map(|&i| &self.entries[i])
+    }
+
+    fn upsert(&mut self, entry: Entry) {
+        match self.index.get(&entry.name) {
+            Some(&i) => self.entries[i] = entry,
+            None => {
+                self.index.insert(entry.name.clone(), self.entries.len());
+                self.entries.push(entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Entry> {
+        let i = self.index.remove(name)?;
+        let removed = self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            self.index.insert(moved.name.clone(), i);
+        }
+        Some(removed)
     }
 }
 
@@ -79,6 +99,30 @@ impl DirCache {
     /// Drops a directory's listing (after a change we made, or on request).
     pub fn invalidate(&self, dir: &str) {
         self.cache.lock().pop(dir);
+    }
+
+    /// Drops the listings of `dir` and everything below it (after it moved or vanished).
+    pub fn invalidate_tree(&self, dir: &str) {
+        let mut cache = self.cache.lock();
+        let prefix = format!("{dir}/");
+        let doomed: Vec<String> =
+            cache.iter().map(|(k, _)| k.clone()).filter(|k| k == dir || dir.is_empty() || k.starts_with(&prefix)).collect();
+        for k in doomed {
+            cache.pop(&k);
+        }
+    }
+
+    /// Records our own change to an entry of `dir`, so `ls` and `stat` show it at once.
+    /// A directory not in the cache is simply listed when next needed.
+    pub fn upsert(&self, dir: &str, entry: Entry) {
+        if let Some(listing) = self.cache.lock().peek_mut(dir) {
+            Arc::make_mut(listing).upsert(entry);
+        }
+    }
+
+    /// Records that `name` left `dir`; returns the entry it had.
+    pub fn remove_entry(&self, dir: &str, name: &str) -> Option<Entry> {
+        self.cache.lock().peek_mut(dir).and_then(|listing| Arc::make_mut(listing).remove(name))
     }
 
     fn load(&self, remote: &dyn Remote, dir: &str) -> remote::Result<Arc<Listing>> {

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 pub const ROOT: u64 = 1;
+/// Parent of nodes whose name was removed; `path` of such a node (or below it) is `None`.
+const DETACHED: u64 = 0;
 
 struct Node {
     parent: u64,
@@ -74,6 +76,28 @@ impl InodeTable {
         }
     }
 
+    /// Moves the node at `parent/name` (if known) to `new_parent/new_name`; a node that was at
+    /// the destination is detached (its path no longer resolves).
+    pub fn rename(&mut self, parent: u64, name: &str, new_parent: u64, new_name: &str) {
+        self.detach(new_parent, new_name);
+        if let Some(ino) = self.by_name.remove(&(parent, name.to_string())) {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.parent = new_parent;
+                node.name = new_name.to_string();
+            }
+            self.by_name.insert((new_parent, new_name.to_string()), ino);
+        }
+    }
+
+    /// Unlinks `parent/name`: the node stays for open references but has no path any more.
+    pub fn detach(&mut self, parent: u64, name: &str) {
+        if let Some(ino) = self.by_name.remove(&(parent, name.to_string())) {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.parent = DETACHED;
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -91,6 +115,22 @@ mod tests {
         assert_eq!(t.path(ROOT).as_deref(), Some(""));
         assert_eq!(t.path(b).as_deref(), Some("a dir/Ünï.txt"));
         assert_eq!(t.get_or_insert(a, "Ünï.txt", false), b, "same name, same inode");
+    }
+
+    #[test]
+    fn renames_move_subtrees_and_unlinks_detach() {
+        let mut t = InodeTable::default();
+        let a = t.get_or_insert(ROOT, "a", true);
+        let f = t.get_or_insert(a, "f", true);
+        let b = t.get_or_insert(ROOT, "b", true);
+        t.rename(ROOT, "a", b, "moved");
+        assert_eq!(t.path(f).as_deref(), Some("b/moved/f"));
+        let g = t.get_or_insert(b, "g", true);
+        t.rename(b, "moved", b, "g");
+        assert_eq!(t.path(g), None, "replaced node is detached");
+        assert_eq!(t.path(f).as_deref(), Some("b/g/f"));
+        t.detach(b, "g");
+        assert_eq!(t.path(f), None);
     }
 
     #[test]

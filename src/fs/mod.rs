@@ -4,6 +4,8 @@
 pub mod dircache;
 pub mod inode;
 pub mod read;
+pub mod spool;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +17,11 @@ use parking_lot::Mutex;
 use self::dircache::{DirCache, Listing};
 use self::inode::{InodeTable, ROOT};
 use self::read::ReadHandle;
+use self::spool::Spool;
+use self::write::WriteHandle;
 use crate::error::FsError;
 use crate::remote::pool::Clock;
-use crate::remote::{Entry, Kind, Remote};
+use crate::remote::{Entry, Kind, Remote, RemoteError};
 
 pub type Result<T> = std::result::Result<T, FsError>;
 
@@ -51,6 +55,28 @@ pub struct FsConfig {
     pub gid: u32,
     /// Directories kept in the listing cache.
     pub dir_cache_capacity: usize,
+    /// Where spool files for rewritten files go (`--cache-dir`).
+    pub cache_dir: std::path::PathBuf,
+    /// Most bytes all spool files may hold together (`--cache-max-size`).
+    pub cache_max_size: u64,
+}
+
+/// How a file is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenMode {
+    pub read: bool,
+    pub write: bool,
+    pub truncate: bool,
+    pub append: bool,
+}
+
+/// What `setattr` asks to change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+    pub mode: Option<u32>,
+    pub owner_change: bool,
 }
 
 /// One entry of a directory as `readdir` returns it.
@@ -62,6 +88,7 @@ pub struct DirEntry {
 
 enum Handle {
     Read(Arc<ReadHandle>),
+    Write(Arc<WriteHandle>),
 }
 
 pub struct Fs {
@@ -72,6 +99,12 @@ pub struct Fs {
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
+    spool: Spool,
+    /// Files open for writing, by path: their size and time are ours until uploaded.
+    writing: Mutex<HashMap<String, Arc<WriteHandle>>>,
+    /// Times we set, for servers whose listings show only minutes or days (e.g. directories
+    /// on vsftpd): a listed time that agrees at its precision is shown as the exact one.
+    set_times: Mutex<HashMap<String, SystemTime>>,
 }
 
 impl Fs {
@@ -79,11 +112,14 @@ impl Fs {
         Fs {
             dirs: DirCache::new(config.dir_cache_capacity, config.dir_ttl, clock),
             remote,
-            config,
             inodes: Mutex::new(InodeTable::default()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
+            spool: Spool::new(config.cache_dir.clone(), config.cache_max_size),
+            writing: Mutex::new(HashMap::new()),
+            set_times: Mutex::new(HashMap::new()),
+            config,
         }
     }
 
@@ -103,7 +139,7 @@ impl Fs {
         Ok(self.dirs.get(self.remote.as_ref(), dir)?)
     }
 
-    fn attr_of(&self, ino: u64, e: &Entry) -> Attr {
+    fn attr_of(&self, ino: u64, path: &str, e: &Entry) -> Attr {
         let (kind, default_perm) = match e.kind {
             Kind::Dir => (FileKind::Dir, 0o755),
             Kind::Symlink(_) => (FileKind::Symlink, 0o777),
@@ -113,15 +149,25 @@ impl Fs {
         if self.config.read_only {
             perm &= !0o222;
         }
-        Attr {
-            ino,
-            kind,
-            size: e.size,
-            mtime: e.mtime.unwrap_or(self.mounted_at),
-            perm,
-            uid: self.config.uid,
-            gid: self.config.gid,
+        let mut size = e.size;
+        let mut mtime = e.mtime.map(|t| self.exact_time(path, t)).unwrap_or(self.mounted_at);
+        if let Some(w) = self.writing.lock().get(path) {
+            let st = w.state.lock();
+            size = st.size;
+            if let Some(t) = st.pending_mtime {
+                mtime = t;
+            }
         }
+        Attr { ino, kind, size, mtime, perm, uid: self.config.uid, gid: self.config.gid }
+    }
+
+    /// The time we set on `path`, if the listed time agrees with it at the listing's precision.
+    fn exact_time(&self, path: &str, listed: SystemTime) -> SystemTime {
+        let set = self.set_times.lock();
+        let Some(&ours) = set.get(path) else { return listed };
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let (l, o) = (secs(listed), secs(ours));
+        if l == o || l == o - o % 60 || l == o - o % 86_400 { ours } else { listed }
     }
 
     fn root_attr(&self) -> Attr {
@@ -136,13 +182,32 @@ impl Fs {
         }
     }
 
+    /// A file being written that the server does not list yet.
+    fn pending_entry(&self, path: &str) -> Option<Entry> {
+        self.writing.lock().contains_key(path).then(|| Entry {
+            name: split(path).1.to_string(),
+            kind: Kind::File,
+            size: 0,
+            mtime: Some(SystemTime::now()),
+            mode: None,
+        })
+    }
+
+    /// The entry `name` in directory `dir`, from the listing or from files being written.
+    fn find(&self, dir: &str, name: &str) -> Result<Entry> {
+        let listing = self.listing(dir)?;
+        match listing.get(name) {
+            Some(e) => Ok(e.clone()),
+            None => self.pending_entry(&join(dir, name)).ok_or(FsError::NotFound),
+        }
+    }
+
     /// Finds `name` in directory `parent`; a found entry counts as a kernel reference.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         let dir = self.path(parent)?;
-        let listing = self.listing(&dir)?;
-        let entry = listing.get(name).ok_or(FsError::NotFound)?;
+        let entry = self.find(&dir, name)?;
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
-        Ok(self.attr_of(ino, entry))
+        Ok(self.attr_of(ino, &join(&dir, name), &entry))
     }
 
     /// Counts a kernel reference to `name` in `parent` (an entry handed out by readdirplus).
@@ -158,8 +223,7 @@ impl Fs {
     fn entry(&self, ino: u64) -> Result<(String, Entry)> {
         let path = self.path(ino)?;
         let (dir, name) = split(&path);
-        let listing = self.listing(dir)?;
-        let entry = listing.get(name).ok_or(FsError::NotFound)?.clone();
+        let entry = self.find(dir, name)?;
         Ok((path, entry))
     }
 
@@ -167,8 +231,8 @@ impl Fs {
         if ino == ROOT {
             return Ok(self.root_attr());
         }
-        let (_, entry) = self.entry(ino)?;
-        Ok(self.attr_of(ino, &entry))
+        let (path, entry) = self.entry(ino)?;
+        Ok(self.attr_of(ino, &path, &entry))
     }
 
     pub fn readlink(&self, ino: u64) -> Result<String> {
@@ -187,56 +251,382 @@ impl Fs {
             return Err(FsError::NotDir);
         }
         let listing = self.listing(&dir)?;
-        let mut inodes = self.inodes.lock();
-        Ok(listing
-            .entries
-            .iter()
-            .map(|e| {
-                let child = inodes.get_or_insert(ino, &e.name, lookup);
-                DirEntry { ino: child, name: e.name.clone(), attr: self.attr_of(child, e) }
-            })
-            .collect())
+        let pending: Vec<Entry> = {
+            let writing = self.writing.lock();
+            writing
+                .keys()
+                .filter(|p| split(p).0 == dir && listing.get(split(p).1).is_none())
+                .map(|p| Entry { name: split(p).1.to_string(), kind: Kind::File, size: 0, mtime: None, mode: None })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(listing.entries.len() + pending.len());
+        for e in listing.entries.iter().chain(pending.iter()) {
+            let child = self.inodes.lock().get_or_insert(ino, &e.name, lookup);
+            out.push(DirEntry { ino: child, name: e.name.clone(), attr: self.attr_of(child, &join(&dir, &e.name), e) });
+        }
+        Ok(out)
     }
 
-    /// Opens a file for reading. Writing arrives with write support; until then it is refused.
-    pub fn open(&self, ino: u64, write: bool) -> Result<u64> {
-        if write {
-            return Err(FsError::ReadOnly);
-        }
+    fn check_writable(&self) -> Result<()> {
+        if self.config.read_only { Err(FsError::ReadOnly) } else { Ok(()) }
+    }
+
+    fn add_handle(&self, handle: Handle) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, handle);
+        fh
+    }
+
+    fn write_handle(&self, path: String, existed: bool, size: u64, mode: OpenMode) -> u64 {
+        let read_write = mode.read && mode.write;
+        let handle = Arc::new(WriteHandle::new(path.clone(), existed, size, mode.truncate, read_write));
+        self.writing.lock().insert(path, handle.clone());
+        self.add_handle(Handle::Write(handle))
+    }
+
+    pub fn open(&self, ino: u64, mode: OpenMode) -> Result<u64> {
         let (path, entry) = self.entry(ino)?;
         match entry.kind {
             Kind::Dir => return Err(FsError::IsDir),
             Kind::Other => return Err(FsError::Unsupported("devices, sockets and pipes cannot be opened over FTP")),
             _ => {}
         }
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let handle = Arc::new(ReadHandle::new(path, entry.size));
-        self.handles.lock().insert(fh, Handle::Read(handle));
-        Ok(fh)
+        if mode.write || mode.truncate {
+            self.check_writable()?;
+            let size = self.attr_of(ino, &path, &entry).size;
+            return Ok(self.write_handle(path, true, size, mode));
+        }
+        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, entry.size)))))
+    }
+
+    /// Creates `name` in `parent` and opens it for writing. The file appears on the server
+    /// when it is first flushed or closed.
+    pub fn create(&self, parent: u64, name: &str, mode: OpenMode, exclusive: bool) -> Result<(Attr, u64)> {
+        self.check_writable()?;
+        check_name(name)?;
+        let dir = self.path(parent)?;
+        let path = join(&dir, name);
+        let existing = self.find(&dir, name).ok();
+        if let Some(e) = &existing {
+            if exclusive {
+                return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{path} exists"))));
+            }
+            if e.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+        }
+        let existed = existing.is_some();
+        let fh = self.write_handle(path.clone(), existed, 0, OpenMode { truncate: true, write: true, ..mode });
+        let ino = self.inodes.lock().get_or_insert(parent, name, true);
+        let entry = Entry { name: name.to_string(), kind: Kind::File, size: 0, mtime: Some(SystemTime::now()), mode: None };
+        Ok((self.attr_of(ino, &path, &entry), fh))
     }
 
     pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let handle = match self.handles.lock().get(&fh) {
-            Some(Handle::Read(h)) => h.clone(),
-            None => return Err(FsError::BadHandle),
-        };
-        Ok(handle.read(self.remote.as_ref(), offset, len)?)
+        match self.handle(fh)? {
+            Handle::Read(h) => Ok(h.read(self.remote.as_ref(), offset, len)?),
+            Handle::Write(h) => Ok(h.read_spooled(self.remote.as_ref(), &self.spool, offset, len)?),
+        }
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        match self.handle(fh)? {
+            Handle::Write(h) => {
+                h.write(self.remote.as_ref(), &self.spool, offset, data)?;
+                Ok(data.len())
+            }
+            Handle::Read(_) => Err(FsError::BadHandle),
+        }
+    }
+
+    fn handle(&self, fh: u64) -> Result<Handle> {
+        match self.handles.lock().get(&fh) {
+            Some(Handle::Read(h)) => Ok(Handle::Read(h.clone())),
+            Some(Handle::Write(h)) => Ok(Handle::Write(h.clone())),
+            None => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Puts a file's changes on the server (`close`, `fsync`); errors reach the application.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        match self.handle(fh)? {
+            Handle::Write(h) => self.commit(&h),
+            Handle::Read(_) => Ok(()),
+        }
+    }
+
+    fn commit(&self, h: &WriteHandle) -> Result<()> {
+        let result = h.commit(self.remote.as_ref());
+        match result {
+            Ok(Some(size)) => {
+                if let Some(mode) = h.state.lock().pending_mode.take() {
+                    self.apply_mode(&h.path, mode);
+                }
+                let pending = h.state.lock().pending_mtime.take();
+                let mtime = match pending {
+                    Some(t) => self.apply_mtime(&h.path, t).map(|()| Some(t)),
+                    None => self.remote.mtime(&h.path).map_err(FsError::from),
+                };
+                let mtime = mtime.unwrap_or_else(|e| {
+                    tracing::warn!("{}: {e}", h.path);
+                    None
+                });
+                let (dir, name) = split(&h.path);
+                let mode = self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode));
+                let mtime = mtime.or(Some(SystemTime::now()));
+                self.dirs.upsert(dir, Entry { name: name.to_string(), kind: Kind::File, size, mtime, mode });
+                Ok(())
+            }
+            Ok(None) => {
+                if let Some(t) = h.state.lock().pending_mtime.take() {
+                    self.apply_mtime(&h.path, t)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                // What the server has now is what a fresh listing shows.
+                self.dirs.invalidate(split(&h.path).0);
+                Err(e.into())
+            }
+        }
     }
 
     pub fn release(&self, fh: u64) {
-        // Dropping the handle ends any transfer outside the map's lock.
         let handle = self.handles.lock().remove(&fh);
-        drop(handle);
+        if let Some(Handle::Write(h)) = handle {
+            if let Err(e) = self.commit(&h) {
+                tracing::error!("closing {}: the changes could not be saved: {e}", h.path);
+            }
+            let mut writing = self.writing.lock();
+            if writing.get(&h.path).is_some_and(|w| Arc::ptr_eq(w, &h)) {
+                writing.remove(&h.path);
+            }
+        }
+    }
+
+    pub fn setattr(&self, ino: u64, fh: Option<u64>, change: SetAttr) -> Result<Attr> {
+        if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() {
+            self.check_writable()?;
+        }
+        let path = self.path(ino)?;
+        if let Some(size) = change.size {
+            self.truncate(ino, &path, fh, size)?;
+        }
+        if let Some(mtime) = change.mtime {
+            let open = self.writing.lock().get(&path).cloned();
+            match open {
+                Some(w) if w.state.lock().dirty => w.state.lock().pending_mtime = Some(mtime),
+                _ => {
+                    self.apply_mtime(&path, mtime)?;
+                    let (dir, name) = split(&path);
+                    if let Ok(mut e) = self.find(dir, name) {
+                        e.mtime = Some(mtime);
+                        self.dirs.upsert(dir, e);
+                    }
+                }
+            }
+        }
+        if let Some(mode) = change.mode {
+            let open = self.writing.lock().get(&path).cloned();
+            match open {
+                // Not on the server yet (or about to be replaced): applied after the upload.
+                Some(w) if w.state.lock().dirty => w.state.lock().pending_mode = Some(mode),
+                _ => self.apply_mode(&path, mode),
+            }
+        }
+        // Owners cannot be changed over FTP; accepted so `cp -a` and `rsync -a` succeed.
+        self.getattr(ino)
+    }
+
+    fn truncate(&self, ino: u64, path: &str, fh: Option<u64>, size: u64) -> Result<()> {
+        let open = match fh.map(|f| self.handle(f)) {
+            Some(Ok(Handle::Write(h))) => Some(h),
+            _ => self.writing.lock().get(path).cloned(),
+        };
+        if let Some(h) = open {
+            return Ok(h.truncate(self.remote.as_ref(), &self.spool, size)?);
+        }
+        let attr = self.getattr(ino)?;
+        if attr.kind == FileKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if attr.size == size {
+            return Ok(());
+        }
+        // Not open: rewrite the file through a short-lived handle (safe replace applies).
+        let h = WriteHandle::new(path.to_string(), true, attr.size, false, false);
+        h.truncate(self.remote.as_ref(), &self.spool, size)?;
+        self.commit(&h)
+    }
+
+    fn apply_mtime(&self, path: &str, t: SystemTime) -> Result<()> {
+        match self.remote.set_mtime(path, t) {
+            Ok(()) => {
+                self.set_times.lock().insert(path.to_string(), t);
+                Ok(())
+            }
+            // Documented: without MFMT/MDTM-set the server keeps its own times.
+            Err(RemoteError::Unsupported(_)) => Ok(()),
+            // Many servers set times on files only; a directory keeps the server's time.
+            Err(e) if self.is_dir(path) => {
+                tracing::debug!("{path}: the server does not set directory times ({e})");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn is_dir(&self, path: &str) -> bool {
+        let (dir, name) = split(path);
+        path.is_empty() || self.find(dir, name).is_ok_and(|e| e.kind == Kind::Dir)
+    }
+
+    /// Permission bits go to the server where it supports SITE CHMOD; where it does not, or
+    /// refuses, the change is accepted and the server's bits stay (documented), because
+    /// copying tools treat a failed chmod as a failed copy.
+    fn apply_mode(&self, path: &str, mode: u32) {
+        match self.remote.chmod(path, mode) {
+            Ok(()) => {
+                let (dir, name) = split(path);
+                if let Ok(mut e) = self.find(dir, name) {
+                    e.mode = Some(mode & 0o7777);
+                    self.dirs.upsert(dir, e);
+                }
+            }
+            Err(RemoteError::Unsupported(_)) => {}
+            Err(e) => tracing::debug!("{path}: permission change not applied: {e}"),
+        }
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
+        self.check_writable()?;
+        check_name(name)?;
+        let dir = self.path(parent)?;
+        if self.find(&dir, name).is_ok() {
+            return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{} exists", join(&dir, name)))));
+        }
+        let path = join(&dir, name);
+        self.remote.mkdir(&path)?;
+        let entry = Entry { name: name.to_string(), kind: Kind::Dir, size: 0, mtime: Some(SystemTime::now()), mode: None };
+        self.dirs.upsert(&dir, entry.clone());
+        // A new directory is empty: no need to ask.
+        let ino = self.inodes.lock().get_or_insert(parent, name, true);
+        Ok(self.attr_of(ino, &path, &entry))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let dir = self.path(parent)?;
+        let entry = self.find(&dir, name)?;
+        if entry.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let path = join(&dir, name);
+        if self.writing.lock().contains_key(&path) && self.listing(&dir)?.get(name).is_none() {
+            // Created but never uploaded: nothing on the server yet.
+            self.writing.lock().remove(&path);
+        } else {
+            self.remote.delete(&path)?;
+        }
+        self.dirs.remove_entry(&dir, name);
+        self.set_times.lock().remove(&path);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let dir = self.path(parent)?;
+        let entry = self.find(&dir, name)?;
+        if entry.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let path = join(&dir, name);
+        // Ask the server, not the cache: someone may have added files.
+        self.dirs.invalidate(&path);
+        if !self.listing(&path)?.entries.is_empty() {
+            return Err(FsError::Remote(RemoteError::NotEmpty(format!("{path} is not empty"))));
+        }
+        self.remote.rmdir(&path)?;
+        self.dirs.remove_entry(&dir, name);
+        self.dirs.invalidate_tree(&path);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    /// POSIX rename: replaces an existing file (or empty directory) at the destination.
+    pub fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str, no_replace: bool) -> Result<()> {
+        self.check_writable()?;
+        check_name(new_name)?;
+        let (dir, new_dir) = (self.path(parent)?, self.path(new_parent)?);
+        let (from, to) = (join(&dir, name), join(&new_dir, new_name));
+        if from == to {
+            return Ok(());
+        }
+        let entry = self.find(&dir, name)?;
+        if let Some(w) = self.writing.lock().get(&from).cloned() {
+            // Changes still pending go up first, under the old name, so they are not lost.
+            self.commit(&w)?;
+        }
+        if let Ok(existing) = self.find(&new_dir, new_name) {
+            if no_replace {
+                return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{to} exists"))));
+            }
+            match (entry.kind == Kind::Dir, existing.kind == Kind::Dir) {
+                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(FsError::NotDir),
+                (true, true) => {
+                    self.dirs.invalidate(&to);
+                    if !self.listing(&to)?.entries.is_empty() {
+                        return Err(FsError::Remote(RemoteError::NotEmpty(format!("{to} is not empty"))));
+                    }
+                    self.remote.rmdir(&to)?;
+                }
+                (false, false) => {}
+            }
+            write::replace(self.remote.as_ref(), &from, &to)?;
+        } else {
+            self.remote.rename(&from, &to)?;
+        }
+        if let Some(mut e) = self.dirs.remove_entry(&dir, name) {
+            e.name = new_name.to_string();
+            self.dirs.upsert(&new_dir, e);
+        } else {
+            self.dirs.invalidate(&new_dir);
+        }
+        self.dirs.invalidate_tree(&from);
+        self.dirs.invalidate_tree(&to);
+        let mut times = self.set_times.lock();
+        if let Some(t) = times.remove(&from) {
+            times.insert(to.clone(), t);
+        }
+        drop(times);
+        self.inodes.lock().rename(parent, name, new_parent, new_name);
+        Ok(())
     }
 
     /// Frees sessions held by streams nobody reads; the janitor calls this often.
     pub fn close_idle_streams(&self) {
         let idle = if self.remote.sessions_wanted() { Duration::from_millis(50) } else { read::IDLE_CLOSE };
-        let handles: Vec<Arc<ReadHandle>> =
-            self.handles.lock().values().map(|Handle::Read(h)| h.clone()).collect();
+        let handles: Vec<Arc<ReadHandle>> = self
+            .handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::Read(r) => Some(r.clone()),
+                Handle::Write(_) => None,
+            })
+            .collect();
         for h in handles {
             h.close_if_idle(idle);
         }
+    }
+
+    /// Uploads every file with pending changes (at unmount). Returns how many failed.
+    pub fn flush_all(&self) -> usize {
+        let pending: Vec<Arc<WriteHandle>> = self.writing.lock().values().cloned().collect();
+        pending.iter().filter(|h| self.commit(h).is_err()).count()
     }
 
     pub fn open_handles(&self) -> usize {
@@ -246,6 +636,18 @@ impl Fs {
     pub fn known_inodes(&self) -> usize {
         self.inodes.lock().len()
     }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+}
+
+/// Names that cannot be sent in an FTP command are refused before any command is built.
+fn check_name(name: &str) -> Result<()> {
+    if name.contains(['\r', '\n', '\0']) || name.contains('/') {
+        return Err(FsError::Invalid(format!("{name:?} contains a character FTP cannot carry (CR, LF, NUL or '/')")));
+    }
+    Ok(())
 }
 
 /// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
@@ -267,6 +669,8 @@ mod tests {
             uid: 1000,
             gid: 1000,
             dir_cache_capacity: 64,
+            cache_dir: std::env::temp_dir().join("ftpmount-unit-spool"),
+            cache_max_size: 1 << 30,
         };
         Fs::new(fake, config, Arc::new(SystemClock))
     }
@@ -297,11 +701,11 @@ mod tests {
         let fs = fs_with(fake);
         let dir = fs.lookup(ROOT, "a b").unwrap();
         let f = fs.lookup(dir.ino, "ü.txt").unwrap();
-        let fh = fs.open(f.ino, false).unwrap();
+        let fh = fs.open(f.ino, OpenMode { read: true, ..Default::default() }).unwrap();
         assert_eq!(fs.read(fh, 6, 100).unwrap(), b"world");
         fs.release(fh);
         assert!(matches!(fs.read(fh, 0, 1), Err(FsError::BadHandle)));
-        assert!(matches!(fs.open(f.ino, true), Err(FsError::ReadOnly)));
+
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats};
+use std::sync::Arc;
+
+use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
 
 #[derive(Clone)]
 enum Node {
@@ -18,7 +20,12 @@ enum Node {
 
 #[derive(Default)]
 pub struct FakeRemote {
-    nodes: Mutex<BTreeMap<String, Node>>,
+    nodes: Arc<Mutex<BTreeMap<String, Node>>>,
+    /// When set, uploads fail at `finish` with this error (after storing what was sent, as a
+    /// real server does with a broken transfer).
+    pub fail_uploads: Mutex<Option<RemoteError>>,
+    /// Servers that refuse to rename onto an existing file.
+    pub refuse_rename_over: std::sync::atomic::AtomicBool,
     /// The next this-many operations fail with a connection error.
     fail_next: AtomicUsize,
     pub lists: AtomicUsize,
@@ -45,6 +52,18 @@ impl FakeRemote {
 
     pub fn remove(&self, path: &str) {
         self.nodes.lock().remove(path);
+    }
+
+    /// A file's bytes, if it exists.
+    pub fn file(&self, path: &str) -> Option<Vec<u8>> {
+        match self.nodes.lock().get(path) {
+            Some(Node::File { data, .. }) => Some(data.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.nodes.lock().keys().filter(|p| !p.is_empty()).cloned().collect()
     }
 
     pub fn fail_next(&self, n: usize) {
@@ -113,6 +132,98 @@ impl Remote for FakeRemote {
         }
     }
 
+    fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
+        self.fault()?;
+        let (parent, _) = parent_and_name(path);
+        if !matches!(self.nodes.lock().get(parent), Some(Node::Dir)) {
+            return Err(RemoteError::NotFound(format!("{parent} not found")));
+        }
+        let start = if append { self.file(path).unwrap_or_default() } else { Vec::new() };
+        let fail = self.fail_uploads.lock().clone();
+        Ok(Box::new(FakeUpload { nodes: self.nodes.clone(), path: path.to_string(), data: start, fail }))
+    }
+
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        self.fault()?;
+        self.file(path).map(|d| Some(d.len() as u64)).ok_or_else(|| RemoteError::NotFound(path.into()))
+    }
+
+    fn mtime(&self, path: &str) -> Result<Option<SystemTime>> {
+        self.fault()?;
+        match self.nodes.lock().get(path) {
+            Some(Node::File { mtime, .. }) => Ok(Some(*mtime)),
+            Some(Node::Dir) => Ok(None),
+            None => Err(RemoteError::NotFound(path.into())),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.fault()?;
+        let mut nodes = self.nodes.lock();
+        if nodes.contains_key(to) && self.refuse_rename_over.load(Ordering::SeqCst) {
+            return Err(RemoteError::PermissionDenied(format!("{to} exists")));
+        }
+        let moved: Vec<(String, Node)> = nodes
+            .iter()
+            .filter(|(p, _)| *p == from || p.starts_with(&format!("{from}/")))
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect();
+        if moved.is_empty() {
+            return Err(RemoteError::NotFound(format!("{from} not found")));
+        }
+        for (p, n) in moved {
+            nodes.remove(&p);
+            nodes.insert(format!("{to}{}", &p[from.len()..]), n);
+        }
+        Ok(())
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        self.fault()?;
+        match self.nodes.lock().remove(path) {
+            Some(Node::File { .. }) => Ok(()),
+            _ => Err(RemoteError::NotFound(format!("{path} not found"))),
+        }
+    }
+
+    fn mkdir(&self, path: &str) -> Result<()> {
+        self.fault()?;
+        let mut nodes = self.nodes.lock();
+        if nodes.contains_key(path) {
+            return Err(RemoteError::AlreadyExists(path.into()));
+        }
+        nodes.insert(path.to_string(), Node::Dir);
+        Ok(())
+    }
+
+    fn rmdir(&self, path: &str) -> Result<()> {
+        self.fault()?;
+        let mut nodes = self.nodes.lock();
+        if nodes.keys().any(|p| p.starts_with(&format!("{path}/"))) {
+            return Err(RemoteError::NotEmpty(path.into()));
+        }
+        match nodes.remove(path) {
+            Some(Node::Dir) => Ok(()),
+            _ => Err(RemoteError::NotFound(path.into())),
+        }
+    }
+
+    fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
+        self.fault()?;
+        match self.nodes.lock().get_mut(path) {
+            Some(Node::File { mtime, .. }) => {
+                *mtime = time;
+                Ok(())
+            }
+            Some(Node::Dir) => Err(RemoteError::Unsupported("no directory times".into())),
+            None => Err(RemoteError::NotFound(path.into())),
+        }
+    }
+
+    fn chmod(&self, _path: &str, _mode: u32) -> Result<()> {
+        Err(RemoteError::Unsupported("no SITE CHMOD".into()))
+    }
+
     fn sessions_wanted(&self) -> bool {
         false
     }
@@ -123,6 +234,49 @@ impl Remote for FakeRemote {
 
     fn describe(&self) -> String {
         "fake://".into()
+    }
+}
+
+struct FakeUpload {
+    nodes: Arc<Mutex<BTreeMap<String, Node>>>,
+    path: String,
+    data: Vec<u8>,
+    fail: Option<RemoteError>,
+}
+
+impl FakeUpload {
+    fn store(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        self.nodes.lock().insert(self.path.clone(), Node::File { data, mtime: SystemTime::now() });
+    }
+}
+
+impl std::io::Write for FakeUpload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WriteStream for FakeUpload {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        // Like a real server, what arrived is stored even when the transfer then fails.
+        self.store();
+        match self.fail.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FakeUpload {
+    fn drop(&mut self) {
+        if !self.data.is_empty() {
+            self.store();
+        }
     }
 }
 

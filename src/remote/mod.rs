@@ -44,6 +44,10 @@ pub enum RemoteError {
     #[error("{0}")]
     NotADirectory(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NotEmpty(String),
+    #[error("{0}")]
     IsADirectory(String),
     /// The network or the server did not answer in time.
     #[error("{0}")]
@@ -88,6 +92,13 @@ pub type Result<T> = std::result::Result<T, RemoteError>;
 /// dropping it ends the transfer and gives the session back.
 pub trait ReadStream: Read + Send {}
 
+/// An upload in progress. Bytes written go to the server; `finish` ends the transfer and
+/// returns only once the server confirmed it. Dropping it unfinished aborts the transfer, and
+/// what reached the server must be treated as garbage (the caller deletes it).
+pub trait WriteStream: std::io::Write + Send {
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
 /// Counters a running mount can report (sessions, limits).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionStats {
@@ -103,6 +114,21 @@ pub trait Remote: Send + Sync {
     fn list(&self, dir: &str) -> Result<Vec<Entry>>;
     /// Opens `path` for reading from byte `offset`.
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>>;
+    /// Starts an upload to `path` (replacing it), or appending to it.
+    fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>>;
+    /// The size the server reports for a file, if it can tell.
+    fn size(&self, path: &str) -> Result<Option<u64>>;
+    /// The exact modification time of a file, if the server can tell.
+    fn mtime(&self, path: &str) -> Result<Option<SystemTime>>;
+    /// Renames; `to` may exist (then it is replaced where the server allows).
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
+    fn delete(&self, path: &str) -> Result<()>;
+    fn mkdir(&self, path: &str) -> Result<()>;
+    fn rmdir(&self, path: &str) -> Result<()>;
+    /// Sets a file's modification time; `Unsupported` when the server has no way.
+    fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()>;
+    /// Sets permission bits; `Unsupported` when the server has no way.
+    fn chmod(&self, path: &str, mode: u32) -> Result<()>;
     /// True when some request is waiting for a session: long-held streams should yield.
     fn sessions_wanted(&self) -> bool;
     fn session_stats(&self) -> SessionStats;

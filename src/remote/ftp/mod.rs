@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
 use self::session::{Endpoint, Features, FtpSession, Transfer};
 use super::pool::{self, Clock, Lease, Pool, PoolConfig};
-use super::{Entry, Kind, ReadStream, Remote, Result, SessionStats};
+use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
 
 pub use self::session::{Security, TlsMode};
 
@@ -45,8 +45,19 @@ impl pool::Connector for FtpConnector {
     }
 }
 
+/// How this server lets us set modification times; found out on first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MtimeCommand {
+    Mfmt,
+    /// `MDTM YYYYMMDDHHMMSS path` (vsftpd, IIS).
+    MdtmSet,
+    Unsupported,
+}
+
 pub struct FtpRemote {
     pool: Arc<Pool<FtpConnector>>,
+    mtime_command: parking_lot::Mutex<Option<MtimeCommand>>,
+    chmod_unsupported: std::sync::atomic::AtomicBool,
     /// The server directory the mount's root maps to, without a trailing slash.
     base: String,
     scheme: &'static str,
@@ -63,7 +74,14 @@ impl FtpRemote {
         let pool = Pool::new(connector, PoolConfig::new(max_sessions), clock);
         let security = pool.checkout()?.security;
         let base = base.trim_end_matches('/').to_string();
-        Ok((FtpRemote { pool, base, scheme }, security))
+        let remote = FtpRemote {
+            pool,
+            base,
+            scheme,
+            mtime_command: parking_lot::Mutex::new(None),
+            chmod_unsupported: Default::default(),
+        };
+        Ok((remote, security))
     }
 
     /// Closes idle sessions past their time; the mount's janitor calls it.
@@ -233,6 +251,111 @@ impl Remote for FtpRemote {
         }
     }
 
+    fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
+        let server_path = self.server_path(path);
+        let mut lease = self.pool.checkout()?;
+        match lease.stor(&server_path, append) {
+            Ok(transfer) => Ok(Box::new(FtpWriteStream { transfer: Some(transfer), lease, path: server_path })),
+            Err(e) => {
+                if e.breaks_session() {
+                    lease.mark_broken();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        let p = self.server_path(path);
+        self.with_session(true, |s| s.size(&p))
+    }
+
+    fn mtime(&self, path: &str) -> Result<Option<SystemTime>> {
+        let p = self.server_path(path);
+        self.with_session(true, |s| s.mdtm(&p))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (self.server_path(from), self.server_path(to));
+        self.with_session(false, |s| s.rename(&f, &t))
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        let p = self.server_path(path);
+        self.with_session(false, |s| s.delete(&p))
+    }
+
+    fn mkdir(&self, path: &str) -> Result<()> {
+        let p = self.server_path(path);
+        self.with_session(false, |s| s.mkdir(&p))
+    }
+
+    fn rmdir(&self, path: &str) -> Result<()> {
+        let p = self.server_path(path);
+        self.with_session(false, |s| s.rmdir(&p))
+    }
+
+    fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
+        let p = self.server_path(path);
+        let stamp = listing::format_ftp_time(time);
+        let known = *self.mtime_command.lock();
+        let candidates: Vec<MtimeCommand> = match known {
+            Some(c) => vec![c],
+            None => {
+                let mfmt = self.pool.checkout()?.features.mfmt;
+                if mfmt { vec![MtimeCommand::Mfmt, MtimeCommand::MdtmSet] } else { vec![MtimeCommand::MdtmSet] }
+            }
+        };
+        for cmd in candidates {
+            let line = match cmd {
+                MtimeCommand::Mfmt => format!("MFMT {stamp} {p}"),
+                MtimeCommand::MdtmSet => format!("MDTM {stamp} {p}"),
+                MtimeCommand::Unsupported => break,
+            };
+            let ok = [suppaftp::Status::File, suppaftp::Status::CommandOk, suppaftp::Status::RequestedFileActionOk];
+            match self.with_session(true, |s| s.command(&line, &ok))? {
+                // A server without "MDTM time path" may read it as asking for the time of a
+                // file with an odd name and answer with a time: that is not support.
+                Ok(text) if cmd == MtimeCommand::MdtmSet && listing::parse_mdtm_reply(&text).is_some() => {}
+                Ok(_) => {
+                    if known.is_none() {
+                        tracing::debug!("setting modification times with {cmd:?}");
+                    }
+                    *self.mtime_command.lock() = Some(cmd);
+                    return Ok(());
+                }
+                // Only "unknown command" proves the command unsupported; any other refusal
+                // is about this file (a directory, permissions, ...).
+                Err((code, text)) if matches!(code, 500 | 501 | 502 | 504) => {
+                    tracing::debug!("{cmd:?} not supported: {text}");
+                }
+                Err((code, text)) => return Err(reply_error(&format!("setting the time of {p}"), code, &text)),
+            }
+        }
+        *self.mtime_command.lock() = Some(MtimeCommand::Unsupported);
+        Err(RemoteError::Unsupported(format!(
+            "the server offers no way to set modification times (neither MFMT nor MDTM with a time); {p} keeps the upload time"
+        )))
+    }
+
+    fn chmod(&self, path: &str, mode: u32) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.chmod_unsupported.load(Relaxed) {
+            return Err(RemoteError::Unsupported("the server does not support SITE CHMOD".into()));
+        }
+        let p = self.server_path(path);
+        let line = format!("SITE CHMOD {:o} {p}", mode & 0o7777);
+        match self.with_session(true, |s| s.command(&line, &[suppaftp::Status::CommandOk]))? {
+            Ok(_) => Ok(()),
+            Err((code, text)) if matches!(code, 500 | 502 | 504) => {
+                tracing::info!("the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored");
+                self.chmod_unsupported.store(true, Relaxed);
+                Err(RemoteError::Unsupported("the server does not support SITE CHMOD".into()))
+            }
+            Err((code, text)) => Err(reply_error(&format!("changing the mode of {p}"), code, &text)),
+        }
+    }
+
     fn sessions_wanted(&self) -> bool {
         self.pool.has_waiters()
     }
@@ -244,6 +367,52 @@ impl Remote for FtpRemote {
     fn describe(&self) -> String {
         let ep = &self.pool.connector().endpoint;
         format!("{}://{}@{}{}", self.scheme, ep.user, ep.addr(), if self.base.is_empty() { "/" } else { &self.base })
+    }
+}
+
+fn reply_error(what: &str, code: u16, text: &str) -> RemoteError {
+    let resp = suppaftp::types::Response::new(suppaftp::Status::from(code as u32), text.as_bytes().to_vec());
+    reply::map_reply(what, &resp)
+}
+
+/// An upload in progress; holds its session until finished or dropped.
+struct FtpWriteStream {
+    transfer: Option<Transfer>,
+    lease: Lease<FtpConnector>,
+    path: String,
+}
+
+impl io::Write for FtpWriteStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.transfer.as_mut().expect("transfer present until finish").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.transfer.as_mut().expect("transfer present until finish").flush()
+    }
+}
+
+impl WriteStream for FtpWriteStream {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let transfer = self.transfer.take().expect("finished once");
+        transfer.finish().map_err(|e| {
+            let err = reply::map(&format!("finishing the upload of {}", self.path), e);
+            if err.breaks_session() {
+                self.lease.mark_broken();
+            }
+            err
+        })
+    }
+}
+
+impl Drop for FtpWriteStream {
+    fn drop(&mut self) {
+        // Unfinished: cut the control connection first, so closing the data connection is
+        // never taken for the end of a complete upload by a session we reuse.
+        if let Some(transfer) = self.transfer.take() {
+            self.lease.shutdown();
+            drop(transfer);
+            self.lease.mark_broken();
+        }
     }
 }
 

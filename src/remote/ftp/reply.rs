@@ -70,9 +70,12 @@ pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
         )),
         426 | 451 => RemoteError::Connection(msg("The transfer was interrupted")),
         452 | 552 => RemoteError::NoSpace(msg("The server is out of space or over quota")),
-        522 | 534 => RemoteError::Tls(msg(
-            "The server's TLS requirements were not met (for example session reuse on data connections)",
+        // The session can no longer open data connections; a fresh session can.
+        522 => RemoteError::Connection(msg(
+            "The data connection's TLS session was not accepted (the server requires it to resume the \
+             control connection's session); retrying on a new session",
         )),
+        534 => RemoteError::Tls(msg("The server's TLS requirements were not met")),
         530 if mentions_tls(&lower) => RemoteError::Login(msg(
             "The server requires an encrypted connection: use --tls explicit (ftps://) or --tls implicit",
         )),
@@ -106,7 +109,7 @@ mod tests {
     fn unknown_codes_are_read_from_the_raw_reply() {
         assert_eq!(code(&resp("522 SSL connection failed: session reuse required\r\n")), 522);
         let err = map_reply("reading a.txt", &resp("522 SSL connection failed: session reuse required"));
-        assert!(matches!(err, RemoteError::Tls(_)), "{err:?}");
+        assert!(err.is_transient() && err.breaks_session(), "retried on a fresh session: {err:?}");
     }
 
     #[test]

@@ -239,6 +239,54 @@ impl FtpSession {
         self.ftp.retr_as_stream(path).map_err(|e| self.tls_detail(&what, e))
     }
 
+    /// Starts an upload (`STOR`, or `APPE` to append).
+    pub fn stor(&mut self, path: &str, append: bool) -> Result<Transfer> {
+        let what = format!("uploading {path}");
+        let r = if append { self.ftp.append_with_stream(path) } else { self.ftp.put_with_stream(path) };
+        r.map_err(|e| self.tls_detail(&what, e))
+    }
+
+    pub fn size(&mut self, path: &str) -> Result<Option<u64>> {
+        match self.ftp.size(path) {
+            Ok(n) => Ok(Some(n as u64)),
+            Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) == 550 => {
+                Err(RemoteError::NotFound(format!("asking the size of {path}: server said \"{}\"", reply::text(&r))))
+            }
+            Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => Ok(None),
+            Err(e) => Err(reply::map(&format!("asking the size of {path} (SIZE)"), e)),
+        }
+    }
+
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        self.ftp.rename(from, to).map_err(|e| reply::map(&format!("renaming {from} to {to}"), e))
+    }
+
+    pub fn delete(&mut self, path: &str) -> Result<()> {
+        self.ftp.rm(path).map_err(|e| reply::map(&format!("deleting {path}"), e))
+    }
+
+    pub fn mkdir(&mut self, path: &str) -> Result<()> {
+        self.ftp.mkdir(path).map_err(|e| reply::map(&format!("creating directory {path}"), e))
+    }
+
+    pub fn rmdir(&mut self, path: &str) -> Result<()> {
+        if self.cwd.as_deref().is_some_and(|c| c == path || c.starts_with(&format!("{path}/"))) {
+            // Some servers refuse to remove the working directory.
+            self.cwd = None;
+            let _ = self.ftp.cwd("/");
+        }
+        self.ftp.rmdir(path).map_err(|e| reply::map(&format!("removing directory {path}"), e))
+    }
+
+    /// Sends a command expecting one of `ok`; returns the reply code on refusal.
+    pub fn command(&mut self, cmd: &str, ok: &[Status]) -> Result<std::result::Result<String, (u16, String)>> {
+        match self.ftp.custom_command(cmd, ok) {
+            Ok(r) => Ok(Ok(reply::text(&r))),
+            Err(FtpError::UnexpectedResponse(r)) => Ok(Err((reply::code(&r), reply::text(&r)))),
+            Err(e) => Err(reply::map(&format!("sending {}", cmd.split(' ').next().unwrap_or(cmd)), e)),
+        }
+    }
+
     /// suppaftp reports TLS failures as strings; prefer the detailed error we kept.
     fn tls_detail(&self, what: &str, e: FtpError) -> RemoteError {
         if let (FtpError::SecureError(_), Some(tls)) = (&e, &self.tls) {

@@ -1,0 +1,270 @@
+//! Writing an open file, without ever leaving a truncated or empty file that looks complete.
+//!
+//! - Sequential writes from offset 0 (a new or truncated file opened write-only) stream straight
+//!   into one upload: no local copy, flat memory.
+//! - Anything else (opened read-write, appends, writes that jump, truncation to a non-zero size)
+//!   goes to a spool file, filled from the server first when the old content is kept, and is
+//!   uploaded when the file is flushed, synced or closed.
+//! - A file that existed is uploaded under a hidden temporary name in the same directory, its
+//!   size checked on the server, and then renamed over the old one; a failure at any step
+//!   removes the temporary and leaves the old file untouched. A new file uploads under its own
+//!   name and is deleted if the upload fails.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use crate::remote::{Remote, RemoteError, WriteStream};
+
+use super::spool::{Reservation, Spool};
+
+/// What the handle holds instead of the server's current content.
+enum Body {
+    /// Unchanged: the content is the server's (`size` bytes).
+    Server,
+    /// Emptied (new or truncated file); nothing written yet.
+    Empty,
+    /// An upload in progress, fed by sequential writes.
+    Streaming { upload: Box<dyn WriteStream>, to: String, written: u64 },
+    /// The whole content, in a local spool file.
+    Spooled { file: File, reserved: Reservation },
+}
+
+pub struct WriteState {
+    body: Body,
+    /// The file's size as the application sees it.
+    pub size: u64,
+    /// Something changed that the server does not have yet.
+    pub dirty: bool,
+    /// A modification time asked for while changes were pending; set after the upload.
+    pub pending_mtime: Option<SystemTime>,
+    /// Permission bits asked for while changes were pending; set after the upload.
+    pub pending_mode: Option<u32>,
+}
+
+pub struct WriteHandle {
+    /// The file's path relative to the mount root.
+    pub path: String,
+    /// The file existed when opened: uploads go to a temporary name, then replace it.
+    existed: bool,
+    /// Opened read-write: spool from the start so reads see the writes.
+    read_write: bool,
+    pub state: parking_lot::Mutex<WriteState>,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `dir/.name.ftpmount-PID-N.part`: hidden, in the same directory, unique.
+pub fn temp_name(path: &str) -> String {
+    let (dir, name) = super::split(path);
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = format!(".{name}.ftpmount-{}-{n}.part", std::process::id());
+    if dir.is_empty() { temp } else { format!("{dir}/{temp}") }
+}
+
+impl WriteHandle {
+    /// `truncate`: the old content is dropped (new file, `O_TRUNC`).
+    pub fn new(path: String, existed: bool, size: u64, truncate: bool, read_write: bool) -> Self {
+        let (body, size, dirty) = if truncate { (Body::Empty, 0, true) } else { (Body::Server, size, false) };
+        WriteHandle { path, existed, read_write, state: parking_lot::Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }) }
+    }
+
+    /// Writes `data` at `offset`. The per-handle lock is held across the upload on purpose:
+    /// writes to one file must reach the stream in order.
+    pub fn write(&self, remote: &dyn Remote, spool: &Spool, offset: u64, data: &[u8]) -> Result<(), RemoteError> {
+        let mut st = self.state.lock();
+        let end = offset + data.len() as u64;
+        let streamable = !self.read_write
+            && match &st.body {
+                Body::Empty => offset == 0,
+                Body::Streaming { written, .. } => offset == *written,
+                _ => false,
+            };
+        if streamable {
+            if matches!(st.body, Body::Empty) {
+                let to = self.upload_path();
+                let upload = remote.open_write(&to, false)?;
+                st.body = Body::Streaming { upload, to, written: 0 };
+            }
+            if let Body::Streaming { upload, written, to } = &mut st.body {
+                upload
+                    .write_all(data)
+                    .map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
+                *written = end;
+            }
+        } else {
+            self.spool(&mut st, remote, spool)?;
+            let Body::Spooled { file, reserved } = &mut st.body else { unreachable!("just spooled") };
+            spool.reserve(reserved, end)?;
+            file.write_all_at(data, offset).map_err(|e| spool_error(&self.path, e))?;
+        }
+        st.size = st.size.max(end);
+        st.dirty = true;
+        Ok(())
+    }
+
+    /// Reads from the handle's own content (read-write opens).
+    pub fn read_spooled(&self, remote: &dyn Remote, spool: &Spool, offset: u64, len: usize) -> Result<Vec<u8>, RemoteError> {
+        let mut st = self.state.lock();
+        self.spool(&mut st, remote, spool)?;
+        let Body::Spooled { file, .. } = &st.body else { unreachable!("just spooled") };
+        let len = len.min(st.size.saturating_sub(offset) as usize);
+        let mut buf = vec![0u8; len];
+        let n = read_full_at(file, &mut buf, offset).map_err(|e| spool_error(&self.path, e))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// `truncate` / `ftruncate` to `size`.
+    pub fn truncate(&self, remote: &dyn Remote, spool: &Spool, size: u64) -> Result<(), RemoteError> {
+        let mut st = self.state.lock();
+        if size == st.size && !matches!(st.body, Body::Server) {
+            return Ok(());
+        }
+        if size == 0 && !matches!(st.body, Body::Streaming { .. }) {
+            st.body = Body::Empty;
+        } else {
+            self.spool(&mut st, remote, spool)?;
+            let Body::Spooled { file, reserved } = &mut st.body else { unreachable!("just spooled") };
+            spool.reserve(reserved, size)?;
+            file.set_len(size).map_err(|e| spool_error(&self.path, e))?;
+        }
+        st.size = size;
+        st.dirty = true;
+        Ok(())
+    }
+
+    fn upload_path(&self) -> String {
+        if self.existed { temp_name(&self.path) } else { self.path.clone() }
+    }
+
+    /// Moves the content into a spool file (downloading the server's content or finishing
+    /// an upload in progress first).
+    fn spool(&self, st: &mut WriteState, remote: &dyn Remote, spool: &Spool) -> Result<(), RemoteError> {
+        let ((file, mut reserved), source) = match std::mem::replace(&mut st.body, Body::Empty) {
+            Body::Spooled { file, reserved } => {
+                st.body = Body::Spooled { file, reserved };
+                return Ok(());
+            }
+            Body::Empty => (spool.file()?, None),
+            Body::Server => (spool.file()?, Some(self.path.clone())),
+            Body::Streaming { upload, to, .. } => {
+                // Rare: a jump after sequential writes. What was sent is fetched back.
+                upload.finish()?;
+                (spool.file()?, Some(to))
+            }
+        };
+        if let Some(from) = &source {
+            spool.reserve(&mut reserved, st.size)?;
+            let mut stream = remote.open_read(from, 0)?;
+            let mut out = &file;
+            io::copy(&mut stream, &mut out).map_err(|e| RemoteError::Connection(format!("downloading {from}: {e}")))?;
+            if from != &self.path {
+                let _ = remote.delete(from);
+            }
+        }
+        st.body = Body::Spooled { file, reserved };
+        Ok(())
+    }
+
+    /// Puts the changes on the server (flush, fsync, close). Returns the uploaded size, or
+    /// `None` when there was nothing to do.
+    pub fn commit(&self, remote: &dyn Remote) -> Result<Option<u64>, RemoteError> {
+        let mut st = self.state.lock();
+        if !st.dirty {
+            return Ok(None);
+        }
+        let size = st.size;
+        let result = match std::mem::replace(&mut st.body, Body::Server) {
+            Body::Server => return Ok(None),
+            Body::Streaming { upload, to, written } => self.finish_upload(remote, upload, &to, written),
+            Body::Empty => {
+                let to = self.upload_path();
+                remote.open_write(&to, false).and_then(|u| self.finish_upload(remote, u, &to, 0))
+            }
+            Body::Spooled { mut file, reserved: _ } => {
+                let to = self.upload_path();
+                remote.open_write(&to, false).and_then(|mut upload| {
+                    file.seek(SeekFrom::Start(0)).map_err(|e| spool_error(&self.path, e))?;
+                    let mut limited = (&mut file).take(size);
+                    io::copy(&mut limited, &mut upload).map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
+                    self.finish_upload(remote, upload, &to, size)
+                })
+            }
+        };
+        match result {
+            Ok(()) => {
+                st.dirty = false;
+                Ok(Some(size))
+            }
+            Err(e) => {
+                // The application hears about it; the server keeps the old version (or nothing).
+                st.dirty = false;
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends an upload, checks what arrived, and puts it in place; cleans up on failure.
+    fn finish_upload(&self, remote: &dyn Remote, upload: Box<dyn WriteStream>, to: &str, sent: u64) -> Result<(), RemoteError> {
+        let outcome = upload.finish().and_then(|()| verify_size(remote, to, sent)).and_then(|()| {
+            if to != self.path { replace(remote, to, &self.path) } else { Ok(()) }
+        });
+        if outcome.is_err() {
+            // A temporary, or a new file that never completed: neither may look like a result.
+            if let Err(e) = remote.delete(to) {
+                tracing::debug!("removing the incomplete upload {to}: {e}");
+            }
+        }
+        outcome
+    }
+}
+
+/// The server must hold exactly what we sent; zero bytes where bytes were sent is the classic
+/// symptom of a blocked data channel.
+fn verify_size(remote: &dyn Remote, path: &str, sent: u64) -> Result<(), RemoteError> {
+    match remote.size(path)? {
+        None => Ok(()),
+        Some(n) if n == sent => Ok(()),
+        Some(0) => Err(RemoteError::Connection(format!(
+            "uploading {path}: {sent} bytes were sent but the server stored 0. The data connection is probably \
+             blocked: check that the server's passive (PASV) ports are open in every firewall on the way"
+        ))),
+        Some(n) => Err(RemoteError::Connection(format!(
+            "uploading {path}: {sent} bytes were sent but the server stored {n}; the upload was discarded"
+        ))),
+    }
+}
+
+/// Renames `from` over `to`; where the server refuses to rename onto an existing file, the
+/// old file is deleted first (a short window in which neither name holds the content).
+pub fn replace(remote: &dyn Remote, from: &str, to: &str) -> Result<(), RemoteError> {
+    match remote.rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(first) if !first.breaks_session() => {
+            tracing::debug!("renaming {from} over {to} was refused ({first}); deleting {to} first");
+            match remote.delete(to) {
+                Ok(()) | Err(RemoteError::NotFound(_)) => remote.rename(from, to),
+                Err(_) => Err(first),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn spool_error(path: &str, e: io::Error) -> RemoteError {
+    RemoteError::NoSpace(format!("writing the local spool file for {path}: {e} (see --cache-dir)"))
+}

@@ -1,0 +1,274 @@
+//! Writing through a real FUSE mount of real FTP servers: rsync, cp, mv, rm, editors'
+//! saves, appends and truncation, checked byte for byte on the server side; failures surface
+//! at close and never leave a truncated file under the real name.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn tls_server(certs: &Certs) -> Vsftpd {
+    Vsftpd::start(TempDir::new("root"), VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() })
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A tree of many small files (0 B to 16 KiB), nested, with awkward names, plus two big files.
+fn source_tree(dir: &Path, small: usize) {
+    let names = ["plain", "with space", "Ünïcödé 文件", "hash#", "percent%", ".dot"];
+    for i in 0..small {
+        let sub = dir.join(format!("level{}/{}", i % 7, names[i % names.len()])).join(format!("n{}", i % 3));
+        fs::create_dir_all(&sub).unwrap();
+        let size = match i % 10 {
+            0 => 0,
+            1 => 1,
+            _ => (i * 131) % (16 * 1024),
+        };
+        let file = sub.join(format!("{} {i}.dat", names[(i / 7) % names.len()]));
+        fs::write(&file, pseudo_random(size, i as u64)).unwrap();
+        set_mtime(&file, 1_600_000_000 + i as i64 * 17);
+    }
+    fs::write(dir.join("big-20MiB.bin"), pseudo_random(20 << 20, 99)).unwrap();
+    fs::write(dir.join("level0/big-33MiB.bin"), pseudo_random(33 << 20, 98)).unwrap();
+}
+
+/// Every file under `a` exists under `b` with the same bytes and whole-second mtime.
+fn assert_same_files(a: &Path, b: &Path) {
+    for rel in tree_listing(a) {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let ma = fs::metadata(&pa).unwrap();
+        let mb = fs::metadata(&pb).unwrap_or_else(|e| panic!("{rel} missing on the server: {e}"));
+        if ma.is_file() {
+            assert_eq!(fs::read(&pa).unwrap(), fs::read(&pb).unwrap(), "{rel} differs");
+            let secs = |m: &fs::Metadata| m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            assert_eq!(secs(&ma), secs(&mb), "{rel} mtime");
+        }
+    }
+}
+
+fn rsync_round_trip(server: &dyn Server, certs: Option<&Certs>, extra: &[&str]) {
+    let src = TempDir::new("src");
+    source_tree(src.path(), 2000);
+    let mount = Mount::of(server, certs, extra);
+    let dst = mount.path().join("dst");
+    let from = format!("{}/", src.path().display());
+    run_ok(Command::new("rsync").args(["-a", &from, dst.to_str().unwrap()]));
+    assert_same_files(src.path(), &server.root().join("dst"));
+    assert_eq!(tree_listing(src.path()), tree_listing(&server.root().join("dst")), "no extra files (temporaries) left");
+    let second = run_ok(Command::new("rsync").args(["-a", "--itemize-changes", &from, dst.to_str().unwrap()]));
+    let transfers: Vec<&str> = second.lines().filter(|l| l.starts_with('>') || l.starts_with('<') || l.starts_with("c")).collect();
+    assert!(transfers.is_empty(), "second rsync transferred: {transfers:?}");
+}
+
+#[test]
+fn rsync_of_2000_small_files_and_big_files_on_vsftpd_tls() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    rsync_round_trip(&server, Some(&certs), &[]);
+}
+
+#[test]
+fn rsync_of_2000_small_files_and_big_files_on_pyftpdlib() {
+    let server = PyFtpd::start(TempDir::new("root"), None, &[]);
+    rsync_round_trip(&server, None, &["--tls", "off"]);
+}
+
+#[test]
+fn rsync_inplace_and_append() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let src = TempDir::new("src");
+    let file = src.path().join("log.txt");
+    fs::write(&file, b"first part\n").unwrap();
+    let dst = mount.path().join("log.txt");
+    run_ok(Command::new("rsync").args(["-a", "--inplace", file.to_str().unwrap(), dst.to_str().unwrap()]));
+    assert_eq!(fs::read(server.root().join("log.txt")).unwrap(), b"first part\n");
+    fs::write(&file, b"first part\nchanged in the middle? no: appended\n").unwrap();
+    run_ok(Command::new("rsync").args(["-a", "--append", file.to_str().unwrap(), dst.to_str().unwrap()]));
+    assert_eq!(fs::read(server.root().join("log.txt")).unwrap(), fs::read(&file).unwrap());
+    fs::write(&file, b"FIRST PART\nchanged in the middle? yes, in place\n").unwrap();
+    run_ok(Command::new("rsync").args(["-a", "--inplace", "--no-whole-file", file.to_str().unwrap(), dst.to_str().unwrap()]));
+    assert_eq!(fs::read(server.root().join("log.txt")).unwrap(), fs::read(&file).unwrap());
+}
+
+#[test]
+fn cp_mv_rm_mkdir_touch_append_truncate() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let m = mount.path();
+    let root = server.root();
+
+    let src = TempDir::new("src");
+    fs::create_dir_all(src.path().join("tree/sub")).unwrap();
+    fs::write(src.path().join("tree/sub/a.txt"), b"alpha").unwrap();
+    set_mtime(&src.path().join("tree/sub/a.txt"), 1_234_567_890);
+    run_ok(Command::new("cp").arg("-a").arg(src.path().join("tree")).arg(m));
+    assert_eq!(fs::read(root.join("tree/sub/a.txt")).unwrap(), b"alpha");
+    assert_same_files(&src.path().join("tree"), &root.join("tree"));
+
+    run_ok(Command::new("mkdir").arg("-p").arg(m.join("x/y/z")));
+    assert!(root.join("x/y/z").is_dir());
+    run_ok(Command::new("touch").arg(m.join("x/y/z/empty")));
+    assert_eq!(fs::metadata(root.join("x/y/z/empty")).unwrap().len(), 0);
+
+    run_ok(Command::new("mv").arg(m.join("tree/sub/a.txt")).arg(m.join("x/moved.txt")));
+    assert!(!root.join("tree/sub/a.txt").exists());
+    assert_eq!(fs::read(root.join("x/moved.txt")).unwrap(), b"alpha");
+    run_ok(Command::new("mv").arg(m.join("x/y")).arg(m.join("renamed-dir")));
+    assert!(root.join("renamed-dir/z/empty").exists());
+    assert!(m.join("renamed-dir/z/empty").exists(), "the mount shows the move at once");
+
+    let mut f = fs::OpenOptions::new().append(true).open(m.join("x/moved.txt")).unwrap();
+    f.write_all(b" beta").unwrap();
+    drop(f);
+    assert_eq!(fs::read(root.join("x/moved.txt")).unwrap(), b"alpha beta");
+    assert_eq!(fs::metadata(m.join("x/moved.txt")).unwrap().len(), 10, "stat sees the new size at once");
+
+    run_ok(Command::new("truncate").args(["-s", "3"]).arg(m.join("x/moved.txt")));
+    assert_eq!(fs::read(root.join("x/moved.txt")).unwrap(), b"alp");
+    run_ok(Command::new("truncate").args(["-s", "0"]).arg(m.join("x/moved.txt")));
+    assert_eq!(fs::read(root.join("x/moved.txt")).unwrap(), b"");
+
+    run_ok(Command::new("touch").args(["-d", "2021-05-06 07:08:09 UTC"]).arg(m.join("x/moved.txt")));
+    let secs = |p: &Path| fs::metadata(p).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(secs(&root.join("x/moved.txt")), 1_620_284_889);
+    assert_eq!(secs(&m.join("x/moved.txt")), 1_620_284_889);
+
+    let err = fs::remove_dir(m.join("x")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(39), "ENOTEMPTY: {err}");
+    run_ok(Command::new("rm").arg("-r").arg(m.join("x")).arg(m.join("tree")));
+    assert!(!root.join("x").exists() && !root.join("tree").exists());
+    assert!(!m.join("x").exists());
+}
+
+#[test]
+fn rename_over_an_existing_file_replaces_it() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    fs::write(server.root().join("target.txt"), b"old").unwrap();
+    chown_to_user(server.root());
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    fs::write(mount.path().join("new.txt"), b"new content").unwrap();
+    fs::rename(mount.path().join("new.txt"), mount.path().join("target.txt")).unwrap();
+    assert_eq!(fs::read(server.root().join("target.txt")).unwrap(), b"new content");
+    assert!(!server.root().join("new.txt").exists());
+    assert_eq!(fs::read(mount.path().join("target.txt")).unwrap(), b"new content");
+}
+
+#[test]
+fn editor_style_saves() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    fs::write(server.root().join("notes.txt"), b"version 1\n").unwrap();
+    chown_to_user(server.root());
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let m = mount.path();
+    // vim: write a new file, rename the old one to a backup, rename the new one in place.
+    fs::write(m.join("4913"), b"").unwrap();
+    fs::remove_file(m.join("4913")).unwrap();
+    fs::write(m.join(".notes.txt.swp"), b"swap").unwrap();
+    fs::rename(m.join("notes.txt"), m.join("notes.txt~")).unwrap();
+    fs::write(m.join("notes.txt"), b"version 2\n").unwrap();
+    fs::remove_file(m.join("notes.txt~")).unwrap();
+    fs::remove_file(m.join(".notes.txt.swp")).unwrap();
+    assert_eq!(fs::read(server.root().join("notes.txt")).unwrap(), b"version 2\n");
+    // nano: truncate and rewrite the same file.
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(m.join("notes.txt")).unwrap();
+    f.write_all(b"version 3\n").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(fs::read(server.root().join("notes.txt")).unwrap(), b"version 3\n");
+    // Write to a temporary and rename over (atomic save, e.g. gedit, VS Code).
+    fs::write(m.join(".notes.txt.tmp"), b"version 4\n").unwrap();
+    fs::rename(m.join(".notes.txt.tmp"), m.join("notes.txt")).unwrap();
+    assert_eq!(fs::read(server.root().join("notes.txt")).unwrap(), b"version 4\n");
+    assert_eq!(tree_listing(server.root()), vec!["notes.txt"], "no leftovers");
+}
+
+#[test]
+fn random_access_writes_use_the_spool_and_keep_the_rest() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    let original = pseudo_random(3 << 20, 5);
+    fs::write(server.root().join("data.bin"), &original).unwrap();
+    chown_to_user(server.root());
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let f = fs::OpenOptions::new().read(true).write(true).open(mount.path().join("data.bin")).unwrap();
+    f.write_all_at(b"PATCHED", 1_000_000).unwrap();
+    f.write_all_at(b"END", original.len() as u64).unwrap();
+    let mut back = vec![0u8; 7];
+    f.read_exact_at(&mut back, 1_000_000).unwrap();
+    assert_eq!(&back, b"PATCHED", "reads see the handle's own writes");
+    f.sync_all().unwrap();
+    drop(f);
+    let mut want = original.clone();
+    want[1_000_000..1_000_007].copy_from_slice(b"PATCHED");
+    want.extend_from_slice(b"END");
+    assert_eq!(fs::read(server.root().join("data.bin")).unwrap(), want);
+}
+
+#[test]
+fn parallel_writers_and_a_reader() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    let existing = pseudo_random(8 << 20, 77);
+    fs::write(server.root().join("existing.bin"), &existing).unwrap();
+    chown_to_user(server.root());
+    let mount = Mount::of(&server, Some(&certs), &["--max-connections", "4"]);
+    let m = mount.path();
+    let datas: Vec<Vec<u8>> = (0..6).map(|i| pseudo_random(3 << 20, 500 + i)).collect();
+    std::thread::scope(|s| {
+        for (i, d) in datas.iter().enumerate() {
+            let p = m.join(format!("w{i}.bin"));
+            s.spawn(move || fs::write(&p, d).unwrap());
+        }
+        s.spawn(|| assert!(fs::read(m.join("existing.bin")).unwrap() == existing));
+    });
+    for (i, d) in datas.iter().enumerate() {
+        assert!(fs::read(server.root().join(format!("w{i}.bin"))).unwrap() == *d, "w{i}.bin");
+    }
+}
+
+#[test]
+fn an_upload_refused_by_the_server_fails_at_close_and_keeps_the_old_file() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    fs::create_dir(server.root().join("locked")).unwrap();
+    fs::write(server.root().join("locked/keep.txt"), b"precious").unwrap();
+    chown_to_user(server.root());
+    // The FTP user may not write into this directory.
+    run_ok(Command::new("chown").args(["-R", "root:root"]).arg(server.root().join("locked")));
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let err = fs::write(mount.path().join("locked/keep.txt"), b"overwritten").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(13), "EACCES at the application: {err}");
+    assert_eq!(fs::read(server.root().join("locked/keep.txt")).unwrap(), b"precious");
+    let err = fs::write(mount.path().join("locked/new.txt"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(13), "{err}");
+    assert_eq!(tree_listing(&server.root().join("locked")), vec!["keep.txt"]);
+}
+
+#[test]
+fn links_and_special_files_fail_at_once() {
+    let server = Vsftpd::start(TempDir::new("root"), VsftpdOptions::default());
+    let mount = Mount::of(&server, None, &["--tls", "off"]);
+    fs::write(mount.path().join("f"), b"x").unwrap();
+    let e = std::os::unix::fs::symlink("f", mount.path().join("l")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(1), "EPERM: {e}");
+    let e = fs::hard_link(mount.path().join("f"), mount.path().join("h")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(1), "EPERM: {e}");
+    let out = Command::new("mkfifo").arg(mount.path().join("fifo")).output().unwrap();
+    assert!(!out.status.success());
+    // Owners cannot change over FTP; accepted so `cp -a`/`rsync -a` as root succeed.
+    run_ok(Command::new("chown").arg("12345:12345").arg(mount.path().join("f")));
+}
