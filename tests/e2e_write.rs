@@ -272,3 +272,100 @@ fn links_and_special_files_fail_at_once() {
     // Owners cannot change over FTP; accepted so `cp -a`/`rsync -a` as root succeed.
     run_ok(Command::new("chown").arg("12345:12345").arg(mount.path().join("f")));
 }
+
+/// Writes `total` bytes in 1 MiB chunks, calling `midway` after the second chunk; returns the
+/// first error seen by write, fsync or close.
+fn write_with_interruption(path: &Path, total: usize, midway: impl FnOnce()) -> Option<std::io::Error> {
+    let mut f = match fs::File::create(path) {
+        Ok(f) => f,
+        Err(e) => return Some(e),
+    };
+    let chunk = pseudo_random(1 << 20, 3);
+    let mut midway = Some(midway);
+    for i in 0..total / chunk.len() {
+        if i == 2 {
+            (midway.take().unwrap())();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        if let Err(e) = f.write_all(&chunk) {
+            return Some(e);
+        }
+    }
+    if let Err(e) = f.sync_all() {
+        return Some(e);
+    }
+    // close(2) reports the flush result; std ignores close errors, so use libc directly.
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: fd is an open descriptor we own.
+    if unsafe { libc_close(fd) } != 0 {
+        return Some(std::io::Error::last_os_error());
+    }
+    None
+}
+
+unsafe extern "C" {
+    #[link_name = "close"]
+    fn libc_close(fd: i32) -> i32;
+}
+
+#[test]
+fn a_connection_killed_mid_upload_fails_the_write_and_loses_nothing() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    let old = pseudo_random(1 << 20, 11);
+    fs::write(server.root().join("target.bin"), &old).unwrap();
+    chown_to_user(server.root());
+    let mount = Mount::of(&server, Some(&certs), &[]);
+
+    let err = write_with_interruption(&mount.path().join("target.bin"), 32 << 20, || {
+        assert!(server.kill_sessions() > 0);
+    });
+    assert!(err.is_some(), "the application must hear about the failed upload: {}", mount.log());
+    assert_eq!(fs::read(server.root().join("target.bin")).unwrap(), old, "old content intact");
+
+    let err = write_with_interruption(&mount.path().join("new.bin"), 32 << 20, || {
+        server.kill_sessions();
+    });
+    assert!(err.is_some(), "a failed new upload is reported");
+    assert_eq!(tree_listing(server.root()), vec!["target.bin"], "no partial file, no temporary left");
+
+    // The mount recovers: new sessions work.
+    fs::write(mount.path().join("after.txt"), b"still works").unwrap();
+    assert_eq!(fs::read(server.root().join("after.txt")).unwrap(), b"still works");
+}
+
+#[test]
+fn a_full_server_disk_is_enospc_and_leaves_no_partial_file() {
+    let root = TempDir::new("small-disk");
+    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(root.path()).status().unwrap();
+    assert!(status.success(), "mounting a small tmpfs for the server");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(root.path().to_path_buf());
+    let root_path = root.path().to_path_buf();
+    let server = Vsftpd::start(root, VsftpdOptions::default());
+    let mount = Mount::of(&server, None, &["--tls", "off"]);
+    let err = write_with_interruption(&mount.path().join("too-big.bin"), 8 << 20, || {}).expect("must fail");
+    assert_eq!(err.raw_os_error(), Some(28), "ENOSPC: {err}");
+    assert!(tree_listing(&root_path).is_empty(), "the partial upload was removed: {:?}", tree_listing(&root_path));
+    assert!(mount.log().contains("full"), "{}", mount.log());
+}
+
+#[test]
+fn server_symlinks_read_through_the_mount() {
+    let root = TempDir::new("root");
+    fs::create_dir(root.path().join("sub")).unwrap();
+    fs::write(root.path().join("sub/real.txt"), b"the real thing").unwrap();
+    std::os::unix::fs::symlink("sub/real.txt", root.path().join("link.txt")).unwrap();
+    // vsftpd lists links as `l… link.txt -> sub/real.txt`.
+    let server = Vsftpd::start(root, VsftpdOptions::default());
+    let mount = Mount::of(&server, None, &["--tls", "off"]);
+    let meta = fs::symlink_metadata(mount.path().join("link.txt")).unwrap();
+    assert!(meta.file_type().is_symlink());
+    assert_eq!(fs::read_link(mount.path().join("link.txt")).unwrap(), Path::new("sub/real.txt"));
+    assert_eq!(fs::read(mount.path().join("link.txt")).unwrap(), b"the real thing");
+}

@@ -68,6 +68,8 @@ pub struct OpenMode {
     pub write: bool,
     pub truncate: bool,
     pub append: bool,
+    /// The process opening the file.
+    pub pid: u32,
 }
 
 /// What `setattr` asks to change.
@@ -279,7 +281,7 @@ impl Fs {
 
     fn write_handle(&self, path: String, existed: bool, size: u64, mode: OpenMode) -> u64 {
         let read_write = mode.read && mode.write;
-        let handle = Arc::new(WriteHandle::new(path.clone(), existed, size, mode.truncate, read_write));
+        let handle = Arc::new(WriteHandle::new(path.clone(), existed, size, mode.truncate, read_write, mode.pid));
         self.writing.lock().insert(path, handle.clone());
         self.add_handle(Handle::Write(handle))
     }
@@ -347,8 +349,17 @@ impl Fs {
         }
     }
 
-    /// Puts a file's changes on the server (`close`, `fsync`); errors reach the application.
-    pub fn flush(&self, fh: u64) -> Result<()> {
+    /// `close`: puts a file's changes on the server so errors reach the application; a close
+    /// by another process (a child's inherited descriptor) waits for the release instead.
+    pub fn flush(&self, fh: u64, pid: u32) -> Result<()> {
+        match self.handle(fh)? {
+            Handle::Write(h) if h.opener == pid => self.commit(&h),
+            _ => Ok(()),
+        }
+    }
+
+    /// `fsync`: returns once the data is on the server.
+    pub fn fsync(&self, fh: u64) -> Result<()> {
         match self.handle(fh)? {
             Handle::Write(h) => self.commit(&h),
             Handle::Read(_) => Ok(()),
@@ -455,7 +466,7 @@ impl Fs {
             return Ok(());
         }
         // Not open: rewrite the file through a short-lived handle (safe replace applies).
-        let h = WriteHandle::new(path.to_string(), true, attr.size, false, false);
+        let h = WriteHandle::new(path.to_string(), true, attr.size, false, false, 0);
         h.truncate(self.remote.as_ref(), &self.spool, size)?;
         self.commit(&h)
     }

@@ -30,6 +30,9 @@ enum Body {
     Streaming { upload: Box<dyn WriteStream>, to: String, written: u64 },
     /// The whole content, in a local spool file.
     Spooled { file: File, reserved: Reservation },
+    /// An upload failed; the error is reported again at close, and what reached the server
+    /// (`to`) is removed then.
+    Failed { to: String, error: RemoteError },
 }
 
 pub struct WriteState {
@@ -47,6 +50,9 @@ pub struct WriteState {
 pub struct WriteHandle {
     /// The file's path relative to the mount root.
     pub path: String,
+    /// The process that opened the file. A forked child closing its inherited copy of the
+    /// descriptor also sends a flush; only the opener's close commits early.
+    pub opener: u32,
     /// The file existed when opened: uploads go to a temporary name, then replace it.
     existed: bool,
     /// Opened read-write: spool from the start so reads see the writes.
@@ -66,35 +72,52 @@ pub fn temp_name(path: &str) -> String {
 
 impl WriteHandle {
     /// `truncate`: the old content is dropped (new file, `O_TRUNC`).
-    pub fn new(path: String, existed: bool, size: u64, truncate: bool, read_write: bool) -> Self {
+    pub fn new(path: String, existed: bool, size: u64, truncate: bool, read_write: bool, opener: u32) -> Self {
         let (body, size, dirty) = if truncate { (Body::Empty, 0, true) } else { (Body::Server, size, false) };
-        WriteHandle { path, existed, read_write, state: parking_lot::Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }) }
+        WriteHandle { path, opener, existed, read_write, state: parking_lot::Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }) }
     }
 
     /// Writes `data` at `offset`. The per-handle lock is held across the upload on purpose:
     /// writes to one file must reach the stream in order.
     pub fn write(&self, remote: &dyn Remote, spool: &Spool, offset: u64, data: &[u8]) -> Result<(), RemoteError> {
         let mut st = self.state.lock();
+        if let Body::Failed { error, .. } = &st.body {
+            return Err(error.clone());
+        }
         let end = offset + data.len() as u64;
         let streamable = !self.read_write
             && match &st.body {
                 Body::Empty => offset == 0,
+                // An empty file needs no download to be rewritten from the start.
+                Body::Server => offset == 0 && st.size == 0,
                 Body::Streaming { written, .. } => offset == *written,
                 _ => false,
             };
         if streamable {
-            if matches!(st.body, Body::Empty) {
+            if matches!(st.body, Body::Empty | Body::Server) {
                 let to = self.upload_path();
+                tracing::debug!("streaming {} to {to}", self.path);
                 let upload = remote.open_write(&to, false)?;
                 st.body = Body::Streaming { upload, to, written: 0 };
             }
-            if let Body::Streaming { upload, written, to } = &mut st.body {
-                upload
-                    .write_all(data)
-                    .map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
+            if let Body::Streaming { upload, written, .. } = &mut st.body {
+                if let Err(e) = upload.write_all(data) {
+                    let failed_at = *written;
+                    return Err(self.fail_stream(&mut st, failed_at, e));
+                }
                 *written = end;
             }
         } else {
+            if !matches!(st.body, Body::Spooled { .. }) {
+                let state = match &st.body {
+                    Body::Server => "unchanged".to_string(),
+                    Body::Empty => "empty".to_string(),
+                    Body::Streaming { written, .. } => format!("streamed {written} bytes"),
+                    Body::Spooled { .. } => "spooled".to_string(),
+                    Body::Failed { .. } => "failed".to_string(),
+                };
+                tracing::debug!("{}: write at {offset} ({state}) is not sequential; using a spool file", self.path);
+            }
             self.spool(&mut st, remote, spool)?;
             let Body::Spooled { file, reserved } = &mut st.body else { unreachable!("just spooled") };
             spool.reserve(reserved, end)?;
@@ -136,6 +159,21 @@ impl WriteHandle {
         Ok(())
     }
 
+    /// The data connection broke: the server's reply on the control connection says why
+    /// (a full disk, a quota); keep that error for the close.
+    fn fail_stream(&self, st: &mut WriteState, at: u64, io: io::Error) -> RemoteError {
+        let Body::Streaming { upload, to, .. } = std::mem::replace(&mut st.body, Body::Empty) else {
+            unreachable!("called while streaming")
+        };
+        let error = match upload.finish() {
+            Err(reason) if !matches!(reason, RemoteError::Connection(_) | RemoteError::Timeout(_)) => reason,
+            _ => RemoteError::Connection(format!("uploading {to}: the connection broke after {at} bytes: {io}")),
+        };
+        tracing::debug!("{}: {error}", self.path);
+        st.body = Body::Failed { to, error: error.clone() };
+        error
+    }
+
     fn upload_path(&self) -> String {
         if self.existed { temp_name(&self.path) } else { self.path.clone() }
     }
@@ -147,6 +185,10 @@ impl WriteHandle {
             Body::Spooled { file, reserved } => {
                 st.body = Body::Spooled { file, reserved };
                 return Ok(());
+            }
+            Body::Failed { to, error } => {
+                st.body = Body::Failed { to, error: error.clone() };
+                return Err(error);
             }
             Body::Empty => (spool.file()?, None),
             Body::Server => (spool.file()?, Some(self.path.clone())),
@@ -179,6 +221,12 @@ impl WriteHandle {
         let size = st.size;
         let result = match std::mem::replace(&mut st.body, Body::Server) {
             Body::Server => return Ok(None),
+            Body::Failed { to, error } => {
+                if let Err(e) = remote.delete(&to) {
+                    tracing::debug!("removing the incomplete upload {to}: {e}");
+                }
+                Err(error)
+            }
             Body::Streaming { upload, to, written } => self.finish_upload(remote, upload, &to, written),
             Body::Empty => {
                 let to = self.upload_path();

@@ -125,9 +125,10 @@ fn errno(op: &str, e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
-fn open_mode(flags: i32) -> OpenMode {
+fn open_mode(flags: i32, pid: u32) -> OpenMode {
     let acc = flags & libc::O_ACCMODE;
     OpenMode {
+        pid,
         read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
         write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
         truncate: flags & libc::O_TRUNC != 0,
@@ -149,7 +150,13 @@ impl FuseFs {
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(MAX_READAHEAD);
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO);
+        // ATOMIC_O_TRUNC: O_TRUNC arrives with open, not as a separate truncate beforehand,
+        // so replacing a file streams to a temporary and the old one stays until it is done.
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS
+                | fuser::InitFlags::FUSE_READDIRPLUS_AUTO
+                | fuser::InitFlags::FUSE_ATOMIC_O_TRUNC,
+        );
         Ok(())
     }
 
@@ -182,8 +189,8 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let mut mode = open_mode(flags.0);
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let mut mode = open_mode(flags.0, req.pid());
         mode.write |= !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         match self.fs.open(ino.0, mode) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -193,7 +200,7 @@ impl Filesystem for FuseFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -206,7 +213,7 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         let exclusive = flags & libc::O_EXCL != 0;
-        match self.fs.create(parent.0, name, open_mode(flags), exclusive) {
+        match self.fs.create(parent.0, name, open_mode(flags, req.pid()), exclusive) {
             Ok((attr, fh)) => reply.created(&self.ttl(), &to_fuse(&attr), Generation(0), FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("create", &e)),
         }
@@ -230,15 +237,15 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        match self.fs.flush(fh.0) {
+    fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        match self.fs.flush(fh.0, req.pid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("flush", &e)),
         }
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.fs.flush(fh.0) {
+        match self.fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("fsync", &e)),
         }

@@ -259,6 +259,41 @@ impl Vsftpd {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("vsftpd.log")).unwrap_or_default()
     }
+
+    /// Kills every session process (as if the network dropped all connections); the
+    /// listener keeps accepting new sessions.
+    pub fn kill_sessions(&self) -> usize {
+        let victims = descendants(self.child.id());
+        for pid in &victims {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        victims.len()
+    }
+}
+
+/// All processes below `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // Fields after the command name (which may contain spaces) start after the last ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
+            parents.push((p, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parents {
+            if parent == p {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
 }
 
 impl Server for Vsftpd {

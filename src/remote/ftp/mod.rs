@@ -176,6 +176,20 @@ impl FtpRemote {
     }
 }
 
+/// An absolute link target inside the mounted tree, rewritten relative to the link's
+/// directory, so it resolves inside the mount rather than on the local disk.
+fn relative_link(base: &str, dir: &str, target: &str) -> Option<String> {
+    if !target.starts_with('/') || !(base.is_empty() || target == base || target.starts_with(&format!("{base}/"))) {
+        return None;
+    }
+    let parts = |p: &str| p.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let (from, to) = (parts(dir), parts(target));
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut rel: Vec<String> = vec!["..".to_string(); from.len() - common];
+    rel.extend(to[common..].iter().cloned());
+    Some(if rel.is_empty() { ".".to_string() } else { rel.join("/") })
+}
+
 fn join(dir: &str, name: &str) -> String {
     if dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
 }
@@ -225,6 +239,13 @@ impl Remote for FtpRemote {
         let mut entries = parse_listing(&path, &lines, features.mlsd);
         if features.mdtm {
             self.fill_exact_times(&path, &mut entries)?;
+        }
+        for e in &mut entries {
+            if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {
+                if let Some(rel) = relative_link(&self.base, &path, t) {
+                    *t = rel;
+                }
+            }
         }
         Ok(entries.into_iter().map(to_entry).collect())
     }
@@ -458,6 +479,15 @@ impl Drop for FtpReadStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_link_targets_inside_the_mount_become_relative() {
+        assert_eq!(relative_link("", "/a/b", "/a/c/file").as_deref(), Some("../c/file"));
+        assert_eq!(relative_link("", "/", "/x").as_deref(), Some("x"));
+        assert_eq!(relative_link("/home/u", "/home/u/d", "/home/u/f").as_deref(), Some("../f"));
+        assert_eq!(relative_link("/home/u", "/home/u/d", "/etc/passwd"), None, "outside the mount: left as is");
+        assert_eq!(relative_link("", "/a", "relative/already"), None);
+    }
 
     #[test]
     fn listings_skip_garbage_and_keep_real_entries() {

@@ -68,6 +68,8 @@ pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
         425 => RemoteError::Connection(msg(
             "The data connection could not be opened: a firewall may block the server's passive (PASV) ports",
         )),
+        // "451 Failure writing to local file" (vsftpd), "451 … No space left on device" (pyftpdlib).
+        451 | 450 | 550 if mentions_full(&lower) => RemoteError::NoSpace(msg("The server's disk is full or the quota is used up")),
         426 | 451 => RemoteError::Connection(msg("The transfer was interrupted")),
         452 | 552 => RemoteError::NoSpace(msg("The server is out of space or over quota")),
         // The session can no longer open data connections; a fresh session can.
@@ -90,6 +92,10 @@ pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
         500 | 502 | 504 => RemoteError::Unsupported(msg("The server does not support this command")),
         _ => RemoteError::Protocol(msg("")),
     }
+}
+
+fn mentions_full(lower: &str) -> bool {
+    ["no space", "disk full", "quota", "writing to local file", "insufficient storage"].iter().any(|w| lower.contains(w))
 }
 
 fn mentions_tls(lower: &str) -> bool {
@@ -119,6 +125,9 @@ mod tests {
             ("550 Permission denied.", |e| matches!(e, RemoteError::PermissionDenied(_))),
             ("552 Disk quota exceeded", |e| matches!(e, RemoteError::NoSpace(_))),
             ("452 Insufficient storage", |e| matches!(e, RemoteError::NoSpace(_))),
+            ("451 Failure writing to local file.", |e| matches!(e, RemoteError::NoSpace(_))),
+            ("451 [Errno 28] No space left on device", |e| matches!(e, RemoteError::NoSpace(_))),
+            ("426 Failure reading network stream.", |e| matches!(e, RemoteError::Connection(_))),
             ("421 Too many connections (8) from this IP", |e| {
                 matches!(e, RemoteError::TooManyConnections(_))
             }),
