@@ -369,3 +369,23 @@ fn server_symlinks_read_through_the_mount() {
     assert_eq!(fs::read_link(mount.path().join("link.txt")).unwrap(), Path::new("sub/real.txt"));
     assert_eq!(fs::read(mount.path().join("link.txt")).unwrap(), b"the real thing");
 }
+
+#[test]
+fn file_manager_copy_move_and_trash() {
+    // gio is GNOME's file-manager toolkit (Nautilus uses the same calls); .ci/run installs it.
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let src = TempDir::new("src");
+    fs::write(src.path().join("photo.jpg"), pseudo_random(300_000, 8)).unwrap();
+    let m = mount.path();
+    run_ok(Command::new("gio").arg("copy").arg(src.path().join("photo.jpg")).arg(m.join("photo.jpg")));
+    assert_eq!(fs::read(server.root().join("photo.jpg")).unwrap(), fs::read(src.path().join("photo.jpg")).unwrap());
+    run_ok(Command::new("gio").arg("move").arg(m.join("photo.jpg")).arg(m.join("renamed.jpg")));
+    assert!(!server.root().join("photo.jpg").exists() && server.root().join("renamed.jpg").exists());
+    run_ok(Command::new("gio").arg("trash").arg(m.join("renamed.jpg")));
+    assert!(!server.root().join("renamed.jpg").exists());
+    let trashed = tree_listing(server.root());
+    assert!(trashed.iter().any(|p| p.ends_with("files/renamed.jpg")), "moved whole into the trash: {trashed:?}");
+    assert!(trashed.iter().any(|p| p.ends_with("info/renamed.jpg.trashinfo")), "{trashed:?}");
+}
