@@ -731,6 +731,90 @@ mod tests {
         assert!(matches!(fs.readdir(x.ino, false), Err(FsError::NotDir)));
     }
 
+    fn write_mode() -> OpenMode {
+        OpenMode { write: true, truncate: true, pid: 7, ..Default::default() }
+    }
+
+    #[test]
+    fn a_failed_replace_keeps_the_old_file_and_leaves_no_temporary() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("f.txt", b"old", SystemTime::now());
+        let fs = fs_with(fake.clone());
+        let f = fs.lookup(ROOT, "f.txt").unwrap();
+        let fh = fs.open(f.ino, write_mode()).unwrap();
+        *fake.fail_uploads.lock() = Some(RemoteError::NoSpace("552 quota".into()));
+        fs.write(fh, 0, b"new content").unwrap();
+        let err = fs.flush(fh, 7).unwrap_err();
+        assert_eq!(err.errno(), libc::ENOSPC);
+        fs.release(fh);
+        assert_eq!(fake.file("f.txt").unwrap(), b"old");
+        assert_eq!(fake.paths(), ["f.txt"], "temporary removed");
+    }
+
+    #[test]
+    fn a_failed_new_file_is_removed() {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        let (_, fh) = fs.create(ROOT, "new.bin", write_mode(), true).unwrap();
+        *fake.fail_uploads.lock() = Some(RemoteError::Connection("426 broken".into()));
+        fs.write(fh, 0, &[1u8; 1000]).unwrap();
+        assert_eq!(fs.flush(fh, 7).unwrap_err().errno(), libc::EIO);
+        fs.release(fh);
+        assert!(fake.paths().is_empty(), "{:?}", fake.paths());
+    }
+
+    #[test]
+    fn replace_deletes_first_where_rename_over_is_refused() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("f.txt", b"old", SystemTime::now());
+        fake.refuse_rename_over.store(true, Ordering::SeqCst);
+        let fs = fs_with(fake.clone());
+        let f = fs.lookup(ROOT, "f.txt").unwrap();
+        let fh = fs.open(f.ino, write_mode()).unwrap();
+        fs.write(fh, 0, b"new").unwrap();
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        assert_eq!(fake.file("f.txt").unwrap(), b"new");
+        assert_eq!(fake.paths(), ["f.txt"]);
+    }
+
+    #[test]
+    fn jumps_after_streaming_move_to_the_spool_without_losing_bytes() {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        let (_, fh) = fs.create(ROOT, "f", write_mode(), false).unwrap();
+        fs.write(fh, 0, b"hello ").unwrap();
+        fs.write(fh, 6, b"world").unwrap();
+        fs.write(fh, 0, b"H").unwrap();
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        assert_eq!(fake.file("f").unwrap(), b"Hello world");
+        assert_eq!(fs.getattr(fs.lookup(ROOT, "f").unwrap().ino).unwrap().size, 11, "cache updated at once");
+    }
+
+    #[test]
+    fn another_process_closing_an_inherited_descriptor_does_not_commit() {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        let (_, fh) = fs.create(ROOT, "f", write_mode(), false).unwrap();
+        fs.write(fh, 0, b"part one, ").unwrap();
+        fs.flush(fh, 99).unwrap();
+        assert!(fake.file("f").is_none_or(|d| d.is_empty()), "nothing committed by pid 99");
+        fs.write(fh, 10, b"part two").unwrap();
+        fs.flush(fh, 7).unwrap();
+        assert_eq!(fake.file("f").unwrap(), b"part one, part two");
+        fs.release(fh);
+    }
+
+    #[test]
+    fn names_with_line_breaks_are_refused_before_any_command() {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        let err = fs.create(ROOT, "a\r\nDELE victim", write_mode(), false).unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(fs.mkdir(ROOT, "x\ny").unwrap_err().errno(), libc::EINVAL);
+    }
+
     #[test]
     fn remote_failures_surface_as_errors_not_garbage() {
         let fake = Arc::new(FakeRemote::new());
