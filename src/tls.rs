@@ -272,9 +272,17 @@ impl ServerCertVerifier for Verifier {
         // A self-signed leaf fails chain building in several ways (unknown issuer, "CA used as
         // end entity", ...): all of them mean "self-signed" to a person.
         let self_signed = cert_info(end_entity).is_some_and(|c| c.self_signed);
-        let chain_failed = matches!(
+        // Anything but a name or date problem is about the chain: for example webpki reports
+        // a signature-algorithm mismatch when the trust store holds a different certificate
+        // with the same name (Debian's snakeoil "CN=localhost").
+        let chain_failed = !matches!(
             ce,
-            CertificateError::UnknownIssuer | CertificateError::BadSignature | CertificateError::Other(_)
+            CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. }
+                | CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. }
         );
         let outcome = match ce {
             _ if chain_failed && self.allow_self_signed => self.relaxed(end_entity, server_name, now),

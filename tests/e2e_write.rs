@@ -345,9 +345,10 @@ fn a_full_server_disk_is_enospc_and_leaves_no_partial_file() {
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
     }
-    let _guard = Unmount(root.path().to_path_buf());
     let root_path = root.path().to_path_buf();
     let server = Vsftpd::start(root, VsftpdOptions::default());
+    // Dropped before the server (and its directory), so the directory can be removed.
+    let _guard = Unmount(root_path.clone());
     let mount = Mount::of(&server, None, &["--tls", "off"]);
     let err = write_with_interruption(&mount.path().join("too-big.bin"), 8 << 20, || {}).expect("must fail");
     assert_eq!(err.raw_os_error(), Some(28), "ENOSPC: {err}");
