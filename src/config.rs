@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::casefold::Folding;
+use crate::fs::case::{CollisionPolicy, ServerCase};
 use crate::remote::ftp::TlsMode;
 use crate::secret::Secret;
 
@@ -107,6 +109,20 @@ pub struct Options {
     #[arg(long, help_heading = "Mount")]
     #[serde(default)]
     pub allow_other: bool,
+
+    /// A new name that differs only in case from an existing one (MyFile.txt / myfile.txt):
+    /// warn = log and go on, reject = refuse with "File exists", off = no check. Default:
+    /// reject on a server that folds case, warn on others
+    #[arg(long, value_enum, value_name = "POLICY", help_heading = "Case")]
+    pub case_collisions: Option<CollisionPolicy>,
+    /// Does the server treat MyFile.txt and myfile.txt as one file? auto = find out at mount
+    /// (creates and deletes a temporary file), yes, no [default: auto]
+    #[arg(long, value_enum, value_name = "WHEN", help_heading = "Case")]
+    pub case_insensitive_server: Option<ServerCase>,
+    /// Which names count as one: unicode (full case folding: Straße = STRASSE, é = e + accent)
+    /// or ascii (A-Z = a-z only) [default: unicode]
+    #[arg(long, value_enum, value_name = "FOLDING", help_heading = "Case")]
+    pub case_folding: Option<Folding>,
 }
 
 impl Options {
@@ -131,6 +147,9 @@ impl Options {
             cache_max_size: self.cache_max_size.or(profile.cache_max_size),
             read_only: self.read_only || profile.read_only,
             allow_other: self.allow_other || profile.allow_other,
+            case_collisions: self.case_collisions.or(profile.case_collisions),
+            case_insensitive_server: self.case_insensitive_server.or(profile.case_insensitive_server),
+            case_folding: self.case_folding.or(profile.case_folding),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum FsError {
     Unsupported(&'static str),
     #[error("unknown file handle")]
     BadHandle,
+    /// A new name differs only in case from an existing one (`--case-collisions reject`).
+    #[error("{0}")]
+    CaseCollision(String),
     #[error(transparent)]
     Remote(#[from] RemoteError),
 }
@@ -33,6 +36,7 @@ impl FsError {
             FsError::Invalid(_) => libc::EINVAL,
             FsError::Unsupported(_) => libc::ENOTSUP,
             FsError::BadHandle => libc::EBADF,
+            FsError::CaseCollision(_) => libc::EEXIST,
             FsError::Remote(r) => match r {
                 R::NotFound(_) => libc::ENOENT,
                 R::PermissionDenied(_) | R::Login(_) => libc::EACCES,
@@ -51,7 +55,11 @@ impl FsError {
     pub fn is_routine(&self) -> bool {
         matches!(
             self,
-            FsError::NotFound | FsError::NotDir | FsError::IsDir | FsError::Remote(RemoteError::NotFound(_))
+            FsError::NotFound
+                | FsError::NotDir
+                | FsError::IsDir
+                | FsError::CaseCollision(_) // logged where it is decided
+                | FsError::Remote(RemoteError::NotFound(_))
         )
     }
 }

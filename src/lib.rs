@@ -5,6 +5,8 @@
 //! (the protocol, via suppaftp) with [`tls`] (rustls). [`mount`] wires them together for the
 //! `mount` command; [`config`] turns command lines and profiles into settings.
 
+pub mod casefold;
+pub mod collisions;
 pub mod config;
 pub mod error;
 pub mod fs;

@@ -24,7 +24,11 @@ pub fn init(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
                 .map_err(|e| format!("opening the log file {}: {e}", path.display()))?;
             builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        // Colours only for a person at a terminal, not in journals and redirected logs.
+        None => {
+            use std::io::IsTerminal;
+            builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init()
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, Options, Target};
+use crate::fs::case::{self, CaseRules, CollisionPolicy, ServerCase};
 use crate::fs::{Fs, FsConfig};
 use crate::remote::ftp::{FtpRemote, TlsMode, session::Endpoint};
 use crate::remote::pool::SystemClock;
@@ -52,21 +53,28 @@ pub fn run(mut req: MountRequest) -> ExitCode {
 }
 
 /// What is known before any connection: settings, password, checked mountpoint.
-struct Prepared {
-    target: Target,
-    options: Options,
-    endpoint: Endpoint,
+pub struct Prepared {
+    pub target: Target,
+    pub options: Options,
+    pub endpoint: Endpoint,
 }
 
 fn prepare(req: &MountRequest) -> Result<Prepared, String> {
-    let profile_path = req.profile_path.clone().or_else(config::default_profile_path);
+    resolve(&req.source, req.options.clone(), req.profile_path.clone(), Some(&req.mountpoint))
+}
+
+/// Settings and password for SOURCE (a URL or a connection label); checks the mountpoint,
+/// if there is one, before asking for a password.
+pub fn resolve(source: &str, cli: Options, profile_path: Option<PathBuf>, mountpoint: Option<&Path>) -> Result<Prepared, String> {
+    let profile_path = profile_path.or_else(config::default_profile_path);
     let profiles = match &profile_path {
         Some(p) => config::load_profiles(p).map_err(|e| e.to_string())?,
         None => Default::default(),
     };
-    let (target, options) =
-        config::resolve_source(&req.source, req.options.clone(), &profiles).map_err(|e| e.to_string())?;
-    check_mountpoint(&req.mountpoint)?;
+    let (target, options) = config::resolve_source(source, cli, &profiles).map_err(|e| e.to_string())?;
+    if let Some(m) = mountpoint {
+        check_mountpoint(m)?;
+    }
     let password = config::password(&target, &options, prompt_password).map_err(|e| e.to_string())?;
     let tls_client = match target.tls {
         TlsMode::Off => {
@@ -155,6 +163,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     };
     let remote = Arc::new(remote);
     let read_only = p.options.read_only;
+    let case = case_rules(&p.options, remote.as_ref(), read_only);
     let fs_config = FsConfig {
         dir_ttl: p.options.dir_timeout.unwrap_or(Duration::from_secs(30)),
         attr_ttl: p.options.attr_timeout.unwrap_or(Duration::from_secs(10)),
@@ -165,6 +174,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         dir_cache_capacity: 4096,
         cache_dir: p.options.cache_dir.clone().unwrap_or_else(default_cache_dir),
         cache_max_size: p.options.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE),
+        case,
     };
     let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
     let spec = crate::fuse::MountSpec {
@@ -210,6 +220,29 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the server folds case (asked, or found out) and the collision policy that follows.
+fn case_rules(o: &Options, remote: &dyn Remote, read_only: bool) -> CaseRules {
+    let folding = o.case_folding.unwrap_or_default();
+    let server_folds = match o.case_insensitive_server.unwrap_or_default() {
+        ServerCase::Yes => true,
+        ServerCase::No => false,
+        ServerCase::Auto => {
+            let found = case::detect(remote, !read_only);
+            let verdict = if found.server_folds { "folds case" } else { "is case-sensitive" };
+            tracing::info!("the server {verdict}: {}", found.how);
+            found.server_folds
+        }
+    };
+    let rules = CaseRules::new(o.case_collisions, server_folds, folding);
+    let what = match rules.policy {
+        CollisionPolicy::Warn => "logged",
+        CollisionPolicy::Reject => "refused",
+        CollisionPolicy::Off => "not checked",
+    };
+    tracing::info!("names that differ only in case from an existing name are {what} (--case-collisions)");
+    rules
 }
 
 /// Frees sessions held by idle downloads and closes sessions idle too long.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
+use crate::casefold::{self, Folding};
 use crate::remote::{self, Entry, Remote, RemoteError};
 use crate::remote::pool::Clock;
 
@@ -18,22 +19,63 @@ pub struct Listing {
     pub fetched: Instant,
     pub entries: Vec<Entry>,
     index: HashMap<String, usize>,
+    /// Names by folded name, when the mount checks case (see `crate::fs::case`).
+    folded: Option<(Folding, HashMap<String, Vec<String>>)>,
 }
 
 impl Listing {
     pub fn new(entries: Vec<Entry>, fetched: Instant) -> Self {
+        Self::with_folding(entries, fetched, None)
+    }
+
+    pub fn with_folding(entries: Vec<Entry>, fetched: Instant, folding: Option<Folding>) -> Self {
         let index = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
-        Listing { fetched, entries, index }
+        let folded = folding.map(|f| {
+            let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+            for e in &entries {
+                by_key.entry(casefold::fold(&e.name, f)).or_default().push(e.name.clone());
+            }
+            (f, by_key)
+        });
+        Listing { fetched, entries, index, folded }
     }
 
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.index.get(name).map(|&i| &self.entries[i])
     }
 
+    /// Other names in this directory that fold to the same name as `name`.
+    pub fn case_variants(&self, name: &str) -> Vec<&str> {
+        let Some((f, by_key)) = &self.folded else { return Vec::new() };
+        by_key
+            .get(&casefold::fold(name, *f))
+            .map(|names| names.iter().map(String::as_str).filter(|n| *n != name).collect())
+            .unwrap_or_default()
+    }
+
+    /// Groups of names here that fold to one name, each sorted.
+    pub fn collision_groups(&self) -> Vec<Vec<&str>> {
+        let Some((_, by_key)) = &self.folded else { return Vec::new() };
+        let mut groups: Vec<Vec<&str>> = by_key
+            .values()
+            .filter(|names| names.len() > 1)
+            .map(|names| {
+                let mut g: Vec<&str> = names.iter().map(String::as_str).collect();
+                g.sort_unstable();
+                g
+            })
+            .collect();
+        groups.sort_unstable();
+        groups
+    }
+
     fn upsert(&mut self, entry: Entry) {
         match self.index.get(&entry.name) {
             Some(&i) => self.entries[i] = entry,
             None => {
+                if let Some((f, by_key)) = &mut self.folded {
+                    by_key.entry(casefold::fold(&entry.name, *f)).or_default().push(entry.name.clone());
+                }
                 self.index.insert(entry.name.clone(), self.entries.len());
                 self.entries.push(entry);
             }
@@ -42,6 +84,15 @@ impl Listing {
 
     fn remove(&mut self, name: &str) -> Option<Entry> {
         let i = self.index.remove(name)?;
+        if let Some((f, by_key)) = &mut self.folded {
+            let key = casefold::fold(name, *f);
+            if let Some(names) = by_key.get_mut(&key) {
+                names.retain(|n| n != name);
+                if names.is_empty() {
+                    by_key.remove(&key);
+                }
+            }
+        }
         let removed = self.entries.swap_remove(i);
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.name.clone(), i);
@@ -59,6 +110,8 @@ struct Flight {
 
 pub struct DirCache {
     ttl: Duration,
+    /// Index listings by folded name (for case checks), or not.
+    folding: Option<Folding>,
     clock: Arc<dyn Clock>,
     cache: Mutex<LruCache<String, Arc<Listing>>>,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
@@ -68,9 +121,14 @@ pub struct DirCache {
 
 impl DirCache {
     pub fn new(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self::with_folding(capacity, ttl, clock, None)
+    }
+
+    pub fn with_folding(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>, folding: Option<Folding>) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
         DirCache {
             ttl,
+            folding,
             clock,
             cache: Mutex::new(LruCache::new(cap)),
             flights: Mutex::new(HashMap::new()),
@@ -81,7 +139,12 @@ impl DirCache {
 
     /// The listing of `dir`, from the cache if fresh, else from the server.
     pub fn get(&self, remote: &dyn Remote, dir: &str) -> remote::Result<Arc<Listing>> {
-        if let Some(l) = self.fresh(dir) {
+        self.get_within(remote, dir, self.ttl)
+    }
+
+    /// Like `get`, but a cached listing older than `max_age` is fetched again.
+    pub fn get_within(&self, remote: &dyn Remote, dir: &str, max_age: Duration) -> remote::Result<Arc<Listing>> {
+        if let Some(l) = self.fresh_within(dir, max_age.min(self.ttl)) {
             self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(l);
         }
@@ -91,9 +154,13 @@ impl DirCache {
 
     /// A cached listing if it is younger than the TTL.
     pub fn fresh(&self, dir: &str) -> Option<Arc<Listing>> {
+        self.fresh_within(dir, self.ttl)
+    }
+
+    fn fresh_within(&self, dir: &str, max_age: Duration) -> Option<Arc<Listing>> {
         let mut cache = self.cache.lock();
         let listing = cache.get(dir)?;
-        (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
+        (self.clock.now().saturating_duration_since(listing.fetched) < max_age).then(|| listing.clone())
     }
 
     /// Drops a directory's listing (after a change we made, or on request).
@@ -145,7 +212,7 @@ impl DirCache {
             return result.clone().expect("set before notify");
         }
         let started = self.clock.now();
-        let result = remote.list(dir).map(|entries| Arc::new(Listing::new(entries, started)));
+        let result = remote.list(dir).map(|entries| Arc::new(Listing::with_folding(entries, started, self.folding)));
         if let Ok(listing) = &result {
             self.cache.lock().put(dir.to_string(), listing.clone());
         }

@@ -1,19 +1,23 @@
 //! Filesystem semantics over a [`Remote`]: inodes, attributes from cached listings, open
 //! files. Knows nothing of FUSE (see `crate::fuse`) nor of FTP (see `crate::remote::ftp`).
 
+pub mod case;
+#[cfg(test)]
+mod case_tests;
 pub mod dircache;
 pub mod inode;
 pub mod read;
 pub mod spool;
 pub mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
+use self::case::{CaseRules, CollisionPolicy};
 use self::dircache::{DirCache, Listing};
 use self::inode::{InodeTable, ROOT};
 use self::read::ReadHandle;
@@ -59,7 +63,15 @@ pub struct FsConfig {
     pub cache_dir: std::path::PathBuf,
     /// Most bytes all spool files may hold together (`--cache-max-size`).
     pub cache_max_size: u64,
+    /// Case folding: collision policy and whether the server folds case.
+    pub case: CaseRules,
 }
+
+/// A case check trusts a cached listing this young; older ones are fetched again, so a name
+/// another client created a moment ago is seen.
+const CASE_CHECK_FRESHNESS: Duration = Duration::from_secs(1);
+/// At most this many "already warned" notes are kept (directories, folded lookups).
+const MAX_WARNED: usize = 10_000;
 
 /// How a file is opened.
 #[derive(Debug, Clone, Copy, Default)]
@@ -107,12 +119,19 @@ pub struct Fs {
     /// Times we set, for servers whose listings show only minutes or days (e.g. directories
     /// on vsftpd): a listed time that agrees at its precision is shown as the exact one.
     set_times: Mutex<HashMap<String, SystemTime>>,
+    /// Directories and folded lookups already warned about (one warning each per mount).
+    case_warned: Mutex<HashSet<String>>,
 }
 
 impl Fs {
     pub fn new(remote: Arc<dyn Remote>, config: FsConfig, clock: Arc<dyn Clock>) -> Self {
         Fs {
-            dirs: DirCache::new(config.dir_cache_capacity, config.dir_ttl, clock),
+            dirs: DirCache::with_folding(
+                config.dir_cache_capacity,
+                config.dir_ttl,
+                clock,
+                config.case.needs_index().then_some(config.case.folding),
+            ),
             remote,
             inodes: Mutex::new(InodeTable::default()),
             handles: Mutex::new(HashMap::new()),
@@ -121,6 +140,7 @@ impl Fs {
             spool: Spool::new(config.cache_dir.clone(), config.cache_max_size),
             writing: Mutex::new(HashMap::new()),
             set_times: Mutex::new(HashMap::new()),
+            case_warned: Mutex::new(HashSet::new()),
             config,
         }
     }
@@ -138,7 +158,89 @@ impl Fs {
     }
 
     fn listing(&self, dir: &str) -> Result<Arc<Listing>> {
-        Ok(self.dirs.get(self.remote.as_ref(), dir)?)
+        let listing = self.dirs.get(self.remote.as_ref(), dir)?;
+        self.warn_listed_collisions(dir, &listing);
+        Ok(listing)
+    }
+
+    /// True the first time `key` is seen: one warning per directory or name per mount.
+    fn first_warning(&self, key: String) -> bool {
+        let mut warned = self.case_warned.lock();
+        warned.len() < MAX_WARNED && warned.insert(key)
+    }
+
+    /// A directory that already holds names colliding under folding: one warning per mount.
+    fn warn_listed_collisions(&self, dir: &str, listing: &Listing) {
+        if self.config.case.policy == CollisionPolicy::Off {
+            return;
+        }
+        let groups = listing.collision_groups();
+        if groups.is_empty() || !self.first_warning(format!("dir:{dir}")) {
+            return;
+        }
+        let listed: Vec<String> = groups.iter().take(5).map(|g| g.join(" / ")).collect();
+        let more = if groups.len() > 5 { format!(" and {} more", groups.len() - 5) } else { String::new() };
+        tracing::warn!(
+            "{} holds names that differ only in case: {}{more}; {}",
+            shown(dir),
+            listed.join(", "),
+            self.config.case.consequence()
+        );
+    }
+
+    /// Refuses or warns about `name` as a new name in `dir` when another name there folds to
+    /// the same one. `moving` is the entry being renamed within `dir` (a case-only rename of
+    /// it is no collision).
+    fn check_case(&self, dir: &str, name: &str, moving: Option<&str>) -> Result<()> {
+        let rules = self.config.case;
+        if rules.policy == CollisionPolicy::Off {
+            return Ok(());
+        }
+        let listing = self.dirs.get_within(self.remote.as_ref(), dir, CASE_CHECK_FRESHNESS)?;
+        let mut others: Vec<String> =
+            listing.case_variants(name).into_iter().filter(|n| Some(*n) != moving).map(String::from).collect();
+        // Files created but not uploaded yet are names too.
+        for path in self.writing.lock().keys() {
+            let (d, n) = split(path);
+            if d == dir && n != name && Some(n) != moving && crate::casefold::collide(n, name, rules.folding) && !others.iter().any(|o| o == n) {
+                others.push(n.to_string());
+            }
+        }
+        if others.is_empty() {
+            return Ok(());
+        }
+        let new = shown(&join(dir, name));
+        let existing: Vec<String> = others.iter().map(|o| shown(&join(dir, o))).collect();
+        let existing = existing.join(" and ");
+        match rules.policy {
+            CollisionPolicy::Reject => {
+                let msg = format!(
+                    "refused to create {new}: {existing} differs only in case; {} (--case-collisions reject; rename one of them, or choose --case-collisions warn)",
+                    rules.consequence()
+                );
+                tracing::warn!("{msg}");
+                Err(FsError::CaseCollision(msg))
+            }
+            _ => {
+                tracing::warn!("case collision: {new} and {existing} differ only in case; {}", rules.consequence());
+                Ok(())
+            }
+        }
+    }
+
+    /// On a server that folds case, the one entry whose name folds to `name`.
+    fn folded_match(&self, dir: &str, listing: &Listing, name: &str) -> Option<Entry> {
+        let variants = listing.case_variants(name);
+        let [only] = variants.as_slice() else { return None };
+        let entry = listing.get(only)?.clone();
+        if self.config.case.policy == CollisionPolicy::Warn && self.first_warning(format!("lookup:{dir}/{name}")) {
+            tracing::warn!(
+                "{} was asked for and {} answered: the server folds case, so both names are one file",
+                shown(&join(dir, name)),
+                shown(&join(dir, only))
+            );
+        }
+        Some(entry)
     }
 
     fn attr_of(&self, ino: u64, path: &str, e: &Entry) -> Attr {
@@ -195,13 +297,33 @@ impl Fs {
         })
     }
 
-    /// The entry `name` in directory `dir`, from the listing or from files being written.
+    /// The entry `name` in directory `dir`, from the listing or from files being written;
+    /// on a server that folds case, also an entry whose name folds to `name`.
     fn find(&self, dir: &str, name: &str) -> Result<Entry> {
         let listing = self.listing(dir)?;
-        match listing.get(name) {
-            Some(e) => Ok(e.clone()),
-            None => self.pending_entry(&join(dir, name)).ok_or(FsError::NotFound),
+        if let Some(e) = listing.get(name) {
+            return Ok(e.clone());
         }
+        // Before files being written: one opened as `myfile.txt` may be `MyFile.txt`.
+        if self.config.case.folded_lookups() {
+            if let Some(e) = self.folded_match(dir, &listing, name) {
+                return Ok(e);
+            }
+        }
+        self.pending_entry(&join(dir, name)).ok_or(FsError::NotFound)
+    }
+
+    /// `path` (of an entry found as `entry`) spelled as the server lists it: after a folded
+    /// lookup the kernel's name differs, and handles, caches and times must use one name.
+    fn listed_path(path: &str, entry: &Entry) -> String {
+        let (dir, name) = split(path);
+        if name == entry.name { path.to_string() } else { join(dir, &entry.name) }
+    }
+
+    /// Like `find`, but only the exact name.
+    fn find_exact(&self, dir: &str, name: &str) -> Option<Entry> {
+        let listing = self.listing(dir).ok()?;
+        listing.get(name).cloned().or_else(|| self.pending_entry(&join(dir, name)))
     }
 
     /// Finds `name` in directory `parent`; a found entry counts as a kernel reference.
@@ -226,7 +348,7 @@ impl Fs {
         let path = self.path(ino)?;
         let (dir, name) = split(&path);
         let entry = self.find(dir, name)?;
-        Ok((path, entry))
+        Ok((Self::listed_path(&path, &entry), entry))
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
@@ -316,6 +438,9 @@ impl Fs {
             if e.kind == Kind::Dir {
                 return Err(FsError::IsDir);
             }
+        }
+        if existing.is_none() {
+            self.check_case(&dir, name, None)?;
         }
         let existed = existing.is_some();
         let fh = self.write_handle(path.clone(), existed, 0, OpenMode { truncate: true, write: true, ..mode });
@@ -420,7 +545,7 @@ impl Fs {
         if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() {
             self.check_writable()?;
         }
-        let path = self.path(ino)?;
+        let path = if ino == ROOT { String::new() } else { self.entry(ino)?.0 };
         if let Some(size) = change.size {
             self.truncate(ino, &path, fh, size)?;
         }
@@ -517,6 +642,7 @@ impl Fs {
         if self.find(&dir, name).is_ok() {
             return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{} exists", join(&dir, name)))));
         }
+        self.check_case(&dir, name, None)?;
         let path = join(&dir, name);
         self.remote.mkdir(&path)?;
         let entry = Entry { name: name.to_string(), kind: Kind::Dir, size: 0, mtime: Some(SystemTime::now()), mode: None };
@@ -533,14 +659,15 @@ impl Fs {
         if entry.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        let path = join(&dir, name);
-        if self.writing.lock().contains_key(&path) && self.listing(&dir)?.get(name).is_none() {
+        let path = Self::listed_path(&join(&dir, name), &entry);
+        if self.writing.lock().contains_key(&path) && self.listing(&dir)?.get(&entry.name).is_none() {
             // Created but never uploaded: nothing on the server yet.
             self.writing.lock().remove(&path);
         } else {
             self.remote.delete(&path)?;
         }
-        self.dirs.remove_entry(&dir, name);
+        // The listed name, which differs from `name` after a folded lookup.
+        self.dirs.remove_entry(&dir, &entry.name);
         self.set_times.lock().remove(&path);
         self.inodes.lock().detach(parent, name);
         Ok(())
@@ -553,14 +680,14 @@ impl Fs {
         if entry.kind != Kind::Dir {
             return Err(FsError::NotDir);
         }
-        let path = join(&dir, name);
+        let path = Self::listed_path(&join(&dir, name), &entry);
         // Ask the server, not the cache: someone may have added files.
         self.dirs.invalidate(&path);
         if !self.listing(&path)?.entries.is_empty() {
             return Err(FsError::Remote(RemoteError::NotEmpty(format!("{path} is not empty"))));
         }
         self.remote.rmdir(&path)?;
-        self.dirs.remove_entry(&dir, name);
+        self.dirs.remove_entry(&dir, &entry.name);
         self.dirs.invalidate_tree(&path);
         self.inodes.lock().detach(parent, name);
         Ok(())
@@ -571,16 +698,32 @@ impl Fs {
         self.check_writable()?;
         check_name(new_name)?;
         let (dir, new_dir) = (self.path(parent)?, self.path(new_parent)?);
-        let (from, to) = (join(&dir, name), join(&new_dir, new_name));
+        let entry = self.find(&dir, name)?;
+        let (from, to) = (Self::listed_path(&join(&dir, name), &entry), join(&new_dir, new_name));
         if from == to {
             return Ok(());
         }
-        let entry = self.find(&dir, name)?;
+        if self.config.case.server_folds && self.folds_into(&to, &from) {
+            // `mv photos Photos` where a folded lookup made `Photos` look like another
+            // directory: mv would move photos into itself, which breaks some servers.
+            return Err(FsError::Invalid(format!(
+                "{} would move into itself on this server (it folds case); for a case-only rename use mv -T",
+                shown(&from)
+            )));
+        }
+        let target_exists = self.find_exact(&new_dir, new_name).is_some();
+        // `mv readme README`: the same entry under a new spelling, not a collision.
+        let case_only = dir == new_dir && !target_exists && crate::casefold::collide(name, new_name, self.config.case.folding);
+        if !target_exists {
+            self.check_case(&new_dir, new_name, (dir == new_dir).then_some(name))?;
+        }
         if let Some(w) = self.writing.lock().get(&from).cloned() {
             // Changes still pending go up first, under the old name, so they are not lost.
             self.commit(&w)?;
         }
-        if let Ok(existing) = self.find(&new_dir, new_name) {
+        if case_only {
+            self.rename_case_only(&from, &to)?;
+        } else if let Ok(existing) = self.find(&new_dir, new_name) {
             if no_replace {
                 return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{to} exists"))));
             }
@@ -600,10 +743,11 @@ impl Fs {
         } else {
             self.remote.rename(&from, &to)?;
         }
-        if let Some(mut e) = self.dirs.remove_entry(&dir, name) {
+        if let Some(mut e) = self.dirs.remove_entry(&dir, &entry.name) {
             e.name = new_name.to_string();
             self.dirs.upsert(&new_dir, e);
         } else {
+            self.dirs.invalidate(&dir);
             self.dirs.invalidate(&new_dir);
         }
         self.dirs.invalidate_tree(&from);
@@ -614,6 +758,30 @@ impl Fs {
         }
         drop(times);
         self.inodes.lock().rename(parent, name, new_parent, new_name);
+        Ok(())
+    }
+
+    /// Whether `path` is inside `dir` when names are compared folded.
+    fn folds_into(&self, path: &str, dir: &str) -> bool {
+        let f = self.config.case.folding;
+        crate::casefold::fold(path, f).starts_with(&format!("{}/", crate::casefold::fold(dir, f)))
+    }
+
+    /// Renames to a name that differs only in case. A server that folds case may take the
+    /// new name for the old one and do nothing (or refuse), so it goes via a temporary name.
+    fn rename_case_only(&self, from: &str, to: &str) -> Result<()> {
+        if !self.config.case.server_folds {
+            return Ok(self.remote.rename(from, to)?);
+        }
+        let (dir, name) = split(from);
+        let temp = join(dir, &format!(".{name}.ftpmount-case-{}", self.next_handle.fetch_add(1, Ordering::Relaxed)));
+        self.remote.rename(from, &temp)?;
+        if let Err(e) = self.remote.rename(&temp, to) {
+            if let Err(back) = self.remote.rename(&temp, from) {
+                tracing::error!("renaming {} to {} failed ({e}); it is now {} ({back})", shown(from), shown(to), shown(&temp));
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -653,6 +821,11 @@ fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
 }
 
+/// A mount-relative path as users see it: `/a/b`.
+fn shown(path: &str) -> String {
+    format!("/{path}")
+}
+
 /// Names that cannot be sent in an FTP command are refused before any command is built.
 fn check_name(name: &str) -> Result<()> {
     if name.contains(['\r', '\n', '\0']) || name.contains('/') {
@@ -682,6 +855,7 @@ mod tests {
             dir_cache_capacity: 64,
             cache_dir: std::env::temp_dir().join("ftpmount-unit-spool"),
             cache_max_size: 1 << 30,
+            case: CaseRules::none(),
         };
         Fs::new(fake, config, Arc::new(SystemClock))
     }

@@ -28,6 +28,8 @@ pub struct FakeRemote {
     pub refuse_rename_over: std::sync::atomic::AtomicBool,
     /// The next this-many operations fail with a connection error.
     fail_next: AtomicUsize,
+    /// Names that differ only in ASCII case are one name (like a FAT volume or IIS).
+    case_insensitive: std::sync::atomic::AtomicBool,
     pub lists: AtomicUsize,
     pub opens: AtomicUsize,
 }
@@ -66,6 +68,24 @@ impl FakeRemote {
         self.nodes.lock().keys().filter(|p| !p.is_empty()).cloned().collect()
     }
 
+    pub fn set_case_insensitive(&self, on: bool) {
+        self.case_insensitive.store(on, Ordering::SeqCst);
+    }
+
+    pub fn is_case_insensitive(&self) -> bool {
+        self.case_insensitive.load(Ordering::SeqCst)
+    }
+
+    /// The stored path `path` names: itself, or on a case-insensitive fake an existing path
+    /// that differs only in case.
+    fn resolve(&self, path: &str) -> String {
+        let nodes = self.nodes.lock();
+        if !self.case_insensitive.load(Ordering::SeqCst) || nodes.contains_key(path) {
+            return path.to_string();
+        }
+        nodes.keys().find(|k| k.eq_ignore_ascii_case(path)).cloned().unwrap_or_else(|| path.to_string())
+    }
+
     pub fn fail_next(&self, n: usize) {
         self.fail_next.store(n, Ordering::SeqCst);
     }
@@ -97,6 +117,7 @@ impl Remote for FakeRemote {
     fn list(&self, dir: &str) -> Result<Vec<Entry>> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.fault()?;
+        let dir = &self.resolve(dir);
         let nodes = self.nodes.lock();
         match nodes.get(dir) {
             Some(Node::Dir) => {}
@@ -122,6 +143,7 @@ impl Remote for FakeRemote {
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {
         self.opens.fetch_add(1, Ordering::SeqCst);
         self.fault()?;
+        let path = &self.resolve(path);
         match self.nodes.lock().get(path) {
             Some(Node::File { data, .. }) => {
                 let start = (offset as usize).min(data.len());
@@ -134,6 +156,7 @@ impl Remote for FakeRemote {
 
     fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
         self.fault()?;
+        let path = &self.resolve(path);
         let (parent, _) = parent_and_name(path);
         if !matches!(self.nodes.lock().get(parent), Some(Node::Dir)) {
             return Err(RemoteError::NotFound(format!("{parent} not found")));
@@ -145,11 +168,13 @@ impl Remote for FakeRemote {
 
     fn size(&self, path: &str) -> Result<Option<u64>> {
         self.fault()?;
+        let path = &self.resolve(path);
         self.file(path).map(|d| Some(d.len() as u64)).ok_or_else(|| RemoteError::NotFound(path.into()))
     }
 
     fn mtime(&self, path: &str) -> Result<Option<SystemTime>> {
         self.fault()?;
+        let path = &self.resolve(path);
         match self.nodes.lock().get(path) {
             Some(Node::File { mtime, .. }) => Ok(Some(*mtime)),
             Some(Node::Dir) => Ok(None),
@@ -159,6 +184,12 @@ impl Remote for FakeRemote {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.fault()?;
+        let from = &self.resolve(from);
+        // A case-only rename keeps the new spelling; any other existing variant is replaced.
+        let to = &match self.resolve(to) {
+            same if same == *from => to.to_string(),
+            other => other,
+        };
         let mut nodes = self.nodes.lock();
         if nodes.contains_key(to) && self.refuse_rename_over.load(Ordering::SeqCst) {
             return Err(RemoteError::PermissionDenied(format!("{to} exists")));
@@ -180,6 +211,7 @@ impl Remote for FakeRemote {
 
     fn delete(&self, path: &str) -> Result<()> {
         self.fault()?;
+        let path = &self.resolve(path);
         match self.nodes.lock().remove(path) {
             Some(Node::File { .. }) => Ok(()),
             _ => Err(RemoteError::NotFound(format!("{path} not found"))),
@@ -188,6 +220,7 @@ impl Remote for FakeRemote {
 
     fn mkdir(&self, path: &str) -> Result<()> {
         self.fault()?;
+        let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.contains_key(path) {
             return Err(RemoteError::AlreadyExists(path.into()));
@@ -198,6 +231,7 @@ impl Remote for FakeRemote {
 
     fn rmdir(&self, path: &str) -> Result<()> {
         self.fault()?;
+        let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.keys().any(|p| p.starts_with(&format!("{path}/"))) {
             return Err(RemoteError::NotEmpty(path.into()));
@@ -210,6 +244,7 @@ impl Remote for FakeRemote {
 
     fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
         self.fault()?;
+        let path = &self.resolve(path);
         match self.nodes.lock().get_mut(path) {
             Some(Node::File { mtime, .. }) => {
                 *mtime = time;
