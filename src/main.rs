@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use ftpmount::collisions::CollisionsRequest;
 use ftpmount::config::Options;
 use ftpmount::mount::{self, MountRequest};
 
@@ -19,6 +20,25 @@ enum Command {
     /// Mount SOURCE at MOUNTPOINT; stays in the foreground until unmounted (fusermount3 -u,
     /// Ctrl-C or SIGTERM) unless --daemon is given
     Mount(MountArgs),
+    /// List every group of names that differ only in case (MyFile.txt / myfile.txt) in a tree,
+    /// on a server or local (a mountpoint or any directory); exit status 1 if there are any
+    Collisions(CollisionsArgs),
+}
+
+#[derive(Args)]
+struct CollisionsArgs {
+    /// A local directory (for example a mountpoint), or a server: a URL or a connection label
+    target: String,
+    /// Where to start, relative to TARGET [default: its top]
+    path: Option<String>,
+    #[command(flatten)]
+    options: Options,
+    /// Profile file with connection labels [default: ~/.config/ftpmount/config.toml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Args)]
@@ -58,6 +78,18 @@ fn main() -> ExitCode {
                 profile_path: a.config,
                 daemon: a.daemon,
                 log_to_file: a.log_file.is_some(),
+            })
+        }
+        Command::Collisions(a) => {
+            if let Err(e) = ftpmount::logging::init(a.verbose, None) {
+                eprintln!("ftpmount: {e}");
+                return ExitCode::from(2);
+            }
+            ftpmount::collisions::run(CollisionsRequest {
+                target: a.target,
+                path: a.path,
+                options: a.options,
+                profile_path: a.config,
             })
         }
     }
