@@ -203,11 +203,13 @@ pub struct VsftpdOptions<'a> {
     pub cert: Option<CertPair>,
     pub max_per_ip: Option<u32>,
     pub extra: &'a str,
+    /// Leave the root's owner alone (a FAT volume has none; fusefat lets everyone write).
+    pub keep_owner: bool,
 }
 
 impl Default for VsftpdOptions<'_> {
     fn default() -> Self {
-        VsftpdOptions { tls: Tls::Off, cert: None, max_per_ip: None, extra: "" }
+        VsftpdOptions { tls: Tls::Off, cert: None, max_per_ip: None, extra: "", keep_owner: false }
     }
 }
 
@@ -215,7 +217,9 @@ impl Vsftpd {
     /// Starts vsftpd serving `root` (its contents are given to the FTP user).
     pub fn start(root: TempDir, opts: VsftpdOptions) -> Vsftpd {
         ensure_user();
-        chown_to_user(root.path());
+        if !opts.keep_owner {
+            chown_to_user(root.path());
+        }
         let dir = TempDir::new("vsftpd");
         let port = free_port();
         let (pasv_min, pasv_max) = port_range(40);
@@ -586,4 +590,56 @@ pub fn tree_listing(root: &Path) -> Vec<String> {
     walk(root, root, &mut out);
     out.sort();
     out
+}
+
+/// A FAT volume (an image file served by fusefat): a real case-insensitive filesystem, as on a
+/// Windows or IIS server. `new` returns it with its root, ready to be a server's root.
+pub struct FatVolume {
+    child: Child,
+    mountpoint: PathBuf,
+    _image: TempDir,
+}
+
+impl FatVolume {
+    pub fn new() -> (FatVolume, TempDir) {
+        let image_dir = TempDir::new("fat-image");
+        let image = image_dir.path().join("volume.img");
+        let file = fs::File::create(&image).unwrap();
+        file.set_len(64 << 20).unwrap();
+        drop(file);
+        sh("mkfs.vfat", &[image.to_str().unwrap()]);
+        let root = TempDir::new("fat-root");
+        // rw+ is fusefat's "really write" mode; -f keeps it a child we can stop by pid.
+        let mut child = Command::new("fusefat")
+            .args(["-f", "-o", "rw+,allow_other"])
+            .arg(&image)
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fusefat is installed (see .ci/run)");
+        let start = Instant::now();
+        while !is_mounted(root.path()) {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("fusefat exited with {status}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "fusefat did not mount");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mountpoint = root.path().to_path_buf();
+        (FatVolume { child, mountpoint, _image: image_dir }, root)
+    }
+}
+
+impl Drop for FatVolume {
+    fn drop(&mut self) {
+        let ok = Command::new("fusermount3").arg("-u").arg(&self.mountpoint).stderr(Stdio::null()).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The server's root directory was this mountpoint: it could only go once unmounted.
+        let _ = fs::remove_dir_all(&self.mountpoint);
+    }
 }
