@@ -99,32 +99,36 @@ fn probe_with_file(remote: &dyn Remote) -> Result<Detection, RemoteError> {
     let name = format!(".ftpmount-case-probe-{}-{nanos:x}", std::process::id());
     let upper = name.to_ascii_uppercase();
     remote.open_write(&name, false)?.finish()?;
-    let found = exists_as_file(remote, &upper);
+    let found = file_found_as(remote, &name, &upper);
     if let Err(e) = remote.delete(&name) {
         tracing::warn!("could not remove the case probe file /{name}: {e}; remove it by hand");
     }
-    Ok(match found? {
+    Ok(match found {
         Some(true) => Detection { server_folds: true, how: format!("a file created as {name} was found as {upper}") },
         Some(false) => Detection { server_folds: false, how: format!("a file created as {name} was not found as {upper}") },
-        None => return Err(RemoteError::Unsupported("the server answers neither SIZE nor MDTM".into())),
+        None => return Err(RemoteError::Unsupported("no command told whether the probe file exists".into())),
     })
 }
 
-/// `Some(true)` when the server knows a file `path`, `Some(false)` when it says there is
-/// none, `None` when it cannot tell.
-fn exists_as_file(remote: &dyn Remote, path: &str) -> Result<Option<bool>, RemoteError> {
-    match remote.size(path) {
-        Ok(Some(_)) => return Ok(Some(true)),
-        Ok(None) => {}
-        Err(RemoteError::NotFound(_)) => return Ok(Some(false)),
-        Err(e) => return Err(e),
+/// Whether the server finds the file `name` under the spelling `other`: asked with SIZE,
+/// MDTM, then RETR, each trusted only if it finds `name` itself (some servers refuse SIZE of
+/// an empty file, or in ASCII mode, with the same 550 as for a missing one).
+fn file_found_as(remote: &dyn Remote, name: &str, other: &str) -> Option<bool> {
+    let by_size = |p: &str| remote.size(p).map(|s| s.is_some());
+    let by_mdtm = |p: &str| remote.mtime(p).map(|t| t.is_some());
+    let by_retr = |p: &str| remote.open_read(p, 0).map(|_| true);
+    let methods: [&dyn Fn(&str) -> Result<bool, RemoteError>; 3] = [&by_size, &by_mdtm, &by_retr];
+    for exists in methods {
+        if !matches!(exists(name), Ok(true)) {
+            continue;
+        }
+        match exists(other) {
+            Ok(true) => return Some(true),
+            Err(RemoteError::NotFound(_)) => return Some(false),
+            _ => {}
+        }
     }
-    match remote.mtime(path) {
-        Ok(Some(_)) => Ok(Some(true)),
-        Ok(None) => Ok(None),
-        Err(RemoteError::NotFound(_)) => Ok(Some(false)),
-        Err(e) => Err(e),
-    }
+    None
 }
 
 fn probe_with_listing(remote: &dyn Remote) -> Detection {
@@ -152,7 +156,7 @@ fn probe_with_listing(remote: &dyn Remote) -> Detection {
                 Err(RemoteError::NotFound(_)) => Some(false),
                 Err(_) => None,
             },
-            _ => exists_as_file(remote, &swapped).ok().flatten(),
+            _ => file_found_as(remote, &e.name, &swapped),
         };
         if let Some(folds) = answer {
             let verb = if folds { "was" } else { "was not" };
@@ -205,6 +209,16 @@ mod tests {
             assert_eq!(d.server_folds, folds, "{}", d.how);
             let names: Vec<String> = fake.list("").unwrap().into_iter().map(|e| e.name).collect();
             assert_eq!(names, ["keep.txt"], "the probe file is gone");
+        }
+    }
+
+    #[test]
+    fn a_server_that_refuses_size_is_still_judged_right() {
+        for folds in [false, true] {
+            let fake = FakeRemote::new();
+            fake.set_case_insensitive(folds);
+            fake.refuse_size.store(true, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(detect(&fake, true).server_folds, folds);
         }
     }
 

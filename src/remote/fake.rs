@@ -28,6 +28,8 @@ pub struct FakeRemote {
     pub refuse_rename_over: std::sync::atomic::AtomicBool,
     /// The next this-many operations fail with a connection error.
     fail_next: AtomicUsize,
+    /// SIZE answers 550 for every file (as some servers do in ASCII mode).
+    pub refuse_size: std::sync::atomic::AtomicBool,
     /// Names that differ only in ASCII case are one name (like a FAT volume or IIS).
     case_insensitive: std::sync::atomic::AtomicBool,
     pub lists: AtomicUsize,
@@ -168,6 +170,9 @@ impl Remote for FakeRemote {
 
     fn size(&self, path: &str) -> Result<Option<u64>> {
         self.fault()?;
+        if self.refuse_size.load(Ordering::SeqCst) {
+            return Err(RemoteError::NotFound(format!("550 SIZE not allowed for {path}")));
+        }
         let path = &self.resolve(path);
         self.file(path).map(|d| Some(d.len() as u64)).ok_or_else(|| RemoteError::NotFound(path.into()))
     }
