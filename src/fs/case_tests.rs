@@ -9,9 +9,17 @@ use super::inode::ROOT;
 use super::{Fs, FsConfig, OpenMode};
 use crate::casefold::Folding;
 use crate::remote::fake::FakeRemote;
-use crate::remote::pool::SystemClock;
+use crate::remote::pool::{Clock, SystemClock};
+use crate::remote::Remote;
+use parking_lot::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
 
 fn fs(fake: &Arc<FakeRemote>, policy: CollisionPolicy) -> Fs {
+    fs_with_clock(fake, policy, Arc::new(SystemClock))
+}
+
+fn fs_with_clock(fake: &Arc<FakeRemote>, policy: CollisionPolicy, clock: Arc<dyn Clock>) -> Fs {
     let server_folds = fake.is_case_insensitive();
     let config = FsConfig {
         dir_ttl: Duration::from_secs(60),
@@ -24,7 +32,15 @@ fn fs(fake: &Arc<FakeRemote>, policy: CollisionPolicy) -> Fs {
         cache_max_size: 1 << 30,
         case: CaseRules::new(Some(policy), server_folds, Folding::Unicode),
     };
-    Fs::new(fake.clone(), config, Arc::new(SystemClock))
+    Fs::new(fake.clone(), config, clock)
+}
+
+struct ManualClock(Mutex<Instant>);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *self.0.lock()
+    }
 }
 
 fn server(folds: bool) -> Arc<FakeRemote> {
@@ -73,7 +89,7 @@ fn warn_lets_both_names_exist_on_a_case_sensitive_server() {
 #[test]
 fn a_folding_server_answers_lookups_by_folded_name_except_under_reject() {
     let fake = server(true);
-    fake.add_file("README.TXT", b"hello", std::time::SystemTime::now());
+    fake.add_file("README.TXT", b"hello", SystemTime::now());
     let warn = fs(&fake, CollisionPolicy::Warn);
     assert_eq!(warn.lookup(ROOT, "readme.txt").unwrap().size, 5, "exact first, then the one folded match");
     let off = fs(&fake, CollisionPolicy::Off);
@@ -81,7 +97,7 @@ fn a_folding_server_answers_lookups_by_folded_name_except_under_reject() {
     let reject = fs(&fake, CollisionPolicy::Reject);
     assert_eq!(reject.lookup(ROOT, "readme.txt").unwrap_err().errno(), libc::ENOENT, "or rsync would merge docs/ into Docs/");
     let sensitive = server(false);
-    sensitive.add_file("README.TXT", b"hello", std::time::SystemTime::now());
+    sensitive.add_file("README.TXT", b"hello", SystemTime::now());
     assert!(fs(&sensitive, CollisionPolicy::Warn).lookup(ROOT, "readme.txt").is_err());
 }
 
@@ -90,7 +106,7 @@ fn case_only_rename_works_under_every_policy_and_server() {
     for folds in [false, true] {
         for policy in [CollisionPolicy::Warn, CollisionPolicy::Reject, CollisionPolicy::Off] {
             let fake = server(folds);
-            fake.add_file("readme", b"text", std::time::SystemTime::now());
+            fake.add_file("readme", b"text", SystemTime::now());
             let fs = fs(&fake, policy);
             fs.lookup(ROOT, "readme").unwrap();
             // What the kernel does for `mv readme README`: look the target up, then rename.
@@ -107,8 +123,8 @@ fn case_only_rename_works_under_every_policy_and_server() {
 #[test]
 fn renaming_onto_another_entrys_case_variant_is_a_collision() {
     let fake = server(true);
-    fake.add_file("readme", b"keep", std::time::SystemTime::now());
-    fake.add_file("notes", b"other", std::time::SystemTime::now());
+    fake.add_file("readme", b"keep", SystemTime::now());
+    fake.add_file("notes", b"other", SystemTime::now());
     let fs = fs(&fake, CollisionPolicy::Reject);
     fs.lookup(ROOT, "notes").unwrap();
     assert_eq!(fs.rename(ROOT, "notes", ROOT, "README", false).unwrap_err().errno(), libc::EEXIST);
@@ -123,4 +139,31 @@ fn a_name_created_but_not_yet_uploaded_counts() {
     let (_, fh) = fs.create(ROOT, "Draft.txt", mode, false).unwrap();
     assert_eq!(fs.create(ROOT, "draft.TXT", mode, false).unwrap_err().errno(), libc::EEXIST);
     fs.release(fh);
+}
+
+#[test]
+fn a_name_added_by_someone_else_is_seen_once_the_cache_is_a_second_old() {
+    let fake = server(false);
+    let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+    let fs = fs_with_clock(&fake, CollisionPolicy::Reject, clock.clone());
+    assert!(fs.readdir(ROOT, false).unwrap().is_empty(), "cached: an empty directory");
+    fake.add_file("README", b"by another client", SystemTime::now());
+    *clock.0.lock() += Duration::from_secs(2);
+    assert_eq!(touch(&fs, "readme"), Err(libc::EEXIST));
+    assert_eq!(fake.paths(), ["README"]);
+}
+
+#[test]
+fn many_creates_cost_one_names_listing_per_second_not_one_each() {
+    let fake = server(false);
+    let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+    let fs = fs_with_clock(&fake, CollisionPolicy::Warn, clock.clone());
+    fs.readdir(ROOT, false).unwrap();
+    *clock.0.lock() += Duration::from_secs(2);
+    let before = fake.lists.load(Ordering::SeqCst);
+    for i in 0..20 {
+        touch(&fs, &format!("file{i}")).unwrap();
+    }
+    assert_eq!(fake.lists.load(Ordering::SeqCst) - before, 1, "names confirmed once, then trusted for a second");
+    assert_eq!(fake.list("").unwrap().len(), 20);
 }

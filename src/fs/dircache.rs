@@ -139,12 +139,7 @@ impl DirCache {
 
     /// The listing of `dir`, from the cache if fresh, else from the server.
     pub fn get(&self, remote: &dyn Remote, dir: &str) -> remote::Result<Arc<Listing>> {
-        self.get_within(remote, dir, self.ttl)
-    }
-
-    /// Like `get`, but a cached listing older than `max_age` is fetched again.
-    pub fn get_within(&self, remote: &dyn Remote, dir: &str, max_age: Duration) -> remote::Result<Arc<Listing>> {
-        if let Some(l) = self.fresh_within(dir, max_age.min(self.ttl)) {
+        if let Some(l) = self.fresh(dir) {
             self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(l);
         }
@@ -154,13 +149,9 @@ impl DirCache {
 
     /// A cached listing if it is younger than the TTL.
     pub fn fresh(&self, dir: &str) -> Option<Arc<Listing>> {
-        self.fresh_within(dir, self.ttl)
-    }
-
-    fn fresh_within(&self, dir: &str, max_age: Duration) -> Option<Arc<Listing>> {
         let mut cache = self.cache.lock();
         let listing = cache.get(dir)?;
-        (self.clock.now().saturating_duration_since(listing.fetched) < max_age).then(|| listing.clone())
+        (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
     }
 
     /// Drops a directory's listing (after a change we made, or on request).

@@ -13,7 +13,7 @@ pub mod write;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -121,6 +121,9 @@ pub struct Fs {
     set_times: Mutex<HashMap<String, SystemTime>>,
     /// Directories and folded lookups already warned about (one warning each per mount).
     case_warned: Mutex<HashSet<String>>,
+    /// When a directory's cached names were last found equal to the server's (case checks).
+    case_confirmed: Mutex<HashMap<String, Instant>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Fs {
@@ -129,7 +132,7 @@ impl Fs {
             dirs: DirCache::with_folding(
                 config.dir_cache_capacity,
                 config.dir_ttl,
-                clock,
+                clock.clone(),
                 config.case.needs_index().then_some(config.case.folding),
             ),
             remote,
@@ -141,6 +144,8 @@ impl Fs {
             writing: Mutex::new(HashMap::new()),
             set_times: Mutex::new(HashMap::new()),
             case_warned: Mutex::new(HashSet::new()),
+            case_confirmed: Mutex::new(HashMap::new()),
+            clock: clock.clone(),
             config,
         }
     }
@@ -196,9 +201,8 @@ impl Fs {
         if rules.policy == CollisionPolicy::Off {
             return Ok(());
         }
-        let listing = self.dirs.get_within(self.remote.as_ref(), dir, CASE_CHECK_FRESHNESS)?;
         let mut others: Vec<String> =
-            listing.case_variants(name).into_iter().filter(|n| Some(*n) != moving).map(String::from).collect();
+            self.names_folding_like(dir, name)?.into_iter().filter(|n| Some(n.as_str()) != moving).collect();
         // Files created but not uploaded yet are names too.
         for path in self.writing.lock().keys() {
             let (d, n) = split(path);
@@ -226,6 +230,29 @@ impl Fs {
                 Ok(())
             }
         }
+    }
+
+    /// The other names in `dir` that fold like `name`, from a listing no older than
+    /// `CASE_CHECK_FRESHNESS`. A cached listing older than that is checked against the server's
+    /// current names (one LIST, no per-file commands) and trusted again if they agree.
+    fn names_folding_like(&self, dir: &str, name: &str) -> Result<Vec<String>> {
+        let listing = self.listing(dir)?;
+        let now = self.clock.now();
+        let recent = |t: Instant| now.saturating_duration_since(t) < CASE_CHECK_FRESHNESS;
+        let confirmed = self.case_confirmed.lock().get(dir).copied();
+        if recent(listing.fetched) || confirmed.is_some_and(recent) {
+            return Ok(listing.case_variants(name).into_iter().map(String::from).collect());
+        }
+        let names = self.remote.list_names(dir)?;
+        let same = names.len() == listing.entries.len() && names.iter().all(|n| listing.get(n).is_some());
+        if same {
+            self.case_confirmed.lock().insert(dir.to_string(), now);
+            return Ok(listing.case_variants(name).into_iter().map(String::from).collect());
+        }
+        // Someone else changed the directory: the cached listing is stale.
+        self.dirs.invalidate(dir);
+        let folding = self.config.case.folding;
+        Ok(names.into_iter().filter(|n| crate::casefold::collide(n, name, folding)).collect())
     }
 
     /// On a server that folds case, the one entry whose name folds to `name`.

@@ -112,6 +112,10 @@ pub struct SessionStats {
 pub trait Remote: Send + Sync {
     /// All entries of a directory, `.` and `..` excluded.
     fn list(&self, dir: &str) -> Result<Vec<Entry>>;
+    /// Only the names in a directory: may be cheaper than `list` (no exact times).
+    fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(self.list(dir)?.into_iter().map(|e| e.name).collect())
+    }
     /// Opens `path` for reading from byte `offset`.
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>>;
     /// Starts an upload to `path` (replacing it), or appending to it.

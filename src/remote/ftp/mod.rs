@@ -250,6 +250,13 @@ impl Remote for FtpRemote {
         Ok(entries.into_iter().map(to_entry).collect())
     }
 
+    fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        // One listing, without the MDTM round trips `list` may add for exact times.
+        let path = self.server_path(dir);
+        let (lines, mlsd) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.mlsd)))?;
+        Ok(parse_listing(&path, &lines, mlsd).into_iter().map(|e| e.name).collect())
+    }
+
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {
         let server_path = self.server_path(path);
         let mut attempt = 0;
