@@ -51,6 +51,37 @@ impl FsError {
         }
     }
 
+    /// A name for the kind of failure, for "first of each kind" logging and `status`.
+    pub fn kind(&self) -> &'static str {
+        use RemoteError as R;
+        match self {
+            FsError::NotFound => "not found",
+            FsError::NotDir => "not a directory",
+            FsError::IsDir => "is a directory",
+            FsError::ReadOnly => "read-only",
+            FsError::Invalid(_) => "invalid argument",
+            FsError::Unsupported(_) => "not supported",
+            FsError::BadHandle => "bad handle",
+            FsError::CaseCollision(_) => "case collision",
+            FsError::Remote(r) => match r {
+                R::NotFound(_) => "not found",
+                R::PermissionDenied(_) => "permission denied",
+                R::NoSpace(_) => "no space",
+                R::NotADirectory(_) => "not a directory",
+                R::AlreadyExists(_) => "exists",
+                R::NotEmpty(_) => "not empty",
+                R::IsADirectory(_) => "is a directory",
+                R::Timeout(_) => "timeout",
+                R::Connection(_) => "connection",
+                R::Tls(_) => "TLS",
+                R::Login(_) => "login",
+                R::TooManyConnections(_) => "too many connections",
+                R::Unsupported(_) => "not supported",
+                R::Protocol(_) => "protocol",
+            },
+        }
+    }
+
     /// Expected outcomes (a missing file) are not worth a warning in the log.
     pub fn is_routine(&self) -> bool {
         matches!(

@@ -6,6 +6,7 @@
 //! `mount` command; [`config`] turns command lines and profiles into settings.
 
 pub mod casefold;
+pub mod check;
 pub mod collisions;
 pub mod config;
 pub mod error;

@@ -8,11 +8,23 @@ use std::path::Path;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
-    let level = match verbose {
-        0 => "ftpmount=info",
+    init_at(level(verbose, "ftpmount=info"), log_file)
+}
+
+/// For commands whose output is the result: errors only, unless `-v`.
+pub fn init_quiet(verbose: u8) -> Result<(), String> {
+    init_at(level(verbose, "ftpmount=error"), None)
+}
+
+fn level(verbose: u8, default: &'static str) -> &'static str {
+    match verbose {
+        0 => default,
         1 => "ftpmount=debug",
         _ => "ftpmount=trace",
-    };
+    }
+}
+
+fn init_at(level: &str, log_file: Option<&Path>) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match log_file {

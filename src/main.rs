@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use ftpmount::check::CheckRequest;
 use ftpmount::collisions::CollisionsRequest;
 use ftpmount::config::Options;
 use ftpmount::mount::{self, MountRequest};
@@ -23,6 +24,30 @@ enum Command {
     /// List every group of names that differ only in case (MyFile.txt / myfile.txt) in a tree,
     /// on a server or local (a mountpoint or any directory); exit status 1 if there are any
     Collisions(CollisionsArgs),
+    /// Try SOURCE stage by stage (DNS, TCP, TLS, certificate, login, features, data channel,
+    /// case, session limit) and say which stage fails and what to do; exit status 0 when a
+    /// mount would work
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// ftp://user@host[:port][/path], ftps://… or a connection label, as for `mount`
+    source: String,
+    #[command(flatten)]
+    options: Options,
+    /// Also open sessions up to --max-connections and report where the server refuses more
+    #[arg(long)]
+    probe_limit: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+    /// Profile file with connection labels [default: ~/.config/ftpmount/config.toml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log more while checking (-v debug, -vv trace), on stderr
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Args)]
@@ -78,6 +103,20 @@ fn main() -> ExitCode {
                 profile_path: a.config,
                 daemon: a.daemon,
                 log_to_file: a.log_file.is_some(),
+            })
+        }
+        Command::Check(a) => {
+            // Only errors on stderr unless asked: the stages are the output.
+            if let Err(e) = ftpmount::logging::init_quiet(a.verbose) {
+                eprintln!("ftpmount: {e}");
+                return ExitCode::from(2);
+            }
+            ftpmount::check::run(CheckRequest {
+                source: a.source,
+                options: a.options,
+                profile_path: a.config,
+                json: a.json,
+                probe_limit: a.probe_limit,
             })
         }
         Command::Collisions(a) => {

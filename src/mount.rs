@@ -161,6 +161,12 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&mut ready, e.to_string()),
     };
+    // The data channel, before the mount exists: a blocked passive port range fails here
+    // with the same words as `ftpmount check`, not later as "Input/output error".
+    if let Err(e) = remote.list_names("") {
+        remote.close();
+        return fail(&mut ready, e.to_string());
+    }
     let remote = Arc::new(remote);
     let read_only = p.options.read_only;
     let case = case_rules(&p.options, remote.as_ref(), read_only);

@@ -137,6 +137,46 @@ fn certificate_message(problem: &CertProblem, cert: Option<&CertInfo>) -> String
     }
 }
 
+/// A certificate described line by line for `check`: who it names, who issued it, when it is
+/// valid, its fingerprint, and each check with its verdict. `refused`: the problem that made
+/// the handshake fail, if it did.
+pub fn certificate_report(cert: &CertInfo, host: &str, refused: Option<&CertProblem>) -> Vec<String> {
+    let mark = |ok: bool| if ok { "✓" } else { "✗" };
+    let now = SystemTime::now();
+    let dates_ok = cert.not_before <= now && now <= cert.not_after;
+    let host_ok = cert.names.iter().any(|n| name_matches(n, host));
+    let issuer = match refused {
+        Some(CertProblem::SelfSigned) => format!("{} self-signed, not trusted", mark(false)),
+        Some(CertProblem::UnknownIssuer) => format!("{} issuer not trusted (not in the system store or --ca-file)", mark(false)),
+        Some(CertProblem::FingerprintMismatch { .. }) => format!("{} not the certificate pinned with --tls-fingerprint", mark(false)),
+        _ if cert.self_signed => format!("{} self-signed (accepted by an option)", mark(true)),
+        _ => format!("{} issuer trusted", mark(true)),
+    };
+    vec![
+        format!("subject: {}", cert.subject),
+        format!("names: {}", cert.names.join(", ")),
+        format!("issuer: {}", cert.issuer),
+        format!("valid: {} to {}", format_utc(cert.not_before), format_utc(cert.not_after)),
+        format!("SHA-256 fingerprint: {}", cert.fingerprint_sha256),
+        format!(
+            "checks: {issuer}; {} host name '{host}'{}; {} dates{}",
+            mark(host_ok),
+            if host_ok { "" } else { " not in the names" },
+            mark(dates_ok),
+            if dates_ok { "" } else if now < cert.not_before { " (not valid yet)" } else { " (expired)" },
+        ),
+    ]
+}
+
+/// `*.example.com` matches one label; names compare without case.
+fn name_matches(pattern: &str, host: &str) -> bool {
+    let (p, h) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+    match p.strip_prefix("*.") {
+        Some(rest) => h.split_once('.').is_some_and(|(_, tail)| tail == rest),
+        None => p == h,
+    }
+}
+
 fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
     digest.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")

@@ -67,6 +67,15 @@ pub struct FsConfig {
     pub case: CaseRules,
 }
 
+/// Failures kept for `status`.
+const RECENT_ERRORS: usize = 10;
+
+#[derive(Default)]
+struct ErrorLog {
+    kinds: HashSet<&'static str>,
+    recent: std::collections::VecDeque<(SystemTime, String)>,
+}
+
 /// A case check trusts a cached listing this young; older ones are fetched again, so a name
 /// another client created a moment ago is seen.
 const CASE_CHECK_FRESHNESS: Duration = Duration::from_secs(1);
@@ -121,6 +130,8 @@ pub struct Fs {
     set_times: Mutex<HashMap<String, SystemTime>>,
     /// Directories and folded lookups already warned about (one warning each per mount).
     case_warned: Mutex<HashSet<String>>,
+    /// Kinds of failure seen so far, and the latest failures (for `status`).
+    errors: Mutex<ErrorLog>,
     /// When a directory's cached names were last found equal to the server's (case checks).
     case_confirmed: Mutex<HashMap<String, Instant>>,
     clock: Arc<dyn Clock>,
@@ -145,6 +156,7 @@ impl Fs {
             set_times: Mutex::new(HashMap::new()),
             case_warned: Mutex::new(HashSet::new()),
             case_confirmed: Mutex::new(HashMap::new()),
+            errors: Mutex::new(ErrorLog::default()),
             clock: clock.clone(),
             config,
         }
@@ -833,6 +845,21 @@ impl Fs {
     pub fn flush_all(&self) -> usize {
         let pending: Vec<Arc<WriteHandle>> = self.writing.lock().values().cloned().collect();
         pending.iter().filter(|h| self.commit(h).is_err()).count()
+    }
+
+    /// Records a failure reported to an application; true if it is the first of its kind.
+    pub fn note_error(&self, op: &str, e: &FsError) -> bool {
+        let mut log = self.errors.lock();
+        if log.recent.len() == RECENT_ERRORS {
+            log.recent.pop_front();
+        }
+        log.recent.push_back((SystemTime::now(), format!("{op}: {e}")));
+        log.kinds.insert(e.kind())
+    }
+
+    /// The latest failures, oldest first.
+    pub fn recent_errors(&self) -> Vec<(SystemTime, String)> {
+        self.errors.lock().recent.iter().cloned().collect()
     }
 
     pub fn open_handles(&self) -> usize {

@@ -47,7 +47,9 @@ impl Mounted {
 pub fn mount(fs: Arc<Fs>, spec: &MountSpec) -> std::io::Result<Mounted> {
     let mut options = vec![
         MountOption::FSName(spec.fsname.clone()),
-        MountOption::Subtype("ftpmount".into()),
+        // As a kernel option (fuser hands `Subtype` only to fusermount), so the type reads
+        // `fuse.ftpmount` however the mount is made.
+        MountOption::CUSTOM("subtype=ftpmount".into()),
         MountOption::DefaultPermissions,
         MountOption::NoDev,
         MountOption::NoSuid,
@@ -116,13 +118,20 @@ fn to_fuse(a: &Attr) -> FileAttr {
     }
 }
 
-fn errno(op: &str, e: &FsError) -> Errno {
-    if e.is_routine() {
-        tracing::trace!("{op}: {e}");
-    } else {
-        tracing::warn!("{op}: {e}");
+impl FuseFs {
+    /// The errno for `e`. Routine outcomes (a missing file) are not logged; of the others, the
+    /// first of each kind is logged as a warning (with the same words `check` uses) and the
+    /// rest at debug level, so a dead data channel does not flood the log.
+    fn errno(&self, op: &str, e: &FsError) -> Errno {
+        if e.is_routine() {
+            tracing::trace!("{op}: {e}");
+        } else if self.fs.note_error(op, e) {
+            tracing::warn!("{op}: {e}");
+        } else {
+            tracing::debug!("{op}: {e}");
+        }
+        Errno::from_i32(e.errno())
     }
-    Errno::from_i32(e.errno())
 }
 
 fn open_mode(flags: i32, pid: u32) -> OpenMode {
@@ -167,7 +176,7 @@ impl Filesystem for FuseFs {
         };
         match self.fs.lookup(parent.0, name) {
             Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
-            Err(e) => reply.error(errno("lookup", &e)),
+            Err(e) => reply.error(self.errno("lookup", &e)),
         }
     }
 
@@ -178,14 +187,14 @@ impl Filesystem for FuseFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl(), &to_fuse(&a)),
-            Err(e) => reply.error(errno("getattr", &e)),
+            Err(e) => reply.error(self.errno("getattr", &e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(target.as_bytes()),
-            Err(e) => reply.error(errno("readlink", &e)),
+            Err(e) => reply.error(self.errno("readlink", &e)),
         }
     }
 
@@ -194,7 +203,7 @@ impl Filesystem for FuseFs {
         mode.write |= !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         match self.fs.open(ino.0, mode) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno("open", &e)),
+            Err(e) => reply.error(self.errno("open", &e)),
         }
     }
 
@@ -215,7 +224,7 @@ impl Filesystem for FuseFs {
         let exclusive = flags & libc::O_EXCL != 0;
         match self.fs.create(parent.0, name, open_mode(flags, req.pid()), exclusive) {
             Ok((attr, fh)) => reply.created(&self.ttl(), &to_fuse(&attr), Generation(0), FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno("create", &e)),
+            Err(e) => reply.error(self.errno("create", &e)),
         }
     }
 
@@ -233,21 +242,21 @@ impl Filesystem for FuseFs {
     ) {
         match self.fs.write(fh.0, offset, data) {
             Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno("write", &e)),
+            Err(e) => reply.error(self.errno("write", &e)),
         }
     }
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         match self.fs.flush(fh.0, req.pid()) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("flush", &e)),
+            Err(e) => reply.error(self.errno("flush", &e)),
         }
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         match self.fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync", &e)),
+            Err(e) => reply.error(self.errno("fsync", &e)),
         }
     }
 
@@ -280,7 +289,7 @@ impl Filesystem for FuseFs {
         };
         match self.fs.setattr(ino.0, fh.map(|f| f.0), change) {
             Ok(a) => reply.attr(&self.ttl(), &to_fuse(&a)),
-            Err(e) => reply.error(errno("setattr", &e)),
+            Err(e) => reply.error(self.errno("setattr", &e)),
         }
     }
 
@@ -291,12 +300,12 @@ impl Filesystem for FuseFs {
         };
         match self.fs.mkdir(parent.0, name) {
             Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
-            Err(e) => reply.error(errno("mkdir", &e)),
+            Err(e) => reply.error(self.errno("mkdir", &e)),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = name_str(name).map_err(|e| e).and_then(|n| self.fs.unlink(parent.0, n).map_err(|e| errno("unlink", &e)));
+        let result = name_str(name).map_err(|e| e).and_then(|n| self.fs.unlink(parent.0, n).map_err(|e| self.errno("unlink", &e)));
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -304,7 +313,7 @@ impl Filesystem for FuseFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = name_str(name).and_then(|n| self.fs.rmdir(parent.0, n).map_err(|e| errno("rmdir", &e)));
+        let result = name_str(name).and_then(|n| self.fs.rmdir(parent.0, n).map_err(|e| self.errno("rmdir", &e)));
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -328,7 +337,7 @@ impl Filesystem for FuseFs {
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let result = name_str(name).and_then(|n| {
             let nn = name_str(newname)?;
-            self.fs.rename(parent.0, n, newparent.0, nn, no_replace).map_err(|e| errno("rename", &e))
+            self.fs.rename(parent.0, n, newparent.0, nn, no_replace).map_err(|e| self.errno("rename", &e))
         });
         match result {
             Ok(()) => reply.ok(),
@@ -364,7 +373,7 @@ impl Filesystem for FuseFs {
     ) {
         match self.fs.read(fh.0, offset, size as usize) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno("read", &e)),
+            Err(e) => reply.error(self.errno("read", &e)),
         }
     }
 
@@ -386,14 +395,14 @@ impl Filesystem for FuseFs {
         match self.fs.getattr(ino.0) {
             Ok(a) if a.kind == FileKind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
             Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(errno("opendir", &e)),
+            Err(e) => reply.error(self.errno("opendir", &e)),
         }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let entries = match self.fs.readdir(ino.0, false) {
             Ok(e) => e,
-            Err(e) => return reply.error(errno("readdir", &e)),
+            Err(e) => return reply.error(self.errno("readdir", &e)),
         };
         let dots = [(ino.0, FileType::Directory, "."), (ino.0, FileType::Directory, "..")];
         let all = dots
@@ -411,12 +420,12 @@ impl Filesystem for FuseFs {
         // Entries handed over here count as lookups; the kernel forgets them later.
         let entries = match self.fs.readdir(ino.0, false) {
             Ok(e) => e,
-            Err(e) => return reply.error(errno("readdirplus", &e)),
+            Err(e) => return reply.error(self.errno("readdirplus", &e)),
         };
         let ttl = self.ttl();
         let dir_attr = match self.fs.getattr(ino.0) {
             Ok(a) => to_fuse(&a),
-            Err(e) => return reply.error(errno("readdirplus", &e)),
+            Err(e) => return reply.error(self.errno("readdirplus", &e)),
         };
         let mut next = offset;
         if next == 0 {
@@ -455,7 +464,7 @@ impl Filesystem for FuseFs {
         match self.fs.getattr(ino.0) {
             Ok(_) if mask.contains(AccessFlags::W_OK) && self.fs.config().read_only => reply.error(Errno::EROFS),
             Ok(_) => reply.ok(),
-            Err(e) => reply.error(errno("access", &e)),
+            Err(e) => reply.error(self.errno("access", &e)),
         }
     }
 

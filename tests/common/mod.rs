@@ -132,6 +132,8 @@ impl Certs {
         let certs = Certs { dir };
         certs.signed("server", "DNS:localhost,IP:127.0.0.1");
         certs.signed("wrong-host", "DNS:ftp.example.invalid");
+        certs.signed_for_dates("expired", "20200101000000Z", "20200201000000Z");
+        certs.signed_for_dates("not-yet-valid", "20400101000000Z", "20410101000000Z");
         sh("openssl", &[
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost",
             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", &p("self-signed.key"),
@@ -153,6 +155,38 @@ impl Certs {
             "x509", "-req", "-in", &p(format!("{name}.csr")), "-CA", &p("ca.pem".into()), "-CAkey",
             &p("ca.key".into()), "-CAcreateserial", "-days", "30", "-extfile", &p(format!("{name}.ext")),
             "-out", &p(format!("{name}.pem")),
+        ]);
+    }
+
+    /// A certificate for localhost valid only between two dates (`YYYYMMDDHHMMSSZ`), signed
+    /// with `openssl ca`, which (unlike `openssl x509`) takes explicit dates.
+    fn signed_for_dates(&self, name: &str, start: &str, end: &str) {
+        let d = self.dir.path();
+        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+        fs::write(
+            d.join("ca.cnf"),
+            format!(
+                "[ ca ]\ndefault_ca = test_ca\n[ test_ca ]\ndatabase = {db}\nnew_certs_dir = {dir}\nserial = {serial}\n\
+                 default_md = sha256\npolicy = any\nunique_subject = no\n[ any ]\ncommonName = supplied\n",
+                db = p("index.txt"),
+                dir = d.display(),
+                serial = p("ca.serial"),
+            ),
+        )
+        .unwrap();
+        if !d.join("index.txt").exists() {
+            fs::write(d.join("index.txt"), "").unwrap();
+            fs::write(d.join("ca.serial"), "1000\n").unwrap();
+        }
+        sh("openssl", &[
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", &p(&format!("{name}.key")), "-out", &p(&format!("{name}.csr")),
+        ]);
+        fs::write(d.join(format!("{name}.ext")), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+        sh("openssl", &[
+            "ca", "-batch", "-notext", "-config", &p("ca.cnf"), "-cert", &p("ca.pem"), "-keyfile", &p("ca.key"),
+            "-in", &p(&format!("{name}.csr")), "-out", &p(&format!("{name}.pem")), "-startdate", start, "-enddate", end,
+            "-extfile", &p(&format!("{name}.ext")),
         ]);
     }
 

@@ -10,6 +10,20 @@ from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
 
+def dead_passive(base, port):
+    """A handler whose PASV/EPSV replies point at a port nobody listens on: the control
+    connection works, every data connection fails (a firewalled passive port range)."""
+
+    class DeadPassive(base):
+        def ftp_PASV(self, line):
+            self.respond("227 Entering passive mode (127,0,0,1,%d,%d)." % (port >> 8, port & 0xFF))
+
+        def ftp_EPSV(self, line):
+            self.respond("229 Entering extended passive mode (|||%d|)." % port)
+
+    return DeadPassive
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -20,6 +34,8 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--max-per-user", type=int, default=0)
+    p.add_argument("--dead-pasv-port", type=int,
+                   help="announce this port (where nothing listens) for passive data connections")
     args = p.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -32,6 +48,8 @@ def main():
         handler.keyfile = args.key
         handler.tls_control_required = True
         handler.tls_data_required = True
+    if args.dead_pasv_port:
+        handler = dead_passive(handler, args.dead_pasv_port)
     handler.authorizer = authorizer
     handler.banner = "pyftpdlib test server ready."
     if args.passive:

@@ -1,5 +1,6 @@
 //! The FTP(S) implementation of [`Remote`]: the only module that talks to suppaftp.
 
+pub mod diagnose;
 pub mod listing;
 pub mod reply;
 pub mod session;

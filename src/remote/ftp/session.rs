@@ -116,19 +116,51 @@ pub struct FtpSession {
     pub features: Arc<Features>,
     pub security: Security,
     pub tls: Option<Arc<SessionTls>>,
+    pub data_note: DataNote,
+}
+
+/// Set when a data connection went to the control peer instead of the private address the
+/// server announced (a server behind NAT): worth telling in `check`.
+pub type DataNote = Arc<parking_lot::Mutex<Option<String>>>;
+
+/// A connected control channel, secured as the TLS mode asks, before login.
+pub struct Connection {
+    pub ftp: Ftp,
+    pub security: Security,
+    pub tls: Option<Arc<SessionTls>>,
+    pub data_note: DataNote,
+}
+
+impl Connection {
+    /// The server's greeting (`220 …`).
+    pub fn greeting(&self) -> String {
+        self.ftp.get_welcome_msg().map(|m| m.trim().to_string()).unwrap_or_default()
+    }
 }
 
 impl FtpSession {
     /// Connects and logs in. `features` is filled by the first session of a mount.
     pub fn open(ep: &Endpoint, features: &OnceLock<Arc<Features>>) -> Result<FtpSession> {
-        let (ftp, security, tls) = connect_secured(ep)?;
-        let mut s = FtpSession { ftp, cwd: None, features: Arc::new(Features::default()), security, tls };
+        let mut s = FtpSession::new(connect_secured(ep)?);
         s.login(ep)?;
         s.setup(ep, features)?;
         Ok(s)
     }
 
-    fn login(&mut self, ep: &Endpoint) -> Result<()> {
+    /// A session on a connected (and, per the TLS mode, secured) control channel; not yet
+    /// logged in.
+    pub fn new(c: Connection) -> FtpSession {
+        FtpSession {
+            ftp: c.ftp,
+            cwd: None,
+            features: Arc::new(Features::default()),
+            security: c.security,
+            tls: c.tls,
+            data_note: c.data_note,
+        }
+    }
+
+    pub fn login(&mut self, ep: &Endpoint) -> Result<()> {
         let what = format!("logging in as '{}' on {}", ep.user, ep.addr());
         self.ftp.login(ep.user.as_str(), ep.password.expose()).map_err(|e| match e {
             FtpError::UnexpectedResponse(ref r) if reply::code(r) == 530 || reply::code(r) == 430 => {
@@ -145,7 +177,7 @@ impl FtpSession {
         })
     }
 
-    fn setup(&mut self, ep: &Endpoint, features: &OnceLock<Arc<Features>>) -> Result<()> {
+    pub fn setup(&mut self, ep: &Endpoint, features: &OnceLock<Arc<Features>>) -> Result<()> {
         self.ftp
             .transfer_type(FileType::Binary)
             .map_err(|e| reply::map("switching to binary transfers (TYPE I)", e))?;
@@ -298,7 +330,7 @@ impl FtpSession {
     }
 }
 
-fn resolve(ep: &Endpoint) -> Result<Vec<SocketAddr>> {
+pub fn resolve(ep: &Endpoint) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (ep.host.as_str(), ep.port)
         .to_socket_addrs()
         .map_err(|e| RemoteError::Connection(format!("could not resolve host '{}': {e}. Check the host name", ep.host)))?
@@ -326,7 +358,7 @@ fn connect_error(ep: &Endpoint, addr: SocketAddr, e: &io::Error) -> RemoteError 
     }
 }
 
-fn tcp_connect(ep: &Endpoint) -> Result<TcpStream> {
+pub fn tcp_connect(ep: &Endpoint) -> Result<TcpStream> {
     let mut last = None;
     for addr in resolve(ep)? {
         match TcpStream::connect_timeout(&addr, ep.connect_timeout) {
@@ -344,29 +376,39 @@ fn tcp_connect(ep: &Endpoint) -> Result<TcpStream> {
 }
 
 /// Builds data connections: only ever to the host we are connected to.
-fn data_stream_builder(ep: &Endpoint, peer: IpAddr) -> impl Fn(SocketAddr) -> suppaftp::FtpResult<TcpStream> + Send + Sync + 'static {
+fn data_stream_builder(ep: &Endpoint, peer: IpAddr, note: DataNote) -> impl Fn(SocketAddr) -> suppaftp::FtpResult<TcpStream> + Send + Sync + 'static {
     let (connect_timeout, io_timeout) = (ep.connect_timeout, ep.io_timeout);
     let logged = AtomicBool::new(false);
     move |announced: SocketAddr| {
         let ip = data_ip(announced.ip(), peer).map_err(|msg| FtpError::ConnectionError(io::Error::new(io::ErrorKind::PermissionDenied, msg)))?;
         if ip != announced.ip() && !logged.swap(true, Ordering::Relaxed) {
-            tracing::info!("server announced passive address {} (private); using {ip}, the address we are connected to", announced.ip());
+            let msg = format!(
+                "the server announced the private passive address {}; using {ip}, the address we are connected to \
+                 (normal for a server behind NAT; set its public address, e.g. vsftpd's pasv_address, to avoid this)",
+                announced.ip()
+            );
+            tracing::info!("{msg}");
+            *note.lock() = Some(msg);
         }
         let addr = SocketAddr::new(ip, announced.port());
         let tcp = TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| {
-            FtpError::ConnectionError(io::Error::new(
-                e.kind(),
-                format!(
-                    "opening the data connection to {addr} failed ({e}): a firewall probably blocks the server's \
-                     passive (PASV) port range; listings and transfers need it open"
-                ),
-            ))
+            FtpError::ConnectionError(io::Error::new(e.kind(), data_channel_blocked(&addr, &e)))
         })?;
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
         tcp.set_write_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
         Ok(tcp)
     }
+}
+
+/// The message for a data connection that cannot be opened: the seed's "partial connectivity".
+pub fn data_channel_blocked(addr: &SocketAddr, e: &io::Error) -> String {
+    format!(
+        "opening the data connection to {addr} failed ({e}): the control connection works but the data channel \
+         is blocked, usually by a firewall or NAT in front of the server's passive (PASV) port range. Listings and \
+         transfers need those ports open; this is also why files can appear with zero bytes. Ask the server's \
+         administrator to open (and announce) the passive port range, or try from another network"
+    )
 }
 
 /// Where to open a data connection the server announced at `announced`.
@@ -396,36 +438,42 @@ fn is_local_or_private(ip: IpAddr) -> bool {
 }
 
 /// Connects and applies the TLS mode, up to (not including) login.
-fn connect_secured(ep: &Endpoint) -> Result<(Ftp, Security, Option<Arc<SessionTls>>)> {
+pub fn connect_secured(ep: &Endpoint) -> Result<Connection> {
+    let note = DataNote::default();
     match ep.tls {
-        TlsMode::Implicit => connect_implicit(ep),
-        TlsMode::Off => Ok((connect_plain(ep)?, Security::Plain, None)),
+        TlsMode::Implicit => connect_implicit(ep, SessionTls::new(tls_client(ep)?, ep.io_timeout), note),
+        TlsMode::Off => Ok(Connection { ftp: connect_plain(ep, &note)?, security: Security::Plain, tls: None, data_note: note }),
         TlsMode::Explicit | TlsMode::Auto => {
-            let ftp = connect_plain(ep)?;
-            let tls = SessionTls::new(tls_client(ep)?, ep.io_timeout);
-            match ftp.into_secure(Connector(tls.clone()), &ep.host) {
-                Ok(ftp) => {
-                    restore_io_timeout(&ftp, ep);
-                    Ok((ftp, tls_security(&tls), Some(tls)))
-                }
-                Err(FtpError::UnexpectedResponse(r)) if ep.tls == TlsMode::Auto && reply::code(&r) >= 500 => {
-                    tracing::warn!(
-                        "{} does not offer TLS (AUTH TLS: \"{}\"): continuing WITHOUT encryption; the password and \
-                         files cross the network in clear text. Use --tls explicit to require TLS",
-                        ep.addr(),
-                        reply::text(&r)
-                    );
-                    Ok((connect_plain(ep)?, Security::Plain, None))
-                }
-                Err(FtpError::UnexpectedResponse(r)) => Err(RemoteError::Tls(format!(
-                    "asking {} for TLS (AUTH TLS) failed: server said \"{}\". It may not support FTPS on this port: \
-                     use --tls implicit if it is an implicit-TLS port (usually 990), or --tls off (insecure)",
-                    ep.addr(),
-                    reply::text(&r)
-                ))),
-                Err(e) => Err(tls_failure(ep, &tls, e)),
-            }
+            let ftp = connect_plain(ep, &note)?;
+            upgrade_explicit(ep, ftp, SessionTls::new(tls_client(ep)?, ep.io_timeout), note)
         }
+    }
+}
+
+/// `AUTH TLS` on a plain control connection; in `auto` mode a server without TLS is used
+/// unencrypted, with a warning.
+pub fn upgrade_explicit(ep: &Endpoint, ftp: Ftp, tls: Arc<SessionTls>, note: DataNote) -> Result<Connection> {
+    match ftp.into_secure(Connector(tls.clone()), &ep.host) {
+        Ok(ftp) => {
+            restore_io_timeout(&ftp, ep);
+            Ok(Connection { ftp, security: tls_security(&tls), tls: Some(tls), data_note: note })
+        }
+        Err(FtpError::UnexpectedResponse(r)) if ep.tls == TlsMode::Auto && reply::code(&r) >= 500 => {
+            tracing::warn!(
+                "{} does not offer TLS (AUTH TLS: \"{}\"): continuing WITHOUT encryption; the password and \
+                 files cross the network in clear text. Use --tls explicit to require TLS",
+                ep.addr(),
+                reply::text(&r)
+            );
+            Ok(Connection { ftp: connect_plain(ep, &note)?, security: Security::Plain, tls: None, data_note: note })
+        }
+        Err(FtpError::UnexpectedResponse(r)) => Err(RemoteError::Tls(format!(
+            "asking {} for TLS (AUTH TLS) failed: server said \"{}\". It may not support FTPS on this port: \
+             use --tls implicit if it is an implicit-TLS port (usually 990), or --tls off (insecure)",
+            ep.addr(),
+            reply::text(&r)
+        ))),
+        Err(e) => Err(tls_failure(ep, &tls, e)),
     }
 }
 
@@ -436,7 +484,7 @@ fn tls_client(ep: &Endpoint) -> Result<Arc<TlsClient>> {
 }
 
 fn tls_failure(ep: &Endpoint, tls: &SessionTls, e: FtpError) -> RemoteError {
-    match tls.take_error() {
+    match tls.error_message() {
         Some(detail) => RemoteError::Tls(format!("TLS with {} failed: {detail}", ep.addr())),
         None => reply::map(&format!("setting up TLS with {}", ep.addr()), e),
     }
@@ -446,24 +494,32 @@ fn restore_io_timeout(ftp: &Ftp, ep: &Endpoint) {
     let _ = ftp.get_ref().set_read_timeout(Some(ep.io_timeout));
 }
 
-fn connect_plain(ep: &Endpoint) -> Result<Ftp> {
+pub fn connect_plain(ep: &Endpoint, note: &DataNote) -> Result<Ftp> {
     let tcp = tcp_connect(ep)?;
     let peer = tcp.peer_addr().map_err(|e| RemoteError::Connection(format!("connecting to {}: {e}", ep.addr())))?;
     let ftp = Ftp::connect_with_stream(tcp).map_err(|e| greeting_error(ep, e))?;
-    let ftp = ftp.passive_stream_builder(data_stream_builder(ep, peer.ip()));
+    let ftp = ftp.passive_stream_builder(data_stream_builder(ep, peer.ip(), note.clone()));
     restore_io_timeout(&ftp, ep);
     Ok(ftp)
 }
 
 fn greeting_error(ep: &Endpoint, e: FtpError) -> RemoteError {
+    let waited = ep.connect_timeout.min(ep.io_timeout);
     match e {
         FtpError::ConnectionError(ref io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            RemoteError::Timeout(format!(
-                "connected to {} but no FTP greeting arrived within {:?}. If this port speaks implicit TLS \
-                 (usually 990), use --tls implicit",
-                ep.addr(),
-                ep.connect_timeout.min(ep.io_timeout),
-            ))
+            if speaks_tls(ep) {
+                RemoteError::Tls(format!(
+                    "connected to {} but no FTP greeting arrived within {waited:?}, and the port answers a TLS \
+                     handshake: it speaks implicit TLS. Use --tls implicit (or an ftps:// URL with port 990)",
+                    ep.addr()
+                ))
+            } else {
+                RemoteError::Timeout(format!(
+                    "connected to {} but no FTP greeting arrived within {waited:?}: the server is stuck or this \
+                     is not an FTP port. If this port speaks implicit TLS (usually 990), use --tls implicit",
+                    ep.addr()
+                ))
+            }
         }
         FtpError::BadResponse => RemoteError::Protocol(format!(
             "{} did not answer like an FTP server. If this port speaks implicit TLS (usually 990), use --tls implicit",
@@ -473,30 +529,78 @@ fn greeting_error(ep: &Endpoint, e: FtpError) -> RemoteError {
     }
 }
 
+/// Whether a fresh connection to the port completes (or gets as far as the certificate of) a
+/// TLS handshake: then it speaks implicit TLS.
+fn speaks_tls(ep: &Endpoint) -> bool {
+    let Ok(tcp) = tcp_connect(ep) else { return false };
+    let client = match &ep.tls_client {
+        Some(c) => c.clone(),
+        None => match TlsClient::new(&crate::tls::TlsOptions::default()) {
+            Ok(c) => Arc::new(c),
+            Err(_) => return false,
+        },
+    };
+    match client.connect_control(&ep.host, tcp) {
+        Ok(_) => true,
+        Err(e) => matches!(e, crate::tls::TlsError::Certificate { .. }),
+    }
+}
+
+/// The greeting a port sends unasked within a moment, if it is a plain FTP greeting (`220 …`).
+fn plain_greeting(ep: &Endpoint) -> Option<String> {
+    use std::io::Read;
+    let mut tcp = tcp_connect(ep).ok()?;
+    tcp.set_read_timeout(Some(ep.connect_timeout.min(Duration::from_secs(3)))).ok()?;
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let line = text.lines().next()?.trim().to_string();
+    line.starts_with("220").then_some(line)
+}
+
 /// Implicit TLS: suppaftp connects the socket itself (without a timeout), so the whole
 /// connect runs on a helper thread that we stop waiting for after the deadline.
-fn connect_implicit(ep: &Endpoint) -> Result<(Ftp, Security, Option<Arc<SessionTls>>)> {
+pub fn connect_implicit(ep: &Endpoint, tls: Arc<SessionTls>, note: DataNote) -> Result<Connection> {
     let addr = resolve(ep)?[0];
-    let tls = SessionTls::new(tls_client(ep)?, ep.io_timeout);
     let (tx, rx) = mpsc::channel();
     let (conn, host) = (Connector(tls.clone()), ep.host.clone());
     std::thread::spawn(move || {
         let _ = tx.send(Ftp::connect_secure_implicit(addr, conn, &host));
     });
     let deadline = ep.connect_timeout + ep.io_timeout;
+    let plain_port = |ep: &Endpoint| {
+        plain_greeting(ep).map(|greeting| {
+            RemoteError::Tls(format!(
+                "implicit TLS with {} failed: this port speaks plain FTP (it greeted with \"{greeting}\") rather than \
+                 implicit TLS. Use --tls explicit (an ftps:// URL with this port) for TLS via AUTH TLS, or --tls auto",
+                ep.addr()
+            ))
+        })
+    };
     let ftp = match rx.recv_timeout(deadline) {
         Ok(Ok(ftp)) => ftp,
-        Ok(Err(FtpError::ConnectionError(e))) if tls.take_error().is_none() => {
+        Ok(Err(FtpError::ConnectionError(e))) if tls.peek_certificate_error().is_none() => {
+            let _ = tls.take_error();
             return Err(match e.kind() {
                 io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut => connect_error(ep, addr, &e),
-                _ => RemoteError::Connection(format!(
-                    "implicit TLS with {}: {e}. If this port speaks plain FTP or explicit TLS (usually 21), \
-                     use --tls explicit (ftps://host:21/) or --tls auto",
-                    ep.addr()
-                )),
+                _ => plain_port(ep).unwrap_or_else(|| {
+                    RemoteError::Connection(format!(
+                        "implicit TLS with {}: {e}. If this port speaks plain FTP or explicit TLS (usually 21), \
+                         use --tls explicit (ftps://host:21/) or --tls auto",
+                        ep.addr()
+                    ))
+                }),
             });
         }
-        Ok(Err(e)) => return Err(tls_failure(ep, &tls, e)),
+        Ok(Err(e)) => {
+            if tls.peek_certificate_error().is_none() {
+                if let Some(err) = plain_port(ep) {
+                    let _ = tls.take_error();
+                    return Err(err);
+                }
+            }
+            return Err(tls_failure(ep, &tls, e));
+        }
         Err(_) => {
             return Err(RemoteError::Timeout(format!(
                 "implicit TLS with {} did not complete within {deadline:?}: the host may be down or the port \
@@ -505,13 +609,13 @@ fn connect_implicit(ep: &Endpoint) -> Result<(Ftp, Security, Option<Arc<SessionT
             )));
         }
     };
-    let mut ftp = ftp.passive_stream_builder(data_stream_builder(ep, addr.ip()));
+    let mut ftp = ftp.passive_stream_builder(data_stream_builder(ep, addr.ip(), note.clone()));
     // suppaftp sends these itself only for explicit TLS.
     for cmd in ["PBSZ 0", "PROT P"] {
         ftp.custom_command(cmd, &[Status::CommandOk])
             .map_err(|e| reply::map(&format!("protecting data connections ({cmd})"), e))?;
     }
-    Ok((ftp, tls_security(&tls), Some(tls)))
+    Ok(Connection { ftp, security: tls_security(&tls), tls: Some(tls), data_note: note })
 }
 
 #[cfg(test)]

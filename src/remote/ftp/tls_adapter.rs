@@ -58,6 +58,24 @@ impl SessionTls {
         self.last_error.lock().take()
     }
 
+    /// The last failure's message, left in place (for `check`, which also wants its details).
+    pub fn error_message(&self) -> Option<String> {
+        self.last_error.lock().as_ref().map(|e| e.to_string())
+    }
+
+    /// The certificate refusal behind the last failure, left in place.
+    pub fn peek_certificate_error(&self) -> Option<(tls::CertProblem, Option<tls::CertInfo>)> {
+        match &*self.last_error.lock() {
+            Some(tls::TlsError::Certificate { problem, cert }) => Some((problem.clone(), cert.clone())),
+            _ => None,
+        }
+    }
+
+    /// Certificate and protocol of the control channel, once the handshake succeeded.
+    pub fn control_info(&self) -> Option<(Option<tls::CertInfo>, Option<tls::TlsVersion>)> {
+        self.control_info.lock().clone()
+    }
+
     fn fail(&self, err: tls::TlsError) -> FtpError {
         let msg = err.to_string();
         *self.last_error.lock() = Some(err);
