@@ -168,12 +168,23 @@ pub struct ConfigError(pub String);
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// `~/.config/ftpmount/config.toml` (or `$XDG_CONFIG_HOME/ftpmount/config.toml`).
+/// The system-wide profile file, used when the user has none (mounts from fstab and systemd
+/// often run without a home directory).
+pub const SYSTEM_PROFILE_PATH: &str = "/etc/ftpmount/config.toml";
+
+/// `~/.config/ftpmount/config.toml` (or `$XDG_CONFIG_HOME/ftpmount/config.toml`); if that does
+/// not exist, `/etc/ftpmount/config.toml` when it does.
 pub fn default_profile_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+    let user = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("ftpmount").join("config.toml"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|base| base.join("ftpmount").join("config.toml"));
+    let system = PathBuf::from(SYSTEM_PROFILE_PATH);
+    match user {
+        Some(u) if u.exists() || !system.exists() => Some(u),
+        _ if system.exists() => Some(system),
+        other => other,
+    }
 }
 
 pub fn load_profiles(path: &Path) -> Result<ProfileFile> {

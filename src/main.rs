@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use ftpmount::helper::{self, HelperCall, KnownOption};
 use ftpmount::check::CheckRequest;
 use ftpmount::collisions::CollisionsRequest;
 use ftpmount::config::Options;
 use ftpmount::mount::{self, MountRequest};
+use ftpmount::status::StatusRequest;
 
 #[derive(Parser)]
 #[command(name = "ftpmount", version, about = "Mount an FTP or FTPS server as a local directory")]
@@ -28,6 +30,18 @@ enum Command {
     /// case, session limit) and say which stage fails and what to do; exit status 0 when a
     /// mount would work
     Check(CheckArgs),
+    /// Show running mounts (or the one at MOUNTPOINT): sessions, cache hits, transfers in
+    /// flight, queued uploads and the last errors
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// A mountpoint [default: every mount of this user]
+    mountpoint: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -78,7 +92,8 @@ struct MountArgs {
     /// Profile file with connection labels [default: ~/.config/ftpmount/config.toml]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Go to the background once the mount is ready
+    /// Go to the background once the mount is ready (the log then goes to --log-file, by
+    /// default a file `ftpmount status` names)
     #[arg(long)]
     daemon: bool,
     /// More log output (-v debug, -vv trace); RUST_LOG overrides
@@ -90,8 +105,23 @@ struct MountArgs {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Mount(a) => {
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let cli = match helper_call(&args) {
+        None => Cli::parse_from(&args),
+        Some(Ok(HelperCall::Mount(argv))) => Cli::parse_from(argv),
+        Some(Ok(HelperCall::Fake)) => return ExitCode::SUCCESS,
+        Some(Err(msg)) => {
+            eprintln!("ftpmount: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Mount(mut a) => {
+            // A mount in the background must not hold the caller's terminal or pipes: its log
+            // goes to a file, by default next to its status socket.
+            if a.daemon && a.log_file.is_none() {
+                a.log_file = Some(ftpmount::status::default_log_file(&a.mountpoint));
+            }
             if let Err(e) = ftpmount::logging::init(a.verbose, a.log_file.as_deref()) {
                 eprintln!("ftpmount: {e}");
                 return ExitCode::from(2);
@@ -103,6 +133,7 @@ fn main() -> ExitCode {
                 profile_path: a.config,
                 daemon: a.daemon,
                 log_to_file: a.log_file.is_some(),
+                log_file: a.log_file.as_ref().and_then(|p| std::path::absolute(p).ok()),
             })
         }
         Command::Check(a) => {
@@ -119,6 +150,7 @@ fn main() -> ExitCode {
                 probe_limit: a.probe_limit,
             })
         }
+        Command::Status(a) => ftpmount::status::run(StatusRequest { mountpoint: a.mountpoint, json: a.json }),
         Command::Collisions(a) => {
             if let Err(e) = ftpmount::logging::init(a.verbose, None) {
                 eprintln!("ftpmount: {e}");
@@ -132,4 +164,16 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Recognises a call as a mount helper (`mount.fuse.ftpmount SOURCE DIR -o …`, from fstab).
+fn helper_call(args: &[String]) -> Option<Result<HelperCall, String>> {
+    let cmd = Cli::command();
+    let subcommands: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).chain(["help"]).collect();
+    let mount = cmd.find_subcommand("mount").expect("the mount subcommand");
+    let known: Vec<KnownOption> = mount
+        .get_arguments()
+        .filter_map(|a| Some(KnownOption { long: a.get_long()?.to_string(), takes_value: a.get_action().takes_values() }))
+        .collect();
+    helper::translate(args, &known, &subcommands)
 }

@@ -23,6 +23,7 @@ pub struct MountRequest {
     pub profile_path: Option<PathBuf>,
     pub daemon: bool,
     pub log_to_file: bool,
+    pub log_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 25;
@@ -196,6 +197,14 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
             return fail(&mut ready, format!("mounting at {} failed: {e}", req.mountpoint.display()));
         }
     };
+    // Before saying "mounted": whoever waits for that may ask for the status at once.
+    let _status = match crate::status::StatusServer::start(fs.clone(), remote.clone() as Arc<dyn Remote>, &req.mountpoint, req.log_file.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("`ftpmount status` will not see this mount: cannot listen on {}: {e}", crate::status::socket_path(&req.mountpoint).display());
+            None
+        }
+    };
     let note = format!(
         "ftpmount: mounted {} at {} ({security}, up to {max} sessions). Unmount with: fusermount3 -u {}",
         remote.describe(),
@@ -203,6 +212,10 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         req.mountpoint.display()
     );
     tracing::info!("{}", note.trim_start_matches("ftpmount: "));
+    let note = match (&req.log_file, req.daemon) {
+        (Some(log), true) => format!("{note}\nftpmount: the log is in {}", log.display()),
+        _ => note,
+    };
     if let Some(mut pipe) = ready.take() {
         let _ = writeln!(pipe, "OK {note}");
     }
@@ -313,7 +326,11 @@ fn daemonize(log_to_file: bool) -> std::io::Result<Option<std::fs::File>> {
         let _ = std::io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut text);
         match text.strip_prefix("OK ") {
             Some(note) => {
-                eprint!("{note}");
+                // Without a log file the background process logs to this same stderr, and has
+                // said it already.
+                if log_to_file {
+                    eprint!("{note}");
+                }
                 std::process::exit(0)
             }
             None if text.is_empty() => {

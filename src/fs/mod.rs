@@ -109,9 +109,22 @@ pub struct DirEntry {
     pub attr: Attr,
 }
 
+#[derive(Clone)]
 enum Handle {
     Read(Arc<ReadHandle>),
     Write(Arc<WriteHandle>),
+}
+
+/// A file with data in flight, as `status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TransferStatus {
+    pub path: String,
+    pub direction: &'static str,
+    /// Bytes moved so far (unknown while the file is busy).
+    pub bytes: Option<u64>,
+    pub state: String,
+    /// Since the file was opened.
+    pub seconds: f64,
 }
 
 pub struct Fs {
@@ -845,6 +858,46 @@ impl Fs {
     pub fn flush_all(&self) -> usize {
         let pending: Vec<Arc<WriteHandle>> = self.writing.lock().values().cloned().collect();
         pending.iter().filter(|h| self.commit(h).is_err()).count()
+    }
+
+    /// Open files with data moving or waiting to move, for `status`.
+    pub fn transfers(&self) -> Vec<TransferStatus> {
+        let handles: Vec<Handle> = self.handles.lock().values().map(Handle::clone).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            match h {
+                Handle::Read(r) if r.in_flight() => out.push(TransferStatus {
+                    path: shown(&r.path),
+                    direction: "download",
+                    bytes: Some(r.delivered.load(Ordering::Relaxed)),
+                    state: "streaming".into(),
+                    seconds: r.opened.elapsed().as_secs_f64(),
+                }),
+                Handle::Write(w) => {
+                    let (bytes, state) = match w.progress() {
+                        write::WriteProgress::Streaming(n) => (Some(n), "streaming"),
+                        write::WriteProgress::Spooled(n) => (Some(n), "spooled, uploads at close"),
+                        write::WriteProgress::Busy => (None, "busy"),
+                        write::WriteProgress::Idle => continue,
+                    };
+                    out.push(TransferStatus {
+                        path: shown(&w.path),
+                        direction: "upload",
+                        bytes,
+                        state: state.into(),
+                        seconds: w.opened.elapsed().as_secs_f64(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// Listing cache hits and misses.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        (self.dirs.hits.load(Ordering::Relaxed), self.dirs.misses.load(Ordering::Relaxed))
     }
 
     /// Records a failure reported to an application; true if it is the first of its kind.

@@ -31,11 +31,19 @@ pub struct ReadHandle {
     /// Serialises reads of one open file; held across the transfer on purpose (only this
     /// handle's readers wait on it, never the rest of the filesystem).
     open: Mutex<Option<Open>>,
+    /// Bytes handed to the application so far, and since when (for `status`).
+    pub delivered: std::sync::atomic::AtomicU64,
+    pub opened: Instant,
 }
 
 impl ReadHandle {
     pub fn new(path: String, size: u64) -> Self {
-        ReadHandle { path, size, open: Mutex::new(None) }
+        ReadHandle { path, size, open: Mutex::new(None), delivered: Default::default(), opened: Instant::now() }
+    }
+
+    /// Whether a download is open or being read right now.
+    pub fn in_flight(&self) -> bool {
+        self.open.try_lock().is_none_or(|slot| slot.is_some())
     }
 
     pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -53,6 +61,9 @@ impl ReadHandle {
         }
         let open = slot.as_mut().expect("just set");
         let result = read_at(open, offset, len);
+        if let Ok(buf) = &result {
+            self.delivered.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let done = match &result {
             Ok(buf) => buf.len() < len || open.pos >= self.size,
             Err(_) => true,

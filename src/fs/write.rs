@@ -58,6 +58,20 @@ pub struct WriteHandle {
     /// Opened read-write: spool from the start so reads see the writes.
     read_write: bool,
     pub state: parking_lot::Mutex<WriteState>,
+    pub opened: std::time::Instant,
+}
+
+/// What an open file being written is doing, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteProgress {
+    /// Sequential writes flowing into an upload: bytes sent so far.
+    Streaming(u64),
+    /// Changes held in the spool, uploaded at close: the file's size.
+    Spooled(u64),
+    /// Busy at this moment (a write or the final upload holds the file).
+    Busy,
+    /// Nothing pending.
+    Idle,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -74,7 +88,24 @@ impl WriteHandle {
     /// `truncate`: the old content is dropped (new file, `O_TRUNC`).
     pub fn new(path: String, existed: bool, size: u64, truncate: bool, read_write: bool, opener: u32) -> Self {
         let (body, size, dirty) = if truncate { (Body::Empty, 0, true) } else { (Body::Server, size, false) };
-        WriteHandle { path, opener, existed, read_write, state: parking_lot::Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }) }
+        WriteHandle {
+            path,
+            opener,
+            existed,
+            read_write,
+            state: parking_lot::Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }),
+            opened: std::time::Instant::now(),
+        }
+    }
+
+    /// Never waits long: a write in progress holds the state.
+    pub fn progress(&self) -> WriteProgress {
+        let Some(st) = self.state.try_lock_for(std::time::Duration::from_millis(20)) else { return WriteProgress::Busy };
+        match &st.body {
+            Body::Streaming { written, .. } => WriteProgress::Streaming(*written),
+            Body::Spooled { .. } if st.dirty => WriteProgress::Spooled(st.size),
+            _ => WriteProgress::Idle,
+        }
     }
 
     /// Writes `data` at `offset`. The per-handle lock is held across the upload on purpose:

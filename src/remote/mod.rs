@@ -100,7 +100,7 @@ pub trait WriteStream: std::io::Write + Send {
 }
 
 /// Counters a running mount can report (sessions, limits).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionStats {
     pub open: usize,
     pub busy: usize,

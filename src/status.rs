@@ -1,0 +1,251 @@
+//! `ftpmount status`: a running mount answers on a Unix socket under the user's runtime
+//! directory (never inside the mount) with its sessions, cache, transfers and last errors.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fs::Fs;
+use crate::remote::{Remote, SessionStats};
+
+/// What a mount reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountStatus {
+    pub mountpoint: String,
+    pub source: String,
+    pub pid: u32,
+    pub uptime_seconds: u64,
+    pub sessions: SessionStats,
+    pub listing_cache_hits: u64,
+    pub listing_cache_misses: u64,
+    pub transfers: Vec<Transfer>,
+    /// Files with changes held locally, uploaded when they are closed.
+    pub queued_uploads: usize,
+    /// The latest failures reported to applications, oldest first.
+    pub recent_errors: Vec<String>,
+    /// Where the mount logs, when it logs to a file.
+    pub log_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transfer {
+    pub path: String,
+    pub direction: String,
+    pub bytes: Option<u64>,
+    pub state: String,
+    pub seconds: f64,
+}
+
+/// Where mounts put their sockets: `$XDG_RUNTIME_DIR/ftpmount`, else `/run/user/UID/ftpmount`,
+/// else `/tmp/ftpmount-UID`.
+pub fn socket_dir() -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("ftpmount");
+    }
+    let run = PathBuf::from(format!("/run/user/{uid}"));
+    if run.is_dir() {
+        return run.join("ftpmount");
+    }
+    std::env::temp_dir().join(format!("ftpmount-{uid}"))
+}
+
+/// The socket of the mount at `mountpoint` (an absolute path).
+pub fn socket_path(mountpoint: &Path) -> PathBuf {
+    let digest = Sha256::digest(mountpoint.as_os_str().as_encoded_bytes());
+    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    socket_dir().join(format!("{name}.sock"))
+}
+
+/// The log of a background mount without --log-file: beside its socket, `<hash>.log`.
+pub fn default_log_file(mountpoint: &Path) -> PathBuf {
+    let abs = std::path::absolute(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(socket_dir());
+    socket_path(&abs).with_extension("log")
+}
+
+/// Serves status requests while it lives; the socket is removed when it is dropped.
+pub struct StatusServer {
+    path: PathBuf,
+}
+
+impl StatusServer {
+    pub fn start(fs: Arc<Fs>, remote: Arc<dyn Remote>, mountpoint: &Path, log_file: Option<PathBuf>) -> std::io::Result<StatusServer> {
+        let dir = socket_dir();
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let path = socket_path(mountpoint);
+        // A socket left by a daemon that died; a live one would be this mountpoint's, and a
+        // mountpoint holds one mount.
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let started = Instant::now();
+        let mountpoint = mountpoint.display().to_string();
+        std::thread::Builder::new().name("status".into()).spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut status = collect(&fs, remote.as_ref(), &mountpoint, started);
+                status.log_file = log_file.as_ref().map(|p| p.display().to_string());
+                answer(conn, &status);
+            }
+        })?;
+        Ok(StatusServer { path })
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, started: Instant) -> MountStatus {
+    let (hits, misses) = fs.cache_counts();
+    let transfers: Vec<Transfer> = fs
+        .transfers()
+        .into_iter()
+        .map(|t| Transfer { path: t.path, direction: t.direction.into(), bytes: t.bytes, state: t.state, seconds: t.seconds })
+        .collect();
+    let queued_uploads = transfers.iter().filter(|t| t.state.starts_with("spooled")).count();
+    MountStatus {
+        mountpoint: mountpoint.to_string(),
+        source: remote.describe(),
+        pid: std::process::id(),
+        uptime_seconds: started.elapsed().as_secs(),
+        sessions: remote.session_stats(),
+        listing_cache_hits: hits,
+        listing_cache_misses: misses,
+        transfers,
+        queued_uploads,
+        recent_errors: fs.recent_errors().into_iter().map(|(at, msg)| format!("{} {msg}", crate::tls::format_utc(at))).collect(),
+        log_file: None,
+    }
+}
+
+fn answer(mut conn: UnixStream, status: &MountStatus) {
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut line = serde_json::to_string(status).expect("plain data");
+    line.push('\n');
+    let _ = conn.write_all(line.as_bytes());
+}
+
+/// Asks the mount behind `socket` for its status.
+fn query(socket: &Path) -> std::io::Result<MountStatus> {
+    let conn = UnixStream::connect(socket)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+pub struct StatusRequest {
+    pub mountpoint: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// Exit status: 0 with at least one mount reported, 1 when there is none.
+pub fn run(req: StatusRequest) -> ExitCode {
+    let sockets: Vec<PathBuf> = match &req.mountpoint {
+        Some(m) => vec![socket_path(&std::path::absolute(m).unwrap_or_else(|_| m.clone()))],
+        None => std::fs::read_dir(socket_dir())
+            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect())
+            .unwrap_or_default(),
+    };
+    let mut found = Vec::new();
+    for s in &sockets {
+        match query(s) {
+            Ok(st) => found.push(st),
+            // A socket whose daemon is gone: tidy it away when listing all.
+            Err(_) if req.mountpoint.is_none() => {
+                let _ = std::fs::remove_file(s);
+            }
+            Err(e) => {
+                let m = req.mountpoint.as_ref().expect("asked for one");
+                eprintln!(
+                    "ftpmount: no running ftpmount answers for {} ({e}). Is it mounted (findmnt -t fuse.ftpmount)? \
+                     Mounts started by another user are not visible",
+                    m.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if req.json {
+        println!("{}", serde_json::to_string_pretty(&found).expect("plain data"));
+    } else if found.is_empty() {
+        println!("no ftpmount mounts are running for this user");
+    } else {
+        for st in &found {
+            print!("{}", render(st));
+        }
+    }
+    if found.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// The text form of a mount's status.
+pub fn render(st: &MountStatus) -> String {
+    let mut out = String::new();
+    let up = Duration::from_secs(st.uptime_seconds);
+    out += &format!("{}  {}  (pid {}, up {})\n", st.mountpoint, st.source, st.pid, format_uptime(up));
+    let s = &st.sessions;
+    out += &format!(
+        "  sessions: {} open, {} busy, limit {} (--max-connections {}), {} waiting\n",
+        s.open, s.busy, s.limit, s.max, s.waiting
+    );
+    let total = st.listing_cache_hits + st.listing_cache_misses;
+    let rate = if total == 0 { 0.0 } else { 100.0 * st.listing_cache_hits as f64 / total as f64 };
+    out += &format!("  listing cache: {} hits, {} misses ({rate:.0}% hits)\n", st.listing_cache_hits, st.listing_cache_misses);
+    if st.transfers.is_empty() {
+        out += "  transfers: none\n";
+    } else {
+        out += "  transfers:\n";
+        for t in &st.transfers {
+            let amount = match t.bytes {
+                Some(b) if t.seconds > 0.0 => format!("{} in {:.1} s ({}/s)", human_bytes(b), t.seconds, human_bytes((b as f64 / t.seconds) as u64)),
+                Some(b) => human_bytes(b),
+                None => "(busy)".into(),
+            };
+            out += &format!("    {:<8} {}  {amount}  {}\n", t.direction, t.path, t.state);
+        }
+    }
+    out += &format!("  queued uploads: {}\n", st.queued_uploads);
+    if let Some(log) = &st.log_file {
+        out += &format!("  log: {log}\n");
+    }
+    if st.recent_errors.is_empty() {
+        out += "  last errors: none\n";
+    } else {
+        out += "  last errors:\n";
+        for e in &st.recent_errors {
+            out += &format!("    {e}\n");
+        }
+    }
+    out
+}
+
+fn format_uptime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
+}
