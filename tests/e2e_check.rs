@@ -177,3 +177,15 @@ fn probe_limit_finds_a_cap_of_three_sessions() {
     assert!(message.contains("allows 3 session(s)") && message.contains("--max-connections 3"), "{message}");
     assert!(message.contains("421"), "{message}");
 }
+
+#[test]
+fn a_private_passive_address_is_replaced_and_reported() {
+    // A server behind NAT: PASV announces 10.9.8.7; the data connection goes to 127.0.0.1.
+    let server = PyFtpd::start(TempDir::new("root"), None, &["--masquerade", "10.9.8.7", "--no-epsv"]);
+    let (out, json) = check(&server.url(), &["--tls", "off"], PASSWORD);
+    assert!(out.status.success(), "{json:#}");
+    let data = stage(&json, "data channel");
+    assert!(data["message"].as_str().unwrap().starts_with("PASV"), "{data:#}");
+    let details = data["details"].to_string();
+    assert!(details.contains("announced the private passive address 10.9.8.7; using 127.0.0.1"), "{details}");
+}

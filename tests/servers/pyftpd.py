@@ -36,6 +36,8 @@ def main():
     p.add_argument("--max-per-user", type=int, default=0)
     p.add_argument("--dead-pasv-port", type=int,
                    help="announce this port (where nothing listens) for passive data connections")
+    p.add_argument("--masquerade", help="announce this address in PASV replies (a server behind NAT)")
+    p.add_argument("--no-epsv", action="store_true", help="offer PASV only (no EPSV in FEAT)")
     args = p.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -48,6 +50,10 @@ def main():
         handler.keyfile = args.key
         handler.tls_control_required = True
         handler.tls_data_required = True
+    if args.no_epsv:
+        handler.proto_cmds = {k: v for k, v in handler.proto_cmds.items() if k != "EPSV"}
+    if args.masquerade:
+        handler.masquerade_address = args.masquerade
     if args.dead_pasv_port:
         handler = dead_passive(handler, args.dead_pasv_port)
     handler.authorizer = authorizer
