@@ -140,7 +140,7 @@ fn certificate_message(problem: &CertProblem, cert: Option<&CertInfo>) -> String
 /// A certificate described line by line for `check`: who it names, who issued it, when it is
 /// valid, its fingerprint, and each check with its verdict. `refused`: the problem that made
 /// the handshake fail, if it did.
-pub fn certificate_report(cert: &CertInfo, host: &str, refused: Option<&CertProblem>) -> Vec<String> {
+pub fn certificate_report(cert: &CertInfo, host: &str, refused: Option<&CertProblem>, accepted_by: Option<&str>) -> Vec<String> {
     let mark = |ok: bool| if ok { "✓" } else { "✗" };
     let now = SystemTime::now();
     let dates_ok = cert.not_before <= now && now <= cert.not_after;
@@ -149,10 +149,11 @@ pub fn certificate_report(cert: &CertInfo, host: &str, refused: Option<&CertProb
         Some(CertProblem::SelfSigned) => format!("{} self-signed, not trusted", mark(false)),
         Some(CertProblem::UnknownIssuer) => format!("{} issuer not trusted (not in the system store or --ca-file)", mark(false)),
         Some(CertProblem::FingerprintMismatch { .. }) => format!("{} not the certificate pinned with --tls-fingerprint", mark(false)),
-        _ if cert.self_signed => format!("{} self-signed (accepted by an option)", mark(true)),
+        _ if accepted_by.is_some_and(|a| a.starts_with("issuer")) => format!("{} issuer not verified", mark(false)),
+        _ if accepted_by.is_some_and(|a| a.starts_with("pinned")) => "pinned".to_string(),
         _ => format!("{} issuer trusted", mark(true)),
     };
-    vec![
+    let mut lines = vec![
         format!("subject: {}", cert.subject),
         format!("names: {}", cert.names.join(", ")),
         format!("issuer: {}", cert.issuer),
@@ -165,7 +166,11 @@ pub fn certificate_report(cert: &CertInfo, host: &str, refused: Option<&CertProb
             mark(dates_ok),
             if dates_ok { "" } else if now < cert.not_before { " (not valid yet)" } else { " (expired)" },
         ),
-    ]
+    ];
+    if let Some(why) = accepted_by {
+        lines.push(format!("! {why}"));
+    }
+    lines
 }
 
 /// `*.example.com` matches one label; names compare without case.
@@ -235,6 +240,8 @@ struct Verifier {
     allow_self_signed: bool,
     pin: Option<String>,
     last_refusal: Mutex<Option<(CertProblem, Option<CertInfo>)>>,
+    /// Which relaxation accepted the last certificate, if one did (for `check`).
+    last_exception: Mutex<Option<&'static str>>,
 }
 
 impl Verifier {
@@ -295,9 +302,11 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.last_exception.lock() = None;
         if let Some(pin) = &self.pin {
             let actual = fingerprint(end_entity);
             if &actual == pin {
+                *self.last_exception.lock() = Some("pinned with --tls-fingerprint: no other check applies");
                 return Ok(ServerCertVerified::assertion());
             }
             return Err(self.refuse(CertProblem::FingerprintMismatch { expected: pin.clone(), actual }, end_entity));
@@ -341,7 +350,14 @@ impl ServerCertVerifier for Verifier {
             other => Err(CertProblem::Other(format!("{other:?}"))),
         };
         match outcome {
-            Ok(()) => Ok(ServerCertVerified::assertion()),
+            Ok(()) => {
+                *self.last_exception.lock() = Some(if chain_failed {
+                    "issuer not verified: accepted by --tls-allow-self-signed (insecure)"
+                } else {
+                    "host name not verified: accepted by --tls-allow-mismatched-host (insecure)"
+                });
+                Ok(ServerCertVerified::assertion())
+            }
             Err(problem) => Err(self.refuse(problem, end_entity)),
         }
     }
@@ -424,6 +440,11 @@ pub struct TlsClient {
 }
 
 impl TlsClient {
+    /// Which relaxation option accepted the last server certificate, if one had to.
+    pub fn last_exception(&self) -> Option<&'static str> {
+        *self.verifier.last_exception.lock()
+    }
+
     pub fn new(opts: &TlsOptions) -> Result<TlsClient, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = Arc::new(load_roots(opts.ca_file.as_deref())?);
@@ -447,6 +468,7 @@ impl TlsClient {
             allow_self_signed: opts.allow_self_signed,
             pin,
             last_refusal: Mutex::new(None),
+            last_exception: Mutex::new(None),
         });
         let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.max_version {
             Some(TlsVersion::Tls12) => &[&rustls::version::TLS12],

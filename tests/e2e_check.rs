@@ -189,3 +189,18 @@ fn a_private_passive_address_is_replaced_and_reported() {
     let details = data["details"].to_string();
     assert!(details.contains("announced the private passive address 10.9.8.7; using 127.0.0.1"), "{details}");
 }
+
+#[test]
+fn an_accepted_exception_is_a_warning_that_names_the_option() {
+    let certs = Certs::new();
+    let server = vsftpd_tls(&certs, Tls::Explicit, "self-signed");
+    let (out, json) = check(&server.url(), &["--tls-allow-self-signed"], PASSWORD);
+    assert!(out.status.success(), "{json:#}");
+    let cert = stage(&json, "certificate");
+    assert_eq!(cert["status"], "warn", "{cert:#}");
+    assert!(cert["message"].as_str().unwrap().contains("--tls-allow-self-signed (insecure)"), "{cert:#}");
+    let fp = certs.fingerprint("self-signed");
+    let (out, json) = check(&server.url(), &["--tls-fingerprint", &fp], PASSWORD);
+    assert!(out.status.success(), "{json:#}");
+    assert!(stage(&json, "certificate")["message"].as_str().unwrap().contains("pinned with --tls-fingerprint"), "{json:#}");
+}

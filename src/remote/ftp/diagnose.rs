@@ -121,7 +121,7 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
             match tls.as_ref().and_then(|t| t.peek_certificate_error()) {
                 Some((problem, cert)) => {
                     emit(Stage::pass("TLS", "the server speaks TLS; its certificate was refused"));
-                    let details = cert.map(|c| tls::certificate_report(&c, &ep.host, Some(&problem))).unwrap_or_default();
+                    let details = cert.map(|c| tls::certificate_report(&c, &ep.host, Some(&problem), None)).unwrap_or_default();
                     emit(Stage::fail("certificate", e).with(details));
                 }
                 None => {
@@ -147,8 +147,14 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
         }
     }
     if let Some((Some(cert), _)) = info {
-        let details = tls::certificate_report(&cert, &ep.host, None);
-        emit(Stage::pass("certificate", format!("{}, issued by {}", cert.subject, cert.issuer)).with(details));
+        let exception = ep.tls_client.as_ref().and_then(|c| c.last_exception());
+        let details = tls::certificate_report(&cert, &ep.host, None, exception);
+        let summary = format!("{}, issued by {}", cert.subject, cert.issuer);
+        emit(match exception {
+            Some(why) => Stage::warn("certificate", format!("{summary}; {why}")),
+            None => Stage::pass("certificate", summary),
+        }
+        .with(details));
     }
     Some(conn)
 }
