@@ -1,0 +1,534 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: ftpmount, rclone mount (--vfs-cache-mode writes and off) and raw lftp,
+in one run, against the same local vsftpd, plain and explicit TLS, at 0 ms and ~20 ms RTT.
+
+    scripts/bench compare [--quick] [--rtt 0,20] [--security plain,tls] [--tools LIST] [--out DIR]
+
+Prints a markdown table and writes JSON (raw numbers and ratios) to DIR/bench.json. Writes are
+timed until the data is on the server, rsync until the server's tree matches the source.
+Needs root; installs vsftpd, lftp, rclone, rsync, fuse3 from apt when missing. The delayed link
+is a network namespace joined by TUN devices through scripts/netdelay.py (no netem needed).
+TLS rows use TLS 1.2 for every tool (lftp's GnuTLS stalls on TLS 1.3 with vsftpd; rclone needs
+--ftp-disable-tls13), so the comparison is like with like.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+USER = "ftpmount-bench"
+NS = "ftpbench"
+TOOLS = ["ftpmount", "rclone-writes", "rclone-off", "lftp"]
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(args, check=check, **kw)
+
+
+def need_packages():
+    wanted = {"vsftpd": "vsftpd", "lftp": "lftp", "rclone": "rclone", "rsync": "rsync", "fusermount3": "fuse3", "openssl": "openssl"}
+    missing = [pkg for cmd, pkg in wanted.items() if shutil.which(cmd) is None]
+    if missing:
+        print(f"==> apt-get install {' '.join(missing)}", file=sys.stderr)
+        sh("apt-get", "update", "-qq")
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, stdout=subprocess.DEVNULL)
+
+
+class Sizes:
+    def __init__(self, quick):
+        self.big_mib = 32 if quick else 256
+        self.small_files_0ms = 200 if quick else 2000
+        self.small_files_rtt = 100 if quick else 500
+        self.tree_dirs, self.tree_per_dir = (10, 100) if quick else (100, 100)
+        self.random_reads = 50 if quick else 200
+
+
+# ---------------------------------------------------------------- servers and links
+
+
+class Link:
+    """0 ms: loopback. Otherwise a namespace behind scripts/netdelay.py."""
+
+    def __init__(self, rtt_ms):
+        self.rtt = rtt_ms
+        self.proc = None
+        if rtt_ms == 0:
+            self.host, self.prefix = "127.0.0.1", []
+            return
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "scripts/netdelay.py"), NS, str(rtt_ms)], stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the delayed link did not come up (needs /dev/net/tun and ip netns)")
+        self.host, self.prefix = "10.77.0.2", ["ip", "netns", "exec", NS]
+
+    def close(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+class Vsftpd:
+    def __init__(self, work, link, tls, port):
+        self.port, self.tls, self.link = port, tls, link
+        conf = work / f"vsftpd-{port}.conf"
+        text = f"""listen=YES
+listen_address={link.host}
+listen_port={port}
+background=NO
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+chroot_local_user=YES
+allow_writeable_chroot=YES
+local_root={work / 'root'}
+pasv_enable=YES
+pasv_min_port={port + 1}
+pasv_max_port={port + 200}
+seccomp_sandbox=NO
+secure_chroot_dir=/var/run/vsftpd/empty
+pam_service_name=vsftpd
+max_clients=500
+max_per_ip=0
+"""
+        if tls:
+            text += f"""ssl_enable=YES
+rsa_cert_file={work / 'server.pem'}
+rsa_private_key_file={work / 'server.key'}
+ssl_ciphers=HIGH
+force_local_logins_ssl=YES
+force_local_data_ssl=YES
+"""
+        conf.write_text(text)
+        self.proc = subprocess.Popen(link.prefix + ["vsftpd", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection((link.host, port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit(f"vsftpd did not start on {link.host}:{port}")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class SessionSampler:
+    """Peak number of established TCP connections to the server's control port."""
+
+    def __init__(self, host, port):
+        self.want = (socket.inet_aton(host)[::-1].hex().upper(), f"{port:04X}")
+        self.peak, self.stop = 0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def count(self):
+        n = 0
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                ip, port = parts[2].split(":")
+                if parts[3] == "01" and ip == self.want[0] and port == self.want[1]:
+                    n += 1
+        return n
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.count())
+            time.sleep(0.02)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        return self.peak
+
+
+class RssSampler:
+    def __init__(self, pid):
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                for line in open(f"/proc/{self.pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        self.peak = max(self.peak, int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        return round(self.peak / 1024, 1)
+
+
+# ---------------------------------------------------------------- clients
+
+
+def mounted(path):
+    want = str(path)
+    return any(l.split(" ")[4] == want for l in open("/proc/self/mountinfo"))
+
+
+class Mount:
+    """ftpmount or rclone mount, in the foreground of a child process."""
+
+    def __init__(self, tool, ctx, server, mnt):
+        self.mnt = mnt
+        mnt.mkdir(parents=True, exist_ok=True)
+        log = open(ctx.work / f"{tool}.log", "a")
+        env = dict(os.environ)
+        host = server.link.host
+        if tool == "ftpmount":
+            scheme = "ftps" if server.tls else "ftp"
+            cmd = [str(ctx.bin), "mount", f"{scheme}://{USER}@{host}:{server.port}/", str(mnt)]
+            cmd += ["--ca-file", str(ctx.work / "ca.pem"), "--tls-max-version", "1.2"] if server.tls else ["--tls", "off"]
+            env["FTPMOUNT_PASSWORD"] = ctx.password
+        else:
+            cmd = ["rclone", "mount", ":ftp:/", str(mnt), "--ftp-host", host, "--ftp-port", str(server.port), "--ftp-user", USER]
+            cmd += ["--vfs-cache-mode", "writes" if tool == "rclone-writes" else "off", "--cache-dir", str(ctx.work / "rclone-cache")]
+            if server.tls:
+                cmd += ["--ftp-explicit-tls", "--ftp-no-check-certificate", "--ftp-disable-tls13"]
+            env["RCLONE_FTP_PASS"] = ctx.rclone_pass
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.time() + 30
+        while not mounted(mnt):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"{tool} did not mount; see {ctx.work / (tool + '.log')}")
+            time.sleep(0.05)
+        self.rss = RssSampler(self.proc.pid)
+
+    def close(self):
+        rss = self.rss.finish()
+        subprocess.run(["fusermount3", "-u", str(self.mnt)], stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            subprocess.run(["umount", "-l", str(self.mnt)], stderr=subprocess.DEVNULL)
+        return rss
+
+
+def lftp(ctx, server, script, timeout=1800):
+    settings = "set net:max-retries 2; set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber yes; "
+    if server.tls:
+        settings += "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:verify-certificate no; set ssl:priority NORMAL:-VERS-TLS1.3; "
+    else:
+        settings += "set ftp:ssl-allow no; "
+    full = f"{settings}open -u {USER},{ctx.password} -p {server.port} {server.link.host}; {script}"
+    r = subprocess.run(["lftp", "-c", full], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"lftp exit status {r.returncode}: {r.stderr.strip()[-200:]}")
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def server_tree(root):
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = p.stat().st_size
+    return out
+
+
+def wait_until(cond, timeout=1800):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise TimeoutError("the server never matched")
+        time.sleep(0.05)
+
+
+def write_big(ctx, tool, server, mnt):
+    target = ctx.work / "root" / f"w-{tool}.bin"
+    size = ctx.sizes.big_mib << 20
+    start = time.time()
+    if tool == "lftp":
+        lftp(ctx, server, f"put {ctx.work / 'big-src.bin'} -o w-{tool}.bin")
+    else:
+        shutil.copyfile(ctx.work / "big-src.bin", mnt / f"w-{tool}.bin")
+        wait_until(lambda: target.exists() and target.stat().st_size == size)
+    took = time.time() - start
+    target.unlink(missing_ok=True)
+    return took, ctx.sizes.big_mib / took
+
+
+def read_big(ctx, tool, server, mnt):
+    start = time.time()
+    if tool == "lftp":
+        lftp(ctx, server, "cat big.bin > /dev/null")
+    else:
+        with open(mnt / "big.bin", "rb") as f:
+            while f.read(1 << 20):
+                pass
+    took = time.time() - start
+    return took, ctx.sizes.big_mib / took
+
+
+def rsync_small(ctx, tool, server, mnt):
+    src = ctx.work / ("small-rtt" if server.link.rtt else "small")
+    dest_name = f"rs-{tool}"
+    want = server_tree(src)
+    start = time.time()
+    if tool == "lftp":
+        lftp(ctx, server, f"mirror -R --parallel=1 {src} {dest_name}")
+    else:
+        r = subprocess.run(["rsync", "-a", f"{src}/", str(mnt / dest_name)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
+        if r.returncode != 0:
+            shutil.rmtree(ctx.work / "root" / dest_name, ignore_errors=True)
+            raise RuntimeError(f"rsync exit status {r.returncode}")
+        wait_until(lambda: server_tree(ctx.work / "root" / dest_name) == want)
+    took = time.time() - start
+    shutil.rmtree(ctx.work / "root" / dest_name, ignore_errors=True)
+    return took, None
+
+
+def ls_lr(ctx, tool, server, mnt):
+    start = time.time()
+    if tool == "lftp":
+        lftp(ctx, server, "find -l tree > /dev/null")
+    else:
+        subprocess.run(["ls", "-lR", str(mnt / "tree")], stdout=subprocess.DEVNULL, check=True, timeout=1800)
+    return time.time() - start, None
+
+
+def random_reads(ctx, tool, server, mnt):
+    rng = random.Random(42)
+    size = ctx.sizes.big_mib << 20
+    offsets = [rng.randrange(0, size - 4096) for _ in range(ctx.sizes.random_reads)]
+    start = time.time()
+    if tool == "lftp":
+        script = "; ".join(f"get1 -o {ctx.work / 'rr.out'} --source-region={o}-{o + 4096} big.bin" for o in offsets)
+        lftp(ctx, server, script)
+    else:
+        fd = os.open(mnt / "big.bin", os.O_RDONLY)
+        try:
+            for o in offsets:
+                if len(os.pread(fd, 4096, o)) != 4096:
+                    raise RuntimeError("short read")
+        finally:
+            os.close(fd)
+    return time.time() - start, None
+
+
+WORKLOADS = [
+    ("write", "MiB/s", write_big),
+    ("read", "MiB/s", read_big),
+    ("rsync-small", "s", rsync_small),
+    ("ls-lR", "s", ls_lr),
+    ("random-4k", "s", random_reads),
+]
+
+
+# ---------------------------------------------------------------- setup and the run
+
+
+class Ctx:
+    pass
+
+
+def prepare(ctx):
+    sizes = ctx.sizes
+    root = ctx.work / "root"
+    root.mkdir()
+    rnd = random.Random(7)
+    with open(ctx.work / "big-src.bin", "wb") as f:
+        for _ in range(sizes.big_mib):
+            f.write(rnd.randbytes(1 << 20))
+    shutil.copyfile(ctx.work / "big-src.bin", root / "big.bin")
+    for d in range(sizes.tree_dirs):
+        sub = root / "tree" / f"d{d:03}"
+        sub.mkdir(parents=True)
+        for i in range(sizes.tree_per_dir):
+            (sub / f"file-{i:04}.txt").write_bytes(b"x" * (i % 100))
+    for name, count in (("small", sizes.small_files_0ms), ("small-rtt", sizes.small_files_rtt)):
+        for i in range(count):
+            p = ctx.work / name / f"d{i % 10}" / f"f{i:05}.dat"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(rnd.randbytes(rnd.randrange(1, 16 * 1024)))
+    sh("chown", "-R", USER, str(root))
+    # Certificates valid for both addresses a client may use.
+    w = str(ctx.work)
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=bench CA", "-keyout", f"{w}/ca.key", "-out", f"{w}/ca.pem", stderr=subprocess.DEVNULL)
+    sh("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", f"{w}/server.key", "-out", f"{w}/server.csr", stderr=subprocess.DEVNULL)
+    Path(f"{w}/ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.77.0.2\nbasicConstraints=CA:FALSE\n")
+    sh("openssl", "x509", "-req", "-in", f"{w}/server.csr", "-CA", f"{w}/ca.pem", "-CAkey", f"{w}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{w}/ext", "-out", f"{w}/server.pem", stderr=subprocess.DEVNULL)
+
+
+def ensure_user(password):
+    if subprocess.run(["id", USER], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        sh("useradd", "-m", "-s", "/bin/bash", USER)
+    sh("chpasswd", input=f"{USER}:{password}\n", text=True)
+    if os.path.exists("/etc/ftpusers"):
+        lines = [l for l in open("/etc/ftpusers").read().splitlines() if l.strip() != USER]
+        Path("/etc/ftpusers").write_text("\n".join(lines) + "\n")
+    os.makedirs("/var/run/vsftpd/empty", exist_ok=True)
+
+
+def run_one(ctx, tool, server, workload):
+    name, unit, fn = workload
+    mnt = ctx.work / "mnt" / tool
+    mount = None
+    sessions = SessionSampler(server.link.host, server.port)
+    try:
+        if tool != "lftp":
+            mount = Mount(tool, ctx, server, mnt)  # a fresh mount per workload: cold caches
+        took, rate = fn(ctx, tool, server, mnt)
+        result = {"seconds": round(took, 3)}
+        if rate is not None:
+            result["MiB/s"] = round(rate, 1)
+    except Exception as e:  # a tool that fails a workload is reported, not fatal
+        result = {"error": str(e)[:200]}
+    finally:
+        if mount:
+            rss = mount.close()
+            if "error" not in result:
+                result["rss_MiB"] = rss
+        result["peak_sessions"] = sessions.finish()
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, TLS only (under 3 minutes)")
+    p.add_argument("--rtt", default="0,20", help="round-trip times in ms (default 0,20)")
+    p.add_argument("--security", default=None, help="plain,tls (default both; --quick: tls)")
+    p.add_argument("--tools", default=",".join(TOOLS))
+    p.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
+    p.add_argument("--out", default=None, help="directory for bench.json (default: a temporary one, printed)")
+    args = p.parse_args()
+    if os.getuid() != 0:
+        raise SystemExit("scripts/bench needs root (vsftpd, FUSE mounts, network namespaces)")
+    need_packages()
+    sh("cargo", "build", "--release", "--locked", "--quiet", cwd=REPO)
+
+    ctx = Ctx()
+    ctx.sizes = Sizes(args.quick)
+    ctx.bin = REPO / "target/release/ftpmount"
+    ctx.work = Path(tempfile.mkdtemp(prefix="ftpmount-bench."))
+    os.chmod(ctx.work, 0o755)
+    ctx.password = secrets.token_urlsafe(12)
+    ctx.rclone_pass = subprocess.run(["rclone", "obscure", ctx.password], capture_output=True, text=True, check=True).stdout.strip()
+    ensure_user(ctx.password)
+    prepare(ctx)
+    tools = args.tools.split(",")
+    workloads = [w for w in WORKLOADS if w[0] in args.workloads.split(",")]
+    security = (args.security or ("tls" if args.quick else "plain,tls")).split(",")
+    results = []
+    started = time.time()
+    try:
+        for rtt in [int(x) for x in args.rtt.split(",")]:
+            link = Link(rtt)
+            try:
+                for sec in security:
+                    server = Vsftpd(ctx.work, link, sec == "tls", 21000 + rtt * 10 + (500 if sec == "tls" else 0))
+                    try:
+                        for w in workloads:
+                            for tool in tools:
+                                r = run_one(ctx, tool, server, w)
+                                row = {"workload": w[0], "security": sec, "rtt_ms": rtt, "tool": tool, **r}
+                                print(json.dumps(row), file=sys.stderr, flush=True)
+                                results.append(row)
+                    finally:
+                        server.close()
+            finally:
+                link.close()
+    finally:
+        out_dir = Path(args.out) if args.out else ctx.work.parent / f"{ctx.work.name}-results"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = {"machine": machine(), "sizes": vars(ctx.sizes), "seconds": round(time.time() - started), "results": results, "ratios": ratios(results)}
+        (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+        print(table(results, tools, workloads, ctx.sizes))
+        print(f"\nJSON: {out_dir / 'bench.json'}")
+        for m in (ctx.work / "mnt").glob("*"):
+            if mounted(m):
+                subprocess.run(["umount", "-l", str(m)])
+        shutil.rmtree(ctx.work, ignore_errors=True)
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": os.uname().release}
+
+
+def value(r, unit):
+    if "error" in r:
+        return None
+    return r.get("MiB/s") if unit == "MiB/s" else r["seconds"]
+
+
+def ratios(results):
+    """ftpmount against each other tool, per row: > 1 means ftpmount is better."""
+    out = []
+    units = {w[0]: w[1] for w in WORKLOADS}
+    keys = {(r["workload"], r["security"], r["rtt_ms"]) for r in results}
+    for key in sorted(keys):
+        rows = {r["tool"]: r for r in results if (r["workload"], r["security"], r["rtt_ms"]) == key}
+        mine = rows.get("ftpmount")
+        if not mine or value(mine, units[key[0]]) is None:
+            continue
+        for tool, r in rows.items():
+            v = value(r, units[key[0]])
+            if tool == "ftpmount" or v is None:
+                continue
+            m = value(mine, units[key[0]])
+            ratio = m / v if units[key[0]] == "MiB/s" else v / m
+            out.append({"workload": key[0], "security": key[1], "rtt_ms": key[2], "against": tool, "ftpmount_better_by": round(ratio, 2)})
+    return out
+
+
+def table(results, tools, workloads, sizes):
+    desc = {
+        "write": f"{sizes.big_mib} MiB write, end to end",
+        "read": f"{sizes.big_mib} MiB read",
+        "rsync-small": f"rsync -a {sizes.small_files_0ms} (0 ms) / {sizes.small_files_rtt} (RTT) small files, end to end",
+        "ls-lR": f"ls -lR {sizes.tree_dirs * sizes.tree_per_dir} files, cold",
+        "random-4k": f"{sizes.random_reads} random 4 KiB reads",
+    }
+    lines = ["| workload | security | RTT | " + " | ".join(tools) + " | ftpmount vs each |", "|---" * (len(tools) + 4) + "|"]
+    for w in workloads:
+        for key in sorted({(r["security"], r["rtt_ms"]) for r in results if r["workload"] == w[0]}):
+            rows = {r["tool"]: r for r in results if r["workload"] == w[0] and (r["security"], r["rtt_ms"]) == key}
+            cells = []
+            for t in tools:
+                r = rows.get(t)
+                if r is None:
+                    cells.append("—")
+                elif "error" in r:
+                    cells.append("fails")
+                else:
+                    v = f"{r['MiB/s']} MiB/s" if w[1] == "MiB/s" else f"{r['seconds']} s"
+                    cells.append(f"{v} ({r['peak_sessions']} sess{', ' + str(r['rss_MiB']) + ' MiB RSS' if 'rss_MiB' in r else ''})")
+            mine = rows.get("ftpmount")
+            rel = []
+            for t in tools:
+                if t == "ftpmount" or t not in rows or not mine:
+                    continue
+                a, b = value(mine, w[1]), value(rows[t], w[1])
+                if a and b:
+                    rel.append(f"{t} {a / b if w[1] == 'MiB/s' else b / a:.2f}×")
+            lines.append(f"| {desc[w[0]]} | {key[0]} | {key[1]} ms | " + " | ".join(cells) + " | " + ", ".join(rel) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
