@@ -24,13 +24,61 @@ struct Open {
     last_used: Instant,
 }
 
+/// The bytes most recently read from the server. The kernel sends a file's read-ahead as
+/// several requests at once, which reach us slightly out of order; serving the late ones from
+/// here keeps one stream going instead of restarting the transfer for each (a restart costs
+/// several round trips).
+#[derive(Default)]
+struct Window {
+    start: u64,
+    data: Vec<u8>,
+}
+
+/// How much of the recent past a window keeps (the kernel's read-ahead is at most 1 MiB).
+const WINDOW: usize = 2 << 20;
+
+impl Window {
+    fn end(&self) -> u64 {
+        self.start + self.data.len() as u64
+    }
+
+    /// The bytes at `offset..offset + len` that the window holds, from `offset` on.
+    fn get(&self, offset: u64, len: usize) -> &[u8] {
+        if offset < self.start || offset >= self.end() {
+            return &[];
+        }
+        let from = (offset - self.start) as usize;
+        &self.data[from..(from + len).min(self.data.len())]
+    }
+
+    /// Records bytes read from the server at `at`.
+    fn push(&mut self, at: u64, bytes: &[u8]) {
+        if at != self.end() {
+            self.start = at;
+            self.data.clear();
+        }
+        self.data.extend_from_slice(bytes);
+        if self.data.len() > 2 * WINDOW {
+            let drop = self.data.len() - WINDOW;
+            self.data.drain(..drop);
+            self.start += drop as u64;
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    stream: Option<Open>,
+    window: Window,
+}
+
 pub struct ReadHandle {
     pub path: String,
     /// The size when the file was opened: reads past it need no round trip.
     size: u64,
     /// Serialises reads of one open file; held across the transfer on purpose (only this
     /// handle's readers wait on it, never the rest of the filesystem).
-    open: Mutex<Option<Open>>,
+    state: Mutex<State>,
     /// Bytes handed to the application so far, and since when (for `status`).
     pub delivered: std::sync::atomic::AtomicU64,
     pub opened: Instant,
@@ -38,12 +86,12 @@ pub struct ReadHandle {
 
 impl ReadHandle {
     pub fn new(path: String, size: u64) -> Self {
-        ReadHandle { path, size, open: Mutex::new(None), delivered: Default::default(), opened: Instant::now() }
+        ReadHandle { path, size, state: Mutex::new(State::default()), delivered: Default::default(), opened: Instant::now() }
     }
 
     /// Whether a download is open or being read right now.
     pub fn in_flight(&self) -> bool {
-        self.open.try_lock().is_none_or(|slot| slot.is_some())
+        self.state.try_lock().is_none_or(|st| st.stream.is_some())
     }
 
     pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -51,19 +99,43 @@ impl ReadHandle {
             return Ok(Vec::new());
         }
         let len = len.min((self.size - offset) as usize);
-        let mut slot = self.open.lock();
-        let reusable = slot.as_ref().is_some_and(|o| offset >= o.pos && offset - o.pos <= SKIP_LIMIT);
+        let mut st = self.state.lock();
+        let mut out = st.window.get(offset, len).to_vec();
+        if out.len() < len {
+            let at = offset + out.len() as u64;
+            let more = self.read_stream(&mut st, remote, at, len - out.len()).map_err(|e| {
+                crate::remote::RemoteError::Connection(format!("reading {} at byte {at}: {e}", self.path))
+            });
+            match more {
+                Ok(bytes) => out.extend_from_slice(&bytes),
+                Err(e) => {
+                    st.stream = None;
+                    return Err(e);
+                }
+            }
+        }
+        self.delivered.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Reads `len` bytes at `at` from the open stream (skipping a small gap) or a new one.
+    fn read_stream(&self, st: &mut State, remote: &dyn Remote, at: u64, len: usize) -> Result<Vec<u8>> {
+        let reusable = st.stream.as_ref().is_some_and(|o| at >= o.pos && at - o.pos <= SKIP_LIMIT);
         if !reusable {
-            // Dropping the old stream ends its transfer and frees its session first.
-            *slot = None;
+            // Ending a transfer waits for the server's reply (a round trip): let that happen
+            // beside the new request, which takes another session (or this one, once freed).
+            if let Some(old) = st.stream.take() {
+                std::thread::spawn(move || drop(old));
+            }
+            // The first read of a file near its start: start at 0, so the kernel's other
+            // read-ahead requests for the beginning find their bytes in the window.
+            let from = if st.window.data.is_empty() && at <= SKIP_LIMIT { 0 } else { at };
             let now = Instant::now();
-            *slot = Some(Open { stream: remote.open_read(&self.path, offset)?, pos: offset, since: now, last_used: now });
+            st.stream = Some(Open { stream: remote.open_read(&self.path, from)?, pos: from, since: now, last_used: now });
         }
-        let open = slot.as_mut().expect("just set");
-        let result = read_at(open, offset, len);
-        if let Ok(buf) = &result {
-            self.delivered.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
+        let open = st.stream.as_mut().expect("just set");
+        let window = &mut st.window;
+        let result = read_at(open, window, at, len);
         let done = match &result {
             Ok(buf) => buf.len() < len || open.pos >= self.size,
             Err(_) => true,
@@ -71,41 +143,49 @@ impl ReadHandle {
         open.last_used = Instant::now();
         let yield_session = remote.sessions_wanted() && open.since.elapsed() >= FAIR_SHARE;
         if done || yield_session {
-            *slot = None;
+            st.stream = None;
         }
-        result.map_err(|e| {
-            crate::remote::RemoteError::Connection(format!("reading {} at byte {offset}: {e}", self.path))
-        })
+        result.map_err(|e| crate::remote::RemoteError::Connection(e.to_string()))
     }
 
     /// Closes the stream if unused for `idle`; never waits for a reader in progress.
     pub fn close_if_idle(&self, idle: Duration) {
-        if let Some(mut slot) = self.open.try_lock() {
-            if slot.as_ref().is_some_and(|o| o.last_used.elapsed() >= idle) {
-                *slot = None;
+        if let Some(mut st) = self.state.try_lock() {
+            if st.stream.as_ref().is_some_and(|o| o.last_used.elapsed() >= idle) {
+                st.stream = None;
             }
         }
     }
 
     pub fn has_stream(&self) -> bool {
-        self.open.lock().is_some()
+        self.state.lock().stream.is_some()
     }
 }
 
-/// Skips to `offset`, then reads up to `len` bytes (fewer only at the end of the file).
-fn read_at(open: &mut Open, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let skip = offset - open.pos;
+/// Skips to `offset` (keeping the skipped bytes in the window), then reads up to `len` bytes
+/// (fewer only at the end of the file).
+fn read_at(open: &mut Open, window: &mut Window, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let skip = (offset - open.pos) as usize;
     if skip > 0 {
-        let copied = std::io::copy(&mut (&mut open.stream).take(skip), &mut std::io::sink())?;
-        open.pos += copied;
-        if copied < skip {
+        let skipped = fill(&mut open.stream, skip)?;
+        window.push(open.pos, &skipped);
+        open.pos += skipped.len() as u64;
+        if skipped.len() < skip {
             return Ok(Vec::new());
         }
     }
+    let buf = fill(&mut open.stream, len)?;
+    window.push(open.pos, &buf);
+    open.pos += buf.len() as u64;
+    Ok(buf)
+}
+
+/// Up to `len` bytes from `r`, fewer only at its end.
+fn fill(r: &mut dyn Read, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
-        match open.stream.read(&mut buf[filled..]) {
+        match r.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -113,7 +193,6 @@ fn read_at(open: &mut Open, offset: u64, len: usize) -> std::io::Result<Vec<u8>>
         }
     }
     buf.truncate(filled);
-    open.pos += filled as u64;
     Ok(buf)
 }
 
@@ -141,6 +220,23 @@ mod tests {
         assert_eq!(got, d);
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1);
         assert!(!h.has_stream(), "stream released at the end of the file");
+    }
+
+    #[test]
+    fn requests_arriving_slightly_out_of_order_keep_one_stream() {
+        let fake = FakeRemote::new();
+        let d = data(8 << 20);
+        fake.add_file("f", &d, SystemTime::now());
+        let h = ReadHandle::new("f".into(), d.len() as u64);
+        const CHUNK: usize = 128 * 1024;
+        // The kernel's read-ahead: requests for 4 chunks at once, handled in a shuffled order.
+        for group in (0..d.len()).step_by(4 * CHUNK) {
+            for i in [1, 0, 3, 2] {
+                let off = group + i * CHUNK;
+                assert_eq!(h.read(&fake, off as u64, CHUNK).unwrap(), &d[off..off + CHUNK]);
+            }
+        }
+        assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "no restarts");
     }
 
     #[test]
