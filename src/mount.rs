@@ -182,6 +182,8 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         cache_dir: p.options.cache_dir.clone().unwrap_or_else(default_cache_dir),
         cache_max_size: p.options.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE),
         case,
+        // A quarter of the sessions at most, so a walk never crowds out reads and writes.
+        prefetch_workers: (max / 4).clamp(1, 4),
     };
     let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
     let spec = crate::fuse::MountSpec {

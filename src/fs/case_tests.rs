@@ -31,6 +31,7 @@ fn fs_with_clock(fake: &Arc<FakeRemote>, policy: CollisionPolicy, clock: Arc<dyn
         cache_dir: std::env::temp_dir().join("ftpmount-unit-spool"),
         cache_max_size: 1 << 30,
         case: CaseRules::new(Some(policy), server_folds, Folding::Unicode),
+        prefetch_workers: 0,
     };
     Fs::new(fake.clone(), config, clock)
 }

@@ -6,6 +6,7 @@ pub mod case;
 mod case_tests;
 pub mod dircache;
 pub mod inode;
+pub mod prefetch;
 pub mod read;
 pub mod spool;
 pub mod write;
@@ -65,6 +66,8 @@ pub struct FsConfig {
     pub cache_max_size: u64,
     /// Case folding: collision policy and whether the server folds case.
     pub case: CaseRules,
+    /// Background loaders of subdirectory listings (0: none).
+    pub prefetch_workers: usize,
 }
 
 /// Failures kept for `status`.
@@ -131,7 +134,9 @@ pub struct Fs {
     remote: Arc<dyn Remote>,
     config: FsConfig,
     inodes: Mutex<InodeTable>,
-    dirs: DirCache,
+    dirs: Arc<DirCache>,
+    /// Loads subdirectories' listings ahead of a tree walk (none in unit tests).
+    prefetch: Option<Arc<prefetch::Prefetcher>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
@@ -152,13 +157,16 @@ pub struct Fs {
 
 impl Fs {
     pub fn new(remote: Arc<dyn Remote>, config: FsConfig, clock: Arc<dyn Clock>) -> Self {
+        let dirs = Arc::new(DirCache::with_folding(
+            config.dir_cache_capacity,
+            config.dir_ttl,
+            clock.clone(),
+            config.case.needs_index().then_some(config.case.folding),
+        ));
         Fs {
-            dirs: DirCache::with_folding(
-                config.dir_cache_capacity,
-                config.dir_ttl,
-                clock.clone(),
-                config.case.needs_index().then_some(config.case.folding),
-            ),
+            dirs: dirs.clone(),
+            prefetch: (config.prefetch_workers > 0)
+                .then(|| prefetch::Prefetcher::start(dirs, remote.clone(), config.prefetch_workers)),
             remote,
             inodes: Mutex::new(InodeTable::default()),
             handles: Mutex::new(HashMap::new()),
@@ -170,7 +178,7 @@ impl Fs {
             case_warned: Mutex::new(HashSet::new()),
             case_confirmed: Mutex::new(HashMap::new()),
             errors: Mutex::new(ErrorLog::default()),
-            clock: clock.clone(),
+            clock,
             config,
         }
     }
@@ -435,6 +443,17 @@ impl Fs {
                 .map(|p| Entry { name: split(p).1.to_string(), kind: Kind::File, size: 0, mtime: None, mode: None })
                 .collect()
         };
+        if let Some(p) = &self.prefetch {
+            // A walk usually goes on into the subdirectories: have them listed meanwhile.
+            p.want(
+                listing
+                    .entries
+                    .iter()
+                    .filter(|e| e.kind == Kind::Dir && !e.name.starts_with('.'))
+                    .map(|e| join(&dir, &e.name))
+                    .filter(|d| self.dirs.fresh(d).is_none()),
+            );
+        }
         let mut out = Vec::with_capacity(listing.entries.len() + pending.len());
         for e in listing.entries.iter().chain(pending.iter()) {
             let child = self.inodes.lock().get_or_insert(ino, &e.name, lookup);
@@ -963,6 +982,7 @@ mod tests {
             cache_dir: std::env::temp_dir().join("ftpmount-unit-spool"),
             cache_max_size: 1 << 30,
             case: CaseRules::none(),
+            prefetch_workers: 0,
         };
         Fs::new(fake, config, Arc::new(SystemClock))
     }

@@ -18,10 +18,11 @@ use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, 
 
 pub use self::session::{Security, TlsMode};
 
-/// MDTM requests per batch; batches of one listing run on several sessions at once.
-const MDTM_BATCH: usize = 128;
-/// At most this many sessions fetch exact times for one listing.
-const MDTM_SESSIONS: usize = 4;
+/// MDTM requests per batch; batches of one listing run on several sessions at once. Each MDTM
+/// is a round trip (suppaftp cannot pipeline), so over a slow link the batches are small and
+/// spread over up to `MDTM_SESSIONS` sessions (never more than the pool allows).
+const MDTM_BATCH: usize = 16;
+const MDTM_SESSIONS: usize = 16;
 
 pub struct FtpConnector {
     endpoint: Endpoint,
@@ -144,7 +145,9 @@ impl FtpRemote {
         let paths: Vec<String> = wanted.iter().map(|&i| join(dir, &entries[i].name)).collect();
         let index_of: std::collections::HashMap<usize, usize> = wanted.iter().enumerate().map(|(k, &i)| (i, k)).collect();
         let results: Vec<parking_lot::Mutex<Option<SystemTime>>> = wanted.iter().map(|_| parking_lot::Mutex::new(None)).collect();
-        let workers = batches.len().min(MDTM_SESSIONS);
+        // Leave a session for other requests while a big directory loads.
+        let spare = self.pool.stats().limit.saturating_sub(1).max(1);
+        let workers = batches.len().min(MDTM_SESSIONS).min(spare);
         std::thread::scope(|scope| -> Result<()> {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {

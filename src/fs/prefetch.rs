@@ -1,0 +1,105 @@
+//! Loads the listings of subdirectories in the background when a directory is read, so a tree
+//! walk (`ls -lR`, `find`, a file manager opening folders) finds them ready: several
+//! directories load at once over the session pool instead of one after another.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::dircache::DirCache;
+use crate::remote::Remote;
+
+/// Directories waiting beyond this are not queued (a huge tree is walked as it is asked for).
+const MAX_QUEUED: usize = 4096;
+
+#[derive(Default)]
+struct Queue {
+    order: VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+pub struct Prefetcher {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Prefetcher {
+    /// Starts `workers` background loaders; they end soon after the prefetcher is dropped.
+    pub fn start(dirs: Arc<DirCache>, remote: Arc<dyn Remote>, workers: usize) -> Arc<Prefetcher> {
+        let p = Arc::new(Prefetcher { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
+        for i in 0..workers {
+            let (weak, dirs, remote) = (Arc::downgrade(&p), dirs.clone(), remote.clone());
+            std::thread::Builder::new()
+                .name(format!("prefetch-{i}"))
+                .spawn(move || work(weak, &dirs, remote.as_ref()))
+                .expect("spawning a prefetch thread");
+        }
+        p
+    }
+
+    /// Queues directories to load (those already cached are skipped by the loader).
+    pub fn want(&self, dirs: impl IntoIterator<Item = String>) {
+        let mut q = self.queue.lock();
+        for d in dirs {
+            if q.order.len() >= MAX_QUEUED {
+                break;
+            }
+            if q.queued.insert(d.clone()) {
+                q.order.push_back(d);
+            }
+        }
+        drop(q);
+        self.ready.notify_all();
+    }
+
+    fn next(&self) -> Option<String> {
+        let mut q = self.queue.lock();
+        if q.order.is_empty() {
+            self.ready.wait_for(&mut q, Duration::from_secs(1));
+        }
+        let d = q.order.pop_front()?;
+        q.queued.remove(&d);
+        Some(d)
+    }
+}
+
+fn work(p: Weak<Prefetcher>, dirs: &DirCache, remote: &dyn Remote) {
+    // Holds the prefetcher only while taking work, so dropping it ends the thread.
+    while let Some(next) = p.upgrade().map(|p| p.next()) {
+        if let Some(dir) = next {
+            if dirs.fresh(&dir).is_none() {
+                if let Err(e) = dirs.get(remote, &dir) {
+                    tracing::debug!("prefetching the listing of /{dir}: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::fake::FakeRemote;
+    use crate::remote::pool::SystemClock;
+    use std::time::{Instant, SystemTime};
+
+    #[test]
+    fn wanted_directories_are_loaded_once_in_the_background() {
+        let fake = Arc::new(FakeRemote::new());
+        for d in 0..20 {
+            fake.add_file(&format!("d{d}/f"), b"x", SystemTime::now());
+        }
+        let dirs = Arc::new(DirCache::new(64, Duration::from_secs(60), Arc::new(SystemClock)));
+        let p = Prefetcher::start(dirs.clone(), fake.clone(), 4);
+        p.want((0..20).map(|d| format!("d{d}")));
+        p.want((0..20).map(|d| format!("d{d}")));
+        let start = Instant::now();
+        while (0..20).any(|d| dirs.fresh(&format!("d{d}")).is_none()) {
+            assert!(start.elapsed() < Duration::from_secs(5), "prefetch did not finish");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(fake.lists.load(std::sync::atomic::Ordering::SeqCst), 20, "each directory listed once");
+    }
+}
