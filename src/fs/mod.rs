@@ -570,9 +570,11 @@ impl Fs {
                     self.apply_mode(&h.path, mode);
                 }
                 let pending = h.state.lock().pending_mtime.take();
+                // Without a time asked for, the server's is about now; the next listing has
+                // it exactly (asking costs a round trip per file).
                 let mtime = match pending {
                     Some(t) => self.apply_mtime(&h.path, t).map(|()| Some(t)),
-                    None => self.remote.mtime(&h.path).map_err(FsError::from),
+                    None => Ok(None),
                 };
                 let mtime = mtime.unwrap_or_else(|e| {
                     tracing::warn!("{}: {e}", h.path);
@@ -693,6 +695,12 @@ impl Fs {
     /// refuses, the change is accepted and the server's bits stay (documented), because
     /// copying tools treat a failed chmod as a failed copy.
     fn apply_mode(&self, path: &str, mode: u32) {
+        let (dir, name) = split(path);
+        // rsync and cp -p set the mode the file already has (often twice): no round trip.
+        let current = self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode));
+        if current == Some(mode & 0o7777) {
+            return;
+        }
         match self.remote.chmod(path, mode) {
             Ok(()) => {
                 let (dir, name) = split(path);
