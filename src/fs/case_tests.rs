@@ -21,18 +21,7 @@ fn fs(fake: &Arc<FakeRemote>, policy: CollisionPolicy) -> Fs {
 
 fn fs_with_clock(fake: &Arc<FakeRemote>, policy: CollisionPolicy, clock: Arc<dyn Clock>) -> Fs {
     let server_folds = fake.is_case_insensitive();
-    let config = FsConfig {
-        dir_ttl: Duration::from_secs(60),
-        attr_ttl: Duration::from_secs(1),
-        read_only: false,
-        uid: 1000,
-        gid: 1000,
-        dir_cache_capacity: 64,
-        cache_dir: std::env::temp_dir().join("ftpmount-unit-spool"),
-        cache_max_size: 1 << 30,
-        case: CaseRules::new(Some(policy), server_folds, Folding::Unicode),
-        prefetch_workers: 0,
-    };
+    let config = FsConfig { case: CaseRules::new(Some(policy), server_folds, Folding::Unicode), ..super::tests::test_config() };
     Fs::new(fake.clone(), config, clock)
 }
 
