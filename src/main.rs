@@ -132,7 +132,6 @@ fn main() -> ExitCode {
                 options: a.options,
                 profile_path: a.config,
                 daemon: a.daemon,
-                log_to_file: a.log_file.is_some(),
                 log_file: a.log_file.as_ref().and_then(|p| std::path::absolute(p).ok()),
             })
         }

@@ -22,7 +22,7 @@ pub struct MountRequest {
     pub options: Options,
     pub profile_path: Option<PathBuf>,
     pub daemon: bool,
-    pub log_to_file: bool,
+    /// Where the log goes (always set for `--daemon`: a background mount has no stderr).
     pub log_file: Option<PathBuf>,
 }
 
@@ -133,7 +133,7 @@ fn check_mountpoint(path: &Path) -> Result<(), String> {
 
 fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     let mut ready = if req.daemon {
-        match daemonize(req.log_to_file) {
+        match daemonize() {
             Ok(Some(pipe)) => Some(pipe),
             Ok(None) => unreachable!("the parent exits inside daemonize"),
             Err(e) => {
@@ -309,7 +309,7 @@ fn spawn_signal_handler(set: libc::sigset_t, mountpoint: PathBuf) {
 
 /// Forks; the parent waits until the child reports the mount ready (or failed) and exits
 /// with that result. Returns the pipe the child reports on.
-fn daemonize(log_to_file: bool) -> std::io::Result<Option<std::fs::File>> {
+fn daemonize() -> std::io::Result<Option<std::fs::File>> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two fresh descriptors into `fds`.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -328,11 +328,7 @@ fn daemonize(log_to_file: bool) -> std::io::Result<Option<std::fs::File>> {
         let _ = std::io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut text);
         match text.strip_prefix("OK ") {
             Some(note) => {
-                // Without a log file the background process logs to this same stderr, and has
-                // said it already.
-                if log_to_file {
-                    eprint!("{note}");
-                }
+                eprint!("{note}");
                 std::process::exit(0)
             }
             None if text.is_empty() => {
@@ -351,10 +347,9 @@ fn daemonize(log_to_file: bool) -> std::io::Result<Option<std::fs::File>> {
         libc::setsid();
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            if log_to_file {
-                libc::dup2(null, 2);
+            // The log goes to its file; nothing may hold the caller's terminal or pipes.
+            for fd in 0..=2 {
+                libc::dup2(null, fd);
             }
         }
     }
