@@ -180,19 +180,10 @@ fn read_at(open: &mut Open, window: &mut Window, offset: u64, len: usize) -> std
     Ok(buf)
 }
 
-/// Up to `len` bytes from `r`, fewer only at its end.
+/// Up to `len` bytes from `r`, fewer only at its end (without zeroing a buffer first).
 fn fill(r: &mut dyn Read, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(filled);
+    let mut buf = Vec::with_capacity(len);
+    r.take(len as u64).read_to_end(&mut buf)?;
     Ok(buf)
 }
 
