@@ -153,7 +153,15 @@ pub struct StatusRequest {
 /// Exit status: 0 with at least one mount reported, 1 when there is none.
 pub fn run(req: StatusRequest) -> ExitCode {
     let sockets: Vec<PathBuf> = match &req.mountpoint {
-        Some(m) => vec![socket_path(&std::path::absolute(m).unwrap_or_else(|_| m.clone()))],
+        // The mount registered the path as it was given (made absolute); a path spelt another
+        // way (through a symbolic link, with ..) is tried resolved too.
+        Some(m) => {
+            let given = socket_path(&std::path::absolute(m).unwrap_or_else(|_| m.clone()));
+            match std::fs::canonicalize(m).map(|c| socket_path(&c)) {
+                Ok(resolved) if resolved != given && !given.exists() => vec![resolved],
+                _ => vec![given],
+            }
+        }
         None => std::fs::read_dir(socket_dir())
             .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect())
             .unwrap_or_default(),

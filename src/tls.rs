@@ -706,6 +706,51 @@ impl Drop for TlsStream {
 mod tests {
     use super::*;
 
+    fn cert(names: &[&str], from_days: i64, to_days: i64, self_signed: bool) -> CertInfo {
+        let shift = |d: i64| Duration::from_secs(86_400 * d.unsigned_abs());
+        let day = |d: i64| if d >= 0 { SystemTime::now() + shift(d) } else { SystemTime::now() - shift(d) };
+        CertInfo {
+            subject: "CN=x".into(),
+            issuer: "CN=ca".into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            not_before: day(from_days),
+            not_after: day(to_days),
+            fingerprint_sha256: "aa:bb".into(),
+            self_signed,
+        }
+    }
+
+    #[test]
+    fn host_names_match_exactly_or_by_one_wildcard_label() {
+        assert!(name_matches("ftp.example.com", "FTP.example.com"));
+        assert!(name_matches("*.example.com", "ftp.example.com"));
+        assert!(!name_matches("*.example.com", "a.b.example.com"), "a wildcard is one label");
+        assert!(!name_matches("*.example.com", "example.com"));
+        assert!(name_matches("127.0.0.1", "127.0.0.1"));
+    }
+
+    #[test]
+    fn the_certificate_report_names_each_check() {
+        let good = certificate_report(&cert(&["localhost"], -1, 30, false), "localhost", None, None);
+        assert!(good.last().unwrap().contains("✓ issuer trusted; ✓ host name 'localhost'; ✓ dates"), "{good:?}");
+        let expired = certificate_report(&cert(&["localhost"], -30, -1, false), "localhost", None, None);
+        assert!(expired.last().unwrap().contains("✗ dates (expired)"), "{expired:?}");
+        let early = certificate_report(&cert(&["localhost"], 2, 30, false), "localhost", None, None);
+        assert!(early.last().unwrap().contains("✗ dates (not valid yet)"), "{early:?}");
+        let other = certificate_report(&cert(&["ftp.example.com"], -1, 30, false), "localhost", None, None);
+        assert!(other.last().unwrap().contains("✗ host name 'localhost' not in the names"), "{other:?}");
+        let selfs = certificate_report(&cert(&["localhost"], -1, 30, true), "localhost", Some(&CertProblem::SelfSigned), None);
+        assert!(selfs.last().unwrap().contains("✗ self-signed, not trusted"), "{selfs:?}");
+        let relaxed = certificate_report(
+            &cert(&["localhost"], -1, 30, true),
+            "localhost",
+            None,
+            Some("issuer not verified: accepted by --tls-allow-self-signed (insecure)"),
+        );
+        assert!(relaxed.iter().any(|l| l.contains("✗ issuer not verified")), "{relaxed:?}");
+        assert!(relaxed.last().unwrap().starts_with("! issuer not verified"), "{relaxed:?}");
+    }
+
     #[test]
     fn fingerprints_are_normalised() {
         let hex = "AB".repeat(32);

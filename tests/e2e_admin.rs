@@ -114,6 +114,10 @@ fn status_reports_a_transfer_in_flight() {
     let idle = status(mount.path());
     assert_eq!(idle["transfers"].as_array().unwrap().len(), 0, "{idle:#}");
     assert_eq!(idle["source"], server.url());
+    // The mountpoint named another way (through a symbolic link) finds the same mount.
+    let links = TempDir::new("links");
+    std::os::unix::fs::symlink(mount.path(), links.path().join("m")).unwrap();
+    assert_eq!(status(&links.path().join("m"))["pid"], idle["pid"]);
 
     // A file half written: the upload is streaming and the file stays open.
     let mut file = std::fs::File::create(mount.path().join("big.bin")).unwrap();
