@@ -103,16 +103,7 @@ impl ReadHandle {
         let mut out = st.window.get(offset, len).to_vec();
         if out.len() < len {
             let at = offset + out.len() as u64;
-            let more = self.read_stream(&mut st, remote, at, len - out.len()).map_err(|e| {
-                crate::remote::RemoteError::Connection(format!("reading {} at byte {at}: {e}", self.path))
-            });
-            match more {
-                Ok(bytes) => out.extend_from_slice(&bytes),
-                Err(e) => {
-                    st.stream = None;
-                    return Err(e);
-                }
-            }
+            out.extend_from_slice(&self.read_stream(&mut st, remote, at, len - out.len())?);
         }
         self.delivered.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
@@ -145,7 +136,9 @@ impl ReadHandle {
         if done || yield_session {
             st.stream = None;
         }
-        result.map_err(|e| crate::remote::RemoteError::Connection(e.to_string()))
+        // A failed read has ended the stream above; the server's own refusals (no such file,
+        // permission) came typed from `open_read`.
+        result.map_err(|e| crate::remote::RemoteError::Connection(format!("reading {} at byte {at}: {e}", self.path)))
     }
 
     /// Closes the stream if unused for `idle`; never waits for a reader in progress.
@@ -228,6 +221,14 @@ mod tests {
             }
         }
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "no restarts");
+    }
+
+    #[test]
+    fn the_servers_refusal_keeps_its_kind() {
+        let fake = FakeRemote::new();
+        let h = ReadHandle::new("vanished".into(), 10);
+        let err = h.read(&fake, 0, 10).unwrap_err();
+        assert!(matches!(err, crate::remote::RemoteError::NotFound(_)), "ENOENT, not EIO: {err:?}");
     }
 
     #[test]
