@@ -7,7 +7,6 @@ use super::dircache::Listing;
 use super::{join, shown, split, Fs, Result, CASE_CHECK_FRESHNESS, MAX_WARNED};
 use crate::error::FsError;
 use crate::remote::Entry;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl Fs {
@@ -22,10 +21,10 @@ impl Fs {
         if self.config.case.policy == CollisionPolicy::Off {
             return;
         }
-        let groups = listing.collision_groups();
-        if groups.is_empty() || !self.first_warning(format!("dir:{dir}")) {
+        if !listing.has_collisions() || !self.first_warning(format!("dir:{dir}")) {
             return;
         }
+        let groups = listing.collision_groups();
         let listed: Vec<String> = groups.iter().take(5).map(|g| g.join(" / ")).collect();
         let more = if groups.len() > 5 { format!(" and {} more", groups.len() - 5) } else { String::new() };
         tracing::warn!(
@@ -83,19 +82,18 @@ impl Fs {
         let now = self.clock.now();
         let recent = |t: Instant| now.saturating_duration_since(t) < CASE_CHECK_FRESHNESS;
         let confirmed = self.case_confirmed.lock().get(dir).copied();
-        if recent(listing.fetched) || confirmed.is_some_and(recent) {
-            return Ok(listing.case_variants(name).into_iter().map(String::from).collect());
-        }
-        let names = self.remote.list_names(dir)?;
-        let same = names.len() == listing.entries.len() && names.iter().all(|n| listing.get(n).is_some());
-        if same {
+        if !recent(listing.fetched) && !confirmed.is_some_and(recent) {
+            let names = self.remote.list_names(dir)?;
+            let same = names.len() == listing.entries.len() && names.iter().all(|n| listing.get(n).is_some());
+            if !same {
+                // Someone else changed the directory: the cached listing is stale.
+                self.dirs.invalidate(dir);
+                let folding = self.config.case.folding;
+                return Ok(names.into_iter().filter(|n| crate::casefold::collide(n, name, folding)).collect());
+            }
             self.case_confirmed.lock().insert(dir.to_string(), now);
-            return Ok(listing.case_variants(name).into_iter().map(String::from).collect());
         }
-        // Someone else changed the directory: the cached listing is stale.
-        self.dirs.invalidate(dir);
-        let folding = self.config.case.folding;
-        Ok(names.into_iter().filter(|n| crate::casefold::collide(n, name, folding)).collect())
+        Ok(listing.case_variants(name).into_iter().map(String::from).collect())
     }
 
     /// On a server that folds case, the one entry whose name folds to `name`.
@@ -125,8 +123,7 @@ impl Fs {
         if !self.config.case.server_folds {
             return Ok(self.remote.rename(from, to)?);
         }
-        let (dir, name) = split(from);
-        let temp = join(dir, &format!(".{name}.ftpmount-case-{}", self.next_handle.fetch_add(1, Ordering::Relaxed)));
+        let temp = super::write::temp_name(from);
         self.remote.rename(from, &temp)?;
         if let Err(e) = self.remote.rename(&temp, to) {
             if let Err(back) = self.remote.rename(&temp, from) {

@@ -53,6 +53,12 @@ impl Listing {
             .unwrap_or_default()
     }
 
+    /// Whether two names here fold to one: each folded name has one entry, so fewer folded
+    /// names than entries means a collision (O(1); listings are asked for on every lookup).
+    pub fn has_collisions(&self) -> bool {
+        self.folded.as_ref().is_some_and(|(_, by_key)| by_key.len() < self.entries.len())
+    }
+
     /// Groups of names here that fold to one name, each sorted.
     pub fn collision_groups(&self) -> Vec<Vec<&str>> {
         let Some((_, by_key)) = &self.folded else { return Vec::new() };
@@ -259,6 +265,19 @@ mod tests {
             assert_eq!(t.join().unwrap(), 1);
         }
         assert!(fake.lists.load(Ordering::SeqCst) <= 2, "loads are shared");
+    }
+
+    #[test]
+    fn collisions_are_known_without_walking_the_listing() {
+        let e = |n: &str| Entry { name: n.into(), kind: crate::remote::Kind::File, size: 0, mtime: None, mode: None };
+        let mut l = Listing::with_folding(vec![e("Docs"), e("readme")], Instant::now(), Some(Folding::Unicode));
+        assert!(!l.has_collisions());
+        l.upsert(e("docs"));
+        assert!(l.has_collisions());
+        assert_eq!(l.collision_groups(), vec![vec!["Docs", "docs"]]);
+        l.remove("Docs");
+        assert!(!l.has_collisions());
+        assert!(!Listing::new(vec![e("A"), e("a")], Instant::now()).has_collisions(), "no folding, no checks");
     }
 
     #[test]
