@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fs::Fs;
+use crate::fs::{Fs, TransferStatus};
 use crate::remote::{Remote, SessionStats};
 
 /// What a mount reports.
@@ -25,22 +25,13 @@ pub struct MountStatus {
     pub sessions: SessionStats,
     pub listing_cache_hits: u64,
     pub listing_cache_misses: u64,
-    pub transfers: Vec<Transfer>,
+    pub transfers: Vec<TransferStatus>,
     /// Files with changes held locally, uploaded when they are closed.
     pub queued_uploads: usize,
     /// The latest failures reported to applications, oldest first.
     pub recent_errors: Vec<String>,
     /// Where the mount logs, when it logs to a file.
     pub log_file: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Transfer {
-    pub path: String,
-    pub direction: String,
-    pub bytes: Option<u64>,
-    pub state: String,
-    pub seconds: f64,
 }
 
 /// Where mounts put their sockets: `$XDG_RUNTIME_DIR/ftpmount`, else `/run/user/UID/ftpmount`,
@@ -91,8 +82,7 @@ impl StatusServer {
         let mountpoint = mountpoint.display().to_string();
         std::thread::Builder::new().name("status".into()).spawn(move || {
             for conn in listener.incoming().flatten() {
-                let mut status = collect(&fs, remote.as_ref(), &mountpoint, started);
-                status.log_file = log_file.as_ref().map(|p| p.display().to_string());
+                let status = collect(&fs, remote.as_ref(), &mountpoint, log_file.as_deref(), started);
                 answer(conn, &status);
             }
         })?;
@@ -106,13 +96,9 @@ impl Drop for StatusServer {
     }
 }
 
-fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, started: Instant) -> MountStatus {
+fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Path>, started: Instant) -> MountStatus {
     let (hits, misses) = fs.cache_counts();
-    let transfers: Vec<Transfer> = fs
-        .transfers()
-        .into_iter()
-        .map(|t| Transfer { path: t.path, direction: t.direction.into(), bytes: t.bytes, state: t.state, seconds: t.seconds })
-        .collect();
+    let transfers = fs.transfers();
     let queued_uploads = transfers.iter().filter(|t| t.state.starts_with("spooled")).count();
     MountStatus {
         mountpoint: mountpoint.to_string(),
@@ -125,7 +111,7 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, started: Instant) -> 
         transfers,
         queued_uploads,
         recent_errors: fs.recent_errors().into_iter().map(|(at, msg)| format!("{} {msg}", crate::tls::format_utc(at))).collect(),
-        log_file: None,
+        log_file: log_file.map(|p| p.display().to_string()),
     }
 }
 

@@ -120,10 +120,11 @@ enum Handle {
 }
 
 /// A file with data in flight, as `status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TransferStatus {
     pub path: String,
-    pub direction: &'static str,
+    /// `download` or `upload`.
+    pub direction: String,
     /// Bytes moved so far (unknown while the file is busy).
     pub bytes: Option<u64>,
     pub state: String,
@@ -437,11 +438,7 @@ impl Fs {
     }
 
     fn handle(&self, fh: u64) -> Result<Handle> {
-        match self.handles.lock().get(&fh) {
-            Some(Handle::Read(h)) => Ok(Handle::Read(h.clone())),
-            Some(Handle::Write(h)) => Ok(Handle::Write(h.clone())),
-            None => Err(FsError::BadHandle),
-        }
+        self.handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
     }
 
     /// `close`: puts a file's changes on the server so errors reach the application; a close
@@ -602,7 +599,6 @@ impl Fs {
         }
         match self.remote.chmod(path, mode) {
             Ok(()) => {
-                let (dir, name) = split(path);
                 if let Ok(mut e) = self.find(dir, name) {
                     e.mode = Some(mode & 0o7777);
                     self.dirs.upsert(dir, e);
@@ -770,7 +766,7 @@ impl Fs {
             match h {
                 Handle::Read(r) if r.in_flight() => out.push(TransferStatus {
                     path: shown(&r.path),
-                    direction: "download",
+                    direction: "download".into(),
                     bytes: Some(r.delivered.load(Ordering::Relaxed)),
                     state: "streaming".into(),
                     seconds: r.opened.elapsed().as_secs_f64(),
@@ -784,7 +780,7 @@ impl Fs {
                     };
                     out.push(TransferStatus {
                         path: shown(&w.path),
-                        direction: "upload",
+                        direction: "upload".into(),
                         bytes,
                         state: state.into(),
                         seconds: w.opened.elapsed().as_secs_f64(),

@@ -162,8 +162,7 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
 fn greeting(ep: &Endpoint, note: &DataNote, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session::Ftp> {
     match session::connect_plain(ep, note) {
         Ok(ftp) => {
-            let text = ftp.get_welcome_msg().map(|m| m.trim().to_string()).unwrap_or_default();
-            emit(Stage::pass("greeting", text));
+            emit(Stage::pass("greeting", session::welcome(&ftp)));
             Some(ftp)
         }
         Err(e) => {

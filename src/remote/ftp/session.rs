@@ -134,8 +134,13 @@ pub struct Connection {
 impl Connection {
     /// The server's greeting (`220 …`).
     pub fn greeting(&self) -> String {
-        self.ftp.get_welcome_msg().map(|m| m.trim().to_string()).unwrap_or_default()
+        welcome(&self.ftp)
     }
+}
+
+/// The greeting a control connection received (`220 …`).
+pub fn welcome(ftp: &Ftp) -> String {
+    ftp.get_welcome_msg().map(|m| m.trim().to_string()).unwrap_or_default()
 }
 
 impl FtpSession {
