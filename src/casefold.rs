@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn groups_list_each_set_of_colliding_names_once() {
         let names = ["readme", "Docs", "README", "docs", "b", "DOCS", "Readme", "other"];
-        assert_eq!(collision_groups(names, Unicode), vec![vec!["DOCS", "Docs", "docs"], vec!["README", "Readme", "readme"]]);
+        assert_eq!(
+            collision_groups(names, Unicode),
+            vec![vec!["DOCS", "Docs", "docs"], vec!["README", "Readme", "readme"]]
+        );
         assert!(collision_groups(["a", "b", "c"], Unicode).is_empty());
         assert!(collision_groups(["a", "a"], Unicode).is_empty(), "one name twice is no collision");
     }

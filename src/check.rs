@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::config::{self, Options};
 use crate::fs::case;
 use crate::mount::{self, Prepared};
-use crate::remote::ftp::diagnose::{self, Stage, Status};
 use crate::remote::ftp::FtpRemote;
+use crate::remote::ftp::diagnose::{self, Stage, Status};
 use crate::remote::pool::SystemClock;
 
 pub struct CheckRequest {
@@ -41,7 +41,10 @@ pub fn run(req: CheckRequest) -> ExitCode {
         let out = serde_json::json!({ "source": config::redact(&req.source), "ok": ok, "stages": stages });
         println!("{}", serde_json::to_string_pretty(&out).expect("plain data"));
     } else if ok {
-        println!("All stages passed: `ftpmount mount {} MOUNTPOINT` with these options would work.", config::redact(&req.source));
+        println!(
+            "All stages passed: `ftpmount mount {} MOUNTPOINT` with these options would work.",
+            config::redact(&req.source)
+        );
     } else {
         let failed = stages.iter().find(|s| s.status == Status::Fail).map(|s| s.stage).unwrap_or("?");
         println!("The {failed} stage failed: a mount would fail the same way (see the message above).");

@@ -46,7 +46,8 @@ pub fn walk(root: &str, folding: Folding, list: &mut dyn FnMut(&str) -> Result<V
             entries.iter().map(|(n, is_dir)| if *is_dir { format!("{n}/") } else { n.clone() }).collect();
         let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
         for group in casefold::collision_groups(names.iter().copied(), folding) {
-            let names = group.iter().map(|g| labels[names.iter().position(|n| n == g).expect("listed")].clone()).collect();
+            let names =
+                group.iter().map(|g| labels[names.iter().position(|n| n == g).expect("listed")].clone()).collect();
             report.groups.push(Group { dir: shown(&dir), names });
         }
         for (name, is_dir) in entries.iter().rev() {
@@ -100,7 +101,8 @@ pub fn run(req: CollisionsRequest) -> ExitCode {
             Err(e) => return fail(&req.target, &e),
         };
         let sessions = prepared.options.max_connections.unwrap_or(crate::mount::DEFAULT_MAX_CONNECTIONS).min(4);
-        let remote = match FtpRemote::connect(prepared.endpoint, sessions, &prepared.target.path, Arc::new(SystemClock)) {
+        let remote = match FtpRemote::connect(prepared.endpoint, sessions, &prepared.target.path, Arc::new(SystemClock))
+        {
             Ok((r, _)) => r,
             Err(e) => return fail(&req.target, &e.to_string()),
         };
@@ -179,7 +181,11 @@ mod tests {
     #[test]
     fn unreadable_directories_are_reported_not_fatal() {
         let mut list = |dir: &str| -> Result<Vec<(String, bool)>, String> {
-            if dir.is_empty() { Ok(vec![("locked".into(), true), ("A".into(), false), ("a".into(), false)]) } else { Err("550 Permission denied".into()) }
+            if dir.is_empty() {
+                Ok(vec![("locked".into(), true), ("A".into(), false), ("a".into(), false)])
+            } else {
+                Err("550 Permission denied".into())
+            }
         };
         let report = walk("", Folding::Unicode, &mut list);
         assert_eq!(report.groups.len(), 1);

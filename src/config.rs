@@ -219,7 +219,11 @@ pub fn resolve_source(source: &str, cli: Options, profiles: &ProfileFile) -> Res
             ConfigError(format!(
                 "'{source}' is neither a URL (ftp://user@host/, ftps://user@host/) nor a connection label in the \
                  profile file{}",
-                if known.is_empty() { " (it has no connections yet)".to_string() } else { format!(" (labels: {})", known.join(", ")) }
+                if known.is_empty() {
+                    " (it has no connections yet)".to_string()
+                } else {
+                    format!(" (labels: {})", known.join(", "))
+                }
             ))
         })?;
         (Some(source.to_string()), cli.over(profile.clone()))
@@ -227,7 +231,11 @@ pub fn resolve_source(source: &str, cli: Options, profiles: &ProfileFile) -> Res
     let url = match (&label, &options.url) {
         (None, _) => source.to_string(),
         (Some(_), Some(u)) => u.clone(),
-        (Some(l), None) => return Err(ConfigError(format!("connection '{l}' in the profile file has no url = \"ftps://user@host/\""))),
+        (Some(l), None) => {
+            return Err(ConfigError(format!(
+                "connection '{l}' in the profile file has no url = \"ftps://user@host/\""
+            )));
+        }
     };
     let mut target = parse_url(&url)?;
     target.label = label;
@@ -296,7 +304,10 @@ fn validate(target: &Target, o: &Options) -> Result<()> {
         }
     }
     if target.tls == TlsMode::Off
-        && (o.ca_file.is_some() || o.tls_fingerprint.is_some() || o.tls_allow_self_signed || o.tls_allow_mismatched_host)
+        && (o.ca_file.is_some()
+            || o.tls_fingerprint.is_some()
+            || o.tls_allow_self_signed
+            || o.tls_allow_mismatched_host)
     {
         return Err(ConfigError(
             "certificate options were given but TLS is off: drop --tls off (or use ftps://) to use them".into(),
@@ -460,7 +471,10 @@ mod tests {
     #[test]
     fn urls_choose_port_user_path_and_tls_mode() {
         let t = parse_url("ftp://alice@ftp.example.com/pub/data/").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.user.as_str(), t.path.as_str()), ("ftp.example.com", 21, "alice", "/pub/data"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str(), t.path.as_str()),
+            ("ftp.example.com", 21, "alice", "/pub/data")
+        );
         assert_eq!(t.tls, TlsMode::Auto);
         assert_eq!(parse_url("ftps://bob@h/").unwrap().tls, TlsMode::Explicit);
         assert_eq!(parse_url("ftps://bob@h:990/").unwrap().tls, TlsMode::Implicit);
@@ -468,7 +482,10 @@ mod tests {
         let t = parse_url("ftp://h:2121").unwrap();
         assert_eq!((t.port, t.user.as_str(), t.path.as_str()), (2121, "anonymous", "/"));
         let t = parse_url("ftp://us%40er:p%3Ass@[::1]:21/a%20b").unwrap();
-        assert_eq!((t.user.as_str(), t.url_password.unwrap().expose(), t.host.as_str(), t.path.as_str()), ("us@er", "p:ss", "::1", "/a b"));
+        assert_eq!(
+            (t.user.as_str(), t.url_password.unwrap().expose(), t.host.as_str(), t.path.as_str()),
+            ("us@er", "p:ss", "::1", "/a b")
+        );
     }
 
     #[test]

@@ -20,9 +20,35 @@ pub enum HelperCall {
 
 /// Generic mount options that mean nothing to ftpmount (mount(8), systemd and fstab use them).
 const IGNORED: &[&str] = &[
-    "defaults", "rw", "auto", "noauto", "user", "nouser", "users", "owner", "group", "_netdev", "nofail", "exec",
-    "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime", "strictatime", "nodiratime",
-    "sync", "async", "dirsync", "lazytime", "nolazytime", "silent", "loud",
+    "defaults",
+    "rw",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "exec",
+    "noexec",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "atime",
+    "noatime",
+    "relatime",
+    "strictatime",
+    "nodiratime",
+    "sync",
+    "async",
+    "dirsync",
+    "lazytime",
+    "nolazytime",
+    "silent",
+    "loud",
 ];
 
 /// `None` when `args` is an ordinary `ftpmount` command line.
@@ -117,7 +143,13 @@ mod tests {
 
     #[test]
     fn fstab_options_become_command_line_options() {
-        let got = call(&["/sbin/mount.fuse.ftpmount", "work", "/mnt/x", "-o", "rw,_netdev,max_connections=8,allow_other,x-systemd.automount"]);
+        let got = call(&[
+            "/sbin/mount.fuse.ftpmount",
+            "work",
+            "/mnt/x",
+            "-o",
+            "rw,_netdev,max_connections=8,allow_other,x-systemd.automount",
+        ]);
         let want = ["ftpmount", "mount", "work", "/mnt/x", "--max-connections", "8", "--allow-other", "--daemon"];
         assert_eq!(got, Some(Ok(HelperCall::Mount(want.iter().map(|s| s.to_string()).collect()))));
     }

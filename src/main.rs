@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use ftpmount::helper::{self, HelperCall, KnownOption};
 use ftpmount::check::CheckRequest;
 use ftpmount::collisions::CollisionsRequest;
 use ftpmount::config::Options;
+use ftpmount::helper::{self, HelperCall, KnownOption};
 use ftpmount::mount::{self, MountRequest};
 use ftpmount::status::StatusRequest;
 
@@ -172,7 +172,9 @@ fn helper_call(args: &[String]) -> Option<Result<HelperCall, String>> {
     let mount = cmd.find_subcommand("mount").expect("the mount subcommand");
     let known: Vec<KnownOption> = mount
         .get_arguments()
-        .filter_map(|a| Some(KnownOption { long: a.get_long()?.to_string(), takes_value: a.get_action().takes_values() }))
+        .filter_map(|a| {
+            Some(KnownOption { long: a.get_long()?.to_string(), takes_value: a.get_action().takes_values() })
+        })
         .collect();
     helper::translate(args, &known, &subcommands)
 }

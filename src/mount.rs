@@ -11,9 +11,9 @@ use std::time::Duration;
 use crate::config::{self, Options, Target};
 use crate::fs::case::{self, CaseRules, CollisionPolicy, ServerCase};
 use crate::fs::{Fs, FsConfig};
+use crate::remote::Remote;
 use crate::remote::ftp::{FtpRemote, TlsMode, session::Endpoint};
 use crate::remote::pool::SystemClock;
-use crate::remote::Remote;
 use crate::tls::{TlsClient, TlsOptions};
 
 pub struct MountRequest {
@@ -66,7 +66,12 @@ fn prepare(req: &MountRequest) -> Result<Prepared, String> {
 
 /// Settings and password for SOURCE (a URL or a connection label); checks the mountpoint,
 /// if there is one, before asking for a password.
-pub fn resolve(source: &str, cli: Options, profile_path: Option<PathBuf>, mountpoint: Option<&Path>) -> Result<Prepared, String> {
+pub fn resolve(
+    source: &str,
+    cli: Options,
+    profile_path: Option<PathBuf>,
+    mountpoint: Option<&Path>,
+) -> Result<Prepared, String> {
     let profile_path = profile_path.or_else(config::default_profile_path);
     let profiles = match &profile_path {
         Some(p) => config::load_profiles(p).map_err(|e| e.to_string())?,
@@ -200,10 +205,18 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         }
     };
     // Before saying "mounted": whoever waits for that may ask for the status at once.
-    let _status = match crate::status::StatusServer::start(fs.clone(), remote.clone() as Arc<dyn Remote>, &req.mountpoint, req.log_file.clone()) {
+    let _status = match crate::status::StatusServer::start(
+        fs.clone(),
+        remote.clone() as Arc<dyn Remote>,
+        &req.mountpoint,
+        req.log_file.clone(),
+    ) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!("`ftpmount status` will not see this mount: cannot listen on {}: {e}", crate::status::socket_path(&req.mountpoint).display());
+            tracing::warn!(
+                "`ftpmount status` will not see this mount: cannot listen on {}: {e}",
+                crate::status::socket_path(&req.mountpoint).display()
+            );
             None
         }
     };
@@ -228,7 +241,9 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     let failed = fs.flush_all();
     remote.close();
     if failed > 0 {
-        tracing::error!("{failed} file(s) with unsaved changes could not be uploaded at unmount (see the errors above)");
+        tracing::error!(
+            "{failed} file(s) with unsaved changes could not be uploaded at unmount (see the errors above)"
+        );
         return ExitCode::FAILURE;
     }
     match result {

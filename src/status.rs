@@ -69,7 +69,12 @@ pub struct StatusServer {
 }
 
 impl StatusServer {
-    pub fn start(fs: Arc<Fs>, remote: Arc<dyn Remote>, mountpoint: &Path, log_file: Option<PathBuf>) -> std::io::Result<StatusServer> {
+    pub fn start(
+        fs: Arc<Fs>,
+        remote: Arc<dyn Remote>,
+        mountpoint: &Path,
+        log_file: Option<PathBuf>,
+    ) -> std::io::Result<StatusServer> {
         let dir = socket_dir();
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         let path = socket_path(mountpoint);
@@ -110,7 +115,11 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         listing_cache_misses: misses,
         transfers,
         queued_uploads,
-        recent_errors: fs.recent_errors().into_iter().map(|(at, msg)| format!("{} {msg}", crate::tls::format_utc(at))).collect(),
+        recent_errors: fs
+            .recent_errors()
+            .into_iter()
+            .map(|(at, msg)| format!("{} {msg}", crate::tls::format_utc(at)))
+            .collect(),
         log_file: log_file.map(|p| p.display().to_string()),
     }
 }
@@ -206,14 +215,22 @@ pub fn render(st: &MountStatus) -> String {
     );
     let total = st.listing_cache_hits + st.listing_cache_misses;
     let rate = if total == 0 { 0.0 } else { 100.0 * st.listing_cache_hits as f64 / total as f64 };
-    out += &format!("  listing cache: {} hits, {} misses ({rate:.0}% hits)\n", st.listing_cache_hits, st.listing_cache_misses);
+    out += &format!(
+        "  listing cache: {} hits, {} misses ({rate:.0}% hits)\n",
+        st.listing_cache_hits, st.listing_cache_misses
+    );
     if st.transfers.is_empty() {
         out += "  transfers: none\n";
     } else {
         out += "  transfers:\n";
         for t in &st.transfers {
             let amount = match t.bytes {
-                Some(b) if t.seconds > 0.0 => format!("{} in {:.1} s ({}/s)", human_bytes(b), t.seconds, human_bytes((b as f64 / t.seconds) as u64)),
+                Some(b) if t.seconds > 0.0 => format!(
+                    "{} in {:.1} s ({}/s)",
+                    human_bytes(b),
+                    t.seconds,
+                    human_bytes((b as f64 / t.seconds) as u64)
+                ),
                 Some(b) => human_bytes(b),
                 None => "(busy)".into(),
             };

@@ -17,11 +17,15 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue, WebPkiServerVerifier};
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue, WebPkiServerVerifier,
+};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, NamedGroup, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, NamedGroup, SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Default)]
@@ -110,7 +114,8 @@ pub fn format_utc(t: SystemTime) -> String {
 fn certificate_message(problem: &CertProblem, cert: Option<&CertInfo>) -> String {
     let fp = cert.map(|c| c.fingerprint_sha256.as_str()).unwrap_or("(unknown)");
     let who = cert.map(|c| format!(" (subject {}, issuer {})", c.subject, c.issuer)).unwrap_or_default();
-    let pin = format!("--tls-fingerprint {fp} to trust exactly this certificate (only after checking it is the right one)");
+    let pin =
+        format!("--tls-fingerprint {fp} to trust exactly this certificate (only after checking it is the right one)");
     match problem {
         CertProblem::Expired { not_after } => format!(
             "the server's certificate{who} expired on {}. Renew the server certificate; to connect anyway pass {pin}. SHA-256 fingerprint: {fp}",
@@ -133,22 +138,33 @@ fn certificate_message(problem: &CertProblem, cert: Option<&CertInfo>) -> String
         CertProblem::FingerprintMismatch { expected, actual } => format!(
             "the server's certificate{who} has SHA-256 fingerprint {actual}, not the {expected} given with --tls-fingerprint. The server's certificate changed, or this is not the expected server"
         ),
-        CertProblem::Other(why) => format!("the server's certificate{who} was refused: {why}. SHA-256 fingerprint: {fp}"),
+        CertProblem::Other(why) => {
+            format!("the server's certificate{who} was refused: {why}. SHA-256 fingerprint: {fp}")
+        }
     }
 }
 
 /// A certificate described line by line for `check`: who it names, who issued it, when it is
 /// valid, its fingerprint, and each check with its verdict. `refused`: the problem that made
 /// the handshake fail, if it did.
-pub fn certificate_report(cert: &CertInfo, host: &str, refused: Option<&CertProblem>, accepted_by: Option<&str>) -> Vec<String> {
+pub fn certificate_report(
+    cert: &CertInfo,
+    host: &str,
+    refused: Option<&CertProblem>,
+    accepted_by: Option<&str>,
+) -> Vec<String> {
     let mark = |ok: bool| if ok { "✓" } else { "✗" };
     let now = SystemTime::now();
     let dates_ok = cert.not_before <= now && now <= cert.not_after;
     let host_ok = cert.names.iter().any(|n| name_matches(n, host));
     let issuer = match refused {
         Some(CertProblem::SelfSigned) => format!("{} self-signed, not trusted", mark(false)),
-        Some(CertProblem::UnknownIssuer) => format!("{} issuer not trusted (not in the system store or --ca-file)", mark(false)),
-        Some(CertProblem::FingerprintMismatch { .. }) => format!("{} not the certificate pinned with --tls-fingerprint", mark(false)),
+        Some(CertProblem::UnknownIssuer) => {
+            format!("{} issuer not trusted (not in the system store or --ca-file)", mark(false))
+        }
+        Some(CertProblem::FingerprintMismatch { .. }) => {
+            format!("{} not the certificate pinned with --tls-fingerprint", mark(false))
+        }
         _ if accepted_by.is_some_and(|a| a.starts_with("issuer")) => format!("{} issuer not verified", mark(false)),
         _ if accepted_by.is_some_and(|a| a.starts_with("pinned")) => "pinned".to_string(),
         _ => format!("{} issuer trusted", mark(true)),
@@ -164,7 +180,13 @@ pub fn certificate_report(cert: &CertInfo, host: &str, refused: Option<&CertProb
             mark(host_ok),
             if host_ok { "" } else { " not in the names" },
             mark(dates_ok),
-            if dates_ok { "" } else if now < cert.not_before { " (not valid yet)" } else { " (expired)" },
+            if dates_ok {
+                ""
+            } else if now < cert.not_before {
+                " (not valid yet)"
+            } else {
+                " (expired)"
+            },
         ),
     ];
     if let Some(why) = accepted_by {
@@ -218,7 +240,8 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
     if names.is_empty() {
         names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string));
     }
-    let time = |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+    let time =
+        |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
     Some(CertInfo {
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
@@ -507,7 +530,8 @@ fn load_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore
         tracing::warn!("no trusted certificate authorities found on this system; pass --ca-file");
     }
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| TlsError::Config(format!("reading --ca-file {}: {e}", path.display())))?;
+        let pem =
+            std::fs::read(path).map_err(|e| TlsError::Config(format!("reading --ca-file {}: {e}", path.display())))?;
         let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<_, _>>()
             .map_err(|e| TlsError::Config(format!("--ca-file {} is not valid PEM: {e}", path.display())))?;
@@ -569,7 +593,8 @@ impl DataTls {
             )),
             (_, Some(other)) => TlsError::Handshake(format!("TLS handshake failed: {other}")),
             (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, None) => TlsError::Handshake(
-                "the server did not answer the TLS handshake in time (--io-timeout); the port may expect plain FTP".into(),
+                "the server did not answer the TLS handshake in time (--io-timeout); the port may expect plain FTP"
+                    .into(),
             ),
             (io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset, None) => TlsError::Handshake(
                 "the server closed the connection during the TLS handshake: it may not speak TLS on this port, \
@@ -739,7 +764,8 @@ mod tests {
         assert!(early.last().unwrap().contains("✗ dates (not valid yet)"), "{early:?}");
         let other = certificate_report(&cert(&["ftp.example.com"], -1, 30, false), "localhost", None, None);
         assert!(other.last().unwrap().contains("✗ host name 'localhost' not in the names"), "{other:?}");
-        let selfs = certificate_report(&cert(&["localhost"], -1, 30, true), "localhost", Some(&CertProblem::SelfSigned), None);
+        let selfs =
+            certificate_report(&cert(&["localhost"], -1, 30, true), "localhost", Some(&CertProblem::SelfSigned), None);
         assert!(selfs.last().unwrap().contains("✗ self-signed, not trusted"), "{selfs:?}");
         let relaxed = certificate_report(
             &cert(&["localhost"], -1, 30, true),
@@ -772,7 +798,10 @@ mod tests {
             fingerprint_sha256: "aa:bb".into(),
             self_signed: true,
         };
-        let e = TlsError::Certificate { problem: CertProblem::Expired { not_after: cert.not_after }, cert: Some(cert.clone()) };
+        let e = TlsError::Certificate {
+            problem: CertProblem::Expired { not_after: cert.not_after },
+            cert: Some(cert.clone()),
+        };
         let msg = e.to_string();
         assert!(msg.contains("expired on 2025-03-01 00:00:00 UTC") && msg.contains("aa:bb"), "{msg}");
         let e = TlsError::Certificate {

@@ -41,7 +41,8 @@ fn touch_both(mount: &Mount) -> Output {
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     names
 }
@@ -51,7 +52,11 @@ fn detection_tells_a_fat_volume_from_an_ordinary_directory() {
     let plain = sensitive_server();
     let m = mount(&plain, &[]);
     assert!(m.log().contains("the server is case-sensitive: a file created as .ftpmount-case-probe-"), "{}", m.log());
-    assert!(m.log().contains("are logged (--case-collisions)"), "default on a case-sensitive server is warn: {}", m.log());
+    assert!(
+        m.log().contains("are logged (--case-collisions)"),
+        "default on a case-sensitive server is warn: {}",
+        m.log()
+    );
     drop(m);
     assert!(names_in(plain.root()).is_empty(), "the probe file is gone: {:?}", names_in(plain.root()));
 
@@ -69,7 +74,11 @@ fn detection_tells_a_fat_volume_from_an_ordinary_directory() {
     drop(m);
     fs::write(plain.root().join("Report.pdf"), b"x").unwrap();
     let m = mount(&plain, &["--read-only"]);
-    assert!(m.log().contains("the server is case-sensitive: the file Report.pdf was not found as rEPORT.PDF"), "{}", m.log());
+    assert!(
+        m.log().contains("the server is case-sensitive: the file Report.pdf was not found as rEPORT.PDF"),
+        "{}",
+        m.log()
+    );
 }
 
 #[test]
@@ -113,7 +122,13 @@ fn touch_on_a_folding_server_under_each_policy() {
     assert!(text(&out).contains("File exists"), "{}", text(&out));
     assert_eq!(names_in(server.root()), ["MyFile.txt"]);
     assert_eq!(fs::read(server.root().join("MyFile.txt")).unwrap(), b"precious");
-    assert!(m.log().contains("refused to create /myfile.txt: /MyFile.txt differs only in case; this server treats them as one name"), "{}", m.log());
+    assert!(
+        m.log().contains(
+            "refused to create /myfile.txt: /MyFile.txt differs only in case; this server treats them as one name"
+        ),
+        "{}",
+        m.log()
+    );
     // The mount shows what the server has: one file, under its own name.
     assert_eq!(names_in(m.path()), ["MyFile.txt"]);
     drop(m);
@@ -174,12 +189,24 @@ fn rsync_with_warn_on_a_case_sensitive_server_sends_both_and_names_them() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(tree_listing(server.root()), tree_listing(src.path()));
     for dir in ["Docs", "docs"] {
-        assert_eq!(fs::read(server.root().join(dir).join("index.html")).unwrap(), fs::read(src.path().join(dir).join("index.html")).unwrap());
+        assert_eq!(
+            fs::read(server.root().join(dir).join("index.html")).unwrap(),
+            fs::read(src.path().join(dir).join("index.html")).unwrap()
+        );
     }
     assert!(m.log().contains("case collision: /docs and /Docs differ only in case"), "{}", m.log());
     // A second run sends nothing.
-    let again = run(Command::new("rsync").args(["-a", "--itemize-changes", &format!("{}/", src.path().display()), m.path().to_str().unwrap()]));
-    let sent: Vec<&str> = std::str::from_utf8(&again.stdout).unwrap().lines().filter(|l| l.starts_with('<') || l.starts_with("cd")).collect();
+    let again = run(Command::new("rsync").args([
+        "-a",
+        "--itemize-changes",
+        &format!("{}/", src.path().display()),
+        m.path().to_str().unwrap(),
+    ]));
+    let sent: Vec<&str> = std::str::from_utf8(&again.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('<') || l.starts_with("cd"))
+        .collect();
     assert!(sent.is_empty(), "{sent:?}");
 }
 
@@ -225,7 +252,8 @@ fn collisions_command_lists_groups_and_sets_the_exit_status() {
     let src = colliding_tree();
     fs::write(src.path().join("Docs/Straße.txt"), b"1").unwrap();
     fs::write(src.path().join("Docs/STRASSE.TXT"), b"2").unwrap();
-    let check = |args: &[&str]| run(Command::new(bin()).arg("collisions").args(args).env("FTPMOUNT_PASSWORD", PASSWORD));
+    let check =
+        |args: &[&str]| run(Command::new(bin()).arg("collisions").args(args).env("FTPMOUNT_PASSWORD", PASSWORD));
 
     // A local tree.
     let out = check(&[src.path().to_str().unwrap()]);

@@ -17,14 +17,24 @@ fn check(source: &str, args: &[&str], password: &str) -> (Output, Value) {
         .env("FTPMOUNT_PASSWORD", password)
         .output()
         .unwrap();
-    let json: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("check --json printed no JSON ({e}): {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (out, json)
 }
 
 /// The stage that failed, and its message.
 fn failed_stage(json: &Value) -> (String, String) {
-    let stage = json["stages"].as_array().unwrap().iter().find(|s| s["status"] == "fail").unwrap_or_else(|| panic!("no stage failed: {json:#}"));
+    let stage = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"] == "fail")
+        .unwrap_or_else(|| panic!("no stage failed: {json:#}"));
     (stage["stage"].as_str().unwrap().to_string(), stage["message"].as_str().unwrap().to_string())
 }
 
@@ -39,7 +49,8 @@ fn fails_at(source: &str, args: &[&str], password: &str, stage: &str, words: &[&
     for w in words {
         assert!(message.contains(w), "'{w}' missing from: {message}");
     }
-    let mount = Mount::start_with_env(source, args, &[("FTPMOUNT_PASSWORD", password)]).err().expect("the mount must fail too");
+    let mount =
+        Mount::start_with_env(source, args, &[("FTPMOUNT_PASSWORD", password)]).err().expect("the mount must fail too");
     assert!(!mount.status.success());
     assert!(mount.stderr.contains(&message), "mount said:\n{}\ncheck said:\n{message}", mount.stderr);
     assert!(!mount.left_mounted);
@@ -47,7 +58,12 @@ fn fails_at(source: &str, args: &[&str], password: &str, stage: &str, words: &[&
 }
 
 fn stage<'a>(json: &'a Value, name: &str) -> &'a Value {
-    json["stages"].as_array().unwrap().iter().find(|s| s["stage"] == name).unwrap_or_else(|| panic!("no {name} stage: {json:#}"))
+    json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("no {name} stage: {json:#}"))
 }
 
 fn vsftpd_tls(certs: &Certs, tls: Tls, cert: &str) -> Vsftpd {
@@ -78,11 +94,24 @@ fn every_stage_passes_on_plain_explicit_and_implicit_vsftpd() {
         assert!(tls_stage.contains(if tls == Tls::Implicit { "implicit" } else { "AUTH TLS" }), "{tls_stage}");
         let cert = stage(&json, "certificate");
         let details = cert["details"].to_string();
-        for fact in ["subject: CN=localhost", "names: localhost, 127.0.0.1", "issuer: CN=ftpmount test CA", "SHA-256 fingerprint:", "✓ host name", "✓ dates"] {
+        for fact in [
+            "subject: CN=localhost",
+            "names: localhost, 127.0.0.1",
+            "issuer: CN=ftpmount test CA",
+            "SHA-256 fingerprint:",
+            "✓ host name",
+            "✓ dates",
+        ] {
             assert!(details.contains(fact), "{fact} in {details}");
         }
         // The plain text form: one line per stage, exit status 0.
-        let text = Command::new(bin()).arg("check").arg(server.url()).args(&args).env("FTPMOUNT_PASSWORD", PASSWORD).output().unwrap();
+        let text = Command::new(bin())
+            .arg("check")
+            .arg(server.url())
+            .args(&args)
+            .env("FTPMOUNT_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
         assert!(text.status.success());
         let stdout = String::from_utf8(text.stdout).unwrap();
         assert!(stdout.lines().any(|l| l.starts_with("✓ login")), "{stdout}");
@@ -102,10 +131,13 @@ fn explicit_tls_on_an_implicit_port_says_use_implicit() {
     let server = vsftpd_tls(&certs, Tls::Implicit, "server");
     let ca = certs.ca();
     let url = format!("ftps://{USER}@localhost:{}/", server.port());
-    fails_at(&url, &["--tls", "explicit", "--ca-file", ca.to_str().unwrap(), "--connect-timeout", "2s"], PASSWORD, "greeting", &[
-        "speaks implicit TLS",
-        "--tls implicit",
-    ]);
+    fails_at(
+        &url,
+        &["--tls", "explicit", "--ca-file", ca.to_str().unwrap(), "--connect-timeout", "2s"],
+        PASSWORD,
+        "greeting",
+        &["speaks implicit TLS", "--tls implicit"],
+    );
 }
 
 #[test]
@@ -114,11 +146,13 @@ fn implicit_tls_on_a_plain_port_says_use_explicit() {
     let server = vsftpd_tls(&certs, Tls::Explicit, "server");
     let ca = certs.ca();
     let url = format!("ftps://{USER}@localhost:{}/", server.port());
-    fails_at(&url, &["--tls", "implicit", "--ca-file", ca.to_str().unwrap()], PASSWORD, "TLS", &[
-        "speaks plain FTP",
-        "220",
-        "--tls explicit",
-    ]);
+    fails_at(
+        &url,
+        &["--tls", "implicit", "--ca-file", ca.to_str().unwrap()],
+        PASSWORD,
+        "TLS",
+        &["speaks plain FTP", "220", "--tls explicit"],
+    );
 }
 
 #[test]
@@ -128,7 +162,11 @@ fn certificate_problems_name_the_failed_check() {
     let cases: [(&str, &[&str], &str); 4] = [
         ("expired", &["expired on 2020-02-01 00:00:00 UTC"], "✗ dates (expired)"),
         ("not-yet-valid", &["not valid before 2040-01-01 00:00:00 UTC", "clock"], "✗ dates (not valid yet)"),
-        ("wrong-host", &["not for 'localhost'", "ftp.example.invalid", "--tls-allow-mismatched-host"], "✗ host name 'localhost'"),
+        (
+            "wrong-host",
+            &["not for 'localhost'", "ftp.example.invalid", "--tls-allow-mismatched-host"],
+            "✗ host name 'localhost'",
+        ),
         ("self-signed", &["self-signed", "--tls-allow-self-signed", "--tls-fingerprint"], "✗ self-signed"),
     ];
     for (name, words, check_line) in cases {
@@ -143,7 +181,13 @@ fn certificate_problems_name_the_failed_check() {
 #[test]
 fn wrong_password_fails_at_login() {
     let server = Vsftpd::start(TempDir::new("root"), VsftpdOptions::default());
-    let json = fails_at(&server.url(), &["--tls", "off"], "not-the-password", "login", &["530", "Check the user name and password"]);
+    let json = fails_at(
+        &server.url(),
+        &["--tls", "off"],
+        "not-the-password",
+        "login",
+        &["530", "Check the user name and password"],
+    );
     assert!(!json.to_string().contains("not-the-password"), "the password is never printed");
 }
 
@@ -159,11 +203,13 @@ fn tls_off_on_a_server_that_requires_tls_says_so() {
 fn a_blocked_data_channel_fails_at_the_data_stage_and_explains_zero_byte_files() {
     let dead_port = free_port().to_string();
     let server = PyFtpd::start(TempDir::new("root"), None, &["--dead-pasv-port", &dead_port]);
-    fails_at(&server.url(), &["--tls", "off"], PASSWORD, "data channel", &[
-        "data channel is blocked",
-        "passive (PASV) port range",
-        "zero bytes",
-    ]);
+    fails_at(
+        &server.url(),
+        &["--tls", "off"],
+        PASSWORD,
+        "data channel",
+        &["data channel is blocked", "passive (PASV) port range", "zero bytes"],
+    );
 }
 
 #[test]
@@ -202,5 +248,8 @@ fn an_accepted_exception_is_a_warning_that_names_the_option() {
     let fp = certs.fingerprint("self-signed");
     let (out, json) = check(&server.url(), &["--tls-fingerprint", &fp], PASSWORD);
     assert!(out.status.success(), "{json:#}");
-    assert!(stage(&json, "certificate")["message"].as_str().unwrap().contains("pinned with --tls-fingerprint"), "{json:#}");
+    assert!(
+        stage(&json, "certificate")["message"].as_str().unwrap().contains("pinned with --tls-fingerprint"),
+        "{json:#}"
+    );
 }

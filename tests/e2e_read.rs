@@ -35,11 +35,7 @@ fn find_listing(dir: &Path) -> Vec<String> {
             let secs = f[2].split('.').next().unwrap();
             f[2] = secs;
             // Directory sizes are not comparable between a disk and FTP.
-            if f[3] == "d" {
-                format!("{}|d", f[0])
-            } else {
-                f.join("|")
-            }
+            if f[3] == "d" { format!("{}|d", f[0]) } else { f.join("|") }
         })
         .collect();
     lines.sort();
@@ -69,7 +65,8 @@ fn ls_lr_and_find_of_10000_files_match_the_server() {
             let path = dir.join(&name);
             fs::write(&path, pseudo_random((d * 7 + f) % 97, (d * 100 + f) as u64)).unwrap();
             // Old files (LIST shows only the day) and recent ones (LIST shows minutes).
-            let mtime = if f % 2 == 0 { 1_500_000_000 + (d * 100 + f) as i64 * 3_601 } else { now - (d * 100 + f) as i64 * 7 };
+            let mtime =
+                if f % 2 == 0 { 1_500_000_000 + (d * 100 + f) as i64 * 3_601 } else { now - (d * 100 + f) as i64 * 7 };
             set_mtime(&path, mtime);
         }
     }
@@ -158,7 +155,8 @@ fn contents_equal_on_pyftpdlib_with_tls() {
 #[test]
 fn mlsd_server_shows_exact_times_and_odd_names() {
     let root = TempDir::new("root");
-    for (i, name) in ["plain.txt", " leading space", "semi;colon=eq", "Ünïcödé 文件.txt", ".dot"].iter().enumerate() {
+    for (i, name) in ["plain.txt", " leading space", "semi;colon=eq", "Ünïcödé 文件.txt", ".dot"].iter().enumerate()
+    {
         let p = root.path().join(name);
         fs::write(&p, vec![b'a'; i * 3]).unwrap();
         set_mtime(&p, 1_600_000_000 + i as i64 * 61);
@@ -247,9 +245,10 @@ fn wrong_password_fails_clearly_and_leaves_no_mount() {
     let certs = Certs::new();
     let server = tls_server(&certs, TempDir::new("root"), Tls::Explicit);
     let ca = certs.ca();
-    let failure = Mount::start_with_env(&server.url(), &["--ca-file", ca.to_str().unwrap()], &[("FTPMOUNT_PASSWORD", "wrong")])
-        .err()
-        .expect("must not mount");
+    let failure =
+        Mount::start_with_env(&server.url(), &["--ca-file", ca.to_str().unwrap()], &[("FTPMOUNT_PASSWORD", "wrong")])
+            .err()
+            .expect("must not mount");
     assert!(!failure.status.success());
     assert!(failure.stderr.contains("password") && failure.stderr.contains("530"), "{}", failure.stderr);
     assert!(!failure.stderr.contains("wrong"), "the password is never printed: {}", failure.stderr);
@@ -292,9 +291,14 @@ fn host_mismatch_is_refused_unless_allowed() {
     let ca = certs.ca();
     let ca = ca.to_str().unwrap();
     let refused = Mount::start(&server.url(), &["--ca-file", ca]).err().expect("mismatch refused");
-    assert!(refused.stderr.contains("ftp.example.invalid") && refused.stderr.contains("localhost"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("ftp.example.invalid") && refused.stderr.contains("localhost"),
+        "{}",
+        refused.stderr
+    );
     assert!(refused.stderr.contains("--tls-allow-mismatched-host"), "{}", refused.stderr);
-    let m = Mount::start(&server.url(), &["--ca-file", ca, "--tls-allow-mismatched-host"]).expect("accepted when allowed");
+    let m =
+        Mount::start(&server.url(), &["--ca-file", ca, "--tls-allow-mismatched-host"]).expect("accepted when allowed");
     assert!(m.path().join(".").exists());
 }
 

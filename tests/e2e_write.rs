@@ -13,12 +13,20 @@ use std::process::Command;
 use common::*;
 
 fn tls_server(certs: &Certs) -> Vsftpd {
-    Vsftpd::start(TempDir::new("root"), VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() })
+    Vsftpd::start(
+        TempDir::new("root"),
+        VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() },
+    )
 }
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -49,7 +57,8 @@ fn assert_same_files(a: &Path, b: &Path) {
         let mb = fs::metadata(&pb).unwrap_or_else(|e| panic!("{rel} missing on the server: {e}"));
         if ma.is_file() {
             assert_eq!(fs::read(&pa).unwrap(), fs::read(&pb).unwrap(), "{rel} differs");
-            let secs = |m: &fs::Metadata| m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let secs =
+                |m: &fs::Metadata| m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
             assert_eq!(secs(&ma), secs(&mb), "{rel} mtime");
         }
     }
@@ -65,7 +74,8 @@ fn rsync_round_trip(server: &dyn Server, certs: Option<&Certs>, extra: &[&str]) 
     assert_same_files(src.path(), &server.root().join("dst"));
     assert_eq!(tree_listing(src.path()), tree_listing(&server.root().join("dst")), "no extra files (temporaries) left");
     let second = run_ok(Command::new("rsync").args(["-a", "--itemize-changes", &from, dst.to_str().unwrap()]));
-    let transfers: Vec<&str> = second.lines().filter(|l| l.starts_with('>') || l.starts_with('<') || l.starts_with("c")).collect();
+    let transfers: Vec<&str> =
+        second.lines().filter(|l| l.starts_with('>') || l.starts_with('<') || l.starts_with("c")).collect();
     assert!(transfers.is_empty(), "second rsync transferred: {transfers:?}");
 }
 
@@ -97,7 +107,13 @@ fn rsync_inplace_and_append() {
     run_ok(Command::new("rsync").args(["-a", "--append", file.to_str().unwrap(), dst.to_str().unwrap()]));
     assert_eq!(fs::read(server.root().join("log.txt")).unwrap(), fs::read(&file).unwrap());
     fs::write(&file, b"FIRST PART\nchanged in the middle? yes, in place\n").unwrap();
-    run_ok(Command::new("rsync").args(["-a", "--inplace", "--no-whole-file", file.to_str().unwrap(), dst.to_str().unwrap()]));
+    run_ok(Command::new("rsync").args([
+        "-a",
+        "--inplace",
+        "--no-whole-file",
+        file.to_str().unwrap(),
+        dst.to_str().unwrap(),
+    ]));
     assert_eq!(fs::read(server.root().join("log.txt")).unwrap(), fs::read(&file).unwrap());
 }
 
@@ -141,7 +157,9 @@ fn cp_mv_rm_mkdir_touch_append_truncate() {
     assert_eq!(fs::read(root.join("x/moved.txt")).unwrap(), b"");
 
     run_ok(Command::new("touch").args(["-d", "2021-05-06 07:08:09 UTC"]).arg(m.join("x/moved.txt")));
-    let secs = |p: &Path| fs::metadata(p).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let secs = |p: &Path| {
+        fs::metadata(p).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    };
     assert_eq!(secs(&root.join("x/moved.txt")), 1_620_284_889);
     assert_eq!(secs(&m.join("x/moved.txt")), 1_620_284_889);
 
@@ -337,7 +355,8 @@ fn a_connection_killed_mid_upload_fails_the_write_and_loses_nothing() {
 #[test]
 fn a_full_server_disk_is_enospc_and_leaves_no_partial_file() {
     let root = TempDir::new("small-disk");
-    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(root.path()).status().unwrap();
+    let status =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(root.path()).status().unwrap();
     assert!(status.success(), "mounting a small tmpfs for the server");
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {

@@ -105,7 +105,9 @@ fn probe_with_file(remote: &dyn Remote) -> Result<Detection, RemoteError> {
     }
     Ok(match found {
         Some(true) => Detection { server_folds: true, how: format!("a file created as {name} was found as {upper}") },
-        Some(false) => Detection { server_folds: false, how: format!("a file created as {name} was not found as {upper}") },
+        Some(false) => {
+            Detection { server_folds: false, how: format!("a file created as {name} was not found as {upper}") }
+        }
         None => return Err(RemoteError::Unsupported("no command told whether the probe file exists".into())),
     })
 }
@@ -174,9 +176,7 @@ fn describe(e: &Entry) -> String {
 }
 
 fn swap_case(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }).collect()
 }
 
 #[cfg(test)]

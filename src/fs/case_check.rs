@@ -4,7 +4,7 @@
 
 use super::case::CollisionPolicy;
 use super::dircache::Listing;
-use super::{join, shown, split, Fs, Result, CASE_CHECK_FRESHNESS, MAX_WARNED};
+use super::{CASE_CHECK_FRESHNESS, Fs, MAX_WARNED, Result, join, shown, split};
 use crate::error::FsError;
 use crate::remote::Entry;
 use std::time::Instant;
@@ -48,7 +48,12 @@ impl Fs {
         // Files created but not uploaded yet are names too.
         for path in self.writing.lock().keys() {
             let (d, n) = split(path);
-            if d == dir && n != name && Some(n) != moving && crate::casefold::collide(n, name, rules.folding) && !others.iter().any(|o| o == n) {
+            if d == dir
+                && n != name
+                && Some(n) != moving
+                && crate::casefold::collide(n, name, rules.folding)
+                && !others.iter().any(|o| o == n)
+            {
                 others.push(n.to_string());
             }
         }
@@ -127,7 +132,12 @@ impl Fs {
         self.remote.rename(from, &temp)?;
         if let Err(e) = self.remote.rename(&temp, to) {
             if let Err(back) = self.remote.rename(&temp, from) {
-                tracing::error!("renaming {} to {} failed ({e}); it is now {} ({back})", shown(from), shown(to), shown(&temp));
+                tracing::error!(
+                    "renaming {} to {} failed ({e}); it is now {} ({back})",
+                    shown(from),
+                    shown(to),
+                    shown(&temp)
+                );
             }
             return Err(e.into());
         }

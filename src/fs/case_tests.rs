@@ -8,9 +8,9 @@ use super::case::{CaseRules, CollisionPolicy};
 use super::inode::ROOT;
 use super::{Fs, FsConfig, OpenMode};
 use crate::casefold::Folding;
+use crate::remote::Remote;
 use crate::remote::fake::FakeRemote;
 use crate::remote::pool::{Clock, SystemClock};
-use crate::remote::Remote;
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -21,7 +21,8 @@ fn fs(fake: &Arc<FakeRemote>, policy: CollisionPolicy) -> Fs {
 
 fn fs_with_clock(fake: &Arc<FakeRemote>, policy: CollisionPolicy, clock: Arc<dyn Clock>) -> Fs {
     let server_folds = fake.is_case_insensitive();
-    let config = FsConfig { case: CaseRules::new(Some(policy), server_folds, Folding::Unicode), ..super::tests::test_config() };
+    let config =
+        FsConfig { case: CaseRules::new(Some(policy), server_folds, Folding::Unicode), ..super::tests::test_config() };
     Fs::new(fake.clone(), config, clock)
 }
 
@@ -85,7 +86,11 @@ fn a_folding_server_answers_lookups_by_folded_name_except_under_reject() {
     let off = fs(&fake, CollisionPolicy::Off);
     assert!(off.lookup(ROOT, "Readme.Txt").is_ok());
     let reject = fs(&fake, CollisionPolicy::Reject);
-    assert_eq!(reject.lookup(ROOT, "readme.txt").unwrap_err().errno(), libc::ENOENT, "or rsync would merge docs/ into Docs/");
+    assert_eq!(
+        reject.lookup(ROOT, "readme.txt").unwrap_err().errno(),
+        libc::ENOENT,
+        "or rsync would merge docs/ into Docs/"
+    );
     let sensitive = server(false);
     sensitive.add_file("README.TXT", b"hello", SystemTime::now());
     assert!(fs(&sensitive, CollisionPolicy::Warn).lookup(ROOT, "readme.txt").is_err());
@@ -101,7 +106,8 @@ fn case_only_rename_works_under_every_policy_and_server() {
             fs.lookup(ROOT, "readme").unwrap();
             // What the kernel does for `mv readme README`: look the target up, then rename.
             let _ = fs.lookup(ROOT, "README");
-            fs.rename(ROOT, "readme", ROOT, "README", false).unwrap_or_else(|e| panic!("folds={folds} {policy:?}: {e}"));
+            fs.rename(ROOT, "readme", ROOT, "README", false)
+                .unwrap_or_else(|e| panic!("folds={folds} {policy:?}: {e}"));
             assert_eq!(fake.paths(), ["README"], "folds={folds} {policy:?}");
             assert_eq!(fake.file("README").unwrap(), b"text");
             let names: Vec<String> = fs.readdir(ROOT, false).unwrap().into_iter().map(|e| e.name).collect();

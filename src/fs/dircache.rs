@@ -11,8 +11,8 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
 use crate::casefold::{self, Folding};
-use crate::remote::{self, Entry, Remote, RemoteError};
 use crate::remote::pool::Clock;
+use crate::remote::{self, Entry, Remote, RemoteError};
 
 #[derive(Clone)]
 pub struct Listing {
@@ -169,8 +169,11 @@ impl DirCache {
     pub fn invalidate_tree(&self, dir: &str) {
         let mut cache = self.cache.lock();
         let prefix = format!("{dir}/");
-        let doomed: Vec<String> =
-            cache.iter().map(|(k, _)| k.clone()).filter(|k| k == dir || dir.is_empty() || k.starts_with(&prefix)).collect();
+        let doomed: Vec<String> = cache
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k == dir || dir.is_empty() || k.starts_with(&prefix))
+            .collect();
         for k in doomed {
             cache.pop(&k);
         }

@@ -416,7 +416,8 @@ impl Fs {
         let existed = existing.is_some();
         let fh = self.write_handle(path.clone(), existed, 0, OpenMode { truncate: true, write: true, ..mode });
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
-        let entry = Entry { name: name.to_string(), kind: Kind::File, size: 0, mtime: Some(SystemTime::now()), mode: None };
+        let entry =
+            Entry { name: name.to_string(), kind: Kind::File, size: 0, mtime: Some(SystemTime::now()), mode: None };
         Ok((self.attr_of(ino, &path, &entry), fh))
     }
 
@@ -619,7 +620,8 @@ impl Fs {
         self.check_case(&dir, name, None)?;
         let path = join(&dir, name);
         self.remote.mkdir(&path)?;
-        let entry = Entry { name: name.to_string(), kind: Kind::Dir, size: 0, mtime: Some(SystemTime::now()), mode: None };
+        let entry =
+            Entry { name: name.to_string(), kind: Kind::Dir, size: 0, mtime: Some(SystemTime::now()), mode: None };
         self.dirs.upsert(&dir, entry.clone());
         // A new directory is empty: no need to ask.
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
@@ -687,7 +689,8 @@ impl Fs {
         }
         let target_exists = self.find_exact(&new_dir, new_name).is_some();
         // `mv readme README`: the same entry under a new spelling, not a collision.
-        let case_only = dir == new_dir && !target_exists && crate::casefold::collide(name, new_name, self.config.case.folding);
+        let case_only =
+            dir == new_dir && !target_exists && crate::casefold::collide(name, new_name, self.config.case.folding);
         if !target_exists {
             self.check_case(&new_dir, new_name, (dir == new_dir).then_some(name))?;
         }
@@ -900,7 +903,6 @@ mod tests {
         assert_eq!(fs.read(fh, 6, 100).unwrap(), b"world");
         fs.release(fh);
         assert!(matches!(fs.read(fh, 0, 1), Err(FsError::BadHandle)));
-
     }
 
     #[test]

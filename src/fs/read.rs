@@ -86,7 +86,13 @@ pub struct ReadHandle {
 
 impl ReadHandle {
     pub fn new(path: String, size: u64) -> Self {
-        ReadHandle { path, size, state: Mutex::new(State::default()), delivered: Default::default(), opened: Instant::now() }
+        ReadHandle {
+            path,
+            size,
+            state: Mutex::new(State::default()),
+            delivered: Default::default(),
+            opened: Instant::now(),
+        }
     }
 
     /// Whether a download is open or being read right now.
@@ -122,7 +128,8 @@ impl ReadHandle {
             // read-ahead requests for the beginning find their bytes in the window.
             let from = if st.window.data.is_empty() && at <= SKIP_LIMIT { 0 } else { at };
             let now = Instant::now();
-            st.stream = Some(Open { stream: remote.open_read(&self.path, from)?, pos: from, since: now, last_used: now });
+            st.stream =
+                Some(Open { stream: remote.open_read(&self.path, from)?, pos: from, since: now, last_used: now });
         }
         let open = st.stream.as_mut().expect("just set");
         let window = &mut st.window;

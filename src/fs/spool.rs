@@ -33,10 +33,12 @@ impl Spool {
 
     /// A new anonymous file (already unlinked: nothing is left behind after a crash).
     pub fn file(&self) -> Result<(File, Reservation), RemoteError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| RemoteError::NoSpace(format!("creating the spool directory {}: {e} (see --cache-dir)", self.dir.display())))?;
-        let file = tempfile::tempfile_in(&self.dir)
-            .map_err(|e| RemoteError::NoSpace(format!("creating a spool file in {}: {e} (see --cache-dir)", self.dir.display())))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            RemoteError::NoSpace(format!("creating the spool directory {}: {e} (see --cache-dir)", self.dir.display()))
+        })?;
+        let file = tempfile::tempfile_in(&self.dir).map_err(|e| {
+            RemoteError::NoSpace(format!("creating a spool file in {}: {e} (see --cache-dir)", self.dir.display()))
+        })?;
         Ok((file, Reservation { used: self.used.clone(), bytes: 0 }))
     }
 

@@ -100,7 +100,9 @@ impl WriteHandle {
 
     /// Never waits long: a write in progress holds the state.
     pub fn progress(&self) -> WriteProgress {
-        let Some(st) = self.state.try_lock_for(std::time::Duration::from_millis(20)) else { return WriteProgress::Busy };
+        let Some(st) = self.state.try_lock_for(std::time::Duration::from_millis(20)) else {
+            return WriteProgress::Busy;
+        };
         match &st.body {
             Body::Streaming { written, .. } => WriteProgress::Streaming(*written),
             Body::Spooled { .. } if st.dirty => WriteProgress::Spooled(st.size),
@@ -160,7 +162,13 @@ impl WriteHandle {
     }
 
     /// Reads from the handle's own content (read-write opens).
-    pub fn read_spooled(&self, remote: &dyn Remote, spool: &Spool, offset: u64, len: usize) -> Result<Vec<u8>, RemoteError> {
+    pub fn read_spooled(
+        &self,
+        remote: &dyn Remote,
+        spool: &Spool,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, RemoteError> {
         let mut st = self.state.lock();
         self.spool(&mut st, remote, spool)?;
         let Body::Spooled { file, .. } = &st.body else { unreachable!("just spooled") };
@@ -268,7 +276,8 @@ impl WriteHandle {
                 remote.open_write(&to, false).and_then(|mut upload| {
                     file.seek(SeekFrom::Start(0)).map_err(|e| spool_error(&self.path, e))?;
                     let mut limited = (&mut file).take(size);
-                    io::copy(&mut limited, &mut upload).map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
+                    io::copy(&mut limited, &mut upload)
+                        .map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
                     self.finish_upload(remote, upload, &to, size)
                 })
             }
@@ -287,10 +296,17 @@ impl WriteHandle {
     }
 
     /// Ends an upload, checks what arrived, and puts it in place; cleans up on failure.
-    fn finish_upload(&self, remote: &dyn Remote, upload: Box<dyn WriteStream>, to: &str, sent: u64) -> Result<(), RemoteError> {
-        let outcome = upload.finish().and_then(|()| verify_size(remote, to, sent)).and_then(|()| {
-            if to != self.path { replace(remote, to, &self.path) } else { Ok(()) }
-        });
+    fn finish_upload(
+        &self,
+        remote: &dyn Remote,
+        upload: Box<dyn WriteStream>,
+        to: &str,
+        sent: u64,
+    ) -> Result<(), RemoteError> {
+        let outcome = upload
+            .finish()
+            .and_then(|()| verify_size(remote, to, sent))
+            .and_then(|()| if to != self.path { replace(remote, to, &self.path) } else { Ok(()) });
         if outcome.is_err() {
             // A temporary, or a new file that never completed: neither may look like a result.
             if let Err(e) = remote.delete(to) {

@@ -223,7 +223,9 @@ impl Filesystem for FuseFs {
         };
         let exclusive = flags & libc::O_EXCL != 0;
         match self.fs.create(parent.0, name, open_mode(flags, req.pid()), exclusive) {
-            Ok((attr, fh)) => reply.created(&self.ttl(), &to_fuse(&attr), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Ok((attr, fh)) => {
+                reply.created(&self.ttl(), &to_fuse(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
+            }
             Err(e) => reply.error(self.errno("create", &e)),
         }
     }
@@ -305,7 +307,9 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = name_str(name).map_err(|e| e).and_then(|n| self.fs.unlink(parent.0, n).map_err(|e| self.errno("unlink", &e)));
+        let result = name_str(name)
+            .map_err(|e| e)
+            .and_then(|n| self.fs.unlink(parent.0, n).map_err(|e| self.errno("unlink", &e)));
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -355,7 +359,16 @@ impl Filesystem for FuseFs {
         reply.error(Errno::EPERM);
     }
 
-    fn mknod(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         // Only regular files (through create) and directories exist over FTP.
         reply.error(Errno::EPERM);
     }
@@ -405,9 +418,7 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(self.errno("readdir", &e)),
         };
         let dots = [(ino.0, FileType::Directory, "."), (ino.0, FileType::Directory, "..")];
-        let all = dots
-            .into_iter()
-            .chain(entries.iter().map(|e| (e.ino, file_type(e.attr.kind), e.name.as_str())));
+        let all = dots.into_iter().chain(entries.iter().map(|e| (e.ino, file_type(e.attr.kind), e.name.as_str())));
         for (i, (child, kind, name)) in all.enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), (i + 1) as u64, kind, name) {
                 break;

@@ -132,9 +132,13 @@ impl Remote for FakeRemote {
             .map(|(p, n)| {
                 let name = parent_and_name(p).1.to_string();
                 match n {
-                    Node::File { data, mtime } => {
-                        Entry { name, kind: Kind::File, size: data.len() as u64, mtime: Some(*mtime), mode: Some(0o644) }
-                    }
+                    Node::File { data, mtime } => Entry {
+                        name,
+                        kind: Kind::File,
+                        size: data.len() as u64,
+                        mtime: Some(*mtime),
+                        mode: Some(0o644),
+                    },
                     Node::Dir => Entry { name, kind: Kind::Dir, size: 0, mtime: None, mode: Some(0o755) },
                 }
             })

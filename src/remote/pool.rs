@@ -249,11 +249,7 @@ impl<C: Connector> Pool<C> {
     }
 
     fn lease(self: &Arc<Self>, session: C::Session) -> Lease<C> {
-        Lease {
-            pool: Arc::clone(self),
-            session: Some(session),
-            broken: false,
-        }
+        Lease { pool: Arc::clone(self), session: Some(session), broken: false }
     }
 
     fn give_back(&self, session: C::Session) {

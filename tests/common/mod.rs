@@ -86,7 +86,8 @@ fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
 pub fn ensure_user() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let exists = Command::new("id").arg(USER).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success();
+        let exists =
+            Command::new("id").arg(USER).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success();
         if !exists {
             let _ = Command::new("useradd").args(["-m", "-s", "/bin/bash", USER]).status();
         }
@@ -125,20 +126,49 @@ impl Certs {
         let dir = TempDir::new("certs");
         let d = dir.path().to_path_buf();
         let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        sh("openssl", &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=ftpmount test CA",
-            "-keyout", &p("ca.key"), "-out", &p("ca.pem"),
-        ]);
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=ftpmount test CA",
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &p("ca.pem"),
+            ],
+        );
         let certs = Certs { dir };
         certs.signed("server", "DNS:localhost,IP:127.0.0.1");
         certs.signed("wrong-host", "DNS:ftp.example.invalid");
         certs.signed_for_dates("expired", "20200101000000Z", "20200201000000Z");
         certs.signed_for_dates("not-yet-valid", "20400101000000Z", "20410101000000Z");
-        sh("openssl", &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", &p("self-signed.key"),
-            "-out", &p("self-signed.pem"),
-        ]);
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+                &p("self-signed.key"),
+                "-out",
+                &p("self-signed.pem"),
+            ],
+        );
         certs
     }
 
@@ -146,16 +176,43 @@ impl Certs {
         let d = self.dir.path();
         let p = |n: String| d.join(n).to_str().unwrap().to_string();
         let cn = san.split(',').next().unwrap().trim_start_matches("DNS:");
-        sh("openssl", &[
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={cn}"),
-            "-keyout", &p(format!("{name}.key")), "-out", &p(format!("{name}.csr")),
-        ]);
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &p(format!("{name}.key")),
+                "-out",
+                &p(format!("{name}.csr")),
+            ],
+        );
         fs::write(d.join(format!("{name}.ext")), format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n")).unwrap();
-        sh("openssl", &[
-            "x509", "-req", "-in", &p(format!("{name}.csr")), "-CA", &p("ca.pem".into()), "-CAkey",
-            &p("ca.key".into()), "-CAcreateserial", "-days", "30", "-extfile", &p(format!("{name}.ext")),
-            "-out", &p(format!("{name}.pem")),
-        ]);
+        sh(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &p(format!("{name}.csr")),
+                "-CA",
+                &p("ca.pem".into()),
+                "-CAkey",
+                &p("ca.key".into()),
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-extfile",
+                &p(format!("{name}.ext")),
+                "-out",
+                &p(format!("{name}.pem")),
+            ],
+        );
     }
 
     /// A certificate for localhost valid only between two dates (`YYYYMMDDHHMMSSZ`), signed
@@ -178,16 +235,51 @@ impl Certs {
             fs::write(d.join("index.txt"), "").unwrap();
             fs::write(d.join("ca.serial"), "1000\n").unwrap();
         }
-        sh("openssl", &[
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", &p(&format!("{name}.key")), "-out", &p(&format!("{name}.csr")),
-        ]);
-        fs::write(d.join(format!("{name}.ext")), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-        sh("openssl", &[
-            "ca", "-batch", "-notext", "-config", &p("ca.cnf"), "-cert", &p("ca.pem"), "-keyfile", &p("ca.key"),
-            "-in", &p(&format!("{name}.csr")), "-out", &p(&format!("{name}.pem")), "-startdate", start, "-enddate", end,
-            "-extfile", &p(&format!("{name}.ext")),
-        ]);
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                &p(&format!("{name}.key")),
+                "-out",
+                &p(&format!("{name}.csr")),
+            ],
+        );
+        fs::write(
+            d.join(format!("{name}.ext")),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        sh(
+            "openssl",
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                &p("ca.cnf"),
+                "-cert",
+                &p("ca.pem"),
+                "-keyfile",
+                &p("ca.key"),
+                "-in",
+                &p(&format!("{name}.csr")),
+                "-out",
+                &p(&format!("{name}.pem")),
+                "-startdate",
+                start,
+                "-enddate",
+                end,
+                "-extfile",
+                &p(&format!("{name}.ext")),
+            ],
+        );
     }
 
     pub fn ca(&self) -> PathBuf {
@@ -200,7 +292,10 @@ impl Certs {
 
     /// The SHA-256 fingerprint as `openssl x509 -fingerprint` prints it (upper case, colons).
     pub fn fingerprint(&self, name: &str) -> String {
-        let out = sh("openssl", &["x509", "-noout", "-fingerprint", "-sha256", "-in", self.pair(name).cert.to_str().unwrap()]);
+        let out = sh(
+            "openssl",
+            &["x509", "-noout", "-fingerprint", "-sha256", "-in", self.pair(name).cert.to_str().unwrap()],
+        );
         String::from_utf8(out.stdout).unwrap().trim().rsplit('=').next().unwrap().to_string()
     }
 }
@@ -411,10 +506,7 @@ impl Drop for PyFtpd {
 
 fn is_mounted(path: &Path) -> bool {
     let want = path.to_str().unwrap();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want))
+    fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|l| l.split(' ').nth(4) == Some(want))
 }
 
 /// A running `ftpmount mount`.
@@ -449,12 +541,8 @@ impl Mount {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(fs::File::create(&log).unwrap()).spawn().unwrap();
         let start = Instant::now();
         loop {
             // Ready means: the kernel shows the mount and ftpmount said so.
@@ -467,7 +555,11 @@ impl Mount {
                 if left_mounted {
                     let _ = Command::new("umount").arg("-l").arg(&mountpoint).status();
                 }
-                return Err(MountFailure { status, stderr: fs::read_to_string(&log).unwrap_or_default(), left_mounted });
+                return Err(MountFailure {
+                    status,
+                    stderr: fs::read_to_string(&log).unwrap_or_default(),
+                    left_mounted,
+                });
             }
             if start.elapsed() > Duration::from_secs(60) {
                 let _ = child.kill();
@@ -550,7 +642,8 @@ pub fn established_to(port: u16) -> usize {
         for line in BufReader::new(f).lines().skip(1).map_while(Result::ok) {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // local_address rem_address st: count the client side (remote port = server port).
-            let remote_port = cols.get(2).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            let remote_port =
+                cols.get(2).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
             if remote_port == Some(port) && cols.get(3) == Some(&"01") {
                 n += 1;
             }

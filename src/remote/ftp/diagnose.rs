@@ -121,7 +121,8 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
             match tls.as_ref().and_then(|t| t.peek_certificate_error()) {
                 Some((problem, cert)) => {
                     emit(Stage::pass("TLS", "the server speaks TLS; its certificate was refused"));
-                    let details = cert.map(|c| tls::certificate_report(&c, &ep.host, Some(&problem), None)).unwrap_or_default();
+                    let details =
+                        cert.map(|c| tls::certificate_report(&c, &ep.host, Some(&problem), None)).unwrap_or_default();
                     emit(Stage::fail("certificate", e).with(details));
                 }
                 None => {
@@ -135,10 +136,14 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
     match (conn.security, ep.tls) {
         (Security::Plain, TlsMode::Off) => {}
         (Security::Plain, _) => {
-            emit(Stage::warn("TLS", "the server does not offer TLS (AUTH TLS refused): continuing unencrypted (--tls auto)"));
+            emit(Stage::warn(
+                "TLS",
+                "the server does not offer TLS (AUTH TLS refused): continuing unencrypted (--tls auto)",
+            ));
         }
         (Security::Tls(v), mode) => {
-            let how = if mode == TlsMode::Implicit { "implicit, from the first byte" } else { "explicit, via AUTH TLS" };
+            let how =
+                if mode == TlsMode::Implicit { "implicit, from the first byte" } else { "explicit, via AUTH TLS" };
             let version = v.map(|v| v.to_string()).unwrap_or_else(|| "TLS".into());
             emit(Stage::pass("TLS", format!("{version} ({how})")));
             if mode == TlsMode::Implicit {
@@ -150,11 +155,13 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
         let exception = ep.tls_client.as_ref().and_then(|c| c.last_exception());
         let details = tls::certificate_report(&cert, &ep.host, None, exception);
         let summary = format!("{}, issued by {}", cert.subject, cert.issuer);
-        emit(match exception {
-            Some(why) => Stage::warn("certificate", format!("{summary}; {why}")),
-            None => Stage::pass("certificate", summary),
-        }
-        .with(details));
+        emit(
+            match exception {
+                Some(why) => Stage::warn("certificate", format!("{summary}; {why}")),
+                None => Stage::pass("certificate", summary),
+            }
+            .with(details),
+        );
     }
     Some(conn)
 }
@@ -186,10 +193,20 @@ fn features_stage(s: &FtpSession) -> Stage {
         yn(f.size)
     );
     if !f.mlsd && !f.mdtm {
-        return Stage::warn("features", format!("{summary}: without MLSD or MDTM, times are only as exact as LIST shows them (minutes or days), so rsync -a may send unchanged files again"));
+        return Stage::warn(
+            "features",
+            format!(
+                "{summary}: without MLSD or MDTM, times are only as exact as LIST shows them (minutes or days), so rsync -a may send unchanged files again"
+            ),
+        );
     }
     if !f.rest_stream {
-        return Stage::warn("features", format!("{summary}: without REST STREAM, reads cannot start in the middle of a file (random access is slow)"));
+        return Stage::warn(
+            "features",
+            format!(
+                "{summary}: without REST STREAM, reads cannot start in the middle of a file (random access is slow)"
+            ),
+        );
     }
     Stage::pass("features", summary)
 }
@@ -209,7 +226,9 @@ fn data_channel(s: &mut FtpSession, base: &str, writable: bool, emit: &mut dyn F
             Ok(n) => message.push_str(&format!("; a {n}-byte test file was uploaded, read back intact and deleted")),
             Err(RemoteError::PermissionDenied(e)) => {
                 status = Status::Warn;
-                message.push_str(&format!("; uploading a test file was refused ({e}): writes will fail (use --read-only)"));
+                message.push_str(&format!(
+                    "; uploading a test file was refused ({e}): writes will fail (use --read-only)"
+                ));
             }
             Err(e) => return emit(Stage::fail("data channel", e)),
         }
@@ -249,7 +268,9 @@ fn upload_and_read(s: &mut FtpSession, path: &str, data: &[u8]) -> Result<usize,
         )));
     }
     if back != data {
-        return Err(RemoteError::Protocol(format!("{what}: the bytes differ from what was uploaded (is the transfer type ASCII?)")));
+        return Err(RemoteError::Protocol(format!(
+            "{what}: the bytes differ from what was uploaded (is the transfer type ASCII?)"
+        )));
     }
     Ok(data.len())
 }
@@ -274,10 +295,15 @@ pub fn probe_session_limit(ep: &Endpoint, max: usize) -> Stage {
     }
     match refusal {
         None => Stage::pass("session limit", format!("{n} sessions open at once, as --max-connections allows")),
-        Some(e @ RemoteError::TooManyConnections(_)) | Some(e @ RemoteError::PermissionDenied(_)) if n > 0 => Stage::warn(
-            "session limit",
-            format!("the server allows {n} session(s) at once: session {} was refused ({e}). Use --max-connections {n}", n + 1),
-        ),
+        Some(e @ RemoteError::TooManyConnections(_)) | Some(e @ RemoteError::PermissionDenied(_)) if n > 0 => {
+            Stage::warn(
+                "session limit",
+                format!(
+                    "the server allows {n} session(s) at once: session {} was refused ({e}). Use --max-connections {n}",
+                    n + 1
+                ),
+            )
+        }
         Some(e) => Stage::fail("session limit", format!("after {n} session(s): {e}")),
     }
 }

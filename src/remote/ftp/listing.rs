@@ -12,7 +12,9 @@ use time::{Date, Month, PrimitiveDateTime, Time};
 pub enum EntryKind {
     File,
     Dir,
-    Symlink { target: Option<String> },
+    Symlink {
+        target: Option<String>,
+    },
     /// Devices, sockets, pipes, unknown MLSD types.
     Other,
 }
@@ -104,9 +106,7 @@ pub fn parse_mlsd_line(line: &str) -> Result<ListEntry, Skip> {
         match key.to_ascii_lowercase().as_str() {
             "type" => kind = Some(mlsd_type(value)?),
             "size" | "sizd" => size = value.parse::<u64>().ok(),
-            "modify" => {
-                mtime = parse_timeval(value).map(|time| ListedTime { time, precision: TimePrecision::Second })
-            }
+            "modify" => mtime = parse_timeval(value).map(|time| ListedTime { time, precision: TimePrecision::Second }),
             "unix.mode" => mode = u32::from_str_radix(value.trim_start_matches("0o"), 8).ok().map(|m| m & 0o7777),
             _ => {}
         }
@@ -142,11 +142,7 @@ pub fn parse_list_line(line: &str, now: SystemTime) -> Result<ListEntry, Skip> {
         return Err(Skip::Ignored);
     }
     let first = line.as_bytes()[0];
-    if first.is_ascii_digit() {
-        parse_dos_line(line)
-    } else {
-        parse_unix_line(line, now)
-    }
+    if first.is_ascii_digit() { parse_dos_line(line) } else { parse_unix_line(line, now) }
 }
 
 /// Splits off the first whitespace-separated token.
@@ -212,7 +208,8 @@ fn parse_unix_line(line: &str, now: SystemTime) -> Result<ListEntry, Skip> {
         rest = r;
         // The month follows the size (a number) and precedes the day: an owner or group
         // that happens to be a month name is not the date.
-        let after_size = fields.len() >= 2 && fields.last().is_some_and(|f: &&str| f.bytes().all(|b| b.is_ascii_digit()));
+        let after_size =
+            fields.len() >= 2 && fields.last().is_some_and(|f: &&str| f.bytes().all(|b| b.is_ascii_digit()));
         let before_day = token(r).is_some_and(|(d, _)| d.parse::<u8>().is_ok_and(|d| (1..=31).contains(&d)));
         if let (Some(m), true) = (month(t), after_size && before_day) {
             break m;
@@ -351,7 +348,10 @@ mod tests {
     #[test]
     fn vsftpd_lines() {
         let e = list("-rw-r--r--    1 1001     1001            0 Nov 24 22:54 empty file.txt");
-        assert_eq!((e.name.as_str(), e.kind.clone(), e.size, e.mode), ("empty file.txt", EntryKind::File, 0, Some(0o644)));
+        assert_eq!(
+            (e.name.as_str(), e.kind.clone(), e.size, e.mode),
+            ("empty file.txt", EntryKind::File, 0, Some(0o644))
+        );
         assert_eq!(e.mtime, Some(ListedTime { time: at(2026, 11, 24, 22, 54, 0), precision: TimePrecision::Minute }));
         let d = list("drwxr-xr-x    3 0        0            4096 Jan 05  2023 Old Dir");
         assert_eq!((d.name.as_str(), d.kind), ("Old Dir", EntryKind::Dir));
@@ -455,7 +455,10 @@ mod tests {
             "type=file;size=1024;modify=20261124225412;unix.mode=0644;unix.uid=0;unix.gid=0;unique=801g2a; name with spaces.txt",
         )
         .unwrap();
-        assert_eq!((e.name.as_str(), e.kind, e.size, e.mode), ("name with spaces.txt", EntryKind::File, 1024, Some(0o644)));
+        assert_eq!(
+            (e.name.as_str(), e.kind, e.size, e.mode),
+            ("name with spaces.txt", EntryKind::File, 1024, Some(0o644))
+        );
         assert_eq!(e.mtime, Some(ListedTime { time: at(2026, 11, 24, 22, 54, 12), precision: TimePrecision::Second }));
         let d = parse_mlsd_line("Type=dir;Modify=20200101000000.123;Perm=el; a;b=c d").unwrap();
         assert_eq!((d.name.as_str(), d.kind), ("a;b=c d", EntryKind::Dir));
@@ -485,15 +488,15 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let mut seed: u64 = 0x9e3779b97f4a7c15;
-        let alphabet: Vec<char> = "-drwxlsSt0123456789 :;=.,<>/\tJanFebDecPMAMtype=filesizemodifyé文🎉\r\n".chars().collect();
+        let alphabet: Vec<char> =
+            "-drwxlsSt0123456789 :;=.,<>/\tJanFebDecPMAMtype=filesizemodifyé文🎉\r\n".chars().collect();
         for _ in 0..20_000 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let len = (seed % 90) as usize;
-            let line: String = (0..len)
-                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 31) % alphabet.len()])
-                .collect();
+            let line: String =
+                (0..len).map(|i| alphabet[((seed >> (i % 50)) as usize + i * 31) % alphabet.len()]).collect();
             let _ = parse_list_line(&line, now());
             let _ = parse_mlsd_line(&line);
             let _ = parse_mdtm_reply(&line);

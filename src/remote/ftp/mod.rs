@@ -67,7 +67,12 @@ pub struct FtpRemote {
 
 impl FtpRemote {
     /// Connects the first session now, so a mount fails early with a clear message.
-    pub fn connect(endpoint: Endpoint, max_sessions: usize, base: &str, clock: Arc<dyn Clock>) -> Result<(Self, Security)> {
+    pub fn connect(
+        endpoint: Endpoint,
+        max_sessions: usize,
+        base: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, Security)> {
         let scheme = match endpoint.tls {
             TlsMode::Implicit | TlsMode::Explicit => "ftps",
             _ => "ftp",
@@ -143,8 +148,10 @@ impl FtpRemote {
         let batches: Vec<&[usize]> = wanted.chunks(MDTM_BATCH).collect();
         let next = AtomicUsize::new(0);
         let paths: Vec<String> = wanted.iter().map(|&i| join(dir, &entries[i].name)).collect();
-        let index_of: std::collections::HashMap<usize, usize> = wanted.iter().enumerate().map(|(k, &i)| (i, k)).collect();
-        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> = wanted.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let index_of: std::collections::HashMap<usize, usize> =
+            wanted.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> =
+            wanted.iter().map(|_| parking_lot::Mutex::new(None)).collect();
         // Leave a session for other requests while a big directory loads.
         let spare = self.pool.stats().limit.saturating_sub(1).max(1);
         let workers = batches.len().min(MDTM_SESSIONS).min(spare);
@@ -380,7 +387,9 @@ impl Remote for FtpRemote {
         match self.with_session(true, |s| s.command(&line, &[suppaftp::Status::CommandOk]))? {
             Ok(_) => Ok(()),
             Err((code, text)) if matches!(code, 500 | 502 | 504) => {
-                tracing::info!("the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored");
+                tracing::info!(
+                    "the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored"
+                );
                 self.chmod_unsupported.store(true, Relaxed);
                 Err(RemoteError::Unsupported("the server does not support SITE CHMOD".into()))
             }

@@ -37,12 +37,10 @@ pub fn map(what: &str, err: FtpError) -> RemoteError {
         FtpError::ConnectionError(e) => io_error(what, &e),
         FtpError::SecureError(msg) => RemoteError::Tls(format!("{what}: TLS failed: {msg}")),
         FtpError::UnexpectedResponse(resp) => map_reply(what, &resp),
-        FtpError::BadResponse => {
-            RemoteError::Protocol(format!("{what}: the server sent a reply we could not parse"))
+        FtpError::BadResponse => RemoteError::Protocol(format!("{what}: the server sent a reply we could not parse")),
+        FtpError::InvalidAddress(e) => {
+            RemoteError::Protocol(format!("{what}: the server announced an unusable data address ({e})"))
         }
-        FtpError::InvalidAddress(e) => RemoteError::Protocol(format!(
-            "{what}: the server announced an unusable data address ({e})"
-        )),
         FtpError::DataConnectionAlreadyOpen => {
             RemoteError::Protocol(format!("{what}: a transfer was still open on this session"))
         }
@@ -69,7 +67,9 @@ pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
             "The data connection could not be opened: a firewall may block the server's passive (PASV) ports",
         )),
         // "451 Failure writing to local file" (vsftpd), "451 … No space left on device" (pyftpdlib).
-        451 | 450 | 550 if mentions_full(&lower) => RemoteError::NoSpace(msg("The server's disk is full or the quota is used up")),
+        451 | 450 | 550 if mentions_full(&lower) => {
+            RemoteError::NoSpace(msg("The server's disk is full or the quota is used up"))
+        }
         426 | 451 => RemoteError::Connection(msg("The transfer was interrupted")),
         452 | 552 => RemoteError::NoSpace(msg("The server is out of space or over quota")),
         // The session can no longer open data connections; a fresh session can.
@@ -95,7 +95,9 @@ pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
 }
 
 fn mentions_full(lower: &str) -> bool {
-    ["no space", "disk full", "quota", "writing to local file", "insufficient storage"].iter().any(|w| lower.contains(w))
+    ["no space", "disk full", "quota", "writing to local file", "insufficient storage"]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 fn mentions_tls(lower: &str) -> bool {
@@ -128,9 +130,7 @@ mod tests {
             ("451 Failure writing to local file.", |e| matches!(e, RemoteError::NoSpace(_))),
             ("451 [Errno 28] No space left on device", |e| matches!(e, RemoteError::NoSpace(_))),
             ("426 Failure reading network stream.", |e| matches!(e, RemoteError::Connection(_))),
-            ("421 Too many connections (8) from this IP", |e| {
-                matches!(e, RemoteError::TooManyConnections(_))
-            }),
+            ("421 Too many connections (8) from this IP", |e| matches!(e, RemoteError::TooManyConnections(_))),
             ("530 Non-anonymous sessions must use encryption.", |e| matches!(e, RemoteError::Login(_))),
             ("502 Command not implemented.", |e| matches!(e, RemoteError::Unsupported(_))),
         ];

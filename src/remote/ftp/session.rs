@@ -73,9 +73,9 @@ pub struct Features {
 impl Features {
     fn from_feat(feat: &suppaftp::types::Features) -> Self {
         let has = |k: &str| feat.keys().any(|f| f.eq_ignore_ascii_case(k));
-        let rest_stream = feat
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM")));
+        let rest_stream = feat.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM"))
+        });
         Features {
             mlsd: has("MLSD") || has("MLST"),
             epsv: has("EPSV"),
@@ -198,7 +198,14 @@ impl FtpSession {
                 };
                 tracing::debug!(
                     "server features on {}: MLSD={} EPSV={} MDTM={} MFMT={} SIZE={} UTF8={} REST STREAM={}",
-                    ep.addr(), f.mlsd, f.epsv, f.mdtm, f.mfmt, f.size, f.utf8, f.rest_stream
+                    ep.addr(),
+                    f.mlsd,
+                    f.epsv,
+                    f.mdtm,
+                    f.mfmt,
+                    f.size,
+                    f.utf8,
+                    f.rest_stream
                 );
                 features.get_or_init(|| Arc::new(f)).clone()
             }
@@ -271,7 +278,8 @@ impl FtpSession {
     /// Starts a download at `offset` (`REST` + `RETR`).
     pub fn retr(&mut self, path: &str, offset: u64) -> Result<Transfer> {
         let what = format!("reading {path} from byte {offset}");
-        let offset = usize::try_from(offset).map_err(|_| RemoteError::Unsupported(format!("{what}: offset too large")))?;
+        let offset =
+            usize::try_from(offset).map_err(|_| RemoteError::Unsupported(format!("{what}: offset too large")))?;
         self.ftp.resume_transfer(offset).map_err(|e| reply::map(&what, e))?;
         self.ftp.retr_as_stream(path).map_err(|e| self.tls_detail(&what, e))
     }
@@ -338,7 +346,9 @@ impl FtpSession {
 pub fn resolve(ep: &Endpoint) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (ep.host.as_str(), ep.port)
         .to_socket_addrs()
-        .map_err(|e| RemoteError::Connection(format!("could not resolve host '{}': {e}. Check the host name", ep.host)))?
+        .map_err(|e| {
+            RemoteError::Connection(format!("could not resolve host '{}': {e}. Check the host name", ep.host))
+        })?
         .collect();
     if addrs.is_empty() {
         return Err(RemoteError::Connection(format!("host '{}' has no address", ep.host)));
@@ -381,11 +391,16 @@ pub fn tcp_connect(ep: &Endpoint) -> Result<TcpStream> {
 }
 
 /// Builds data connections: only ever to the host we are connected to.
-fn data_stream_builder(ep: &Endpoint, peer: IpAddr, note: DataNote) -> impl Fn(SocketAddr) -> suppaftp::FtpResult<TcpStream> + Send + Sync + 'static {
+fn data_stream_builder(
+    ep: &Endpoint,
+    peer: IpAddr,
+    note: DataNote,
+) -> impl Fn(SocketAddr) -> suppaftp::FtpResult<TcpStream> + Send + Sync + 'static {
     let (connect_timeout, io_timeout) = (ep.connect_timeout, ep.io_timeout);
     let logged = AtomicBool::new(false);
     move |announced: SocketAddr| {
-        let ip = data_ip(announced.ip(), peer).map_err(|msg| FtpError::ConnectionError(io::Error::new(io::ErrorKind::PermissionDenied, msg)))?;
+        let ip = data_ip(announced.ip(), peer)
+            .map_err(|msg| FtpError::ConnectionError(io::Error::new(io::ErrorKind::PermissionDenied, msg)))?;
         if ip != announced.ip() && !logged.swap(true, Ordering::Relaxed) {
             let msg = format!(
                 "the server announced the private passive address {}; using {ip}, the address we are connected to \
@@ -396,9 +411,8 @@ fn data_stream_builder(ep: &Endpoint, peer: IpAddr, note: DataNote) -> impl Fn(S
             *note.lock() = Some(msg);
         }
         let addr = SocketAddr::new(ip, announced.port());
-        let tcp = TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| {
-            FtpError::ConnectionError(io::Error::new(e.kind(), data_channel_blocked(&addr, &e)))
-        })?;
+        let tcp = TcpStream::connect_timeout(&addr, connect_timeout)
+            .map_err(|e| FtpError::ConnectionError(io::Error::new(e.kind(), data_channel_blocked(&addr, &e))))?;
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
         tcp.set_write_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
@@ -436,9 +450,18 @@ fn is_local_or_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
         }
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -447,7 +470,9 @@ pub fn connect_secured(ep: &Endpoint) -> Result<Connection> {
     let note = DataNote::default();
     match ep.tls {
         TlsMode::Implicit => connect_implicit(ep, SessionTls::new(tls_client(ep)?, ep.io_timeout), note),
-        TlsMode::Off => Ok(Connection { ftp: connect_plain(ep, &note)?, security: Security::Plain, tls: None, data_note: note }),
+        TlsMode::Off => {
+            Ok(Connection { ftp: connect_plain(ep, &note)?, security: Security::Plain, tls: None, data_note: note })
+        }
         TlsMode::Explicit | TlsMode::Auto => {
             let ftp = connect_plain(ep, &note)?;
             upgrade_explicit(ep, ftp, SessionTls::new(tls_client(ep)?, ep.io_timeout), note)
@@ -483,9 +508,7 @@ pub fn upgrade_explicit(ep: &Endpoint, ftp: Ftp, tls: Arc<SessionTls>, note: Dat
 }
 
 fn tls_client(ep: &Endpoint) -> Result<Arc<TlsClient>> {
-    ep.tls_client
-        .clone()
-        .ok_or_else(|| RemoteError::Tls("TLS was requested but no TLS configuration was built".into()))
+    ep.tls_client.clone().ok_or_else(|| RemoteError::Tls("TLS was requested but no TLS configuration was built".into()))
 }
 
 fn tls_failure(ep: &Endpoint, tls: &SessionTls, e: FtpError) -> RemoteError {
@@ -511,7 +534,9 @@ pub fn connect_plain(ep: &Endpoint, note: &DataNote) -> Result<Ftp> {
 fn greeting_error(ep: &Endpoint, e: FtpError) -> RemoteError {
     let waited = ep.connect_timeout.min(ep.io_timeout);
     match e {
-        FtpError::ConnectionError(ref io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        FtpError::ConnectionError(ref io)
+            if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+        {
             if speaks_tls(ep) {
                 RemoteError::Tls(format!(
                     "connected to {} but no FTP greeting arrived within {waited:?}, and the port answers a TLS \
