@@ -635,8 +635,11 @@ pub struct SessionCounter {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Client-side TCP connections to `port` in state ESTABLISHED. /proc/net/tcp is read in chunks
+/// and, while other tests open and close connections, a socket can be listed twice (the kernel
+/// resumes each chunk by position in a changing table), so sockets are counted once by address.
 pub fn established_to(port: u16) -> usize {
-    let mut n = 0;
+    let mut seen = std::collections::HashSet::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(f) = fs::File::open(file) else { continue };
         for line in BufReader::new(f).lines().skip(1).map_while(Result::ok) {
@@ -645,11 +648,11 @@ pub fn established_to(port: u16) -> usize {
             let remote_port =
                 cols.get(2).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
             if remote_port == Some(port) && cols.get(3) == Some(&"01") {
-                n += 1;
+                seen.insert((cols[1].to_string(), cols[2].to_string()));
             }
         }
     }
-    n
+    seen.len()
 }
 
 impl SessionCounter {
