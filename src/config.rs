@@ -101,6 +101,12 @@ pub struct Options {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Mount")]
     #[serde(default, deserialize_with = "de_size")]
     pub cache_max_size: Option<u64>,
+    /// Return from close() once the data is in the local spool and upload in the background,
+    /// several files at once; fsync, `ftpmount sync` and unmount wait for the uploads, and
+    /// uploads a crash interrupted resume at the next mount of the same source
+    #[arg(long, help_heading = "Mount")]
+    #[serde(default)]
+    pub write_back: bool,
     /// Mount read-only
     #[arg(long, help_heading = "Mount")]
     #[serde(default)]
@@ -146,6 +152,7 @@ impl Options {
             cache_dir: self.cache_dir.or(profile.cache_dir),
             cache_max_size: self.cache_max_size.or(profile.cache_max_size),
             read_only: self.read_only || profile.read_only,
+            write_back: self.write_back || profile.write_back,
             allow_other: self.allow_other || profile.allow_other,
             case_collisions: self.case_collisions.or(profile.case_collisions),
             case_insensitive_server: self.case_insensitive_server.or(profile.case_insensitive_server),

@@ -33,6 +33,15 @@ enum Command {
     /// Show running mounts (or the one at MOUNTPOINT): sessions, cache hits, transfers in
     /// flight, queued uploads and the last errors
     Status(StatusArgs),
+    /// Wait until the uploads queued by a --write-back mount are on the server; exit status 1
+    /// if some failed (each is printed, with where its data is kept)
+    Sync(SyncArgs),
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// The mountpoint
+    mountpoint: PathBuf,
 }
 
 #[derive(Args)]
@@ -150,6 +159,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Status(a) => ftpmount::status::run(StatusRequest { mountpoint: a.mountpoint, json: a.json }),
+        Command::Sync(a) => ftpmount::status::sync(&a.mountpoint),
         Command::Collisions(a) => {
             if let Err(e) = ftpmount::logging::init(a.verbose, None) {
                 eprintln!("ftpmount: {e}");

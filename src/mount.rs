@@ -176,6 +176,11 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     let remote = Arc::new(remote);
     let read_only = p.options.read_only;
     let case = case_rules(&p.options, remote.as_ref(), read_only);
+    let cache_dir = p.options.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let queue = write_back_queue(&cache_dir, &p);
+    if !p.options.write_back {
+        warn_about_left_uploads(&queue);
+    }
     let fs_config = FsConfig {
         dir_ttl: p.options.dir_timeout.unwrap_or(Duration::from_secs(30)),
         attr_ttl: p.options.attr_timeout.unwrap_or(Duration::from_secs(10)),
@@ -184,13 +189,17 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         uid: unsafe { libc::getuid() },
         gid: unsafe { libc::getgid() },
         dir_cache_capacity: 4096,
-        cache_dir: p.options.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        cache_dir,
         cache_max_size: p.options.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE),
         case,
         // A quarter of the sessions at most, so a walk never crowds out reads and writes.
         prefetch_workers: (max / 4).clamp(1, 4),
+        write_back: p.options.write_back.then_some(queue),
     };
     let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
+    fs.resume_write_back();
+    // One session stays free for the application's own requests.
+    fs.start_write_back(max.saturating_sub(1));
     let spec = crate::fuse::MountSpec {
         mountpoint: &req.mountpoint,
         fsname: format!("ftpmount:{}", p.target.host),
@@ -239,11 +248,28 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     let result = mounted.join();
     // Files still open when the mount went away (lazy unmount): put their changes up.
     let failed = fs.flush_all();
+    let (failed_uploads, left) = fs.finish_write_back(WRITE_BACK_DRAIN_LIMIT);
     remote.close();
     if failed > 0 {
         tracing::error!(
             "{failed} file(s) with unsaved changes could not be uploaded at unmount (see the errors above)"
         );
+    }
+    if failed_uploads > 0 {
+        tracing::error!(
+            "write-back: {failed_uploads} upload(s) failed during this mount; their data is kept in {}",
+            fs.config().write_back.as_ref().map(|d| d.join("failed").display().to_string()).unwrap_or_default()
+        );
+    }
+    if left > 0 {
+        tracing::error!(
+            "write-back: {left} upload(s) could not be finished; they stay queued in {} and resume at the next \
+             mount of {} with --write-back",
+            fs.config().write_back.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+            config::redact(&req.source)
+        );
+    }
+    if failed + failed_uploads + left > 0 {
         return ExitCode::FAILURE;
     }
     match result {
@@ -255,6 +281,29 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
             tracing::error!("the mount ended with an error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How long an unmount waits for queued uploads before leaving them for the next mount.
+const WRITE_BACK_DRAIN_LIMIT: Duration = Duration::from_secs(600);
+
+/// The write-back queue of this source: the same account, server and path find the same one.
+fn write_back_queue(cache_dir: &std::path::Path, p: &Prepared) -> PathBuf {
+    let identity = format!("{}@{}:{}/{}", p.endpoint.user, p.endpoint.host, p.endpoint.port, p.target.path);
+    crate::fs::writeback::queue_dir(cache_dir, &identity)
+}
+
+/// A mount without --write-back leaves a queue alone, but says it is there.
+fn warn_about_left_uploads(queue: &std::path::Path) {
+    let waiting = std::fs::read_dir(queue)
+        .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+        .unwrap_or(0);
+    if waiting > 0 {
+        tracing::warn!(
+            "{waiting} upload(s) queued by an earlier --write-back mount of this source wait in {}; mount with \
+             --write-back to finish them",
+            queue.display()
+        );
     }
 }
 

@@ -26,8 +26,12 @@ pub struct MountStatus {
     pub listing_cache_hits: u64,
     pub listing_cache_misses: u64,
     pub transfers: Vec<TransferStatus>,
-    /// Files with changes held locally, uploaded when they are closed.
+    /// Files with changes held locally: spooled and uploaded at close, or closed and waiting
+    /// in the write-back queue.
     pub queued_uploads: usize,
+    /// Write-back uploads that failed for good: "PATH: ERROR (data kept in FILE)".
+    #[serde(default)]
+    pub failed_uploads: Vec<String>,
     /// The latest failures reported to applications, oldest first.
     pub recent_errors: Vec<String>,
     /// Where the mount logs, when it logs to a file.
@@ -104,7 +108,8 @@ impl Drop for StatusServer {
 fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Path>, started: Instant) -> MountStatus {
     let (hits, misses) = fs.cache_counts();
     let transfers = fs.transfers();
-    let queued_uploads = transfers.iter().filter(|t| t.state.starts_with("spooled")).count();
+    let queued_uploads =
+        transfers.iter().filter(|t| t.state.starts_with("spooled") || t.state.ends_with("(write-back)")).count();
     MountStatus {
         mountpoint: mountpoint.to_string(),
         source: remote.describe(),
@@ -115,6 +120,7 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         listing_cache_misses: misses,
         transfers,
         queued_uploads,
+        failed_uploads: fs.failed_uploads(),
         recent_errors: fs
             .recent_errors()
             .into_iter()
@@ -140,6 +146,57 @@ fn query(socket: &Path) -> std::io::Result<MountStatus> {
     serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// The socket of the mount at `m` as the user spelt it: the path as given (made absolute), or
+/// resolved through symbolic links when only that one exists.
+fn socket_for(m: &Path) -> PathBuf {
+    let given = socket_path(&std::path::absolute(m).unwrap_or_else(|_| m.to_path_buf()));
+    match std::fs::canonicalize(m).map(|c| socket_path(&c)) {
+        Ok(resolved) if resolved != given && !given.exists() => resolved,
+        _ => given,
+    }
+}
+
+fn not_answering(m: &Path, e: &std::io::Error) {
+    eprintln!(
+        "ftpmount: no running ftpmount answers for {} ({e}). Is it mounted (findmnt -t fuse.ftpmount)? Mounts \
+         started by another user are not visible",
+        m.display()
+    );
+}
+
+/// `ftpmount sync`: waits until the mount's queued uploads are on the server. Exit status 0
+/// when all are, 1 when some failed (each printed), 2 when the mount does not answer.
+pub fn sync(mountpoint: &Path) -> ExitCode {
+    let socket = socket_for(mountpoint);
+    let mut last_note = Instant::now();
+    loop {
+        let st = match query(&socket) {
+            Ok(st) => st,
+            Err(e) => {
+                not_answering(mountpoint, &e);
+                return ExitCode::from(2);
+            }
+        };
+        // Files still open are the application's to close; only the queue is waited for.
+        let queued = st.transfers.iter().filter(|t| t.state.ends_with("(write-back)")).count();
+        if queued == 0 {
+            if st.failed_uploads.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("ftpmount: {} upload(s) failed:", st.failed_uploads.len());
+            for f in &st.failed_uploads {
+                eprintln!("  {f}");
+            }
+            return ExitCode::from(1);
+        }
+        if last_note.elapsed() >= Duration::from_secs(5) {
+            eprintln!("ftpmount: waiting for {queued} upload(s)…");
+            last_note = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub struct StatusRequest {
     pub mountpoint: Option<PathBuf>,
     pub json: bool,
@@ -150,13 +207,7 @@ pub fn run(req: StatusRequest) -> ExitCode {
     let sockets: Vec<PathBuf> = match &req.mountpoint {
         // The mount registered the path as it was given (made absolute); a path spelt another
         // way (through a symbolic link, with ..) is tried resolved too.
-        Some(m) => {
-            let given = socket_path(&std::path::absolute(m).unwrap_or_else(|_| m.clone()));
-            match std::fs::canonicalize(m).map(|c| socket_path(&c)) {
-                Ok(resolved) if resolved != given && !given.exists() => vec![resolved],
-                _ => vec![given],
-            }
-        }
+        Some(m) => vec![socket_for(m)],
         None => std::fs::read_dir(socket_dir())
             .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect())
             .unwrap_or_default(),
@@ -170,12 +221,7 @@ pub fn run(req: StatusRequest) -> ExitCode {
                 let _ = std::fs::remove_file(s);
             }
             Err(e) => {
-                let m = req.mountpoint.as_ref().expect("asked for one");
-                eprintln!(
-                    "ftpmount: no running ftpmount answers for {} ({e}). Is it mounted (findmnt -t fuse.ftpmount)? \
-                     Mounts started by another user are not visible",
-                    m.display()
-                );
+                not_answering(req.mountpoint.as_ref().expect("asked for one"), &e);
                 return ExitCode::from(1);
             }
         }
@@ -238,6 +284,12 @@ pub fn render(st: &MountStatus) -> String {
         }
     }
     out += &format!("  queued uploads: {}\n", st.queued_uploads);
+    if !st.failed_uploads.is_empty() {
+        out += "  failed uploads:\n";
+        for f in &st.failed_uploads {
+            out += &format!("    {f}\n");
+        }
+    }
     if let Some(log) = &st.log_file {
         out += &format!("  log: {log}\n");
     }

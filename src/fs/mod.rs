@@ -11,6 +11,9 @@ pub mod prefetch;
 pub mod read;
 pub mod spool;
 pub mod write;
+pub mod writeback;
+#[cfg(test)]
+mod writeback_tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use self::inode::{InodeTable, ROOT};
 use self::read::ReadHandle;
 use self::spool::Spool;
 use self::write::WriteHandle;
+use self::writeback::WriteBack;
 use crate::error::FsError;
 use crate::remote::pool::Clock;
 use crate::remote::{Entry, Kind, Remote, RemoteError};
@@ -69,6 +73,8 @@ pub struct FsConfig {
     pub case: CaseRules,
     /// Background loaders of subdirectory listings (0: none).
     pub prefetch_workers: usize,
+    /// `--write-back`: the source's queue directory.
+    pub write_back: Option<std::path::PathBuf>,
 }
 
 /// Failures kept for `status`.
@@ -83,6 +89,8 @@ struct ErrorLog {
 /// A case check trusts a cached listing this young; older ones are fetched again, so a name
 /// another client created a moment ago is seen.
 const CASE_CHECK_FRESHNESS: Duration = Duration::from_secs(1);
+/// How long a write waits for queued uploads to free spool space before failing (ENOSPC).
+const SPOOL_WAIT: Duration = Duration::from_secs(60);
 /// At most this many "already warned" notes are kept (directories, folded lookups).
 const MAX_WARNED: usize = 10_000;
 
@@ -117,6 +125,8 @@ pub struct DirEntry {
 enum Handle {
     Read(Arc<ReadHandle>),
     Write(Arc<WriteHandle>),
+    /// Reading a file whose write-back upload is queued: served from its spool.
+    ReadQueued(Arc<WriteHandle>),
 }
 
 /// A file with data in flight, as `status` shows it.
@@ -154,6 +164,8 @@ pub struct Fs {
     errors: Mutex<ErrorLog>,
     /// When a directory's cached names were last found equal to the server's (case checks).
     case_confirmed: Mutex<HashMap<String, Instant>>,
+    /// The upload queue, with `--write-back`.
+    write_back: Option<WriteBack>,
     clock: Arc<dyn Clock>,
 }
 
@@ -174,7 +186,8 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
-            spool: Spool::new(config.cache_dir.clone(), config.cache_max_size),
+            spool: Spool::new(config.cache_dir.clone(), config.cache_max_size, config.write_back.clone()),
+            write_back: config.write_back.clone().map(WriteBack::new),
             writing: Mutex::new(HashMap::new()),
             set_times: Mutex::new(HashMap::new()),
             case_warned: Mutex::new(HashSet::new()),
@@ -215,11 +228,14 @@ impl Fs {
         }
         let mut size = e.size;
         let mut mtime = e.mtime.map(|t| self.exact_time(path, t)).unwrap_or(self.mounted_at);
-        if let Some(w) = self.writing.lock().get(path) {
-            let st = w.state.lock();
-            size = st.size;
-            if let Some(t) = st.pending_mtime {
+        let writing = self.writing.lock().get(path).cloned();
+        if let Some(shown) = writing.map(|w| w.shown()) {
+            size = shown.size;
+            if let Some(t) = shown.mtime {
                 mtime = t;
+            }
+            if let Some(m) = shown.mode {
+                perm = (m & 0o7777) as u16;
             }
         }
         Attr { ino, kind, size, mtime, perm, uid: self.config.uid, gid: self.config.gid }
@@ -374,12 +390,22 @@ impl Fs {
 
     fn write_handle(&self, path: String, existed: bool, size: u64, mode: OpenMode) -> u64 {
         let read_write = mode.read && mode.write;
-        let handle = Arc::new(WriteHandle::new(path.clone(), existed, size, mode.truncate, read_write, mode.pid));
+        let write_back = self.write_back.is_some();
+        let handle =
+            Arc::new(WriteHandle::new(path.clone(), existed, size, mode.truncate, read_write, mode.pid, write_back));
         self.writing.lock().insert(path, handle.clone());
         self.add_handle(Handle::Write(handle))
     }
 
     pub fn open(&self, ino: u64, mode: OpenMode) -> Result<u64> {
+        let path = self.path(ino)?;
+        if let Some(queued) = self.queued(&path) {
+            if !(mode.write || mode.truncate) {
+                return Ok(self.add_handle(Handle::ReadQueued(queued)));
+            }
+            // A writer starts from the uploaded content, and its upload comes after.
+            self.settle(&path)?;
+        }
         let (path, entry) = self.entry(ino)?;
         match entry.kind {
             Kind::Dir => return Err(FsError::IsDir),
@@ -391,7 +417,9 @@ impl Fs {
             let size = self.attr_of(ino, &path, &entry).size;
             return Ok(self.write_handle(path, true, size, mode));
         }
-        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, entry.size)))))
+        // Just uploaded, the listing may not have the new size yet; the writer knows it.
+        let size = self.attr_of(ino, &path, &entry).size;
+        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, size)))))
     }
 
     /// Creates `name` in `parent` and opens it for writing. The file appears on the server
@@ -424,17 +452,27 @@ impl Fs {
     pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
         match self.handle(fh)? {
             Handle::Read(h) => Ok(h.read(self.remote.as_ref(), offset, len)?),
-            Handle::Write(h) => Ok(h.read_spooled(self.remote.as_ref(), &self.spool, offset, len)?),
+            Handle::Write(h) | Handle::ReadQueued(h) => {
+                Ok(h.read_spooled(self.remote.as_ref(), &self.spool, offset, len)?)
+            }
         }
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         match self.handle(fh)? {
             Handle::Write(h) => {
-                h.write(self.remote.as_ref(), &self.spool, offset, data)?;
-                Ok(data.len())
+                let started = Instant::now();
+                loop {
+                    match h.write(self.remote.as_ref(), &self.spool, offset, data) {
+                        Ok(()) => return Ok(data.len()),
+                        // Write-back: queued uploads free the space, unless they are stuck.
+                        Err(RemoteError::NoSpace(_))
+                            if started.elapsed() < SPOOL_WAIT && self.wait_for_spool_space() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
-            Handle::Read(_) => Err(FsError::BadHandle),
+            Handle::Read(_) | Handle::ReadQueued(_) => Err(FsError::BadHandle),
         }
     }
 
@@ -446,6 +484,8 @@ impl Fs {
     /// by another process (a child's inherited descriptor) waits for the release instead.
     pub fn flush(&self, fh: u64, pid: u32) -> Result<()> {
         match self.handle(fh)? {
+            // Write-back: the content is safe in the spool once its journal entry is written.
+            Handle::Write(h) if h.opener == pid && self.write_back.is_some() => Ok(h.persist(&self.spool)?),
             Handle::Write(h) if h.opener == pid => self.commit(&h),
             _ => Ok(()),
         }
@@ -455,44 +495,50 @@ impl Fs {
     pub fn fsync(&self, fh: u64) -> Result<()> {
         match self.handle(fh)? {
             Handle::Write(h) => self.commit(&h),
+            Handle::ReadQueued(h) => self.settle(&h.path()),
             Handle::Read(_) => Ok(()),
         }
     }
 
     fn commit(&self, h: &WriteHandle) -> Result<()> {
         let result = h.commit(self.remote.as_ref());
+        let path = h.path();
         match result {
             Ok(Some(size)) => {
-                if let Some(mode) = h.state.lock().pending_mode.take() {
-                    self.apply_mode(&h.path, mode);
+                let (mode, pending) = {
+                    let mut st = h.state.lock();
+                    (st.pending_mode.take(), st.pending_mtime.take())
+                };
+                if let Some(mode) = mode {
+                    self.apply_mode(&path, mode);
                 }
-                let pending = h.state.lock().pending_mtime.take();
                 // Without a time asked for, the server's is about now; the next listing has
                 // it exactly (asking costs a round trip per file).
                 let mtime = match pending {
-                    Some(t) => self.apply_mtime(&h.path, t).map(|()| Some(t)),
+                    Some(t) => self.apply_mtime(&path, t).map(|()| Some(t)),
                     None => Ok(None),
                 };
                 let mtime = mtime.unwrap_or_else(|e| {
-                    tracing::warn!("{}: {e}", h.path);
+                    tracing::warn!("{path}: {e}");
                     None
                 });
-                let (dir, name) = split(&h.path);
+                let (dir, name) = split(&path);
                 let mode = self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode));
                 let mtime = mtime.or(Some(SystemTime::now()));
                 self.dirs.upsert(dir, Entry { name: name.to_string(), kind: Kind::File, size, mtime, mode });
                 Ok(())
             }
             Ok(None) => {
-                if let Some(t) = h.state.lock().pending_mtime.take() {
-                    self.apply_mtime(&h.path, t)?;
+                let pending = h.state.lock().pending_mtime.take();
+                if let Some(t) = pending {
+                    self.apply_mtime(&path, t)?;
                 }
                 Ok(())
             }
             Err(e) => {
                 tracing::error!("{e}");
                 // What the server has now is what a fresh listing shows.
-                self.dirs.invalidate(split(&h.path).0);
+                self.dirs.invalidate(split(&path).0);
                 Err(e.into())
             }
         }
@@ -500,14 +546,20 @@ impl Fs {
 
     pub fn release(&self, fh: u64) {
         let handle = self.handles.lock().remove(&fh);
-        if let Some(Handle::Write(h)) = handle {
-            if let Err(e) = self.commit(&h) {
-                tracing::error!("closing {}: the changes could not be saved: {e}", h.path);
+        let Some(Handle::Write(h)) = handle else { return };
+        let path = h.path();
+        let registered = self.writing.lock().get(&path).is_some_and(|w| Arc::ptr_eq(w, &h));
+        if self.write_back.is_some() && registered && h.state.lock().dirty {
+            match h.persist(&self.spool) {
+                Ok(()) => return self.queue_upload(h),
+                Err(e) => tracing::error!("closing {path}: the changes could not be kept for upload: {e}"),
             }
-            let mut writing = self.writing.lock();
-            if writing.get(&h.path).is_some_and(|w| Arc::ptr_eq(w, &h)) {
-                writing.remove(&h.path);
-            }
+        } else if let Err(e) = self.commit(&h) {
+            tracing::error!("closing {path}: the changes could not be saved: {e}");
+        }
+        let mut writing = self.writing.lock();
+        if writing.get(&path).is_some_and(|w| Arc::ptr_eq(w, &h)) {
+            writing.remove(&path);
         }
     }
 
@@ -520,10 +572,9 @@ impl Fs {
             self.truncate(ino, &path, fh, size)?;
         }
         if let Some(mtime) = change.mtime {
-            let open = self.writing.lock().get(&path).cloned();
-            match open {
-                Some(w) if w.state.lock().dirty => w.state.lock().pending_mtime = Some(mtime),
-                _ => {
+            match self.set_pending(&path, |st| st.pending_mtime = Some(mtime)) {
+                true => {}
+                false => {
                     self.apply_mtime(&path, mtime)?;
                     let (dir, name) = split(&path);
                     if let Ok(mut e) = self.find(dir, name) {
@@ -533,19 +584,36 @@ impl Fs {
                 }
             }
         }
+        // Not on the server yet (or about to be replaced): applied after the upload.
         if let Some(mode) = change.mode {
-            let open = self.writing.lock().get(&path).cloned();
-            match open {
-                // Not on the server yet (or about to be replaced): applied after the upload.
-                Some(w) if w.state.lock().dirty => w.state.lock().pending_mode = Some(mode),
-                _ => self.apply_mode(&path, mode),
+            if !self.set_pending(&path, |st| st.pending_mode = Some(mode)) {
+                self.apply_mode(&path, mode);
             }
         }
         // Owners cannot be changed over FTP; accepted so `cp -a` and `rsync -a` succeed.
         self.getattr(ino)
     }
 
+    /// Changes an attribute of a file whose content is still to be uploaded; false when
+    /// there is no such file (any more).
+    fn set_pending(&self, path: &str, change: impl FnOnce(&mut write::WriteState)) -> bool {
+        let Some(w) = self.writing.lock().get(path).cloned() else { return false };
+        let _running = w.released.load(Ordering::Relaxed).then(|| w.job.lock());
+        let mut st = w.state.lock();
+        if !st.dirty {
+            return false;
+        }
+        change(&mut st);
+        if w.released.load(Ordering::Relaxed) {
+            if let Err(e) = w.persist_locked(&mut st, &self.spool) {
+                tracing::warn!("write-back: {e}");
+            }
+        }
+        true
+    }
+
     fn truncate(&self, ino: u64, path: &str, fh: Option<u64>, size: u64) -> Result<()> {
+        self.settle(path)?;
         let open = match fh.map(|f| self.handle(f)) {
             Some(Ok(Handle::Write(h))) => Some(h),
             _ => self.writing.lock().get(path).cloned(),
@@ -561,7 +629,7 @@ impl Fs {
             return Ok(());
         }
         // Not open: rewrite the file through a short-lived handle (safe replace applies).
-        let h = WriteHandle::new(path.to_string(), true, attr.size, false, false, 0);
+        let h = WriteHandle::new(path.to_string(), true, attr.size, false, false, 0, false);
         h.truncate(self.remote.as_ref(), &self.spool, size)?;
         self.commit(&h)
     }
@@ -636,10 +704,18 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let path = Self::listed_path(&join(&dir, name), &entry);
-        if self.writing.lock().contains_key(&path) && self.listing(&dir)?.get(&entry.name).is_none() {
-            // Created but never uploaded: nothing on the server yet.
-            self.writing.lock().remove(&path);
-        } else {
+        let pending = self.writing.lock().get(&path).cloned();
+        if let Some(h) = pending {
+            // Changes not uploaded never will be (not at close either). A write-back upload in
+            // progress finishes first, and then the file is listed like any other.
+            let _running = h.released.load(Ordering::Relaxed).then(|| h.job.lock());
+            h.discard();
+            let mut writing = self.writing.lock();
+            if writing.get(&path).is_some_and(|w| Arc::ptr_eq(w, &h)) {
+                writing.remove(&path);
+            }
+        }
+        if self.listing(&dir)?.get(&entry.name).is_some() {
             self.remote.delete(&path)?;
         }
         // The listed name, which differs from `name` after a folded lookup.
@@ -657,6 +733,10 @@ impl Fs {
             return Err(FsError::NotDir);
         }
         let path = Self::listed_path(&join(&dir, name), &entry);
+        let prefix = format!("{path}/");
+        if self.writing.lock().keys().any(|p| p.starts_with(&prefix)) {
+            return Err(FsError::Remote(RemoteError::NotEmpty(format!("{path} holds files being written"))));
+        }
         // Ask the server, not the cache: someone may have added files.
         self.dirs.invalidate(&path);
         if !self.listing(&path)?.entries.is_empty() {
@@ -694,9 +774,20 @@ impl Fs {
         if !target_exists {
             self.check_case(&new_dir, new_name, (dir == new_dir).then_some(name))?;
         }
-        if let Some(w) = self.writing.lock().get(&from).cloned() {
+        if no_replace && target_exists {
+            return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{to} exists"))));
+        }
+        let pending = self.writing.lock().get(&from).cloned();
+        if let Some(w) = pending {
+            if self.write_back.is_some() && !case_only && self.rename_pending(&w, &from, &to, &new_dir, new_name)? {
+                self.renamed(parent, name, new_parent, new_name, &from, &to);
+                return Ok(());
+            }
             // Changes still pending go up first, under the old name, so they are not lost.
             self.commit(&w)?;
+        }
+        if entry.kind == Kind::Dir {
+            self.settle_tree(&from)?;
         }
         if case_only {
             self.rename_case_only(&from, &to)?;
@@ -729,13 +820,65 @@ impl Fs {
         }
         self.dirs.invalidate_tree(&from);
         self.dirs.invalidate_tree(&to);
+        self.renamed(parent, name, new_parent, new_name, &from, &to);
+        Ok(())
+    }
+
+    /// Bookkeeping after a rename: times we set, and the inode's name.
+    fn renamed(&self, parent: u64, name: &str, new_parent: u64, new_name: &str, from: &str, to: &str) {
         let mut times = self.set_times.lock();
-        if let Some(t) = times.remove(&from) {
-            times.insert(to.clone(), t);
+        if let Some(t) = times.remove(from) {
+            times.insert(to.to_string(), t);
         }
         drop(times);
         self.inodes.lock().rename(parent, name, new_parent, new_name);
-        Ok(())
+    }
+
+    /// Write-back: a file whose upload has not happened moves by changing where the upload
+    /// goes (the old version, if the server has one, moves along now so the old name is gone).
+    /// False when the upload has just finished and the server must do the rename.
+    fn rename_pending(
+        &self,
+        w: &Arc<WriteHandle>,
+        from: &str,
+        to: &str,
+        new_dir: &str,
+        new_name: &str,
+    ) -> Result<bool> {
+        // Whatever waits to be uploaded to the target is replaced by this file.
+        if let Some(other) = self.writing.lock().get(to).cloned() {
+            if !Arc::ptr_eq(&other, w) && other.released.load(Ordering::Relaxed) {
+                other.discard();
+            }
+        }
+        let _running = w.released.load(Ordering::Relaxed).then(|| w.job.lock());
+        let (dir, name) = split(from);
+        let listed = self.listing(dir)?.get(name).cloned();
+        if self.find_exact(new_dir, new_name).is_some_and(|e| e.kind == Kind::Dir) {
+            return Err(FsError::IsDir);
+        }
+        let st = w.state.lock();
+        if !st.dirty {
+            return Ok(false);
+        }
+        if let Some(mut old) = listed {
+            write::replace(self.remote.as_ref(), from, to)?;
+            old.name = new_name.to_string();
+            self.dirs.upsert(new_dir, old);
+        }
+        self.dirs.remove_entry(dir, name);
+        w.set_path(&st, to);
+        let mut writing = self.writing.lock();
+        if writing.get(from).is_some_and(|x| Arc::ptr_eq(x, w)) {
+            writing.remove(from);
+        }
+        writing.insert(to.to_string(), w.clone());
+        drop(writing);
+        drop(st);
+        if w.released.load(Ordering::Relaxed) {
+            self.persist(w);
+        }
+        Ok(true)
     }
 
     /// Frees sessions held by streams nobody reads; the janitor calls this often.
@@ -747,7 +890,7 @@ impl Fs {
             .values()
             .filter_map(|h| match h {
                 Handle::Read(r) => Some(r.clone()),
-                Handle::Write(_) => None,
+                Handle::Write(_) | Handle::ReadQueued(_) => None,
             })
             .collect();
         for h in handles {
@@ -757,7 +900,9 @@ impl Fs {
 
     /// Uploads every file with pending changes (at unmount). Returns how many failed.
     pub fn flush_all(&self) -> usize {
-        let pending: Vec<Arc<WriteHandle>> = self.writing.lock().values().cloned().collect();
+        // Queued write-back uploads are the queue's (see `finish_write_back`).
+        let pending: Vec<Arc<WriteHandle>> =
+            self.writing.lock().values().filter(|h| !h.released.load(Ordering::Relaxed)).cloned().collect();
         pending.iter().filter(|h| self.commit(h).is_err()).count()
     }
 
@@ -782,7 +927,7 @@ impl Fs {
                         write::WriteProgress::Idle => continue,
                     };
                     out.push(TransferStatus {
-                        path: shown(&w.path),
+                        path: shown(&w.path()),
                         direction: "upload".into(),
                         bytes,
                         state: state.into(),
@@ -792,8 +937,23 @@ impl Fs {
                 _ => {}
             }
         }
+        for (path, uploading) in self.queued_uploads() {
+            let state = if uploading { "uploading (write-back)" } else { "queued (write-back)" };
+            out.push(TransferStatus {
+                path: shown(&path),
+                direction: "upload".into(),
+                bytes: None,
+                state: state.into(),
+                seconds: 0.0,
+            });
+        }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out
+    }
+
+    /// Final write-back failures: "PATH: ERROR (data kept in FILE)".
+    pub fn failed_uploads(&self) -> Vec<String> {
+        self.write_back().map(|wb| wb.failures()).unwrap_or_default()
     }
 
     /// Listing cache hits and misses.
@@ -866,6 +1026,7 @@ mod tests {
             cache_max_size: 1 << 30,
             case: CaseRules::none(),
             prefetch_workers: 0,
+            write_back: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! Local spool files for writes that cannot stream: anonymous files under `--cache-dir`,
-//! bounded in total by `--cache-max-size`.
+//! bounded in total by `--cache-max-size`. With write-back they are named files in the
+//! source's queue directory instead, so queued uploads survive a crash.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +13,30 @@ pub struct Spool {
     dir: PathBuf,
     max: u64,
     used: Arc<AtomicU64>,
+    /// Write-back's queue directory: spool files are named and kept there.
+    keep_in: Option<PathBuf>,
+}
+
+/// A named spool file: removed, with its journal entry, when the content is no longer needed.
+#[derive(Debug)]
+pub struct Kept(pub PathBuf);
+
+impl Kept {
+    /// The journal entry describing the file (`<name>.json` beside `<name>.data`).
+    pub fn journal(&self) -> PathBuf {
+        journal_of(&self.0)
+    }
+}
+
+pub fn journal_of(data: &Path) -> PathBuf {
+    data.with_extension("json")
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.journal());
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Bytes of the spool budget held by one file; given back when dropped.
@@ -27,19 +52,36 @@ impl Drop for Reservation {
 }
 
 impl Spool {
-    pub fn new(dir: PathBuf, max: u64) -> Spool {
-        Spool { dir, max, used: Arc::new(AtomicU64::new(0)) }
+    pub fn new(dir: PathBuf, max: u64, keep_in: Option<PathBuf>) -> Spool {
+        Spool { dir, max, used: Arc::new(AtomicU64::new(0)), keep_in }
     }
 
-    /// A new anonymous file (already unlinked: nothing is left behind after a crash).
-    pub fn file(&self) -> Result<(File, Reservation), RemoteError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| {
-            RemoteError::NoSpace(format!("creating the spool directory {}: {e} (see --cache-dir)", self.dir.display()))
-        })?;
-        let file = tempfile::tempfile_in(&self.dir).map_err(|e| {
-            RemoteError::NoSpace(format!("creating a spool file in {}: {e} (see --cache-dir)", self.dir.display()))
-        })?;
-        Ok((file, Reservation { used: self.used.clone(), bytes: 0 }))
+    /// A new file: anonymous (already unlinked, nothing is left behind after a crash), or
+    /// with write-back a named file in the queue directory.
+    pub fn file(&self) -> Result<(File, Reservation, Option<Kept>), RemoteError> {
+        let dir = self.keep_in.as_ref().unwrap_or(&self.dir);
+        let failed = |what: &str, e: std::io::Error| {
+            RemoteError::NoSpace(format!("{what} {}: {e} (see --cache-dir)", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| failed("creating the spool directory", e))?;
+        let (file, kept) = match &self.keep_in {
+            None => (tempfile::tempfile_in(dir).map_err(|e| failed("creating a spool file in", e))?, None),
+            Some(_) => {
+                let named = tempfile::Builder::new()
+                    .prefix("")
+                    .suffix(".data")
+                    .tempfile_in(dir)
+                    .map_err(|e| failed("creating a spool file in", e))?;
+                let (file, path) = named.keep().map_err(|e| failed("keeping a spool file in", e.error))?;
+                (file, Some(Kept(path)))
+            }
+        };
+        Ok((file, self.reservation(), kept))
+    }
+
+    /// An empty share of the budget, to be grown with [`Spool::reserve`].
+    pub fn reservation(&self) -> Reservation {
+        Reservation { used: self.used.clone(), bytes: 0 }
     }
 
     /// Grows `r` to cover `total` bytes, or fails with ENOSPC past `--cache-max-size`.
@@ -72,10 +114,10 @@ mod tests {
     #[test]
     fn the_budget_is_enforced_and_given_back() {
         let dir = std::env::temp_dir().join(format!("ftpmount-spool-test-{}", std::process::id()));
-        let spool = Spool::new(dir.clone(), 100);
-        let (_f, mut a) = spool.file().unwrap();
+        let spool = Spool::new(dir.clone(), 100, None);
+        let (_f, mut a, _) = spool.file().unwrap();
         spool.reserve(&mut a, 60).unwrap();
-        let (_g, mut b) = spool.file().unwrap();
+        let (_g, mut b, _) = spool.file().unwrap();
         assert!(matches!(spool.reserve(&mut b, 50), Err(RemoteError::NoSpace(_))));
         spool.reserve(&mut b, 40).unwrap();
         drop(a);

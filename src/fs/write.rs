@@ -9,16 +9,22 @@
 //!   size checked on the server, and then renamed over the old one; a failure at any step
 //!   removes the temporary and leaves the old file untouched. A new file uploads under its own
 //!   name and is deleted if the upload fails.
+//! - With write-back, every write goes to the spool, `close` returns at once, and the upload
+//!   (always under a temporary name) runs later from the queue; a failed upload keeps the
+//!   content for the next attempt.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
+
+use parking_lot::Mutex;
 
 use crate::remote::{Remote, RemoteError, WriteStream};
 
-use super::spool::{Reservation, Spool};
+use super::spool::{Kept, Reservation, Spool};
+use super::writeback::Journal;
 
 /// What the handle holds instead of the server's current content.
 enum Body {
@@ -28,8 +34,8 @@ enum Body {
     Empty,
     /// An upload in progress, fed by sequential writes.
     Streaming { upload: Box<dyn WriteStream>, to: String, written: u64 },
-    /// The whole content, in a local spool file.
-    Spooled { file: File, reserved: Reservation },
+    /// The whole content, in a local spool file (named and kept with write-back).
+    Spooled { file: File, reserved: Reservation, kept: Option<Kept> },
     /// An upload failed; the error is reported again at close, and what reached the server
     /// (`to`) is removed then.
     Failed { to: String, error: RemoteError },
@@ -48,8 +54,9 @@ pub struct WriteState {
 }
 
 pub struct WriteHandle {
-    /// The file's path relative to the mount root.
-    pub path: String,
+    /// The file's path relative to the mount root; a rename of a file waiting in the
+    /// write-back queue changes it (under the state lock).
+    path: Mutex<String>,
     /// The process that opened the file. A forked child closing its inherited copy of the
     /// descriptor also sends a flush; only the opener's close commits early.
     pub opener: u32,
@@ -57,8 +64,34 @@ pub struct WriteHandle {
     existed: bool,
     /// Opened read-write: spool from the start so reads see the writes.
     read_write: bool,
-    pub state: parking_lot::Mutex<WriteState>,
+    /// Write-back: spool everything, upload later under a temporary name, keep the content
+    /// when an upload fails.
+    write_back: bool,
+    /// Closed by every process; with write-back, waiting in the upload queue.
+    pub released: AtomicBool,
+    /// What `stat` shows while an upload holds the state lock.
+    uploading: Mutex<Option<Shown>>,
+    /// Held by a write-back upload from start to end (times, modes, cache included); renames
+    /// and deletes of a queued file take it first, so they act before or after, never during.
+    pub job: Mutex<()>,
+    /// Deleted or replaced while open or queued: its content goes nowhere.
+    gone: AtomicBool,
+    pub state: Mutex<WriteState>,
     pub opened: std::time::Instant,
+}
+
+/// Size, time and mode as the application sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown {
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    pub mode: Option<u32>,
+}
+
+impl WriteState {
+    fn shown(&self) -> Shown {
+        Shown { size: self.size, mtime: self.pending_mtime, mode: self.pending_mode }
+    }
 }
 
 /// What an open file being written is doing, for `status`.
@@ -86,15 +119,100 @@ pub fn temp_name(path: &str) -> String {
 
 impl WriteHandle {
     /// `truncate`: the old content is dropped (new file, `O_TRUNC`).
-    pub fn new(path: String, existed: bool, size: u64, truncate: bool, read_write: bool, opener: u32) -> Self {
+    pub fn new(
+        path: String,
+        existed: bool,
+        size: u64,
+        truncate: bool,
+        read_write: bool,
+        opener: u32,
+        write_back: bool,
+    ) -> Self {
         let (body, size, dirty) = if truncate { (Body::Empty, 0, true) } else { (Body::Server, size, false) };
         WriteHandle {
-            path,
+            path: Mutex::new(path),
             opener,
             existed,
             read_write,
-            state: parking_lot::Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }),
+            write_back,
+            released: AtomicBool::new(false),
+            uploading: Mutex::new(None),
+            job: Mutex::new(()),
+            gone: AtomicBool::new(false),
+            state: Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }),
             opened: std::time::Instant::now(),
+        }
+    }
+
+    /// A queued upload found in the write-back journal at mount (left by a crash).
+    pub fn resumed(journal: &Journal, file: File, reserved: Reservation, kept: Kept) -> Self {
+        let h = WriteHandle::new(journal.path.clone(), true, journal.size, false, false, 0, true);
+        h.released.store(true, Ordering::Relaxed);
+        let mut st = h.state.lock();
+        st.body = Body::Spooled { file, reserved, kept: Some(kept) };
+        st.dirty = true;
+        st.pending_mode = journal.mode;
+        st.pending_mtime = journal.mtime();
+        drop(st);
+        h
+    }
+
+    pub fn path(&self) -> String {
+        self.path.lock().clone()
+    }
+
+    /// For `stat`: never waits for an upload in progress.
+    pub fn shown(&self) -> Shown {
+        if let Some(st) = self.state.try_lock() {
+            return st.shown();
+        }
+        if let Some(shown) = *self.uploading.lock() {
+            return shown;
+        }
+        self.state.lock().shown()
+    }
+
+    /// Points a queued upload at a new name; the caller holds the state lock.
+    pub fn set_path(&self, _held: &WriteState, to: &str) {
+        *self.path.lock() = to.to_string();
+    }
+
+    /// Write-back: makes sure the content is in a kept spool file and records in its journal
+    /// entry where it goes, so a crash loses nothing that `close` confirmed.
+    pub fn persist(&self, spool: &Spool) -> Result<(), RemoteError> {
+        let mut st = self.state.lock();
+        self.persist_locked(&mut st, spool)
+    }
+
+    pub fn persist_locked(&self, st: &mut WriteState, spool: &Spool) -> Result<(), RemoteError> {
+        if !st.dirty || !self.write_back {
+            return Ok(());
+        }
+        if matches!(st.body, Body::Empty) {
+            let (file, reserved, kept) = spool.file()?;
+            st.body = Body::Spooled { file, reserved, kept };
+        }
+        let Body::Spooled { kept: Some(kept), .. } = &st.body else { return Ok(()) };
+        let journal = Journal::new(self.path(), st.size, st.pending_mode, st.pending_mtime);
+        journal.save(&kept.journal()).map_err(|e| spool_error(&self.path(), e))
+    }
+
+    /// Drops changes not uploaded yet (the file was deleted or replaced), now and later;
+    /// waits for an upload in progress. Returns whether there was anything to drop.
+    pub fn discard(&self) -> bool {
+        self.gone.store(true, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        let pending = st.dirty;
+        st.body = Body::Server;
+        st.dirty = false;
+        pending
+    }
+
+    /// Where the content of a queued upload is kept (for failure reports).
+    pub fn kept_file(&self) -> Option<std::path::PathBuf> {
+        match &self.state.lock().body {
+            Body::Spooled { kept: Some(k), .. } => Some(k.0.clone()),
+            _ => None,
         }
     }
 
@@ -119,6 +237,7 @@ impl WriteHandle {
         }
         let end = offset + data.len() as u64;
         let streamable = !self.read_write
+            && !self.write_back
             && match &st.body {
                 Body::Empty => offset == 0,
                 // An empty file needs no download to be rewritten from the start.
@@ -128,8 +247,9 @@ impl WriteHandle {
             };
         if streamable {
             if matches!(st.body, Body::Empty | Body::Server) {
-                let to = self.upload_path();
-                tracing::debug!("streaming {} to {to}", self.path);
+                let path = self.path();
+                let to = self.upload_path(&path);
+                tracing::debug!("streaming {path} to {to}");
                 let upload = remote.open_write(&to, false)?;
                 st.body = Body::Streaming { upload, to, written: 0 };
             }
@@ -149,12 +269,17 @@ impl WriteHandle {
                     Body::Spooled { .. } => "spooled".to_string(),
                     Body::Failed { .. } => "failed".to_string(),
                 };
-                tracing::debug!("{}: write at {offset} ({state}) is not sequential; using a spool file", self.path);
+                if !self.write_back {
+                    tracing::debug!(
+                        "{}: write at {offset} ({state}) is not sequential; using a spool file",
+                        self.path()
+                    );
+                }
             }
             self.spool(&mut st, remote, spool)?;
-            let Body::Spooled { file, reserved } = &mut st.body else { unreachable!("just spooled") };
+            let Body::Spooled { file, reserved, .. } = &mut st.body else { unreachable!("just spooled") };
             spool.reserve(reserved, end)?;
-            file.write_all_at(data, offset).map_err(|e| spool_error(&self.path, e))?;
+            file.write_all_at(data, offset).map_err(|e| spool_error(&self.path(), e))?;
         }
         st.size = st.size.max(end);
         st.dirty = true;
@@ -174,7 +299,7 @@ impl WriteHandle {
         let Body::Spooled { file, .. } = &st.body else { unreachable!("just spooled") };
         let len = len.min(st.size.saturating_sub(offset) as usize);
         let mut buf = vec![0u8; len];
-        let n = read_full_at(file, &mut buf, offset).map_err(|e| spool_error(&self.path, e))?;
+        let n = read_full_at(file, &mut buf, offset).map_err(|e| spool_error(&self.path(), e))?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -189,9 +314,9 @@ impl WriteHandle {
             st.body = Body::Empty;
         } else {
             self.spool(&mut st, remote, spool)?;
-            let Body::Spooled { file, reserved } = &mut st.body else { unreachable!("just spooled") };
+            let Body::Spooled { file, reserved, .. } = &mut st.body else { unreachable!("just spooled") };
             spool.reserve(reserved, size)?;
-            file.set_len(size).map_err(|e| spool_error(&self.path, e))?;
+            file.set_len(size).map_err(|e| spool_error(&self.path(), e))?;
         }
         st.size = size;
         st.dirty = true;
@@ -208,21 +333,24 @@ impl WriteHandle {
             Err(reason) if !matches!(reason, RemoteError::Connection(_) | RemoteError::Timeout(_)) => reason,
             _ => RemoteError::Connection(format!("uploading {to}: the connection broke after {at} bytes: {io}")),
         };
-        tracing::debug!("{}: {error}", self.path);
+        tracing::debug!("{}: {error}", self.path());
         st.body = Body::Failed { to, error: error.clone() };
         error
     }
 
-    fn upload_path(&self) -> String {
-        if self.existed { temp_name(&self.path) } else { self.path.clone() }
+    /// A new file uploads under its own name, except with write-back, where a name that
+    /// exists on the server while the upload runs must never look complete.
+    fn upload_path(&self, path: &str) -> String {
+        if self.existed || self.write_back { temp_name(path) } else { path.to_string() }
     }
 
     /// Moves the content into a spool file (downloading the server's content or finishing
     /// an upload in progress first).
     fn spool(&self, st: &mut WriteState, remote: &dyn Remote, spool: &Spool) -> Result<(), RemoteError> {
-        let ((file, mut reserved), source) = match std::mem::replace(&mut st.body, Body::Empty) {
-            Body::Spooled { file, reserved } => {
-                st.body = Body::Spooled { file, reserved };
+        let path = self.path();
+        let ((file, mut reserved, kept), source) = match std::mem::replace(&mut st.body, Body::Empty) {
+            Body::Spooled { file, reserved, kept } => {
+                st.body = Body::Spooled { file, reserved, kept };
                 return Ok(());
             }
             Body::Failed { to, error } => {
@@ -230,7 +358,7 @@ impl WriteHandle {
                 return Err(error);
             }
             Body::Empty => (spool.file()?, None),
-            Body::Server => (spool.file()?, Some(self.path.clone())),
+            Body::Server => (spool.file()?, Some(path.clone())),
             Body::Streaming { upload, to, .. } => {
                 // Rare: a jump after sequential writes. What was sent is fetched back.
                 upload.finish()?;
@@ -242,11 +370,11 @@ impl WriteHandle {
             let mut stream = remote.open_read(from, 0)?;
             let mut out = &file;
             io::copy(&mut stream, &mut out).map_err(|e| RemoteError::Connection(format!("downloading {from}: {e}")))?;
-            if from != &self.path {
+            if from != &path {
                 let _ = remote.delete(from);
             }
         }
-        st.body = Body::Spooled { file, reserved };
+        st.body = Body::Spooled { file, reserved, kept };
         Ok(())
     }
 
@@ -257,40 +385,61 @@ impl WriteHandle {
         if !st.dirty {
             return Ok(None);
         }
+        if matches!(st.body, Body::Server) {
+            return Ok(None);
+        }
+        if self.gone.load(Ordering::Relaxed) {
+            st.body = Body::Server;
+            st.dirty = false;
+            return Ok(None);
+        }
         let size = st.size;
-        let result = match std::mem::replace(&mut st.body, Body::Server) {
-            Body::Server => return Ok(None),
-            Body::Failed { to, error } => {
-                if let Err(e) = remote.delete(&to) {
-                    tracing::debug!("removing the incomplete upload {to}: {e}");
-                }
-                Err(error)
-            }
-            Body::Streaming { upload, to, written } => self.finish_upload(remote, upload, &to, written),
-            Body::Empty => {
-                let to = self.upload_path();
-                remote.open_write(&to, false).and_then(|u| self.finish_upload(remote, u, &to, 0))
-            }
-            Body::Spooled { mut file, reserved: _ } => {
-                let to = self.upload_path();
-                remote.open_write(&to, false).and_then(|mut upload| {
-                    file.seek(SeekFrom::Start(0)).map_err(|e| spool_error(&self.path, e))?;
-                    let mut limited = (&mut file).take(size);
-                    io::copy(&mut limited, &mut upload)
-                        .map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
-                    self.finish_upload(remote, upload, &to, size)
-                })
-            }
-        };
+        let path = self.path();
+        *self.uploading.lock() = Some(st.shown());
+        let result = self.upload(&mut st, remote, size, &path);
+        *self.uploading.lock() = None;
         match result {
             Ok(()) => {
+                st.body = Body::Server;
                 st.dirty = false;
                 Ok(Some(size))
             }
+            Err(e) if self.write_back && matches!(st.body, Body::Spooled { .. }) => Err(e),
             Err(e) => {
                 // The application hears about it; the server keeps the old version (or nothing).
+                st.body = Body::Server;
                 st.dirty = false;
                 Err(e)
+            }
+        }
+    }
+
+    /// Sends the content wherever it is (spool, stream in progress, nothing) and puts it in place.
+    fn upload(&self, st: &mut WriteState, remote: &dyn Remote, size: u64, path: &str) -> Result<(), RemoteError> {
+        if let Body::Spooled { file, .. } = &mut st.body {
+            // Read in place: with write-back the content stays for a retry if this fails.
+            let to = self.upload_path(path);
+            remote.open_write(&to, false).and_then(|mut upload| {
+                file.seek(SeekFrom::Start(0)).map_err(|e| spool_error(path, e))?;
+                let mut limited = (&mut *file).take(size);
+                io::copy(&mut limited, &mut upload)
+                    .map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
+                self.finish_upload(remote, upload, &to, size, path)
+            })
+        } else {
+            match std::mem::replace(&mut st.body, Body::Server) {
+                Body::Server | Body::Spooled { .. } => Ok(()),
+                Body::Failed { to, error } => {
+                    if let Err(e) = remote.delete(&to) {
+                        tracing::debug!("removing the incomplete upload {to}: {e}");
+                    }
+                    Err(error)
+                }
+                Body::Streaming { upload, to, written } => self.finish_upload(remote, upload, &to, written, path),
+                Body::Empty => {
+                    let to = self.upload_path(path);
+                    remote.open_write(&to, false).and_then(|u| self.finish_upload(remote, u, &to, 0, path))
+                }
             }
         }
     }
@@ -302,11 +451,12 @@ impl WriteHandle {
         upload: Box<dyn WriteStream>,
         to: &str,
         sent: u64,
+        path: &str,
     ) -> Result<(), RemoteError> {
         let outcome = upload
             .finish()
             .and_then(|()| verify_size(remote, to, sent))
-            .and_then(|()| if to != self.path { replace(remote, to, &self.path) } else { Ok(()) });
+            .and_then(|()| if to != path { replace(remote, to, path) } else { Ok(()) });
         if outcome.is_err() {
             // A temporary, or a new file that never completed: neither may look like a result.
             if let Err(e) = remote.delete(to) {
