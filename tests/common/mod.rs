@@ -377,16 +377,37 @@ impl Vsftpd {
             }
         }
         conf.push_str(opts.extra);
-        let conf_path = dir.path().join("vsftpd.conf");
-        fs::write(&conf_path, conf).unwrap();
+        fs::write(dir.path().join("vsftpd.conf"), conf).unwrap();
+        let child = Self::spawn(dir.path(), port);
+        Vsftpd { child, port, tls: opts.tls, root, dir }
+    }
+
+    /// Runs vsftpd on the configuration in `dir` and waits until it listens on `port`.
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let stderr = dir.join("stderr");
         let mut child = Command::new("vsftpd")
-            .arg(&conf_path)
+            .arg(dir.join("vsftpd.conf"))
             .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("stderr")).unwrap())
+            .stderr(fs::File::options().create(true).append(true).open(&stderr).unwrap())
             .spawn()
             .expect("vsftpd is installed (see .ci/run)");
-        wait_for_port(port, &mut child, &dir.path().join("stderr"));
-        Vsftpd { child, port, tls: opts.tls, root, dir }
+        wait_for_port(port, &mut child, &stderr);
+        child
+    }
+
+    /// Takes the server down: the listener and every session are killed, so connections
+    /// break and new ones are refused, until `restart`.
+    pub fn stop(&mut self) {
+        // Stopped first, the listener forks no new session while they are killed.
+        let _ = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status();
+        self.kill_sessions();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again after `stop`, with the same configuration and port.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.port);
     }
 
     pub fn log(&self) -> String {
@@ -597,6 +618,21 @@ impl Mount {
         self.stop()
     }
 
+    /// A crash: kills the daemon with SIGKILL (it cleans nothing up), then clears the dead
+    /// mount as a user would, with fusermount3 -u (lazily if that is refused).
+    pub fn kill_daemon(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for flags in ["-u", "-uz"] {
+            let ok = Command::new("fusermount3").arg(flags).arg(&self.mountpoint).stderr(Stdio::null()).status();
+            if ok.is_ok_and(|s| s.success()) {
+                break;
+            }
+        }
+        assert!(!is_mounted(&self.mountpoint), "fusermount3 could not clear the dead mount");
+    }
+
     fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         if is_mounted(&self.mountpoint) {
@@ -610,7 +646,8 @@ impl Mount {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            if start.elapsed() > Duration::from_secs(10) {
+            // A --write-back daemon uploads its queue before it exits.
+            if start.elapsed() > Duration::from_secs(60) {
                 let _ = child.kill();
                 return child.wait().unwrap();
             }
@@ -702,6 +739,39 @@ pub fn set_mtime(path: &Path, secs: i64) {
     let f = fs::File::options().write(true).open(path).or_else(|_| fs::File::open(path)).unwrap();
     let t = std::time::UNIX_EPOCH + Duration::from_secs(secs as u64);
     f.set_modified(t).unwrap();
+}
+
+/// Many small files (0 B to 16 KiB, each with its own past mtime) in nested directories with
+/// awkward names: spaces, Unicode, `#`, `%`, a leading dot.
+pub fn small_files_tree(dir: &Path, n: usize) {
+    let names = ["plain", "with space", "Ünïcödé 文件", "hash#", "percent%", ".dot"];
+    for i in 0..n {
+        let sub = dir.join(format!("level{}/{}", i % 7, names[i % names.len()])).join(format!("n{}", i % 3));
+        fs::create_dir_all(&sub).unwrap();
+        let size = match i % 10 {
+            0 => 0,
+            1 => 1,
+            _ => (i * 131) % (16 * 1024),
+        };
+        let file = sub.join(format!("{} {i}.dat", names[(i / 7) % names.len()]));
+        fs::write(&file, pseudo_random(size, i as u64)).unwrap();
+        set_mtime(&file, 1_600_000_000 + i as i64 * 17);
+    }
+}
+
+/// Every file under `a` exists under `b` with the same bytes and whole-second mtime.
+pub fn assert_same_files(a: &Path, b: &Path) {
+    for rel in tree_listing(a) {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let ma = fs::metadata(&pa).unwrap();
+        let mb = fs::metadata(&pb).unwrap_or_else(|e| panic!("{rel} missing on the server: {e}"));
+        if ma.is_file() {
+            assert_eq!(fs::read(&pa).unwrap(), fs::read(&pb).unwrap(), "{rel} differs");
+            let secs =
+                |m: &fs::Metadata| m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            assert_eq!(secs(&ma), secs(&mb), "{rel} mtime");
+        }
+    }
 }
 
 /// Relative paths of everything under `root`, sorted, like `find . -mindepth 1`.
