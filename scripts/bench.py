@@ -31,7 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 USER = "ftpmount-bench"
 NS = "ftpbench"
-TOOLS = ["ftpmount", "rclone-writes", "rclone-off", "lftp"]
+TOOLS = ["ftpmount", "ftpmount-wb", "rclone-writes", "rclone-off", "lftp"]
+# ftpmount with --write-back: only writes differ from the default.
+WRITE_BACK_WORKLOADS = {"write", "rsync-small"}
+OURS = ("ftpmount", "ftpmount-wb")
 
 
 def sh(*args, check=True, **kw):
@@ -196,10 +199,12 @@ class Mount:
         log = open(ctx.work / f"{tool}.log", "a")
         env = dict(os.environ)
         host = server.link.host
-        if tool == "ftpmount":
+        if tool in OURS:
             scheme = "ftps" if server.tls else "ftp"
             cmd = [str(ctx.bin), "mount", f"{scheme}://{USER}@{host}:{server.port}/", str(mnt)]
             cmd += ["--ca-file", str(ctx.work / "ca.pem"), "--tls-max-version", "1.2"] if server.tls else ["--tls", "off"]
+            if tool == "ftpmount-wb":
+                cmd += ["--write-back", "--cache-dir", str(ctx.work / "ftpmount-cache")]
             env["FTPMOUNT_PASSWORD"] = ctx.password
         else:
             cmd = ["rclone", "mount", ":ftp:/", str(mnt), "--ftp-host", host, "--ftp-port", str(server.port), "--ftp-user", USER]
@@ -242,11 +247,15 @@ def lftp(ctx, server, script, timeout=1800):
 
 
 def server_tree(root):
+    """Relative path -> size; files renamed away while we look (uploads finishing) are skipped."""
     out = {}
     for dirpath, _, files in os.walk(root):
         for f in files:
             p = Path(dirpath) / f
-            out[str(p.relative_to(root))] = p.stat().st_size
+            try:
+                out[str(p.relative_to(root))] = p.stat().st_size
+            except FileNotFoundError:
+                pass
     return out
 
 
@@ -444,6 +453,8 @@ def main():
                     try:
                         for w in workloads:
                             for tool in tools:
+                                if tool == "ftpmount-wb" and w[0] not in WRITE_BACK_WORKLOADS:
+                                    continue
                                 r = run_one(ctx, tool, server, w)
                                 row = {"workload": w[0], "security": sec, "rtt_ms": rtt, "tool": tool, **r}
                                 print(json.dumps(row), file=sys.stderr, flush=True)
@@ -477,22 +488,23 @@ def value(r, unit):
 
 
 def ratios(results):
-    """ftpmount against each other tool, per row: > 1 means ftpmount is better."""
+    """ftpmount (and ftpmount --write-back) against each other tool, per row: > 1 means ftpmount is better."""
     out = []
     units = {w[0]: w[1] for w in WORKLOADS}
     keys = {(r["workload"], r["security"], r["rtt_ms"]) for r in results}
     for key in sorted(keys):
         rows = {r["tool"]: r for r in results if (r["workload"], r["security"], r["rtt_ms"]) == key}
-        mine = rows.get("ftpmount")
-        if not mine or value(mine, units[key[0]]) is None:
-            continue
-        for tool, r in rows.items():
-            v = value(r, units[key[0]])
-            if tool == "ftpmount" or v is None:
+        for ours in OURS:
+            mine = rows.get(ours)
+            if not mine or value(mine, units[key[0]]) is None:
                 continue
-            m = value(mine, units[key[0]])
-            ratio = m / v if units[key[0]] == "MiB/s" else v / m
-            out.append({"workload": key[0], "security": key[1], "rtt_ms": key[2], "against": tool, "ftpmount_better_by": round(ratio, 2)})
+            for tool, r in rows.items():
+                v = value(r, units[key[0]])
+                if tool in OURS or v is None:
+                    continue
+                m = value(mine, units[key[0]])
+                ratio = m / v if units[key[0]] == "MiB/s" else v / m
+                out.append({"workload": key[0], "security": key[1], "rtt_ms": key[2], "tool": ours, "against": tool, "ftpmount_better_by": round(ratio, 2)})
     return out
 
 
@@ -518,14 +530,16 @@ def table(results, tools, workloads, sizes):
                 else:
                     v = f"{r['MiB/s']} MiB/s" if w[1] == "MiB/s" else f"{r['seconds']} s"
                     cells.append(f"{v} ({r['peak_sessions']} sess{', ' + str(r['rss_MiB']) + ' MiB RSS' if 'rss_MiB' in r else ''})")
-            mine = rows.get("ftpmount")
             rel = []
-            for t in tools:
-                if t == "ftpmount" or t not in rows or not mine:
-                    continue
-                a, b = value(mine, w[1]), value(rows[t], w[1])
-                if a and b:
-                    rel.append(f"{t} {a / b if w[1] == 'MiB/s' else b / a:.2f}×")
+            for ours in OURS:
+                mine = rows.get(ours)
+                for t in tools:
+                    if t in OURS or t not in rows or not mine:
+                        continue
+                    a, b = value(mine, w[1]), value(rows[t], w[1])
+                    if a and b:
+                        prefix = "wb " if ours == "ftpmount-wb" else ""
+                        rel.append(f"{prefix}{t} {a / b if w[1] == 'MiB/s' else b / a:.2f}×")
             lines.append(f"| {desc[w[0]]} | {key[0]} | {key[1]} ms | " + " | ".join(cells) + " | " + ", ".join(rel) + " |")
     return "\n".join(lines)
 
