@@ -515,7 +515,9 @@ impl TlsClient {
         let store = Arc::new(SessionStore::default());
         config.resumption = Resumption::store(store.clone());
         let data = DataTls { config: Arc::new(config), name, verifier: self.verifier.clone(), store };
-        let mut stream = data.handshake(tcp)?;
+        let mut tcp = tcp;
+        let started = data.start(&mut tcp)?;
+        let mut stream = data.handshake(started.0, tcp)?;
         // The control connection's tickets arrive with its next reply; no need to wait here.
         stream.store = None;
         Ok((stream, data))
@@ -554,20 +556,45 @@ pub struct DataTls {
     store: Arc<SessionStore>,
 }
 
+/// A data connection's handshake whose ClientHello is already sent.
+pub struct StartedHandshake(ClientConnection);
+
+impl std::fmt::Debug for StartedHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartedHandshake")
+    }
+}
+
 impl DataTls {
     /// Handshake on a data connection, resuming the control session.
-    pub fn connect(&self, tcp: TcpStream) -> Result<TlsStream, TlsError> {
-        let stream = self.handshake(tcp)?;
+    pub fn connect(&self, mut tcp: TcpStream) -> Result<TlsStream, TlsError> {
+        let started = self.start(&mut tcp)?;
+        self.finish(started, tcp)
+    }
+
+    /// Sends the ClientHello at once. Called as soon as a data connection is open, before the
+    /// transfer command: the server reads it when it takes the connection, and its answer
+    /// comes with the transfer's "150", a round trip earlier than a handshake begun after it.
+    pub fn start(&self, tcp: &mut TcpStream) -> Result<StartedHandshake, TlsError> {
+        let mut conn = ClientConnection::new(self.config.clone(), self.name.clone())
+            .map_err(|e| TlsError::Handshake(format!("starting TLS: {e}")))?;
+        *self.verifier.last_refusal.lock() = None;
+        while conn.wants_write() {
+            conn.write_tls(tcp).map_err(|e| self.handshake_error(e))?;
+        }
+        Ok(StartedHandshake(conn))
+    }
+
+    /// Completes a handshake begun with [`DataTls::start`] on the same connection.
+    pub fn finish(&self, started: StartedHandshake, tcp: TcpStream) -> Result<TlsStream, TlsError> {
+        let stream = self.handshake(started.0, tcp)?;
         if !stream.resumed() {
             tracing::debug!("a data connection's TLS session was not resumed; strict servers refuse this (522)");
         }
         Ok(stream)
     }
 
-    fn handshake(&self, mut tcp: TcpStream) -> Result<TlsStream, TlsError> {
-        let mut conn = ClientConnection::new(self.config.clone(), self.name.clone())
-            .map_err(|e| TlsError::Handshake(format!("starting TLS: {e}")))?;
-        *self.verifier.last_refusal.lock() = None;
+    fn handshake(&self, mut conn: ClientConnection, mut tcp: TcpStream) -> Result<TlsStream, TlsError> {
         while conn.is_handshaking() {
             if let Err(e) = conn.complete_io(&mut tcp) {
                 return Err(self.handshake_error(e));

@@ -391,10 +391,12 @@ pub fn tcp_connect(ep: &Endpoint) -> Result<TcpStream> {
 }
 
 /// Builds data connections: only ever to the host we are connected to.
+/// Opens the data connections of a session. With `tls`, the handshake starts right away.
 fn data_stream_builder(
     ep: &Endpoint,
     peer: IpAddr,
     note: DataNote,
+    tls: Option<Arc<SessionTls>>,
 ) -> impl Fn(SocketAddr) -> suppaftp::FtpResult<TcpStream> + Send + Sync + 'static {
     let (connect_timeout, io_timeout) = (ep.connect_timeout, ep.io_timeout);
     let logged = AtomicBool::new(false);
@@ -411,11 +413,14 @@ fn data_stream_builder(
             *note.lock() = Some(msg);
         }
         let addr = SocketAddr::new(ip, announced.port());
-        let tcp = TcpStream::connect_timeout(&addr, connect_timeout)
+        let mut tcp = TcpStream::connect_timeout(&addr, connect_timeout)
             .map_err(|e| FtpError::ConnectionError(io::Error::new(e.kind(), data_channel_blocked(&addr, &e))))?;
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
         tcp.set_write_timeout(Some(io_timeout)).map_err(FtpError::ConnectionError)?;
+        if let Some(tls) = &tls {
+            tls.start_data(&mut tcp);
+        }
         Ok(tcp)
     }
 }
@@ -486,6 +491,12 @@ pub fn upgrade_explicit(ep: &Endpoint, ftp: Ftp, tls: Arc<SessionTls>, note: Dat
     match ftp.into_secure(Connector(tls.clone()), &ep.host) {
         Ok(ftp) => {
             restore_io_timeout(&ftp, ep);
+            // Data connections from now on begin their handshake as soon as they are open.
+            let peer = ftp.get_ref().peer_addr().map(|a| a.ip());
+            let ftp = match peer {
+                Ok(ip) => ftp.passive_stream_builder(data_stream_builder(ep, ip, note.clone(), Some(tls.clone()))),
+                Err(_) => ftp,
+            };
             Ok(Connection { ftp, security: tls_security(&tls), tls: Some(tls), data_note: note })
         }
         Err(FtpError::UnexpectedResponse(r)) if ep.tls == TlsMode::Auto && reply::code(&r) >= 500 => {
@@ -526,7 +537,7 @@ pub fn connect_plain(ep: &Endpoint, note: &DataNote) -> Result<Ftp> {
     let tcp = tcp_connect(ep)?;
     let peer = tcp.peer_addr().map_err(|e| RemoteError::Connection(format!("connecting to {}: {e}", ep.addr())))?;
     let ftp = Ftp::connect_with_stream(tcp).map_err(|e| greeting_error(ep, e))?;
-    let ftp = ftp.passive_stream_builder(data_stream_builder(ep, peer.ip(), note.clone()));
+    let ftp = ftp.passive_stream_builder(data_stream_builder(ep, peer.ip(), note.clone(), None));
     restore_io_timeout(&ftp, ep);
     Ok(ftp)
 }
@@ -639,7 +650,7 @@ pub fn connect_implicit(ep: &Endpoint, tls: Arc<SessionTls>, note: DataNote) -> 
             )));
         }
     };
-    let mut ftp = ftp.passive_stream_builder(data_stream_builder(ep, addr.ip(), note.clone()));
+    let mut ftp = ftp.passive_stream_builder(data_stream_builder(ep, addr.ip(), note.clone(), Some(tls.clone())));
     // suppaftp sends these itself only for explicit TLS.
     for cmd in ["PBSZ 0", "PROT P"] {
         ftp.custom_command(cmd, &[Status::CommandOk])

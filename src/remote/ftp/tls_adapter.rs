@@ -2,6 +2,7 @@
 //! handshake first and then resumes that same TLS session on every data connection.
 
 use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -40,6 +41,8 @@ pub struct SessionTls {
     /// Certificate and protocol of the control channel, for `check` and logs.
     pub(crate) control_info: Mutex<Option<(Option<tls::CertInfo>, Option<tls::TlsVersion>)>>,
     io_timeout: std::time::Duration,
+    /// A data connection whose handshake began when it was opened (by its descriptor).
+    early: Mutex<Option<(RawFd, Result<tls::StartedHandshake, tls::TlsError>)>>,
 }
 
 impl SessionTls {
@@ -50,7 +53,16 @@ impl SessionTls {
             last_error: Mutex::new(None),
             control_info: Mutex::new(None),
             io_timeout,
+            early: Mutex::new(None),
         })
+    }
+
+    /// Begins the TLS handshake of a data connection just opened, if the control channel's
+    /// session is known (always, once logged in): see [`tls::DataTls::start`].
+    pub fn start_data(&self, tcp: &mut TcpStream) {
+        if let Some(data) = self.data.get() {
+            *self.early.lock() = Some((tcp.as_raw_fd(), data.start(tcp)));
+        }
     }
 
     /// The detailed error behind the last `SecureError` suppaftp reported, if any.
@@ -97,7 +109,12 @@ impl suppaftp::TlsConnector for Connector {
         let _ = tcp.set_write_timeout(Some(s.io_timeout));
         let _ = tcp.set_nodelay(true);
         if let Some(data) = s.data.get() {
-            return data.connect(tcp).map(FtpTlsStream).map_err(|e| s.fail(e));
+            let early = s.early.lock().take().filter(|(fd, _)| *fd == tcp.as_raw_fd());
+            let stream = match early {
+                Some((_, started)) => started.and_then(|started| data.finish(started, tcp)),
+                None => data.connect(tcp),
+            };
+            return stream.map(FtpTlsStream).map_err(|e| s.fail(e));
         }
         let (stream, data) = s.client.connect_control(host, tcp).map_err(|e| s.fail(e))?;
         *s.control_info.lock() = Some((stream.peer_certificate(), stream.protocol_version()));
