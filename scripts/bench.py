@@ -140,14 +140,16 @@ class SessionSampler:
         self.thread.start()
 
     def count(self):
-        n = 0
+        # /proc/net/tcp is read in chunks and can list a socket twice while connections come
+        # and go: count each (local, remote) pair once.
+        seen = set()
         with open("/proc/net/tcp") as f:
             for line in f.readlines()[1:]:
                 parts = line.split()
                 ip, port = parts[2].split(":")
                 if parts[3] == "01" and ip == self.want[0] and port == self.want[1]:
-                    n += 1
-        return n
+                    seen.add((parts[1], parts[2]))
+        return len(seen)
 
     def run(self):
         while not self.stop.is_set():
