@@ -158,6 +158,23 @@ fn rename_over_an_existing_file_replaces_it() {
 }
 
 #[test]
+fn a_file_deleted_while_open_leaves_nothing_behind() {
+    let certs = Certs::new();
+    let server = tls_server(&certs);
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let path = mount.path().join("scratch.bin");
+    let mut f = fs::File::create(&path).unwrap();
+    // Sequential writes: an upload is under way under the file's own name.
+    f.write_all(&pseudo_random(3 << 20, 11)).unwrap();
+    fs::remove_file(&path).unwrap();
+    // Writing on to a deleted file works, and goes nowhere, as on a local disk.
+    f.write_all(b"more").unwrap();
+    drop(f);
+    assert!(!path.exists());
+    assert!(tree_listing(server.root()).is_empty(), "nothing on the server: {:?}", tree_listing(server.root()));
+}
+
+#[test]
 fn editor_style_saves() {
     let certs = Certs::new();
     let server = tls_server(&certs);

@@ -709,7 +709,9 @@ impl Fs {
             // Changes not uploaded never will be (not at close either). A write-back upload in
             // progress finishes first, and then the file is listed like any other.
             let _running = h.released.load(Ordering::Relaxed).then(|| h.job.lock());
-            h.discard();
+            if let Some(partial) = h.discard() {
+                let _ = self.remote.delete(&partial);
+            }
             let mut writing = self.writing.lock();
             if writing.get(&path).is_some_and(|w| Arc::ptr_eq(w, &h)) {
                 writing.remove(&path);
@@ -847,8 +849,10 @@ impl Fs {
     ) -> Result<bool> {
         // Whatever waits to be uploaded to the target is replaced by this file.
         if let Some(other) = self.writing.lock().get(to).cloned() {
-            if !Arc::ptr_eq(&other, w) && other.released.load(Ordering::Relaxed) {
-                other.discard();
+            if !Arc::ptr_eq(&other, w) {
+                if let Some(partial) = other.discard() {
+                    let _ = self.remote.delete(&partial);
+                }
             }
         }
         let _running = w.released.load(Ordering::Relaxed).then(|| w.job.lock());

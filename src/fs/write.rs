@@ -198,14 +198,17 @@ impl WriteHandle {
     }
 
     /// Drops changes not uploaded yet (the file was deleted or replaced), now and later;
-    /// waits for an upload in progress. Returns whether there was anything to drop.
-    pub fn discard(&self) -> bool {
+    /// waits for an upload in progress. Returns where an upload cut short left part of the
+    /// file on the server: the caller removes it.
+    #[must_use]
+    pub fn discard(&self) -> Option<String> {
         self.gone.store(true, Ordering::Relaxed);
         let mut st = self.state.lock();
-        let pending = st.dirty;
-        st.body = Body::Server;
         st.dirty = false;
-        pending
+        match std::mem::replace(&mut st.body, Body::Server) {
+            Body::Streaming { to, .. } | Body::Failed { to, .. } => Some(to),
+            _ => None,
+        }
     }
 
     /// Where the content of a queued upload is kept (for failure reports).
@@ -232,6 +235,11 @@ impl WriteHandle {
     /// writes to one file must reach the stream in order.
     pub fn write(&self, remote: &dyn Remote, spool: &Spool, offset: u64, data: &[u8]) -> Result<(), RemoteError> {
         let mut st = self.state.lock();
+        if self.gone.load(Ordering::Relaxed) {
+            // Deleted while open: the writes go nowhere, as on a local filesystem.
+            st.size = st.size.max(offset + data.len() as u64);
+            return Ok(());
+        }
         if let Body::Failed { error, .. } = &st.body {
             return Err(error.clone());
         }

@@ -246,7 +246,8 @@ impl Fs {
         if let Some(wb) = &self.write_back {
             wb.queue.lock().failed.push(msg);
         }
-        h.discard();
+        // Write-back content is spooled, never half-sent: nothing to clean up on the server.
+        let _ = h.discard();
         self.forget_uploaded(h);
     }
 
@@ -342,7 +343,7 @@ impl Fs {
             let _ = self.spool.reserve(&mut reserved, journal.size);
             let h = Arc::new(WriteHandle::resumed(&journal, file, reserved, Kept(data)));
             if let Some(older) = self.writing.lock().insert(journal.path.clone(), h.clone()) {
-                older.discard();
+                let _ = older.discard();
             }
             wb.push(h, Duration::ZERO, 0);
             resumed += 1;
