@@ -3,6 +3,7 @@
 //! source's queue directory instead, so queued uploads survive a crash.
 
 use std::fs::File;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,7 +64,13 @@ impl Spool {
         let failed = |what: &str, e: std::io::Error| {
             RemoteError::NoSpace(format!("{what} {}: {e} (see --cache-dir)", dir.display()))
         };
-        std::fs::create_dir_all(dir).map_err(|e| failed("creating the spool directory", e))?;
+        // The write-back queue names files and where they go: for the user's eyes only.
+        let mode = if self.keep_in.is_some() { 0o700 } else { 0o755 };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .map_err(|e| failed("creating the spool directory", e))?;
         let (file, kept) = match &self.keep_in {
             None => (tempfile::tempfile_in(dir).map_err(|e| failed("creating a spool file in", e))?, None),
             Some(_) => {

@@ -47,6 +47,9 @@ fn close_returns_before_the_upload_and_a_rename_redirects_it() {
     let fs = Arc::new(Fs::new(fake.clone(), config(&dir), Arc::new(SystemClock)));
     write_file(&fs, ".f.tmp", b"content");
     assert_eq!(fake.file(".f.tmp"), None, "nothing uploaded at close");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the queue (names, paths) is the user's alone: {mode:o}");
     let attr = fs.lookup(ROOT, ".f.tmp").unwrap();
     assert_eq!(attr.size, 7, "the queued file shows its new size");
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
