@@ -64,8 +64,10 @@ fn check_name(name: &str) -> Result<(), Skip> {
     if name == "." || name == ".." {
         return Err(Skip::Ignored);
     }
-    if name.contains('/') || name.contains('\0') {
-        return Err(unparsable("unsafe name (contains '/' or NUL)"));
+    // A name with CR or LF could never be sent back in a command (and a server that ends
+    // commands at a bare CR would run what follows): skipped like '/' and NUL.
+    if name.contains(['/', '\0', '\r', '\n']) {
+        return Err(unparsable("unsafe name (contains '/', NUL, CR or LF)"));
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The FTP(S) implementation of [`Remote`]: the only module that talks to suppaftp.
 
 pub mod diagnose;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod listing;
 pub mod reply;
 pub mod session;
