@@ -153,3 +153,17 @@ fn tls_asked_for_is_never_given_up_for_plain_ftp() {
     let login = log.lines().filter(|l| l.contains("FTP command") && (l.contains("USER") || l.contains("PASS")));
     assert_eq!(login.count(), 0, "no login in clear text: {log}");
 }
+
+#[test]
+fn a_listing_that_never_ends_is_cut_off_and_the_mount_goes_on() {
+    let root = TempDir::new("root");
+    fs::create_dir(root.path().join("flood")).unwrap();
+    fs::write(root.path().join("calm.txt"), b"fine").unwrap();
+    let server = PyFtpd::start(root, None, &["--endless-listing", "flood"]);
+    let mount = Mount::start(&server.url(), &["--tls", "off"]).unwrap_or_else(|f| panic!("{f:?}"));
+    let err = fs::read_dir(mount.path().join("flood")).and_then(|d| d.collect::<Result<Vec<_>, _>>()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(mount.log().contains("longer than"), "the log says why: {}", mount.log());
+    // The daemon held at most the bound, and serves on.
+    assert_eq!(fs::read(mount.path().join("calm.txt")).unwrap(), b"fine");
+}

@@ -24,6 +24,31 @@ def dead_passive(base, port):
     return DeadPassive
 
 
+def endless_listing(base, directory):
+    """A handler that answers a listing of `directory` with one line that never ends: a
+    hostile server trying to make the client hold everything it sends."""
+
+    class Endless(base):
+        def _endless(self, cmd):
+            class Forever:
+                def more(self):
+                    return b"x" * 65536
+
+            self.push_dtp_data(Forever(), isproducer=True, cmd=cmd)
+
+        def ftp_MLSD(self, path):
+            if path.rstrip("/").endswith(directory):
+                return self._endless("MLSD")
+            return super().ftp_MLSD(path)
+
+        def ftp_LIST(self, path):
+            if path.rstrip("/").endswith(directory):
+                return self._endless("LIST")
+            return super().ftp_LIST(path)
+
+    return Endless
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -38,6 +63,7 @@ def main():
                    help="announce this port (where nothing listens) for passive data connections")
     p.add_argument("--masquerade", help="announce this address in PASV replies (a server behind NAT)")
     p.add_argument("--no-epsv", action="store_true", help="offer PASV only (no EPSV in FEAT)")
+    p.add_argument("--endless-listing", help="list this directory as one line that never ends")
     args = p.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -56,6 +82,8 @@ def main():
         handler.masquerade_address = args.masquerade
     if args.dead_pasv_port:
         handler = dead_passive(handler, args.dead_pasv_port)
+    if args.endless_listing:
+        handler = endless_listing(handler, args.endless_listing)
     handler.authorizer = authorizer
     handler.banner = "pyftpdlib test server ready."
     if args.passive:

@@ -57,6 +57,53 @@ fn unparsable(why: &str) -> Skip {
 }
 
 /// Names that could walk out of the directory or break paths are never accepted.
+/// The lines of a listing, without their line ends, empty ones dropped, decoded as UTF-8
+/// (invalid bytes replaced). Fails with `InvalidData` past `max_total` bytes or a line longer
+/// than `max_line`, instead of holding whatever a server sends.
+pub fn read_lines(r: &mut impl std::io::BufRead, max_total: usize, max_line: usize) -> std::io::Result<Vec<String>> {
+    use std::io::{Error, ErrorKind};
+    let mut lines = Vec::new();
+    let mut line: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let (chunk, end_of_line) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        total += chunk.len() + usize::from(end_of_line);
+        if line.len() + chunk.len() > max_line {
+            return Err(Error::new(ErrorKind::InvalidData, format!("a listing line is longer than {max_line} bytes")));
+        }
+        if total > max_total {
+            return Err(Error::new(ErrorKind::InvalidData, format!("the listing is larger than {max_total} bytes")));
+        }
+        line.extend_from_slice(chunk);
+        let used = chunk.len() + usize::from(end_of_line);
+        r.consume(used);
+        if end_of_line {
+            push_line(&mut lines, &mut line);
+        }
+    }
+    push_line(&mut lines, &mut line);
+    Ok(lines)
+}
+
+fn push_line(lines: &mut Vec<String>, line: &mut Vec<u8>) {
+    let bytes = line.strip_suffix(b"\r").unwrap_or(line);
+    if !bytes.is_empty() {
+        lines.push(String::from_utf8_lossy(bytes).into_owned());
+    }
+    line.clear();
+}
+
 fn check_name(name: &str) -> Result<(), Skip> {
     if name.is_empty() {
         return Err(unparsable("empty name"));
@@ -329,6 +376,30 @@ pub fn format_ftp_time(t: SystemTime) -> String {
         dt.minute(),
         dt.second()
     )
+}
+
+#[cfg(test)]
+mod read_lines_tests {
+    use super::read_lines;
+
+    #[test]
+    fn lines_are_split_trimmed_and_decoded() {
+        let mut input: &[u8] = b"a\r\n\r\nb c\n\xffd\ne";
+        let lines = read_lines(&mut input, 1000, 100).unwrap();
+        assert_eq!(lines, ["a", "b c", "\u{fffd}d", "e"]);
+    }
+
+    #[test]
+    fn a_server_cannot_make_a_listing_grow_without_bound() {
+        // An endless line, and endless lines: both end with an error, having held little.
+        let mut endless = std::io::Read::take(std::io::repeat(b'x'), u64::MAX);
+        let mut r = std::io::BufReader::new(&mut endless);
+        let err = read_lines(&mut r, 1 << 20, 4096).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let mut many = std::io::Read::take(std::io::repeat(b'\n'), u64::MAX);
+        let mut r = std::io::BufReader::new(&mut many);
+        assert_eq!(read_lines(&mut r, 1 << 20, 4096).unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,31 @@ impl Features {
     }
 }
 
+/// A listing being received.
+struct Listing(Transfer);
+
+impl Listing {
+    /// Its lines, within [`MAX_LISTING`] and [`MAX_LINE`]: a server cannot make the daemon
+    /// hold more than that, however much it sends.
+    fn read(self, what: &str) -> Result<Vec<String>> {
+        let mut reader = io::BufReader::new(self.0);
+        match super::listing::read_lines(&mut reader, MAX_LISTING, MAX_LINE) {
+            Ok(lines) => {
+                reader.into_inner().finish().map_err(|e| reply::map(what, e))?;
+                Ok(lines)
+            }
+            // Ending the transfer early leaves the session out of step: it is not reused.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(RemoteError::Protocol(format!("{what}: {e}"))),
+            Err(e) => Err(RemoteError::Connection(format!("{what}: {e}"))),
+        }
+    }
+}
+
+/// Most bytes one directory listing may take (about 3 million entries).
+const MAX_LISTING: usize = 256 << 20;
+/// Longest listing line (names are at most a few hundred bytes; MLSD facts add little).
+const MAX_LINE: usize = 64 << 10;
+
 /// How a session's TLS turned out, for logs and `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
@@ -250,12 +275,12 @@ impl FtpSession {
     pub fn list_lines(&mut self, dir: &str) -> Result<Vec<String>> {
         let what = format!("listing {dir}");
         if self.features.mlsd {
-            return self.ftp.mlsd(Some(dir)).map_err(|e| reply::map(&what, e));
+            return self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?.read(&what);
         }
         self.cwd(dir)?;
         if self.features.list_dash_a.load(Ordering::Relaxed) {
-            match self.ftp.list(Some("-a")) {
-                Ok(lines) => return Ok(lines),
+            match self.listing("LIST -a") {
+                Ok(listing) => return listing.read(&what),
                 Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => {
                     tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&r));
                     self.features.list_dash_a.store(false, Ordering::Relaxed);
@@ -263,7 +288,12 @@ impl FtpSession {
                 Err(e) => return Err(reply::map(&what, e)),
             }
         }
-        self.ftp.list(None).map_err(|e| reply::map(&what, e))
+        self.listing("LIST").map_err(|e| reply::map(&what, e))?.read(&what)
+    }
+
+    fn listing(&mut self, command: &str) -> std::result::Result<Listing, FtpError> {
+        let (_, stream) = self.ftp.custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen])?;
+        Ok(Listing(stream))
     }
 
     /// The exact modification time of a file (`MDTM`), or `None` where the server has none.
