@@ -267,10 +267,18 @@ impl<C: Connector> Pool<C> {
         self.changed.notify_all();
     }
 
+    /// Drops a broken session. Its idle siblings are then checked before their next use: one
+    /// broken session often means the server restarted or the network dropped them all.
     fn discard(&self, session: C::Session) {
         self.connector.abandon(session);
         let mut st = self.state.lock();
         st.open -= 1;
+        let suspect = self.clock.now().checked_sub(self.config.check_after);
+        if let Some(long_ago) = suspect {
+            for idle in st.idle.iter_mut() {
+                idle.since = idle.since.min(long_ago);
+            }
+        }
         drop(st);
         self.changed.notify_all();
     }
@@ -470,6 +478,18 @@ mod tests {
         assert_eq!(pool.stats().open, 0);
         drop(pool.checkout().unwrap());
         assert_eq!(pool.connector().connects.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn after_a_broken_session_the_idle_ones_are_checked_before_reuse() {
+        let (pool, _) = pool(FakeConnector::default(), 3);
+        let (a, b) = (pool.checkout().unwrap(), pool.checkout().unwrap());
+        drop(a);
+        let mut b = b;
+        b.mark_broken();
+        drop(b);
+        drop(pool.checkout().unwrap());
+        assert_eq!(pool.connector().checks.load(SeqCst), 1, "the survivor was checked, though fresh");
     }
 
     #[test]
