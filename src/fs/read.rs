@@ -7,7 +7,23 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::remote::{ReadStream, Remote, Result};
+use crate::remote::{ReadStream, Remote, RemoteError, Result};
+
+/// How reading from a transfer failed.
+enum StreamError {
+    /// Starting it failed (a refusal, an unreachable data channel): final.
+    Start(RemoteError),
+    /// A running transfer broke: worth starting again, once.
+    Broken(RemoteError),
+}
+
+impl StreamError {
+    fn into_inner(self) -> RemoteError {
+        match self {
+            StreamError::Start(e) | StreamError::Broken(e) => e,
+        }
+    }
+}
 
 /// A forward jump up to this size is read and discarded rather than restarting the transfer:
 /// a restart costs round trips, a small skip costs only bandwidth.
@@ -115,8 +131,27 @@ impl ReadHandle {
         Ok(out)
     }
 
-    /// Reads `len` bytes at `at` from the open stream (skipping a small gap) or a new one.
+    /// Reads `len` bytes at `at` from the open stream (skipping a small gap) or a new one. A
+    /// transfer that breaks (a dropped connection, a restarted server) is started again once,
+    /// at the same offset.
     fn read_stream(&self, st: &mut State, remote: &dyn Remote, at: u64, len: usize) -> Result<Vec<u8>> {
+        match self.read_stream_once(st, remote, at, len, true) {
+            Err(StreamError::Broken(e)) => {
+                tracing::info!("{}: the transfer broke at byte {at} ({e}); starting it again there", self.path);
+                self.read_stream_once(st, remote, at, len, false).map_err(StreamError::into_inner)
+            }
+            other => other.map_err(StreamError::into_inner),
+        }
+    }
+
+    fn read_stream_once(
+        &self,
+        st: &mut State,
+        remote: &dyn Remote,
+        at: u64,
+        len: usize,
+        short_is_broken: bool,
+    ) -> std::result::Result<Vec<u8>, StreamError> {
         let reusable = st.stream.as_ref().is_some_and(|o| at >= o.pos && at - o.pos <= SKIP_LIMIT);
         if !reusable {
             // Ending a transfer waits for the server's reply (a round trip): let that happen
@@ -128,12 +163,19 @@ impl ReadHandle {
             // read-ahead requests for the beginning find their bytes in the window.
             let from = if st.window.data.is_empty() && at <= SKIP_LIMIT { 0 } else { at };
             let now = Instant::now();
-            st.stream =
-                Some(Open { stream: remote.open_read(&self.path, from)?, pos: from, since: now, last_used: now });
+            let stream = remote.open_read(&self.path, from).map_err(StreamError::Start)?;
+            st.stream = Some(Open { stream, pos: from, since: now, last_used: now });
         }
         let open = st.stream.as_mut().expect("just set");
         let window = &mut st.window;
-        let result = read_at(open, window, at, len);
+        let mut result = read_at(open, window, at, len);
+        // A transfer that ends before the size the file had is cut, not finished (a connection
+        // killed without a TLS goodbye reads as an end); the second attempt takes what comes
+        // (the file may have shrunk).
+        if short_is_broken && result.as_ref().is_ok_and(|b| b.len() < len && open.pos < self.size) {
+            let msg = format!("the transfer ended at byte {} of {}", open.pos, self.size);
+            result = Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, msg));
+        }
         let done = match &result {
             Ok(buf) => buf.len() < len || open.pos >= self.size,
             Err(_) => true,
@@ -145,7 +187,9 @@ impl ReadHandle {
         }
         // A failed read has ended the stream above; the server's own refusals (no such file,
         // permission) came typed from `open_read`.
-        result.map_err(|e| crate::remote::RemoteError::Connection(format!("reading {} at byte {at}: {e}", self.path)))
+        result.map_err(|e| {
+            StreamError::Broken(RemoteError::Connection(format!("reading {} at byte {at}: {e}", self.path)))
+        })
     }
 
     /// Closes the stream if unused for `idle`; never waits for a reader in progress.

@@ -417,9 +417,25 @@ impl Vsftpd {
     /// Kills every session process (as if the network dropped all connections); the
     /// listener keeps accepting new sessions.
     pub fn kill_sessions(&self) -> usize {
+        self.signal_sessions("-KILL")
+    }
+
+    /// The server stops answering (listener and sessions stopped, connections left open),
+    /// until `thaw`.
+    pub fn freeze(&self) {
+        let _ = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status();
+        self.signal_sessions("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal_sessions("-CONT");
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+    }
+
+    fn signal_sessions(&self, signal: &str) -> usize {
         let victims = descendants(self.child.id());
         for pid in &victims {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
         }
         victims.len()
     }

@@ -1,0 +1,78 @@
+//! Faults on the way to a real server, through a real mount: connections dropped while idle
+//! and in the middle of a read, and a server that stops answering. Bytes are checked.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn tls_server(certs: &Certs, root: TempDir) -> Vsftpd {
+    Vsftpd::start(root, VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() })
+}
+
+#[test]
+fn connections_dropped_while_idle_are_replaced_without_an_error() {
+    let certs = Certs::new();
+    let root = TempDir::new("root");
+    for d in ["a", "b"] {
+        fs::create_dir(root.path().join(d)).unwrap();
+        fs::write(root.path().join(d).join("f.txt"), format!("in {d}")).unwrap();
+    }
+    let server = tls_server(&certs, root);
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    assert_eq!(fs::read_to_string(mount.path().join("a/f.txt")).unwrap(), "in a");
+    assert!(server.kill_sessions() > 0, "sessions were open");
+    // Not cached yet: needs the server, over sessions that are gone.
+    assert_eq!(fs::read_dir(mount.path().join("b")).unwrap().count(), 1);
+    assert_eq!(fs::read_to_string(mount.path().join("b/f.txt")).unwrap(), "in b");
+    fs::write(mount.path().join("b/new.txt"), b"written after").unwrap();
+    assert_eq!(fs::read(server.root().join("b/new.txt")).unwrap(), b"written after");
+}
+
+#[test]
+fn a_read_cut_by_dropped_connections_resumes_at_the_right_offset() {
+    let certs = Certs::new();
+    let root = TempDir::new("root");
+    let data = pseudo_random(24 << 20, 77);
+    fs::write(root.path().join("big.bin"), &data).unwrap();
+    let server = tls_server(&certs, root);
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let f = fs::File::open(mount.path().join("big.bin")).unwrap();
+    let mut got = vec![0u8; data.len()];
+    let half = data.len() / 2;
+    f.read_exact_at(&mut got[..half], 0).unwrap();
+    // Every session (and the transfer under way) dies, as when a server restarts.
+    assert!(server.kill_sessions() > 0);
+    f.read_exact_at(&mut got[half..], half as u64).unwrap();
+    assert!(got == data, "every byte as on the server");
+    assert!(mount.log().contains("starting it again"), "{}", mount.log());
+}
+
+#[test]
+fn a_server_that_stops_answering_fails_operations_and_cached_ones_still_answer() {
+    let certs = Certs::new();
+    let root = TempDir::new("root");
+    for d in ["seen", "unseen"] {
+        fs::create_dir(root.path().join(d)).unwrap();
+        fs::write(root.path().join(d).join("f.txt"), d).unwrap();
+    }
+    let server = tls_server(&certs, root);
+    let mount = Mount::of(&server, Some(&certs), &["--io-timeout", "2s", "--connect-timeout", "2s"]);
+    let m = mount.path();
+    assert_eq!(fs::read_dir(m.join("seen")).unwrap().count(), 1);
+    server.freeze();
+    let started = Instant::now();
+    let err = fs::read_dir(m.join("unseen")).and_then(|d| d.collect::<Result<Vec<_>, _>>()).unwrap_err();
+    // Bounded by the timeouts (a few attempts of 2 s each), never a hang.
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    // What the cache holds is still served meanwhile.
+    let names: Vec<_> = fs::read_dir(m.join("seen")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["f.txt"]);
+    server.thaw();
+    // Once it answers again, so does the mount.
+    assert_eq!(fs::read_to_string(m.join("unseen/f.txt")).unwrap(), "unseen");
+}
