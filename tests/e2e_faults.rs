@@ -76,3 +76,34 @@ fn a_server_that_stops_answering_fails_operations_and_cached_ones_still_answer()
     // Once it answers again, so does the mount.
     assert_eq!(fs::read_to_string(m.join("unseen/f.txt")).unwrap(), "unseen");
 }
+
+#[test]
+fn sigterm_during_an_upload_lets_it_finish_and_exits_cleanly() {
+    let certs = Certs::new();
+    // 200 kB/s per session: the upload below takes a few seconds.
+    let server = Vsftpd::start(
+        TempDir::new("root"),
+        VsftpdOptions {
+            tls: Tls::Explicit,
+            cert: Some(certs.pair("server")),
+            extra: "local_max_rate=200000\n",
+            ..Default::default()
+        },
+    );
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let data = pseudo_random(800_000, 5);
+    let target = mount.path().join("upload.bin");
+    let writer = {
+        let (target, data) = (target.clone(), data.clone());
+        std::thread::spawn(move || fs::write(target, data))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let sent = std::process::Command::new("kill").args(["-TERM", &mount.pid().to_string()]).status().unwrap();
+    assert!(sent.success());
+    // The application's upload is not cut short: its close still reports success...
+    writer.join().unwrap().expect("the write in progress completes");
+    // ...the daemon says it ended well, and the server has every byte.
+    let status = mount.unmount();
+    assert!(status.success(), "exit status {status}");
+    assert!(fs::read(server.root().join("upload.bin")).unwrap() == data);
+}

@@ -625,6 +625,11 @@ impl Mount {
         &self.mountpoint
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("ftpmount.log")).unwrap_or_default()
     }
