@@ -258,7 +258,15 @@ impl WriteHandle {
                 let path = self.path();
                 let to = self.upload_path(&path);
                 tracing::debug!("streaming {path} to {to}");
-                let upload = remote.open_write(&to, false)?;
+                let upload = match remote.open_write(&to, false) {
+                    Ok(u) => u,
+                    Err(error) => {
+                        // Never an empty file at close for a write that failed: the close
+                        // reports this error and removes whatever the server created.
+                        st.body = Body::Failed { to, error: error.clone() };
+                        return Err(error);
+                    }
+                };
                 st.body = Body::Streaming { upload, to, written: 0 };
             }
             if let Body::Streaming { upload, written, .. } = &mut st.body {
@@ -354,36 +362,55 @@ impl WriteHandle {
 
     /// Moves the content into a spool file (downloading the server's content or finishing
     /// an upload in progress first).
+    ///
+    /// On failure the handle never falls back to "empty": unchanged content stays the server's,
+    /// and what was already streamed becomes a failed upload, reported and removed at close.
     fn spool(&self, st: &mut WriteState, remote: &dyn Remote, spool: &Spool) -> Result<(), RemoteError> {
         let path = self.path();
-        let ((file, mut reserved, kept), source) = match std::mem::replace(&mut st.body, Body::Empty) {
-            Body::Spooled { file, reserved, kept } => {
-                st.body = Body::Spooled { file, reserved, kept };
-                return Ok(());
+        // Where the content comes from, and what the handle is if that fails.
+        let (source, on_error): (Option<String>, fn(Option<String>, RemoteError) -> Body) =
+            match std::mem::replace(&mut st.body, Body::Empty) {
+                Body::Spooled { file, reserved, kept } => {
+                    st.body = Body::Spooled { file, reserved, kept };
+                    return Ok(());
+                }
+                Body::Failed { to, error } => {
+                    st.body = Body::Failed { to, error: error.clone() };
+                    return Err(error);
+                }
+                Body::Empty => (None, |_, _| Body::Empty),
+                Body::Server => (Some(path.clone()), |_, _| Body::Server),
+                Body::Streaming { upload, to, .. } => {
+                    // Rare: a jump after sequential writes. What was sent is fetched back.
+                    if let Err(error) = upload.finish() {
+                        st.body = Body::Failed { to, error: error.clone() };
+                        return Err(error);
+                    }
+                    (Some(to), |to, error| Body::Failed { to: to.expect("streamed somewhere"), error })
+                }
+            };
+        let filled = spool.file().and_then(|(file, mut reserved, kept)| {
+            if let Some(from) = &source {
+                spool.reserve(&mut reserved, st.size)?;
+                let mut stream = remote.open_read(from, 0)?;
+                let mut out = &file;
+                copy(&mut stream, &mut out).map_err(|e| RemoteError::Connection(format!("downloading {from}: {e}")))?;
             }
-            Body::Failed { to, error } => {
-                st.body = Body::Failed { to, error: error.clone() };
-                return Err(error);
+            Ok(Body::Spooled { file, reserved, kept })
+        });
+        match filled {
+            Ok(body) => {
+                if let Some(from) = source.filter(|from| from != &path) {
+                    let _ = remote.delete(&from);
+                }
+                st.body = body;
+                Ok(())
             }
-            Body::Empty => (spool.file()?, None),
-            Body::Server => (spool.file()?, Some(path.clone())),
-            Body::Streaming { upload, to, .. } => {
-                // Rare: a jump after sequential writes. What was sent is fetched back.
-                upload.finish()?;
-                (spool.file()?, Some(to))
-            }
-        };
-        if let Some(from) = &source {
-            spool.reserve(&mut reserved, st.size)?;
-            let mut stream = remote.open_read(from, 0)?;
-            let mut out = &file;
-            copy(&mut stream, &mut out).map_err(|e| RemoteError::Connection(format!("downloading {from}: {e}")))?;
-            if from != &path {
-                let _ = remote.delete(from);
+            Err(error) => {
+                st.body = on_error(source, error.clone());
+                Err(error)
             }
         }
-        st.body = Body::Spooled { file, reserved, kept };
-        Ok(())
     }
 
     /// Puts the changes on the server (flush, fsync, close). Returns the uploaded size, or
