@@ -20,6 +20,10 @@ pub trait Connector: Send + Sync + 'static {
     fn connect(&self) -> Result<Self::Session>;
     /// A cheap round trip (NOOP) telling whether an idle session still works.
     fn check(&self, session: &mut Self::Session) -> bool;
+    /// Whether an idle session is visibly gone (the server closed it), without a round trip.
+    fn closed(&self, _session: &Self::Session) -> bool {
+        false
+    }
     /// Polite close (QUIT); must not block long.
     fn close(&self, session: Self::Session);
     /// Drops a session that is broken or out of step, without talking to the server.
@@ -131,6 +135,11 @@ impl<C: Connector> Pool<C> {
                 Step::Reuse(idle) => {
                     let mut session = idle.session;
                     let idle_for = self.clock.now().saturating_duration_since(idle.since);
+                    if self.connector.closed(&session) {
+                        tracing::debug!("the server closed an idle session; replacing it");
+                        self.discard(session);
+                        continue;
+                    }
                     if idle_for >= self.config.check_after && !self.connector.check(&mut session) {
                         tracing::debug!("idle session failed its health check; replacing it");
                         self.discard(session);

@@ -44,6 +44,10 @@ impl pool::Connector for FtpConnector {
         session.noop()
     }
 
+    fn closed(&self, session: &FtpSession) -> bool {
+        session.closed_by_server()
+    }
+
     fn close(&self, session: FtpSession) {
         session.quit();
     }

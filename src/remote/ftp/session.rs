@@ -249,6 +249,18 @@ impl FtpSession {
         self.ftp.noop().is_ok()
     }
 
+    /// An idle session's socket already says it is over: the server closed it (end of stream)
+    /// or sent something unasked (a 421 goodbye). Costs no round trip.
+    pub fn closed_by_server(&self) -> bool {
+        let tcp = self.ftp.get_ref();
+        if tcp.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let peeked = tcp.peek(&mut [0u8; 1]);
+        let _ = tcp.set_nonblocking(false);
+        !matches!(peeked, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// Says goodbye without waiting long for a dead server.
     pub fn quit(mut self) {
         let _ = self.ftp.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
