@@ -687,7 +687,7 @@ impl Fs {
         }
         self.check_case(&dir, name, None)?;
         let path = join(&dir, name);
-        self.remote.mkdir(&path)?;
+        self.remote.mkdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
         let entry =
             Entry { name: name.to_string(), kind: Kind::Dir, size: 0, mtime: Some(SystemTime::now()), mode: None };
         self.dirs.upsert(&dir, entry.clone());
@@ -718,7 +718,7 @@ impl Fs {
             }
         }
         if self.listing(&dir)?.get(&entry.name).is_some() {
-            self.remote.delete(&path)?;
+            self.remote.delete(&path).map_err(|e| self.unsure(&[&dir], e))?;
         }
         // The listed name, which differs from `name` after a folded lookup.
         self.dirs.remove_entry(&dir, &entry.name);
@@ -744,7 +744,7 @@ impl Fs {
         if !self.listing(&path)?.entries.is_empty() {
             return Err(FsError::Remote(RemoteError::NotEmpty(format!("{path} is not empty"))));
         }
-        self.remote.rmdir(&path)?;
+        self.remote.rmdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
         self.dirs.remove_entry(&dir, &entry.name);
         self.dirs.invalidate_tree(&path);
         self.inodes.lock().detach(parent, name);
@@ -809,9 +809,9 @@ impl Fs {
                 }
                 (false, false) => {}
             }
-            write::replace(self.remote.as_ref(), &from, &to)?;
+            write::replace(self.remote.as_ref(), &from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         } else {
-            self.remote.rename(&from, &to)?;
+            self.remote.rename(&from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         }
         if let Some(mut e) = self.dirs.remove_entry(&dir, &entry.name) {
             e.name = new_name.to_string();
@@ -824,6 +824,17 @@ impl Fs {
         self.dirs.invalidate_tree(&to);
         self.renamed(parent, name, new_parent, new_name, &from, &to);
         Ok(())
+    }
+
+    /// A change whose connection failed may or may not have happened on the server: the
+    /// listings involved are dropped, so the next look shows what the server has.
+    fn unsure(&self, dirs: &[&str], e: RemoteError) -> FsError {
+        if e.breaks_session() {
+            for d in dirs {
+                self.dirs.invalidate(d);
+            }
+        }
+        e.into()
     }
 
     /// Bookkeeping after a rename: times we set, and the inode's name.
