@@ -228,7 +228,11 @@ fn random_operations_with_dropped_connections_match_a_model() {
         VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() },
     );
     // Short listing cache: the mount re-reads the server often, as another client would see it.
-    let mount = Mount::of(&server, Some(&certs), &["--dir-timeout", "1s", "--case-collisions", "off", "-v"]);
+    let mount = Mount::of(
+        &server,
+        Some(&certs),
+        &["--dir-timeout", "1s", "--attr-timeout", "1s", "--case-collisions", "off", "-v"],
+    );
     let mnt = mount.path();
     let mut rng = Rng(seed | 1);
     let mut model = Model::default();
@@ -258,6 +262,9 @@ fn random_operations_with_dropped_connections_match_a_model() {
                     summary(after),
                 );
                 model = server_now;
+                // What the mount and the kernel cached may predate the failure: it converges
+                // within the cache timeouts.
+                std::thread::sleep(std::time::Duration::from_millis(1200));
             }
             (Some(_), Err(e)) => panic!("{what} failed: {e}"),
             (None, Ok(())) => panic!("{what} succeeded where a local filesystem refuses it"),
