@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn tls_server(certs: &Certs, root: TempDir) -> Vsftpd {
-    Vsftpd::start(root, VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() })
-}
-
 #[test]
 fn connections_dropped_while_idle_are_replaced_without_an_error() {
     let certs = Certs::new();
@@ -21,7 +17,7 @@ fn connections_dropped_while_idle_are_replaced_without_an_error() {
         fs::create_dir(root.path().join(d)).unwrap();
         fs::write(root.path().join(d).join("f.txt"), format!("in {d}")).unwrap();
     }
-    let server = tls_server(&certs, root);
+    let server = tls_vsftpd(&certs, root, "");
     let mount = Mount::of(&server, Some(&certs), &[]);
     assert_eq!(fs::read_to_string(mount.path().join("a/f.txt")).unwrap(), "in a");
     assert!(server.kill_sessions() > 0, "sessions were open");
@@ -38,7 +34,7 @@ fn a_read_cut_by_dropped_connections_resumes_at_the_right_offset() {
     let root = TempDir::new("root");
     let data = pseudo_random(24 << 20, 77);
     fs::write(root.path().join("big.bin"), &data).unwrap();
-    let server = tls_server(&certs, root);
+    let server = tls_vsftpd(&certs, root, "");
     let mount = Mount::of(&server, Some(&certs), &[]);
     let f = fs::File::open(mount.path().join("big.bin")).unwrap();
     let mut got = vec![0u8; data.len()];
@@ -59,7 +55,7 @@ fn a_server_that_stops_answering_fails_operations_and_cached_ones_still_answer()
         fs::create_dir(root.path().join(d)).unwrap();
         fs::write(root.path().join(d).join("f.txt"), d).unwrap();
     }
-    let server = tls_server(&certs, root);
+    let server = tls_vsftpd(&certs, root, "");
     let mount = Mount::of(&server, Some(&certs), &["--io-timeout", "2s", "--connect-timeout", "2s"]);
     let m = mount.path();
     assert_eq!(fs::read_dir(m.join("seen")).unwrap().count(), 1);
@@ -81,15 +77,7 @@ fn a_server_that_stops_answering_fails_operations_and_cached_ones_still_answer()
 fn sigterm_during_an_upload_lets_it_finish_and_exits_cleanly() {
     let certs = Certs::new();
     // 200 kB/s per session: the upload below takes a few seconds.
-    let server = Vsftpd::start(
-        TempDir::new("root"),
-        VsftpdOptions {
-            tls: Tls::Explicit,
-            cert: Some(certs.pair("server")),
-            extra: "local_max_rate=200000\n",
-            ..Default::default()
-        },
-    );
+    let server = tls_vsftpd(&certs, TempDir::new("root"), "local_max_rate=200000\n");
     let mount = Mount::of(&server, Some(&certs), &[]);
     let data = pseudo_random(800_000, 5);
     let target = mount.path().join("upload.bin");

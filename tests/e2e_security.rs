@@ -11,10 +11,7 @@ use std::process::Command;
 use common::*;
 
 fn tls_server(certs: &Certs, extra: &str) -> Vsftpd {
-    Vsftpd::start(
-        TempDir::new("root"),
-        VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), extra, ..Default::default() },
-    )
+    tls_vsftpd(certs, TempDir::new("root"), extra)
 }
 
 /// The mount options the kernel shows for `mountpoint` (`/proc/self/mountinfo`).

@@ -223,10 +223,7 @@ fn random_operations_with_dropped_connections_match_a_model() {
     let ops: usize = std::env::var("SOAK_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let seed: u64 = std::env::var("SOAK_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_f7b0);
     let certs = Certs::new();
-    let server = Vsftpd::start(
-        TempDir::new("root"),
-        VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() },
-    );
+    let server = tls_vsftpd(&certs, TempDir::new("root"), "");
     // Short listing cache: the mount re-reads the server often, as another client would see it.
     let mount = Mount::of(
         &server,

@@ -13,21 +13,7 @@ use std::process::Command;
 use common::*;
 
 fn tls_server(certs: &Certs) -> Vsftpd {
-    Vsftpd::start(
-        TempDir::new("root"),
-        VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), ..Default::default() },
-    )
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    tls_vsftpd(certs, TempDir::new("root"), "")
 }
 
 /// A tree of many small files (see `small_files_tree`) plus two big files.

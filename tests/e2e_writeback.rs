@@ -18,10 +18,7 @@ use serde_json::Value;
 
 /// Explicit TLS; `extra` is more vsftpd configuration.
 fn tls_server(certs: &Certs, extra: &str) -> Vsftpd {
-    Vsftpd::start(
-        TempDir::new("root"),
-        VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), extra, ..Default::default() },
-    )
+    tls_vsftpd(certs, TempDir::new("root"), extra)
 }
 
 /// vsftpd sends each session's data at this many bytes per second at most, so that uploads
@@ -33,17 +30,6 @@ fn write_back_mount(server: &Vsftpd, certs: &Certs, cache: &TempDir, extra: &[&s
     let mut args = vec!["--write-back", "--cache-dir", cache.path().to_str().unwrap()];
     args.extend(extra);
     Mount::of(server, Some(certs), &args)
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `ftpmount sync MNT`, which waits for every queued upload (given two minutes).

@@ -742,6 +742,26 @@ impl Drop for SessionCounter {
     }
 }
 
+/// vsftpd with explicit TLS and the test server certificate; `extra` is more configuration.
+pub fn tls_vsftpd(certs: &Certs, root: TempDir, extra: &str) -> Vsftpd {
+    Vsftpd::start(
+        root,
+        VsftpdOptions { tls: Tls::Explicit, cert: Some(certs.pair("server")), extra, ..Default::default() },
+    )
+}
+
+/// Runs `cmd`, which must succeed; its standard output.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Deterministic bytes for file contents.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
