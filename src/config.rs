@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::casefold::Folding;
 use crate::fs::case::{CollisionPolicy, ServerCase};
+use crate::names::Charset;
 use crate::remote::ftp::TlsMode;
 use crate::secret::Secret;
 
@@ -85,6 +86,11 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection")]
     #[serde(default, deserialize_with = "de_duration")]
     pub io_timeout: Option<Duration>,
+    /// Charset of file names on the server: utf8 (default), latin1 or cp1252. Names that are
+    /// not valid in it still work, byte for byte
+    #[arg(long, value_name = "CHARSET", value_parser = parse_charset, help_heading = "Connection")]
+    #[serde(default, deserialize_with = "de_charset")]
+    pub encoding: Option<Charset>,
 
     /// How long the kernel trusts file attributes (default 10s)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
@@ -147,6 +153,7 @@ impl Options {
             max_connections: self.max_connections.or(profile.max_connections),
             connect_timeout: self.connect_timeout.or(profile.connect_timeout),
             io_timeout: self.io_timeout.or(profile.io_timeout),
+            encoding: self.encoding.or(profile.encoding),
             attr_timeout: self.attr_timeout.or(profile.attr_timeout),
             dir_timeout: self.dir_timeout.or(profile.dir_timeout),
             cache_dir: self.cache_dir.or(profile.cache_dir),
@@ -457,6 +464,14 @@ fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
     }
 }
 
+fn parse_charset(s: &str) -> std::result::Result<Charset, String> {
+    s.parse()
+}
+
+fn de_charset<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Charset>, D::Error> {
+    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
+}
+
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -512,6 +527,7 @@ mod tests {
             url = "ftps://alice@ftp.example.com:990/"
             max_connections = 8
             io_timeout = "45s"
+            encoding = "cp1252"
             tls_allow_self_signed = true
             "#,
         )
@@ -522,6 +538,7 @@ mod tests {
         assert_eq!(target.tls, TlsMode::Implicit);
         assert_eq!(o.max_connections, Some(3));
         assert_eq!(o.io_timeout, Some(Duration::from_secs(45)));
+        assert_eq!(o.encoding, Some(Charset::Cp1252));
         assert!(o.tls_allow_self_signed);
         let typo: std::result::Result<ProfileFile, _> = toml::from_str("[connections.x]\nmax_conections = 3\n");
         assert!(typo.is_err(), "unknown keys are refused");

@@ -14,6 +14,9 @@ pub enum FsError {
     ReadOnly,
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A new name the server's charset has no bytes for (`--encoding`).
+    #[error("{0}")]
+    Unrepresentable(String),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
     #[error("unknown file handle")]
@@ -34,6 +37,7 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::ReadOnly => libc::EROFS,
             FsError::Invalid(_) => libc::EINVAL,
+            FsError::Unrepresentable(_) => libc::EILSEQ,
             FsError::Unsupported(_) => libc::ENOTSUP,
             FsError::BadHandle => libc::EBADF,
             FsError::CaseCollision(_) => libc::EEXIST,
@@ -60,6 +64,7 @@ impl FsError {
             FsError::IsDir => "is a directory",
             FsError::ReadOnly => "read-only",
             FsError::Invalid(_) => "invalid argument",
+            FsError::Unrepresentable(_) => "name not in the server's charset",
             FsError::Unsupported(_) => "not supported",
             FsError::BadHandle => "bad handle",
             FsError::CaseCollision(_) => "case collision",

@@ -15,6 +15,7 @@ pub mod fuse;
 pub mod helper;
 pub mod logging;
 pub mod mount;
+pub mod names;
 pub mod remote;
 pub mod secret;
 pub mod status;

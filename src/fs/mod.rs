@@ -426,7 +426,7 @@ impl Fs {
     /// when it is first flushed or closed.
     pub fn create(&self, parent: u64, name: &str, mode: OpenMode, exclusive: bool) -> Result<(Attr, u64)> {
         self.check_writable()?;
-        check_name(name)?;
+        self.check_name(name)?;
         let dir = self.path(parent)?;
         let path = join(&dir, name);
         let existing = self.find(&dir, name).ok();
@@ -678,9 +678,23 @@ impl Fs {
         }
     }
 
+    /// New names that cannot be sent in an FTP command, or that the server's charset cannot
+    /// hold, are refused before any command is built.
+    fn check_name(&self, name: &str) -> Result<()> {
+        if name.contains(['\r', '\n', '\0']) || name.contains('/') {
+            return Err(FsError::Invalid(format!(
+                "{name:?} contains a character FTP cannot carry (CR, LF, NUL or '/')"
+            )));
+        }
+        match self.remote.refuses_name(name) {
+            Some(why) => Err(FsError::Unrepresentable(why)),
+            None => Ok(()),
+        }
+    }
+
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
         self.check_writable()?;
-        check_name(name)?;
+        self.check_name(name)?;
         let dir = self.path(parent)?;
         if self.find(&dir, name).is_ok() {
             return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{} exists", join(&dir, name)))));
@@ -754,7 +768,7 @@ impl Fs {
     /// POSIX rename: replaces an existing file (or empty directory) at the destination.
     pub fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str, no_replace: bool) -> Result<()> {
         self.check_writable()?;
-        check_name(new_name)?;
+        self.check_name(new_name)?;
         let (dir, new_dir) = (self.path(parent)?, self.path(new_parent)?);
         let entry = self.find(&dir, name)?;
         let (from, to) = (Self::listed_path(&join(&dir, name), &entry), join(&new_dir, new_name));
@@ -1007,14 +1021,6 @@ fn join(dir: &str, name: &str) -> String {
 /// A mount-relative path as users see it: `/a/b`.
 fn shown(path: &str) -> String {
     format!("/{path}")
-}
-
-/// Names that cannot be sent in an FTP command are refused before any command is built.
-fn check_name(name: &str) -> Result<()> {
-    if name.contains(['\r', '\n', '\0']) || name.contains('/') {
-        return Err(FsError::Invalid(format!("{name:?} contains a character FTP cannot carry (CR, LF, NUL or '/')")));
-    }
-    Ok(())
 }
 
 /// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.

@@ -1,7 +1,9 @@
 //! The FUSE adapter: the only module that imports fuser. Each call is translated into an
-//! [`Fs`] call and its result into a reply; no policy lives here.
+//! [`Fs`] call and its result into a reply; no policy lives here. Names cross as bytes
+//! (see [`names`]): a name that is not UTF-8 is kept, not refused.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use fuser::{
 
 use crate::error::FsError;
 use crate::fs::{Attr, FileKind, Fs, OpenMode, SetAttr};
+use crate::names;
 
 /// Reads and listings stream over the network; the kernel may ask for this much at once.
 const MAX_READAHEAD: u32 = 1 << 20;
@@ -145,11 +148,6 @@ fn open_mode(flags: i32, pid: u32) -> OpenMode {
     }
 }
 
-fn name_str<'a>(name: &'a OsStr) -> Result<&'a str, Errno> {
-    // Names from the server are UTF-8; a name that is not cannot exist there.
-    name.to_str().ok_or(Errno::ENOENT)
-}
-
 impl FuseFs {
     fn ttl(&self) -> Duration {
         self.fs.config().attr_ttl
@@ -170,11 +168,8 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        match self.fs.lookup(parent.0, name) {
+        let name = names::from_os(name);
+        match self.fs.lookup(parent.0, &name) {
             Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
             Err(e) => reply.error(self.errno("lookup", &e)),
         }
@@ -193,7 +188,7 @@ impl Filesystem for FuseFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.fs.readlink(ino.0) {
-            Ok(target) => reply.data(target.as_bytes()),
+            Ok(target) => reply.data(names::to_os(&target).as_bytes()),
             Err(e) => reply.error(self.errno("readlink", &e)),
         }
     }
@@ -217,12 +212,9 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = names::from_os(name);
         let exclusive = flags & libc::O_EXCL != 0;
-        match self.fs.create(parent.0, name, open_mode(flags, req.pid()), exclusive) {
+        match self.fs.create(parent.0, &name, open_mode(flags, req.pid()), exclusive) {
             Ok((attr, fh)) => {
                 reply.created(&self.ttl(), &to_fuse(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
             }
@@ -296,31 +288,24 @@ impl Filesystem for FuseFs {
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        match self.fs.mkdir(parent.0, name) {
+        let name = names::from_os(name);
+        match self.fs.mkdir(parent.0, &name) {
             Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
             Err(e) => reply.error(self.errno("mkdir", &e)),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = name_str(name)
-            .map_err(|e| e)
-            .and_then(|n| self.fs.unlink(parent.0, n).map_err(|e| self.errno("unlink", &e)));
-        match result {
+        match self.fs.unlink(parent.0, &names::from_os(name)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(self.errno("unlink", &e)),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = name_str(name).and_then(|n| self.fs.rmdir(parent.0, n).map_err(|e| self.errno("rmdir", &e)));
-        match result {
+        match self.fs.rmdir(parent.0, &names::from_os(name)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(self.errno("rmdir", &e)),
         }
     }
 
@@ -339,13 +324,9 @@ impl Filesystem for FuseFs {
             return reply.error(Errno::EINVAL);
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let result = name_str(name).and_then(|n| {
-            let nn = name_str(newname)?;
-            self.fs.rename(parent.0, n, newparent.0, nn, no_replace).map_err(|e| self.errno("rename", &e))
-        });
-        match result {
+        match self.fs.rename(parent.0, &names::from_os(name), newparent.0, &names::from_os(newname), no_replace) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(self.errno("rename", &e)),
         }
     }
 
@@ -420,7 +401,7 @@ impl Filesystem for FuseFs {
         let dots = [(ino.0, FileType::Directory, "."), (ino.0, FileType::Directory, "..")];
         let all = dots.into_iter().chain(entries.iter().map(|e| (e.ino, file_type(e.attr.kind), e.name.as_str())));
         for (i, (child, kind, name)) in all.enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), (i + 1) as u64, kind, name) {
+            if reply.add(INodeNo(child), (i + 1) as u64, kind, names::to_os(name)) {
                 break;
             }
         }
@@ -453,7 +434,7 @@ impl Filesystem for FuseFs {
         }
         for (i, e) in entries.iter().enumerate().skip((next - 2) as usize) {
             let attr = to_fuse(&e.attr);
-            if reply.add(INodeNo(e.ino), (i + 3) as u64, &e.name, &ttl, &attr, Generation(0)) {
+            if reply.add(INodeNo(e.ino), (i + 3) as u64, names::to_os(&e.name), &ttl, &attr, Generation(0)) {
                 break;
             }
             // Counted only once the entry is really in the reply.

@@ -133,6 +133,10 @@ pub trait Remote: Send + Sync {
     fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()>;
     /// Sets permission bits; `Unsupported` when the server has no way.
     fn chmod(&self, path: &str, mode: u32) -> Result<()>;
+    /// Why a new `name` cannot be stored on the server (its charset has no bytes for it).
+    fn refuses_name(&self, _name: &str) -> Option<String> {
+        None
+    }
     /// True when some request is waiting for a session: long-held streams should yield.
     fn sessions_wanted(&self) -> bool;
     fn session_stats(&self) -> SessionStats;

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use time::{Date, Month, PrimitiveDateTime, Time};
 
+use crate::names::Charset;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     File,
@@ -57,10 +59,15 @@ fn unparsable(why: &str) -> Skip {
 }
 
 /// Names that could walk out of the directory or break paths are never accepted.
-/// The lines of a listing, without their line ends, empty ones dropped, decoded as UTF-8
-/// (invalid bytes replaced). Fails with `InvalidData` past `max_total` bytes or a line longer
-/// than `max_line`, instead of holding whatever a server sends.
-pub fn read_lines(r: &mut impl std::io::BufRead, max_total: usize, max_line: usize) -> std::io::Result<Vec<String>> {
+/// The lines of a listing, without their line ends, empty ones dropped, decoded from
+/// `charset` without loss (see [`crate::names`]). Fails with `InvalidData` past `max_total`
+/// bytes or a line longer than `max_line`, instead of holding whatever a server sends.
+pub fn read_lines(
+    r: &mut impl std::io::BufRead,
+    charset: Charset,
+    max_total: usize,
+    max_line: usize,
+) -> std::io::Result<Vec<String>> {
     use std::io::{Error, ErrorKind};
     let mut lines = Vec::new();
     let mut line: Vec<u8> = Vec::new();
@@ -89,17 +96,17 @@ pub fn read_lines(r: &mut impl std::io::BufRead, max_total: usize, max_line: usi
         let used = chunk.len() + usize::from(end_of_line);
         r.consume(used);
         if end_of_line {
-            push_line(&mut lines, &mut line);
+            push_line(&mut lines, &mut line, charset);
         }
     }
-    push_line(&mut lines, &mut line);
+    push_line(&mut lines, &mut line, charset);
     Ok(lines)
 }
 
-fn push_line(lines: &mut Vec<String>, line: &mut Vec<u8>) {
+fn push_line(lines: &mut Vec<String>, line: &mut Vec<u8>, charset: Charset) {
     let bytes = line.strip_suffix(b"\r").unwrap_or(line);
     if !bytes.is_empty() {
-        lines.push(String::from_utf8_lossy(bytes).into_owned());
+        lines.push(charset.decode(bytes));
     }
     line.clear();
 }
@@ -381,12 +388,15 @@ pub fn format_ftp_time(t: SystemTime) -> String {
 #[cfg(test)]
 mod read_lines_tests {
     use super::read_lines;
+    use crate::names::Charset;
 
     #[test]
     fn lines_are_split_trimmed_and_decoded() {
         let mut input: &[u8] = b"a\r\n\r\nb c\n\xffd\ne";
-        let lines = read_lines(&mut input, 1000, 100).unwrap();
-        assert_eq!(lines, ["a", "b c", "\u{fffd}d", "e"]);
+        let lines = read_lines(&mut input, Charset::Utf8, 1000, 100).unwrap();
+        assert_eq!(lines, ["a", "b c", "\u{efff}d", "e"], "an undecodable byte is kept, escaped");
+        let mut input: &[u8] = b"caf\xe9\r\n";
+        assert_eq!(read_lines(&mut input, Charset::Latin1, 1000, 100).unwrap(), ["café"]);
     }
 
     #[test]
@@ -394,11 +404,14 @@ mod read_lines_tests {
         // An endless line, and endless lines: both end with an error, having held little.
         let mut endless = std::io::Read::take(std::io::repeat(b'x'), u64::MAX);
         let mut r = std::io::BufReader::new(&mut endless);
-        let err = read_lines(&mut r, 1 << 20, 4096).unwrap_err();
+        let err = read_lines(&mut r, Charset::Utf8, 1 << 20, 4096).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
         let mut many = std::io::Read::take(std::io::repeat(b'\n'), u64::MAX);
         let mut r = std::io::BufReader::new(&mut many);
-        assert_eq!(read_lines(&mut r, 1 << 20, 4096).unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(
+            read_lines(&mut r, Charset::Utf8, 1 << 20, 4096).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidData
+        );
     }
 }
 

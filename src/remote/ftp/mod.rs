@@ -17,6 +17,7 @@ use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
 use self::session::{Endpoint, Features, FtpSession, Transfer};
 use super::pool::{self, Clock, Lease, Pool, PoolConfig};
 use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
+use crate::names::Charset;
 
 pub use self::session::{Security, TlsMode};
 
@@ -69,6 +70,7 @@ pub struct FtpRemote {
     /// The server directory the mount's root maps to, without a trailing slash.
     base: String,
     scheme: &'static str,
+    charset: Charset,
 }
 
 impl FtpRemote {
@@ -83,6 +85,7 @@ impl FtpRemote {
             TlsMode::Implicit | TlsMode::Explicit => "ftps",
             _ => "ftp",
         };
+        let charset = endpoint.charset;
         let connector = FtpConnector { endpoint, features: OnceLock::new() };
         let pool = Pool::new(connector, PoolConfig::new(max_sessions), clock);
         let security = pool.checkout()?.security;
@@ -91,6 +94,7 @@ impl FtpRemote {
             pool,
             base,
             scheme,
+            charset,
             mtime_command: parking_lot::Mutex::new(None),
             chmod_unsupported: Default::default(),
         };
@@ -381,6 +385,10 @@ impl Remote for FtpRemote {
         Err(RemoteError::Unsupported(format!(
             "the server offers no way to set modification times (neither MFMT nor MDTM with a time); {p} keeps the upload time"
         )))
+    }
+
+    fn refuses_name(&self, name: &str) -> Option<String> {
+        self.charset.check(name).err()
     }
 
     fn chmod(&self, path: &str, mode: u32) -> Result<()> {

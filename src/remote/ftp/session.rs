@@ -13,6 +13,7 @@ use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TransferStream};
 
 use super::reply;
 use super::tls_adapter::{Connector, FtpTlsStream, SessionTls};
+use crate::names::{self, Charset};
 use crate::remote::{RemoteError, Result};
 use crate::secret::Secret;
 use crate::tls::TlsClient;
@@ -44,6 +45,8 @@ pub struct Endpoint {
     pub tls_client: Option<Arc<TlsClient>>,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
+    /// The charset of file names on the server (`--encoding`).
+    pub charset: Charset,
 }
 
 impl Endpoint {
@@ -68,6 +71,8 @@ pub struct Features {
     pub rest_stream: bool,
     /// Cleared when the server refuses `LIST -a` (then hidden files may be missing).
     pub list_dash_a: AtomicBool,
+    /// Set once the log has said that names here are not in the charset of the mount.
+    pub foreign_names_told: AtomicBool,
 }
 
 impl Features {
@@ -85,7 +90,27 @@ impl Features {
             utf8: has("UTF8"),
             rest_stream,
             list_dash_a: AtomicBool::new(true),
+            foreign_names_told: AtomicBool::new(false),
         }
+    }
+}
+
+/// File names on the wire in the mount's charset, without loss (see [`names`]).
+#[derive(Debug)]
+struct WireNames(Charset);
+
+impl suppaftp::Encoding for WireNames {
+    fn decode(&self, bytes: &[u8]) -> String {
+        self.0.decode(bytes)
+    }
+
+    fn encode(&self, text: &str) -> io::Result<Vec<u8>> {
+        self.0.encode(text).map_err(|c| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("'{c}' has no byte in the server's charset ({})", self.0),
+            )
+        })
     }
 }
 
@@ -95,9 +120,9 @@ struct Listing(Transfer);
 impl Listing {
     /// Its lines, within [`MAX_LISTING`] and [`MAX_LINE`]: a server cannot make the daemon
     /// hold more than that, however much it sends.
-    fn read(self, what: &str) -> Result<Vec<String>> {
+    fn read(self, what: &str, charset: Charset) -> Result<Vec<String>> {
         let mut reader = io::BufReader::new(self.0);
-        match super::listing::read_lines(&mut reader, MAX_LISTING, MAX_LINE) {
+        match super::listing::read_lines(&mut reader, charset, MAX_LISTING, MAX_LINE) {
             Ok(lines) => {
                 reader.into_inner().finish().map_err(|e| reply::map(what, e))?;
                 Ok(lines)
@@ -138,6 +163,7 @@ fn tls_security(tls: &SessionTls) -> Security {
 pub struct FtpSession {
     ftp: Ftp,
     cwd: Option<String>,
+    charset: Charset,
     pub features: Arc<Features>,
     pub security: Security,
     pub tls: Option<Arc<SessionTls>>,
@@ -183,6 +209,7 @@ impl FtpSession {
         FtpSession {
             ftp: c.ftp,
             cwd: None,
+            charset: Charset::Utf8,
             features: Arc::new(Features::default()),
             security: c.security,
             tls: c.tls,
@@ -235,10 +262,13 @@ impl FtpSession {
                 features.get_or_init(|| Arc::new(f)).clone()
             }
         };
-        if feats.utf8 {
+        if feats.utf8 && ep.charset == Charset::Utf8 {
             // Most servers use UTF-8 anyway; some need to be asked. A refusal changes nothing.
             let _ = self.ftp.opts("UTF8", Some("ON"));
         }
+        // After login, so the user name and password go out as typed.
+        self.ftp.set_encoding(WireNames(ep.charset));
+        self.charset = ep.charset;
         self.ftp.set_mode(if feats.epsv { Mode::ExtendedPassive } else { Mode::Passive });
         self.features = feats;
         Ok(())
@@ -287,12 +317,14 @@ impl FtpSession {
     pub fn list_lines(&mut self, dir: &str) -> Result<Vec<String>> {
         let what = format!("listing {dir}");
         if self.features.mlsd {
-            return self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?.read(&what);
+            let lines =
+                self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?.read(&what, self.charset)?;
+            return Ok(self.noticing_foreign_names(lines));
         }
         self.cwd(dir)?;
         if self.features.list_dash_a.load(Ordering::Relaxed) {
             match self.listing("LIST -a") {
-                Ok(listing) => return listing.read(&what),
+                Ok(listing) => return Ok(self.noticing_foreign_names(listing.read(&what, self.charset)?)),
                 Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => {
                     tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&r));
                     self.features.list_dash_a.store(false, Ordering::Relaxed);
@@ -300,7 +332,25 @@ impl FtpSession {
                 Err(e) => return Err(reply::map(&what, e)),
             }
         }
-        self.listing("LIST").map_err(|e| reply::map(&what, e))?.read(&what)
+        let lines = self.listing("LIST").map_err(|e| reply::map(&what, e))?.read(&what, self.charset)?;
+        Ok(self.noticing_foreign_names(lines))
+    }
+
+    /// Says once per mount when names are not in the mount's charset: they still work (kept
+    /// byte for byte) but show oddly, and `--encoding` may be what the user wants.
+    fn noticing_foreign_names(&self, lines: Vec<String>) -> Vec<String> {
+        if !self.features.foreign_names_told.load(Ordering::Relaxed)
+            && lines.iter().any(|l| names::has_escapes(l))
+            && !self.features.foreign_names_told.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "some file names on the server are not valid {}; they are kept byte for byte, so they can \
+                 still be opened, renamed and deleted, but show oddly. If the server uses a legacy charset, \
+                 mount with --encoding latin1 or --encoding cp1252",
+                self.charset
+            );
+        }
+        lines
     }
 
     fn listing(&mut self, command: &str) -> std::result::Result<Listing, FtpError> {
