@@ -9,19 +9,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 
 fn is_mounted(path: &Path) -> bool {
     let want = path.to_str().unwrap();
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == Some(want))
-}
-
-/// `ftpmount status MOUNTPOINT --json`: the mount's entry.
-fn status(mountpoint: &Path) -> Value {
-    let out = Command::new(bin()).args(["status", mountpoint.to_str().unwrap(), "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
-    all[0].clone()
 }
 
 /// Unmounts a mount made in the background and waits for its daemon to end.
@@ -67,7 +58,7 @@ fn fstab_helper_mounts_with_o_options_and_findmnt_shows_a_network_filesystem() {
     assert!(is_mounted(&mnt), "the helper returns once the mount is ready");
     assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), b"hello from the server");
 
-    let st = status(&mnt);
+    let st = status_json(&mnt);
     guard.pid = st["pid"].as_u64().map(|p| p as u32);
     assert_eq!(st["sessions"]["max"], 3, "max_connections=3 reached the mount: {st:#}");
 
@@ -100,7 +91,7 @@ fn fuse3s_mount_fuse_calling_convention_also_mounts() {
         .unwrap();
     let mut guard = Detached { mountpoint: mnt.clone(), pid: None };
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    guard.pid = status(&mnt)["pid"].as_u64().map(|p| p as u32);
+    guard.pid = status_json(&mnt)["pid"].as_u64().map(|p| p as u32);
     let err = std::fs::write(mnt.join("x"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(30), "EROFS: read_only reached the mount: {err}");
 }
@@ -111,18 +102,18 @@ fn status_reports_a_transfer_in_flight() {
     // Made after the server gave the tree to the FTP user: root's, not writable for it.
     std::fs::create_dir(server.root().join("locked")).unwrap();
     let mount = Mount::of(&server, None, &["--tls", "off", "--max-connections", "5"]);
-    let idle = status(mount.path());
+    let idle = status_json(mount.path());
     assert_eq!(idle["transfers"].as_array().unwrap().len(), 0, "{idle:#}");
     assert_eq!(idle["source"], server.url());
     // The mountpoint named another way (through a symbolic link) finds the same mount.
     let links = TempDir::new("links");
     std::os::unix::fs::symlink(mount.path(), links.path().join("m")).unwrap();
-    assert_eq!(status(&links.path().join("m"))["pid"], idle["pid"]);
+    assert_eq!(status_json(&links.path().join("m"))["pid"], idle["pid"]);
 
     // A file half written: the upload is streaming and the file stays open.
     let mut file = std::fs::File::create(mount.path().join("big.bin")).unwrap();
     file.write_all(&pseudo_random(3 << 20, 5)).unwrap();
-    let busy = status(mount.path());
+    let busy = status_json(mount.path());
     let transfers = busy["transfers"].as_array().unwrap();
     assert_eq!(transfers.len(), 1, "{busy:#}");
     assert_eq!(transfers[0]["path"], "/big.bin");
@@ -138,7 +129,7 @@ fn status_reports_a_transfer_in_flight() {
 
     // Failures reported to applications are listed (a directory the FTP user may not write).
     assert!(std::fs::write(mount.path().join("locked/x.txt"), b"x").is_err());
-    let after = status(mount.path());
+    let after = status_json(mount.path());
     assert_eq!(after["transfers"].as_array().unwrap().len(), 0, "{after:#}");
     let errors = after["recent_errors"].to_string();
     assert!(errors.contains("locked/x.txt"), "{after:#}");

@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -94,4 +95,77 @@ fn sigterm_during_an_upload_lets_it_finish_and_exits_cleanly() {
     let status = mount.unmount();
     assert!(status.success(), "exit status {status}");
     assert!(fs::read(server.root().join("upload.bin")).unwrap() == data);
+}
+
+#[test]
+fn a_burst_of_421_refusals_lowers_the_session_limit_the_work_completes_and_the_limit_recovers() {
+    let root = TempDir::new("root");
+    let files: Vec<Vec<u8>> = (0..8).map(|i| pseudo_random(1 << 20, 500 + i)).collect();
+    for (i, data) in files.iter().enumerate() {
+        fs::write(root.path().join(format!("f{i}.bin")), data).unwrap();
+    }
+    let flags = TempDir::new("flags");
+    let refuse = flags.path().join("refuse");
+    let server = PyFtpd::start(root, None, &["--refuse-while", refuse.to_str().unwrap()]);
+    let mount = Mount::of(&server, None, &["--max-connections", "6"]);
+    let m = mount.path().to_path_buf();
+    let read_all_in_parallel = || {
+        let readers: Vec<_> = (0..files.len())
+            .map(|i| {
+                let path = m.join(format!("f{i}.bin"));
+                std::thread::spawn(move || fs::read(path).unwrap())
+            })
+            .collect();
+        for (i, r) in readers.into_iter().enumerate() {
+            assert!(r.join().unwrap() == files[i], "f{i}.bin read back exactly");
+        }
+    };
+
+    // The server suddenly allows one session: the mount keeps working on what it has.
+    fs::write(&refuse, b"").unwrap();
+    read_all_in_parallel();
+    assert!(server.log().contains("Too many connections"), "the server refused sessions: {}", server.log());
+    let lowered = status_json(&m)["sessions"]["limit"].as_u64().unwrap();
+    assert!(lowered < 6, "limit lowered, is {lowered}");
+    assert!(mount.log().contains("lowering the session limit"), "{}", mount.log());
+
+    // Once refusals stop, the limit climbs again (one step per quiet period of 20 s).
+    fs::remove_file(&refuse).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut limit = lowered;
+    while limit <= lowered {
+        assert!(Instant::now() < deadline, "limit still {limit} long after the refusals ended");
+        std::thread::sleep(Duration::from_secs(2));
+        // Demand for sessions is what lets the pool notice that it may grow.
+        read_all_in_parallel();
+        limit = status_json(&m)["sessions"]["limit"].as_u64().unwrap();
+    }
+    assert!(mount.log().contains("session limit raised"), "{}", mount.log());
+}
+
+#[test]
+fn a_very_slow_server_is_waited_for_and_does_not_hold_up_other_work() {
+    let root = TempDir::new("root");
+    let slow = pseudo_random(2_000_000, 61);
+    fs::write(root.path().join("slow.bin"), &slow).unwrap();
+    fs::write(root.path().join("small.txt"), b"small").unwrap();
+    // 150 kB/s per session, and an --io-timeout far shorter than the transfers below (13 s and
+    // 10 s): slow is not dead, as long as bytes keep coming.
+    let server = Vsftpd::start(root, VsftpdOptions { extra: "local_max_rate=150000\n", ..Default::default() });
+    let mount = Mount::of(&server, None, &["--io-timeout", "5s"]);
+    let m = mount.path().to_path_buf();
+    let reader = {
+        let path = m.join("slow.bin");
+        std::thread::spawn(move || fs::read(path).unwrap())
+    };
+    let upload = pseudo_random(1_500_000, 62);
+    let mut f = fs::File::create(m.join("up.bin")).unwrap();
+    f.write_all(&upload).unwrap();
+    f.sync_all().unwrap_or_else(|e| panic!("the upload completes: {e}\n{}", mount.log()));
+    drop(f);
+    // The other sessions keep serving while the slow read goes on.
+    assert_eq!(fs::read(m.join("small.txt")).unwrap(), b"small");
+    assert!(!reader.is_finished(), "the read of slow.bin still runs");
+    assert!(reader.join().unwrap() == slow, "every byte of slow.bin");
+    assert!(fs::read(server.root().join("up.bin")).unwrap() == upload, "the upload is complete on the server");
 }

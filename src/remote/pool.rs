@@ -66,7 +66,7 @@ impl PoolConfig {
             max: max.max(1),
             check_after: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
-            recover_after: Duration::from_secs(60),
+            recover_after: Duration::from_secs(20),
             refusal_retry: Duration::from_secs(30),
         }
     }

@@ -751,6 +751,14 @@ pub fn tls_vsftpd(certs: &Certs, root: TempDir, extra: &str) -> Vsftpd {
 }
 
 /// Runs `cmd`, which must succeed; its standard output.
+/// `ftpmount status MOUNTPOINT --json`: the mount's entry.
+pub fn status_json(mountpoint: &Path) -> serde_json::Value {
+    let out = Command::new(bin()).args(["status", mountpoint.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    all[0].clone()
+}
+
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(

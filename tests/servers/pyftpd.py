@@ -4,6 +4,7 @@
 
 import argparse
 import logging
+import os
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
@@ -49,6 +50,19 @@ def endless_listing(base, directory):
     return Endless
 
 
+def refusing_while(base, flag):
+    """A handler that, while the file `flag` exists, answers 421 to every new connection but
+    the first from an address: a server that suddenly allows one session per client."""
+
+    class Refusing(base):
+        def handle(self):
+            if os.path.exists(flag) and self.server.ip_map.count(self.remote_ip) > 1:
+                return self.handle_max_cons_per_ip()
+            return super().handle()
+
+    return Refusing
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -64,6 +78,7 @@ def main():
     p.add_argument("--masquerade", help="announce this address in PASV replies (a server behind NAT)")
     p.add_argument("--no-epsv", action="store_true", help="offer PASV only (no EPSV in FEAT)")
     p.add_argument("--endless-listing", help="list this directory as one line that never ends")
+    p.add_argument("--refuse-while", help="while this file exists, refuse (421) all sessions but one per client")
     args = p.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -84,6 +99,8 @@ def main():
         handler = dead_passive(handler, args.dead_pasv_port)
     if args.endless_listing:
         handler = endless_listing(handler, args.endless_listing)
+    if args.refuse_while:
+        handler = refusing_while(handler, args.refuse_while)
     handler.authorizer = authorizer
     handler.banner = "pyftpdlib test server ready."
     if args.passive:

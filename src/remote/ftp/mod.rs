@@ -304,7 +304,13 @@ impl Remote for FtpRemote {
         let server_path = self.server_path(path);
         let mut lease = self.pool.checkout()?;
         match lease.stor(&server_path, append) {
-            Ok(transfer) => Ok(Box::new(FtpWriteStream { transfer: Some(transfer), lease, path: server_path })),
+            Ok(transfer) => Ok(Box::new(FtpWriteStream {
+                transfer: Some(transfer),
+                lease,
+                path: server_path,
+                io_timeout: self.pool.connector().endpoint.io_timeout,
+                started: std::time::Instant::now(),
+            })),
             Err(e) => {
                 if e.breaks_session() {
                     lease.mark_broken();
@@ -435,22 +441,68 @@ struct FtpWriteStream {
     transfer: Option<Transfer>,
     lease: Lease<FtpConnector>,
     path: String,
+    io_timeout: std::time::Duration,
+    started: std::time::Instant,
+}
+
+impl FtpWriteStream {
+    /// Runs a write or flush again after a timeout while the server keeps taking bytes: the
+    /// kernel wakes a blocked writer only once a good part of the send buffer has drained,
+    /// which on a slow server can take longer than --io-timeout although it never stalls.
+    /// (Retrying is safe: a write that timed out took nothing.)
+    fn while_taking<T>(&mut self, mut op: impl FnMut(&mut Transfer) -> io::Result<T>) -> io::Result<T> {
+        let transfer = self.transfer.as_mut().expect("transfer present until finish");
+        let mut least = session::unsent(transfer);
+        loop {
+            match op(transfer) {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    match (session::unsent(transfer), least) {
+                        (Some(now), Some(before)) if now < before => least = Some(now),
+                        _ => return Err(e),
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
 }
 
 impl io::Write for FtpWriteStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.transfer.as_mut().expect("transfer present until finish").write(buf)
+        self.while_taking(|t| t.write(buf))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.transfer.as_mut().expect("transfer present until finish").flush()
+        self.while_taking(|t| t.flush())
     }
 }
 
 impl WriteStream for FtpWriteStream {
     fn finish(mut self: Box<Self>) -> Result<()> {
-        let transfer = self.transfer.take().expect("finished once");
-        transfer.finish().map_err(|e| {
-            let err = reply::map(&format!("finishing the upload of {}", self.path), e);
+        let what = format!("finishing the upload of {}", self.path);
+        let mut transfer = self.transfer.take().expect("finished once");
+        // The server's "226" comes once it has read everything; on a slow server that can be
+        // much longer than --io-timeout after the last write. Wait while it keeps taking bytes,
+        // then give what its own buffers may still hold as long as the upload took so far: a
+        // server that read that much in that time reads the rest in no longer.
+        let drained =
+            io::Write::flush(&mut transfer).and_then(|()| session::wait_until_taken(&transfer, self.io_timeout));
+        if let Err(e) = drained {
+            self.lease.shutdown();
+            drop(transfer);
+            self.lease.mark_broken();
+            return Err(match e.kind() {
+                // From `wait_until_taken`, which says how long and how much.
+                io::ErrorKind::TimedOut => {
+                    RemoteError::Timeout(format!("{what}: {e}. The server or the network may be overloaded or down"))
+                }
+                _ => reply::map(&what, suppaftp::FtpError::ConnectionError(e)),
+            });
+        }
+        self.lease.set_reply_timeout(self.io_timeout + self.started.elapsed());
+        let finished = transfer.finish();
+        self.lease.set_reply_timeout(self.io_timeout);
+        finished.map_err(|e| {
+            let err = reply::map(&what, e);
             if err.breaks_session() {
                 self.lease.mark_broken();
             }

@@ -291,6 +291,11 @@ impl FtpSession {
         !matches!(peeked, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// How long each coming reply may take (the default is --io-timeout).
+    pub fn set_reply_timeout(&self, timeout: Duration) {
+        let _ = self.ftp.get_ref().set_read_timeout(Some(timeout));
+    }
+
     /// Says goodbye without waiting long for a dead server.
     pub fn quit(mut self) {
         let _ = self.ftp.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
@@ -749,6 +754,45 @@ pub fn connect_implicit(ep: &Endpoint, tls: Arc<SessionTls>, note: DataNote) -> 
             .map_err(|e| reply::map(&format!("protecting data connections ({cmd})"), e))?;
     }
     Ok(Connection { ftp, security: tls_security(&tls), tls: Some(tls), data_note: note })
+}
+
+/// Bytes written to a data connection that the server's side has not taken (acknowledged) yet.
+pub fn unsent(transfer: &Transfer) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int for a socket descriptor we hold open.
+    let ok = unsafe { libc::ioctl(transfer.get_ref().get_ref().as_raw_fd(), libc::TIOCOUTQ, &mut queued) } == 0;
+    ok.then_some(queued.max(0) as usize)
+}
+
+/// A send queue this short at the end of an upload is left to the final reply's own timeout:
+/// any server takes it within --io-timeout, and small files (most uploads) never wait here.
+const LEFT_FOR_THE_REPLY: usize = 64 << 10;
+
+/// Returns once the server's side has taken every byte written to an upload's data connection
+/// (the kernel's send queue is empty), unless little was left to begin with
+/// ([`LEFT_FOR_THE_REPLY`]). A slow server is waited for as long as it keeps taking bytes;
+/// only `io_timeout` without progress is an error. (What the server's kernel holds but the
+/// server has not read yet cannot be seen; its receive window keeps that small on a slow one.)
+pub fn wait_until_taken(transfer: &Transfer, io_timeout: Duration) -> io::Result<()> {
+    let (mut least, mut since, mut pause) = (usize::MAX, std::time::Instant::now(), Duration::from_micros(250));
+    loop {
+        // When the kernel cannot tell, the final reply's own timeout rules.
+        let Some(queued) = unsent(transfer) else { return Ok(()) };
+        if queued == 0 || (least == usize::MAX && queued <= LEFT_FOR_THE_REPLY) {
+            return Ok(());
+        }
+        if queued < least {
+            (least, since) = (queued, std::time::Instant::now());
+        } else if since.elapsed() >= io_timeout {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the server took none of the last {queued} bytes for {io_timeout:?} (--io-timeout)"),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
 }
 
 #[cfg(test)]
