@@ -95,10 +95,9 @@ const CP1252_HIGH: [Option<char>; 32] = [
 
 /// Bytes as text, escaping what does not decode as UTF-8.
 fn decode_utf8(bytes: &[u8]) -> Cow<'_, str> {
-    if let Ok(s) = std::str::from_utf8(bytes)
-        && !s.chars().any(|c| escaped_byte(c).is_some())
-    {
-        return Cow::Borrowed(s);
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !has_escapes(s) => return Cow::Borrowed(s),
+        _ => {}
     }
     let mut out = String::with_capacity(bytes.len() + 8);
     for chunk in bytes.utf8_chunks() {
@@ -117,7 +116,7 @@ fn decode_utf8(bytes: &[u8]) -> Cow<'_, str> {
 
 /// Text as UTF-8 bytes, escape characters back to their bytes.
 fn encode_utf8(text: &str) -> Cow<'_, [u8]> {
-    if !text.chars().any(|c| escaped_byte(c).is_some()) {
+    if !has_escapes(text) {
         return Cow::Borrowed(text.as_bytes());
     }
     let mut out = Vec::with_capacity(text.len());

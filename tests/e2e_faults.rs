@@ -169,3 +169,31 @@ fn a_very_slow_server_is_waited_for_and_does_not_hold_up_other_work() {
     assert!(reader.join().unwrap() == slow, "every byte of slow.bin");
     assert!(fs::read(server.root().join("up.bin")).unwrap() == upload, "the upload is complete on the server");
 }
+
+#[test]
+fn sigkill_mid_upload_leaves_nothing_half_written_under_a_real_name() {
+    let root = TempDir::new("root");
+    let old = pseudo_random(300_000, 70);
+    fs::write(root.path().join("old.bin"), &old).unwrap();
+    // 200 kB/s per session: the uploads below are cut a second in.
+    let server = Vsftpd::start(root, VsftpdOptions { extra: "local_max_rate=200000\n", ..Default::default() });
+    let mut mount = Mount::of(&server, None, &[]);
+    let writers: Vec<_> = ["new.bin", "old.bin"]
+        .into_iter()
+        .map(|name| {
+            let path = mount.path().join(name);
+            std::thread::spawn(move || fs::write(path, pseudo_random(2_000_000, 71)))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    mount.kill_daemon(); // SIGKILL, then fusermount3 -u must clear the mountpoint
+    for w in writers {
+        // Cut either in a write or at close (which fs::write does not report).
+        let _ = w.join().unwrap();
+    }
+    let names = tree_listing(server.root());
+    assert!(!names.iter().any(|n| n == "new.bin"), "no partial new.bin under its real name: {names:?}");
+    assert!(fs::read(server.root().join("old.bin")).unwrap() == old, "old.bin keeps its old content");
+    let partial: Vec<_> = names.iter().filter(|n| n.starts_with('.') && n.ends_with(".part")).collect();
+    assert!(!partial.is_empty(), "what was sent waits under hidden temporary names: {names:?}");
+}

@@ -17,7 +17,7 @@ mod writeback_tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -151,6 +151,8 @@ pub struct Fs {
     prefetch: Option<Arc<prefetch::Prefetcher>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
+    /// Set once the server refused a temporary upload name: new files then go to their own.
+    temp_refused: Arc<AtomicBool>,
     mounted_at: SystemTime,
     spool: Spool,
     /// Files open for writing, by path: their size and time are ours until uploaded.
@@ -185,6 +187,7 @@ impl Fs {
             inodes: Mutex::new(InodeTable::default()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            temp_refused: Arc::new(AtomicBool::new(false)),
             mounted_at: SystemTime::now(),
             spool: Spool::new(config.cache_dir.clone(), config.cache_max_size, config.write_back.clone()),
             write_back: config.write_back.clone().map(WriteBack::new),
@@ -391,8 +394,16 @@ impl Fs {
     fn write_handle(&self, path: String, existed: bool, size: u64, mode: OpenMode) -> u64 {
         let read_write = mode.read && mode.write;
         let write_back = self.write_back.is_some();
-        let handle =
-            Arc::new(WriteHandle::new(path.clone(), existed, size, mode.truncate, read_write, mode.pid, write_back));
+        let temp_refused = (!existed && !write_back).then(|| self.temp_refused.clone());
+        let handle = Arc::new(WriteHandle::new(
+            path.clone(),
+            temp_refused,
+            size,
+            mode.truncate,
+            read_write,
+            mode.pid,
+            write_back,
+        ));
         self.writing.lock().insert(path, handle.clone());
         self.add_handle(Handle::Write(handle))
     }
@@ -629,7 +640,7 @@ impl Fs {
             return Ok(());
         }
         // Not open: rewrite the file through a short-lived handle (safe replace applies).
-        let h = WriteHandle::new(path.to_string(), true, attr.size, false, false, 0, false);
+        let h = WriteHandle::new(path.to_string(), None, attr.size, false, false, 0, false);
         h.truncate(self.remote.as_ref(), &self.spool, size)?;
         self.commit(&h)
     }
@@ -1144,6 +1155,55 @@ mod tests {
         fs.release(fh);
         assert_eq!(fake.file("f.txt").unwrap(), b"new");
         assert_eq!(fake.paths(), ["f.txt"]);
+    }
+
+    /// Writes `data` to a new file `name` and closes it; the close's result.
+    fn write_new(fs: &Fs, name: &str, data: &[u8]) -> Result<()> {
+        let (_, fh) = fs.create(ROOT, name, write_mode(), false)?;
+        fs.write(fh, 0, data)?;
+        let closed = fs.flush(fh, 7);
+        fs.release(fh);
+        closed
+    }
+
+    #[test]
+    fn new_files_upload_under_a_temporary_name_and_are_renamed_into_place() {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        fake.refuse_renames.store(true, Ordering::SeqCst);
+        // Had it gone to its own name, the refused rename would not matter.
+        assert_eq!(write_new(&fs, "a.txt", b"one").unwrap_err().errno(), libc::EACCES);
+        assert!(fake.paths().is_empty(), "neither a partial a.txt nor the temporary: {:?}", fake.paths());
+    }
+
+    #[test]
+    fn where_renames_are_refused_new_files_go_to_their_own_name_from_then_on() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.refuse_renames.store(true, Ordering::SeqCst);
+        let fs = fs_with(fake.clone());
+        let err = write_new(&fs, "first.txt", b"1").unwrap_err();
+        assert!(err.to_string().contains("write first.txt again"), "{err}");
+        write_new(&fs, "first.txt", b"1").unwrap();
+        write_new(&fs, "second.txt", b"2").unwrap();
+        assert_eq!(fake.paths(), ["first.txt", "second.txt"]);
+        assert_eq!(fake.file("second.txt").unwrap(), b"2");
+    }
+
+    #[test]
+    fn where_hidden_names_are_refused_new_files_go_to_their_own_name_at_once() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.refuse_hidden_uploads.store(true, Ordering::SeqCst);
+        let fs = fs_with(fake.clone());
+        write_new(&fs, "a.txt", b"streamed").unwrap();
+        assert_eq!(fake.file("a.txt").unwrap(), b"streamed");
+        // Spooled (written out of order) as well.
+        let (_, fh) = fs.create(ROOT, "b.txt", write_mode(), false).unwrap();
+        fs.write(fh, 3, b"def").unwrap();
+        fs.write(fh, 0, b"abc").unwrap();
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        assert_eq!(fake.file("b.txt").unwrap(), b"abcdef");
+        assert_eq!(fake.paths(), ["a.txt", "b.txt"]);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - Anything else (opened read-write, appends, writes that jump, truncation to a non-zero size)
 //!   goes to a spool file, filled from the server first when the old content is kept, and is
 //!   uploaded when the file is flushed, synced or closed.
-//! - A file that existed is uploaded under a hidden temporary name in the same directory, its
-//!   size checked on the server, and then renamed over the old one; a failure at any step
-//!   removes the temporary and leaves the old file untouched. A new file uploads under its own
-//!   name and is deleted if the upload fails.
+//! - Every upload goes to a hidden temporary name in the same directory, its size is checked
+//!   on the server, and then it is renamed into place; a failure at any step removes the
+//!   temporary and leaves the old file (if any) untouched. So even a daemon killed mid-upload
+//!   leaves nothing half-written under a real name. Only where the server refuses temporary
+//!   names or renaming them (upload-only directories) do new files upload under their own name,
+//!   and are deleted if the upload fails.
 //! - With write-back, every write goes to the spool, `close` returns at once, and the upload
 //!   (always under a temporary name) runs later from the queue; a failed upload keeps the
 //!   content for the next attempt.
@@ -16,6 +18,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -60,8 +63,9 @@ pub struct WriteHandle {
     /// The process that opened the file. A forked child closing its inherited copy of the
     /// descriptor also sends a flush; only the opener's close commits early.
     pub opener: u32,
-    /// The file existed when opened: uploads go to a temporary name, then replace it.
-    existed: bool,
+    /// For a new file (without write-back): the mount's memory that the server refused a
+    /// temporary name or renaming one; once set, new files upload under their own name.
+    temp_refused: Option<Arc<AtomicBool>>,
     /// Opened read-write: spool from the start so reads see the writes.
     read_write: bool,
     /// Write-back: spool everything, upload later under a temporary name, keep the content
@@ -118,10 +122,11 @@ pub fn temp_name(path: &str) -> String {
 }
 
 impl WriteHandle {
-    /// `truncate`: the old content is dropped (new file, `O_TRUNC`).
+    /// `truncate`: the old content is dropped (new file, `O_TRUNC`). `temp_refused`: see the
+    /// field; `None` for a file that existed, which never uploads under its own name.
     pub fn new(
         path: String,
-        existed: bool,
+        temp_refused: Option<Arc<AtomicBool>>,
         size: u64,
         truncate: bool,
         read_write: bool,
@@ -132,7 +137,7 @@ impl WriteHandle {
         WriteHandle {
             path: Mutex::new(path),
             opener,
-            existed,
+            temp_refused,
             read_write,
             write_back,
             released: AtomicBool::new(false),
@@ -146,7 +151,7 @@ impl WriteHandle {
 
     /// A queued upload found in the write-back journal at mount (left by a crash).
     pub fn resumed(journal: &Journal, file: File, reserved: Reservation, kept: Kept) -> Self {
-        let h = WriteHandle::new(journal.path.clone(), true, journal.size, false, false, 0, true);
+        let h = WriteHandle::new(journal.path.clone(), None, journal.size, false, false, 0, true);
         h.released.store(true, Ordering::Relaxed);
         let mut st = h.state.lock();
         st.body = Body::Spooled { file, reserved, kept: Some(kept) };
@@ -258,9 +263,9 @@ impl WriteHandle {
                 let path = self.path();
                 let to = self.upload_path(&path);
                 tracing::debug!("streaming {path} to {to}");
-                let upload = match remote.open_write(&to, false) {
-                    Ok(u) => u,
-                    Err(error) => {
+                let (upload, to) = match self.open_upload(remote, to, &path) {
+                    Ok(opened) => opened,
+                    Err((error, to)) => {
                         // Never an empty file at close for a write that failed: the close
                         // reports this error and removes whatever the server created.
                         st.body = Body::Failed { to, error: error.clone() };
@@ -354,10 +359,42 @@ impl WriteHandle {
         error
     }
 
-    /// A new file uploads under its own name, except with write-back, where a name that
-    /// exists on the server while the upload runs must never look complete.
+    /// A temporary name, unless this is a new file on a server that refused those.
     fn upload_path(&self, path: &str) -> String {
-        if self.existed || self.write_back { temp_name(path) } else { path.to_string() }
+        match &self.temp_refused {
+            Some(refused) if refused.load(Ordering::Relaxed) => path.to_string(),
+            _ => temp_name(path),
+        }
+    }
+
+    /// Starts the upload to `to`; where the server refuses a new file's temporary name, the
+    /// mount stops using them and the upload goes to the file's own name. Returns where it went.
+    fn open_upload(
+        &self,
+        remote: &dyn Remote,
+        to: String,
+        path: &str,
+    ) -> Result<(Box<dyn WriteStream>, String), (RemoteError, String)> {
+        match remote.open_write(&to, false) {
+            Ok(upload) => Ok((upload, to)),
+            Err(RemoteError::PermissionDenied(why)) if to != path && self.learn_temp_refused(&why) => {
+                remote.open_write(path, false).map(|u| (u, path.to_string())).map_err(|e| (e, path.to_string()))
+            }
+            Err(e) => Err((e, to)),
+        }
+    }
+
+    /// Remembers, for the whole mount, that the server refuses temporary names; true if this
+    /// handle is a new file, which may then upload under its own name.
+    fn learn_temp_refused(&self, why: &str) -> bool {
+        let Some(refused) = &self.temp_refused else { return false };
+        if !refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the server refused a temporary upload name ({why}); new files now upload under their own \
+                 names, so an interrupted upload can leave a partial file there until it is removed"
+            );
+        }
+        true
     }
 
     /// Moves the content into a spool file (downloading the server's content or finishing
@@ -454,7 +491,7 @@ impl WriteHandle {
         if let Body::Spooled { file, .. } = &mut st.body {
             // Read in place: with write-back the content stays for a retry if this fails.
             let to = self.upload_path(path);
-            remote.open_write(&to, false).and_then(|mut upload| {
+            self.open_upload(remote, to, path).map_err(|(e, _)| e).and_then(|(mut upload, to)| {
                 file.seek(SeekFrom::Start(0)).map_err(|e| spool_error(path, e))?;
                 let mut limited = (&mut *file).take(size);
                 copy(&mut limited, &mut upload).map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
@@ -490,7 +527,16 @@ impl WriteHandle {
         let outcome = upload
             .finish()
             .and_then(|()| verify_size(remote, to, sent))
-            .and_then(|()| if to != path { replace(remote, to, path) } else { Ok(()) });
+            .and_then(|()| if to != path { replace(remote, to, path) } else { Ok(()) })
+            .map_err(|e| match e {
+                RemoteError::PermissionDenied(why) if to != path && self.learn_temp_refused(&why) => {
+                    RemoteError::PermissionDenied(format!(
+                        "{why}. The server does not let uploads be renamed here; new files are now written \
+                         under their own names: write {path} again"
+                    ))
+                }
+                e => e,
+            });
         if outcome.is_err() {
             // A temporary, or a new file that never completed: neither may look like a result.
             if let Err(e) = remote.delete(to) {

@@ -26,6 +26,10 @@ pub struct FakeRemote {
     pub fail_uploads: Mutex<Option<RemoteError>>,
     /// Servers that refuse to rename onto an existing file.
     pub refuse_rename_over: std::sync::atomic::AtomicBool,
+    /// Servers (upload-only directories) that refuse every rename.
+    pub refuse_renames: std::sync::atomic::AtomicBool,
+    /// Servers that refuse to store hidden (dot) files.
+    pub refuse_hidden_uploads: std::sync::atomic::AtomicBool,
     /// The next this-many operations fail with a connection error.
     fail_next: AtomicUsize,
     /// SIZE answers 550 for every file (as some servers do in ASCII mode).
@@ -163,7 +167,10 @@ impl Remote for FakeRemote {
     fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
         self.fault()?;
         let path = &self.resolve(path);
-        let (parent, _) = parent_and_name(path);
+        let (parent, name) = parent_and_name(path);
+        if name.starts_with('.') && self.refuse_hidden_uploads.load(Ordering::SeqCst) {
+            return Err(RemoteError::PermissionDenied(format!("storing {path}: 550 Permission denied")));
+        }
         if !matches!(self.nodes.lock().get(parent), Some(Node::Dir)) {
             return Err(RemoteError::NotFound(format!("{parent} not found")));
         }
@@ -199,6 +206,9 @@ impl Remote for FakeRemote {
             same if same == *from => to.to_string(),
             other => other,
         };
+        if self.refuse_renames.load(Ordering::SeqCst) {
+            return Err(RemoteError::PermissionDenied(format!("renaming {from}: 550 Permission denied")));
+        }
         let mut nodes = self.nodes.lock();
         if nodes.contains_key(to) && self.refuse_rename_over.load(Ordering::SeqCst) {
             return Err(RemoteError::PermissionDenied(format!("{to} exists")));

@@ -309,7 +309,7 @@ impl Remote for FtpRemote {
                 lease,
                 path: server_path,
                 io_timeout: self.pool.connector().endpoint.io_timeout,
-                started: std::time::Instant::now(),
+                sent: 0,
             })),
             Err(e) => {
                 if e.breaks_session() {
@@ -442,7 +442,7 @@ struct FtpWriteStream {
     lease: Lease<FtpConnector>,
     path: String,
     io_timeout: std::time::Duration,
-    started: std::time::Instant,
+    sent: u64,
 }
 
 impl FtpWriteStream {
@@ -469,7 +469,9 @@ impl FtpWriteStream {
 
 impl io::Write for FtpWriteStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.while_taking(|t| t.write(buf))
+        let n = self.while_taking(|t| t.write(buf))?;
+        self.sent += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.while_taking(|t| t.flush())
@@ -481,9 +483,9 @@ impl WriteStream for FtpWriteStream {
         let what = format!("finishing the upload of {}", self.path);
         let mut transfer = self.transfer.take().expect("finished once");
         // The server's "226" comes once it has read everything; on a slow server that can be
-        // much longer than --io-timeout after the last write. Wait while it keeps taking bytes,
-        // then give what its own buffers may still hold as long as the upload took so far: a
-        // server that read that much in that time reads the rest in no longer.
+        // much longer than --io-timeout after the last write. Wait while it keeps taking bytes;
+        // then its kernel may still hold up to a few MiB it has not read, and nothing shows
+        // how fast it reads them: the reply gets time for that at a floor rate.
         let drained =
             io::Write::flush(&mut transfer).and_then(|()| session::wait_until_taken(&transfer, self.io_timeout));
         if let Err(e) = drained {
@@ -498,7 +500,7 @@ impl WriteStream for FtpWriteStream {
                 _ => reply::map(&what, suppaftp::FtpError::ConnectionError(e)),
             });
         }
-        self.lease.set_reply_timeout(self.io_timeout + self.started.elapsed());
+        self.lease.set_reply_timeout(self.io_timeout + session::time_to_read_buffered(self.sent));
         let finished = transfer.finish();
         self.lease.set_reply_timeout(self.io_timeout);
         finished.map_err(|e| {

@@ -765,6 +765,14 @@ pub fn unsent(transfer: &Transfer) -> Option<usize> {
     ok.then_some(queued.max(0) as usize)
 }
 
+/// How long a server may take to read what its kernel accepted from an upload but it has not
+/// read yet: at most a few MiB (receive buffers), at no less than 64 KiB/s.
+pub fn time_to_read_buffered(sent: u64) -> Duration {
+    const MOST_BUFFERED: u64 = 16 << 20;
+    const SLOWEST_READ: u64 = 64 << 10;
+    Duration::from_secs_f64(sent.min(MOST_BUFFERED) as f64 / SLOWEST_READ as f64)
+}
+
 /// A send queue this short at the end of an upload is left to the final reply's own timeout:
 /// any server takes it within --io-timeout, and small files (most uploads) never wait here.
 const LEFT_FOR_THE_REPLY: usize = 64 << 10;
