@@ -164,3 +164,23 @@ fn a_listing_that_never_ends_is_cut_off_and_the_mount_goes_on() {
     // The daemon held at most the bound, and serves on.
     assert_eq!(fs::read(mount.path().join("calm.txt")).unwrap(), b"fine");
 }
+
+#[test]
+fn a_reply_that_never_ends_is_cut_off_and_the_mount_goes_on() {
+    let root = TempDir::new("root");
+    fs::write(root.path().join("calm.txt"), b"fine").unwrap();
+    let server = PyFtpd::start(root, None, &["--endless-size-reply"]);
+    let mount = Mount::start(&server.url(), &["--tls", "off"]).unwrap_or_else(|f| panic!("{f:?}"));
+    // Every upload is checked with SIZE, which this server answers without end.
+    let mut f = fs::File::create(mount.path().join("new.txt")).unwrap();
+    std::io::Write::write_all(&mut f, b"data").unwrap();
+    let err = f.sync_all().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(mount.log().contains("larger than"), "the log says why: {}", mount.log());
+    // The daemon held at most the bound (256 KiB), and serves on.
+    let status = fs::read_to_string(format!("/proc/{}/status", mount.pid())).unwrap();
+    let peak_kib: u64 =
+        status.lines().find(|l| l.starts_with("VmHWM:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(peak_kib < 200 << 10, "daemon peak memory {peak_kib} KiB");
+    assert_eq!(fs::read(mount.path().join("calm.txt")).unwrap(), b"fine");
+}

@@ -50,6 +50,25 @@ def endless_listing(base, directory):
     return Endless
 
 
+def endless_size_reply(base):
+    """A handler that answers SIZE with a reply line that never ends: a hostile server trying
+    to make the client hold everything it sends on the control connection."""
+
+    class EndlessReply(base):
+        def ftp_SIZE(self, path):
+            class Forever:
+                def __init__(self):
+                    self.first = True
+
+                def more(self):
+                    head, self.first = (b"213 " if self.first else b""), False
+                    return head + b"9" * 65536
+
+            self.push_with_producer(Forever())
+
+    return EndlessReply
+
+
 def refusing_while(base, flag):
     """A handler that, while the file `flag` exists, answers 421 to every new connection but
     the first from an address: a server that suddenly allows one session per client."""
@@ -78,6 +97,7 @@ def main():
     p.add_argument("--masquerade", help="announce this address in PASV replies (a server behind NAT)")
     p.add_argument("--no-epsv", action="store_true", help="offer PASV only (no EPSV in FEAT)")
     p.add_argument("--endless-listing", help="list this directory as one line that never ends")
+    p.add_argument("--endless-size-reply", action="store_true", help="answer SIZE with a line that never ends")
     p.add_argument("--refuse-while", help="while this file exists, refuse (421) all sessions but one per client")
     args = p.parse_args()
 
@@ -99,6 +119,8 @@ def main():
         handler = dead_passive(handler, args.dead_pasv_port)
     if args.endless_listing:
         handler = endless_listing(handler, args.endless_listing)
+    if args.endless_size_reply:
+        handler = endless_size_reply(handler)
     if args.refuse_while:
         handler = refusing_while(handler, args.refuse_while)
     handler.authorizer = authorizer
