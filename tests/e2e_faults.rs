@@ -197,3 +197,24 @@ fn sigkill_mid_upload_leaves_nothing_half_written_under_a_real_name() {
     let partial: Vec<_> = names.iter().filter(|n| n.starts_with('.') && n.ends_with(".part")).collect();
     assert!(!partial.is_empty(), "what was sent waits under hidden temporary names: {names:?}");
 }
+
+#[test]
+fn a_listing_cut_off_by_a_server_restart_is_asked_again_and_shown_whole() {
+    let root = TempDir::new("root");
+    fs::create_dir(root.path().join("big")).unwrap();
+    let mut want: Vec<String> = (0..1000).map(|i| format!("file-{i:04}.txt")).collect();
+    for name in &want {
+        fs::write(root.path().join("big").join(name), name).unwrap();
+    }
+    let server = PyFtpd::start(root, None, &["--cut-listing-once", "big"]);
+    let mount = Mount::start(&server.url(), &["--tls", "off"]).unwrap_or_else(|f| panic!("{f:?}"));
+    let mut names: Vec<String> = fs::read_dir(mount.path().join("big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    want.sort();
+    assert!(server.log().contains("cut the listing"), "the server did cut it: {}", server.log());
+    assert!(names == want, "all 1000 names and nothing from the cut listing ({} shown)", names.len());
+    assert_eq!(fs::read_to_string(mount.path().join("big/file-0999.txt")).unwrap(), "file-0999.txt");
+}

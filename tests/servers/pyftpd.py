@@ -50,6 +50,35 @@ def endless_listing(base, directory):
     return Endless
 
 
+def cut_listing_once(base, directory):
+    """A handler that breaks off the first listing of `directory` halfway, as a server that
+    restarts mid-listing: some lines, then the data and control connections are cut."""
+
+    class CutOnce(base):
+        cut = False
+
+        def ftp_MLSD(self, path):
+            if CutOnce.cut or not path.rstrip("/").endswith(directory):
+                return super().ftp_MLSD(path)
+            CutOnce.cut = True
+            control = self
+
+            class Half:
+                sent = False
+
+                def more(self):
+                    if not self.sent:
+                        self.sent = True
+                        return b"".join(b"type=file;size=1; partial-%d\r\n" % i for i in range(200))
+                    logging.warning("cut the listing of %s", path)
+                    control.close()
+                    return b""
+
+            self.push_dtp_data(Half(), isproducer=True, cmd="MLSD")
+
+    return CutOnce
+
+
 def endless_size_reply(base):
     """A handler that answers SIZE with a reply line that never ends: a hostile server trying
     to make the client hold everything it sends on the control connection."""
@@ -97,6 +126,7 @@ def main():
     p.add_argument("--masquerade", help="announce this address in PASV replies (a server behind NAT)")
     p.add_argument("--no-epsv", action="store_true", help="offer PASV only (no EPSV in FEAT)")
     p.add_argument("--endless-listing", help="list this directory as one line that never ends")
+    p.add_argument("--cut-listing-once", help="break off the first listing of this directory halfway")
     p.add_argument("--endless-size-reply", action="store_true", help="answer SIZE with a line that never ends")
     p.add_argument("--refuse-while", help="while this file exists, refuse (421) all sessions but one per client")
     args = p.parse_args()
@@ -119,6 +149,8 @@ def main():
         handler = dead_passive(handler, args.dead_pasv_port)
     if args.endless_listing:
         handler = endless_listing(handler, args.endless_listing)
+    if args.cut_listing_once:
+        handler = cut_listing_once(handler, args.cut_listing_once)
     if args.endless_size_reply:
         handler = endless_size_reply(handler)
     if args.refuse_while:
