@@ -4,7 +4,7 @@
 //! what the model holds; an operation that failed because of an injected fault must have
 //! happened entirely or not at all; at the end the server's files equal the model.
 //!
-//! Fixed seed, `SOAK_OPS` operations (default 300; `scripts/soak` runs it for longer).
+//! Fixed seed, `SOAK_OPS` operations (default 5,000, about 90 s; `scripts/soak` runs it for longer).
 
 mod common;
 
@@ -220,7 +220,7 @@ fn describe(op: &Op) -> String {
 
 #[test]
 fn random_operations_with_dropped_connections_match_a_model() {
-    let ops: usize = std::env::var("SOAK_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let ops: usize = std::env::var("SOAK_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     let seed: u64 = std::env::var("SOAK_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_f7b0);
     let certs = Certs::new();
     let server = tls_vsftpd(&certs, TempDir::new("root"), "");
