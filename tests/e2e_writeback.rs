@@ -14,7 +14,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use common::*;
-use serde_json::Value;
 
 /// Explicit TLS; `extra` is more vsftpd configuration.
 fn tls_server(certs: &Certs, extra: &str) -> Vsftpd {
@@ -42,14 +41,6 @@ fn sync(mount: &Mount) -> Output {
 fn sync_ok(mount: &Mount) {
     let out = sync(mount);
     assert!(out.status.success(), "ftpmount sync: {}\n{}", String::from_utf8_lossy(&out.stderr), mount.log());
-}
-
-/// `ftpmount status MNT --json`: the mount's entry.
-fn status(mount: &Mount) -> Value {
-    let out = Command::new(bin()).arg("status").arg(mount.path()).arg("--json").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
-    all[0].clone()
 }
 
 fn mtime(path: &Path) -> u64 {
@@ -99,7 +90,7 @@ fn rsync_with_write_back_uploads_everything_and_a_second_run_sends_nothing() {
     let outside: Vec<String> = tree_listing(server.root()).into_iter().filter(|p| !p.starts_with("dst")).collect();
     assert!(outside.is_empty(), "only dst/ on the server: {outside:?}");
     assert!(queue_files(cache.path(), false).is_empty(), "queue emptied: {:?}", queue_files(cache.path(), false));
-    assert_eq!(status(&mount)["queued_uploads"], 0);
+    assert_eq!(status_json(mount.path())["queued_uploads"], 0);
 
     let second = run_ok(Command::new("rsync").args(["-a", "--itemize-changes", &from, dst.to_str().unwrap()]));
     let transfers: Vec<&str> =
@@ -121,7 +112,7 @@ fn queued_files_can_be_read_renamed_chmodded_touched_and_deleted() {
     for (name, d) in ["read.bin", "rename.bin", "chmod.bin", "touch.bin", "delete.bin"].iter().zip(&data) {
         fs::write(m.join(name), d).unwrap();
     }
-    let queued = status(&mount)["queued_uploads"].as_u64().expect("queued_uploads is a number");
+    let queued = status_json(mount.path())["queued_uploads"].as_u64().expect("queued_uploads is a number");
     assert!(queued > 0, "the operations below meet queued files");
     assert!(fs::read(m.join("read.bin")).unwrap() == data[0], "a queued file reads back");
     fs::rename(m.join("rename.bin"), m.join("renamed ü.bin")).unwrap();
@@ -148,7 +139,7 @@ fn queued_files_can_be_read_renamed_chmodded_touched_and_deleted() {
     assert_eq!(fs::metadata(root.join("chmod.bin")).unwrap().permissions().mode() & 0o777, 0o640);
     assert!(fs::read(root.join("touch.bin")).unwrap() == data[3], "touch.bin on the server");
     assert_eq!(mtime(&root.join("touch.bin")), 1_500_000_000);
-    assert_eq!(status(&mount)["queued_uploads"], 0);
+    assert_eq!(status_json(mount.path())["queued_uploads"], 0);
 }
 
 #[test]
@@ -206,7 +197,7 @@ fn uploads_refused_by_the_server_are_reported_and_kept() {
     let failed = queue_files(cache.path(), true);
     assert!(failed.iter().any(|p| fs::canonicalize(p).unwrap() == kept), "{kept:?} is in failed/: {failed:?}");
 
-    let st = status(&mount);
+    let st = status_json(mount.path());
     let listed: Vec<&str> = st["failed_uploads"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(listed.iter().any(|l| l.contains("ro/denied.bin") && l.contains("data kept in")), "{st:#}");
     assert_eq!(st["queued_uploads"], 0, "{st:#}");
@@ -229,7 +220,7 @@ fn uploads_survive_a_daemon_crash_and_resume_at_the_next_mount() {
         fs::write(mount.path().join(format!("f{i}.bin")), d).unwrap();
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(status(&mount)["queued_uploads"], 5, "{}", mount.log());
+    assert_eq!(status_json(mount.path())["queued_uploads"], 5, "{}", mount.log());
     let first_log = mount.log();
     mount.kill_daemon();
     assert_eq!(queue_files(cache.path(), false).len(), 5, "the queue is on disk: {first_log}");
@@ -256,7 +247,7 @@ fn unmount_finishes_queued_uploads() {
     for (i, d) in data.iter().enumerate() {
         fs::write(mount.path().join(format!("small {i}.txt")), d).unwrap();
     }
-    assert!(status(&mount)["queued_uploads"].as_u64().unwrap() > 0, "uploads still queued at unmount");
+    assert!(status_json(mount.path())["queued_uploads"].as_u64().unwrap() > 0, "uploads still queued at unmount");
     let exit = mount.unmount();
     assert!(exit.success(), "the daemon ended with {exit}");
     for (i, d) in data.iter().enumerate() {
@@ -265,4 +256,21 @@ fn unmount_finishes_queued_uploads() {
     }
     assert_eq!(tree_listing(server.root()).len(), 50, "nothing stray: {:?}", tree_listing(server.root()));
     assert!(queue_files(cache.path(), false).is_empty());
+}
+
+#[test]
+fn an_upload_cut_by_a_dropped_connection_is_retried_and_completes() {
+    let certs = Certs::new();
+    let server = tls_server(&certs, SLOW);
+    let cache = TempDir::new("cache");
+    let mount = write_back_mount(&server, &certs, &cache, &[]);
+    let data = pseudo_random(400_000, 17);
+    fs::write(mount.path().join("cut.bin"), &data).unwrap();
+    // The upload runs (100 kB/s, about 4 s) when every session dies.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(server.kill_sessions() > 0);
+    sync_ok(&mount);
+    assert!(fs::read(server.root().join("cut.bin")).unwrap() == data, "every byte: {}", mount.log());
+    assert_eq!(tree_listing(server.root()), ["cut.bin"], "no temporary left");
+    assert!(mount.log().contains("trying again"), "the log tells of the retry: {}", mount.log());
 }

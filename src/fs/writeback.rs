@@ -200,13 +200,15 @@ impl Fs {
             Err(_) if !self.is_pending(&h) => self.forget_uploaded(&h),
             Err(FsError::Remote(e)) if retryable(&e) => {
                 job.attempts += 1;
+                // 1 s, 2 s, 4 s … up to MAX_BACKOFF.
+                let backoff = Duration::from_secs(1 << (job.attempts - 1).min(5)).min(MAX_BACKOFF);
                 if job.attempts == REPORT_AFTER {
                     let msg = format!("{}: {e} (retrying; data kept in {})", h.path(), kept_name(&h));
                     tracing::warn!("write-back: uploading {msg}");
                     self.note_error("upload", &FsError::Remote(e));
+                } else {
+                    tracing::info!("write-back: uploading {}: {e}; trying again in {backoff:?}", h.path());
                 }
-                // 1 s, 2 s, 4 s … up to MAX_BACKOFF.
-                let backoff = Duration::from_secs(1 << (job.attempts - 1).min(5)).min(MAX_BACKOFF);
                 let wb = self.write_back.as_ref().expect("uploads run with write-back");
                 wb.push(job.handle.clone(), backoff, job.attempts);
             }

@@ -486,8 +486,8 @@ impl WriteStream for FtpWriteStream {
         // much longer than --io-timeout after the last write. Wait while it keeps taking bytes;
         // then its kernel may still hold up to a few MiB it has not read, and nothing shows
         // how fast it reads them: the reply gets time for that at a floor rate.
-        let drained =
-            io::Write::flush(&mut transfer).and_then(|()| session::wait_until_taken(&transfer, self.io_timeout));
+        let drained = io::Write::flush(&mut transfer)
+            .and_then(|()| session::wait_until_taken(&transfer, self.io_timeout, || self.lease.closed_by_server()));
         if let Err(e) = drained {
             self.lease.shutdown();
             drop(transfer);

@@ -780,14 +780,14 @@ const LEFT_FOR_THE_REPLY: usize = 64 << 10;
 /// Returns once the server's side has taken every byte written to an upload's data connection
 /// (the kernel's send queue is empty), unless little was left to begin with
 /// ([`LEFT_FOR_THE_REPLY`]). A slow server is waited for as long as it keeps taking bytes;
-/// only `io_timeout` without progress is an error. (What the server's kernel holds but the
-/// server has not read yet cannot be seen; its receive window keeps that small on a slow one.)
-pub fn wait_until_taken(transfer: &Transfer, io_timeout: Duration) -> io::Result<()> {
+/// only `io_timeout` without progress is an error. Stops at once when `control_spoke` says
+/// the server answered or hung up on the control connection (its reply tells the rest).
+pub fn wait_until_taken(transfer: &Transfer, io_timeout: Duration, control_spoke: impl Fn() -> bool) -> io::Result<()> {
     let (mut least, mut since, mut pause) = (usize::MAX, std::time::Instant::now(), Duration::from_micros(250));
     loop {
         // When the kernel cannot tell, the final reply's own timeout rules.
         let Some(queued) = unsent(transfer) else { return Ok(()) };
-        if queued == 0 || (least == usize::MAX && queued <= LEFT_FOR_THE_REPLY) {
+        if queued == 0 || (least == usize::MAX && queued <= LEFT_FOR_THE_REPLY) || control_spoke() {
             return Ok(());
         }
         if queued < least {
