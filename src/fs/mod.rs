@@ -1190,6 +1190,22 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_that_refuses_every_upload_does_not_turn_temporary_names_off() {
+        let fake = Arc::new(FakeRemote::new());
+        *fake.refuse_uploads_in.lock() = Some("locked".into());
+        fake.add_dir("locked");
+        let fs = fs_with(fake.clone());
+        let dir = fs.lookup(ROOT, "locked").unwrap();
+        let (_, fh) = fs.create(dir.ino, "x", write_mode(), false).unwrap();
+        assert_eq!(fs.write(fh, 0, b"x").unwrap_err().errno(), libc::EACCES);
+        fs.release(fh);
+        // Elsewhere new files still go through a temporary name (a refused rename shows it).
+        fake.refuse_renames.store(true, Ordering::SeqCst);
+        assert_eq!(write_new(&fs, "a.txt", b"one").unwrap_err().errno(), libc::EACCES);
+        assert!(fake.paths().iter().all(|p| p.starts_with("locked")), "{:?}", fake.paths());
+    }
+
+    #[test]
     fn where_hidden_names_are_refused_new_files_go_to_their_own_name_at_once() {
         let fake = Arc::new(FakeRemote::new());
         fake.refuse_hidden_uploads.store(true, Ordering::SeqCst);

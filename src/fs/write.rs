@@ -367,8 +367,9 @@ impl WriteHandle {
         }
     }
 
-    /// Starts the upload to `to`; where the server refuses a new file's temporary name, the
-    /// mount stops using them and the upload goes to the file's own name. Returns where it went.
+    /// Starts the upload to `to`. Where the server refuses a new file's temporary name but
+    /// takes its own name, the mount stops using temporary names for new files. (A directory
+    /// that refuses both is just not writable: nothing is learnt.) Returns where it went.
     fn open_upload(
         &self,
         remote: &dyn Remote,
@@ -377,8 +378,14 @@ impl WriteHandle {
     ) -> Result<(Box<dyn WriteStream>, String), (RemoteError, String)> {
         match remote.open_write(&to, false) {
             Ok(upload) => Ok((upload, to)),
-            Err(RemoteError::PermissionDenied(why)) if to != path && self.learn_temp_refused(&why) => {
-                remote.open_write(path, false).map(|u| (u, path.to_string())).map_err(|e| (e, path.to_string()))
+            Err(RemoteError::PermissionDenied(why)) if to != path && self.temp_refused.is_some() => {
+                match remote.open_write(path, false) {
+                    Ok(upload) => {
+                        self.learn_temp_refused(&why);
+                        Ok((upload, path.to_string()))
+                    }
+                    Err(_) => Err((RemoteError::PermissionDenied(why), to)),
+                }
             }
             Err(e) => Err((e, to)),
         }

@@ -30,6 +30,8 @@ pub struct FakeRemote {
     pub refuse_renames: std::sync::atomic::AtomicBool,
     /// Servers that refuse to store hidden (dot) files.
     pub refuse_hidden_uploads: std::sync::atomic::AtomicBool,
+    /// A directory where every upload is refused (not writable).
+    pub refuse_uploads_in: Mutex<Option<String>>,
     /// The next this-many operations fail with a connection error.
     fail_next: AtomicUsize,
     /// SIZE answers 550 for every file (as some servers do in ASCII mode).
@@ -168,6 +170,9 @@ impl Remote for FakeRemote {
         self.fault()?;
         let path = &self.resolve(path);
         let (parent, name) = parent_and_name(path);
+        if self.refuse_uploads_in.lock().as_deref() == Some(parent) {
+            return Err(RemoteError::PermissionDenied(format!("storing {path}: 553 Could not create file")));
+        }
         if name.starts_with('.') && self.refuse_hidden_uploads.load(Ordering::SeqCst) {
             return Err(RemoteError::PermissionDenied(format!("storing {path}: 550 Permission denied")));
         }
