@@ -384,7 +384,8 @@ impl WriteHandle {
                         self.learn_temp_refused(&why);
                         Ok((upload, path.to_string()))
                     }
-                    Err(_) => Err((RemoteError::PermissionDenied(why), to)),
+                    // This error names the user's file, not the temporary.
+                    Err(e) => Err((e, to)),
                 }
             }
             Err(e) => Err((e, to)),
