@@ -212,7 +212,12 @@ impl DirCache {
             return result.clone().expect("set before notify");
         }
         let started = self.clock.now();
-        let result = remote.list(dir).map(|entries| Arc::new(Listing::with_folding(entries, started, self.folding)));
+        // This mount's own uploads in flight are not shown: a concurrent `rsync --delete` or
+        // `rm *` must not find (and remove) them.
+        let result = remote.list(dir).map(|mut entries| {
+            entries.retain(|e| !super::write::is_own_temp(&e.name));
+            Arc::new(Listing::with_folding(entries, started, self.folding))
+        });
         if let Ok(listing) = &result {
             self.cache.lock().put(dir.to_string(), listing.clone());
         }

@@ -1190,6 +1190,19 @@ mod tests {
     }
 
     #[test]
+    fn this_mounts_uploads_in_flight_are_not_listed_but_others_temporaries_are() {
+        let fake = Arc::new(FakeRemote::new());
+        let t = SystemTime::now();
+        fake.add_file(&format!(".a.txt.ftpmount-{}-7.part", std::process::id()), b"in flight", t);
+        fake.add_file(".b.txt.ftpmount-1-7.part", b"a leftover", t);
+        fake.add_file(".c.ftpmount-x.part", b"just a name", t);
+        let fs = fs_with(fake);
+        let names: Vec<String> = fs.readdir(ROOT, false).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, [".b.txt.ftpmount-1-7.part", ".c.ftpmount-x.part"]);
+        assert!(write::is_own_temp(split(&write::temp_name("d/e.txt")).1));
+    }
+
+    #[test]
     fn a_directory_that_refuses_every_upload_does_not_turn_temporary_names_off() {
         let fake = Arc::new(FakeRemote::new());
         *fake.refuse_uploads_in.lock() = Some("locked".into());

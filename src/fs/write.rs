@@ -113,6 +113,15 @@ pub enum WriteProgress {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Whether `name` is one of this daemon's temporary upload names (see [`temp_name`]).
+/// Others' (another mount's, or a killed daemon's leftovers) stay visible.
+pub fn is_own_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) else { return false };
+    let Some((_, tail)) = rest.rsplit_once(".ftpmount-") else { return false };
+    let own = std::process::id().to_string();
+    tail.split_once('-').is_some_and(|(pid, n)| pid == own && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `dir/.name.ftpmount-PID-N.part`: hidden, in the same directory, unique.
 pub fn temp_name(path: &str) -> String {
     let (dir, name) = super::split(path);
