@@ -385,3 +385,26 @@ fn file_manager_copy_move_and_trash() {
     assert!(trashed.iter().any(|p| p.ends_with("files/renamed.jpg")), "moved whole into the trash: {trashed:?}");
     assert!(trashed.iter().any(|p| p.ends_with("info/renamed.jpg.trashinfo")), "{trashed:?}");
 }
+
+#[test]
+fn where_the_server_refuses_renames_new_files_go_to_their_own_names_after_the_first() {
+    // An upload-only server: files may be stored, never renamed.
+    let server =
+        Vsftpd::start(TempDir::new("root"), VsftpdOptions { extra: "cmds_denied=RNFR,RNTO\n", ..Default::default() });
+    let mount = Mount::of(&server, None, &[]);
+    let write = |name: &str, data: &[u8]| -> std::io::Result<()> {
+        let mut f = fs::File::create(mount.path().join(name))?;
+        f.write_all(data)?;
+        f.sync_all()
+    };
+    let err = write("first.txt", b"one").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    assert!(mount.log().contains("write first.txt again"), "{}", mount.log());
+    // Written again at once: the kernel still knows the name (its upload failed); it works.
+    write("first.txt", b"one").unwrap();
+    write("second.txt", b"two").unwrap();
+    assert_eq!(fs::read(server.root().join("first.txt")).unwrap(), b"one");
+    assert_eq!(fs::read(server.root().join("second.txt")).unwrap(), b"two");
+    let names = tree_listing(server.root());
+    assert!(names.iter().all(|n| !n.ends_with(".part")), "no temporary left where deleting is allowed: {names:?}");
+}

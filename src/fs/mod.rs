@@ -417,7 +417,15 @@ impl Fs {
             // A writer starts from the uploaded content, and its upload comes after.
             self.settle(&path)?;
         }
-        let (path, entry) = self.entry(ino)?;
+        let (path, entry) = match self.entry(ino) {
+            // The kernel still knows a name the server does not have (a new file whose upload
+            // failed, or one deleted elsewhere): opened to be truncated, it is written anew.
+            Err(FsError::NotFound) if mode.write && mode.truncate => {
+                self.check_writable()?;
+                return Ok(self.write_handle(path, false, 0, mode));
+            }
+            found => found?,
+        };
         match entry.kind {
             Kind::Dir => return Err(FsError::IsDir),
             Kind::Other => return Err(FsError::Unsupported("devices, sockets and pipes cannot be opened over FTP")),
@@ -1187,6 +1195,26 @@ mod tests {
         write_new(&fs, "second.txt", b"2").unwrap();
         assert_eq!(fake.paths(), ["first.txt", "second.txt"]);
         assert_eq!(fake.file("second.txt").unwrap(), b"2");
+    }
+
+    #[test]
+    fn a_new_file_whose_upload_failed_can_be_opened_with_truncation_and_written_again() {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        *fake.fail_uploads.lock() = Some(RemoteError::Connection("426 broken".into()));
+        let (attr, fh) = fs.create(ROOT, "n.txt", write_mode(), false).unwrap();
+        fs.write(fh, 0, b"lost").unwrap();
+        assert!(fs.flush(fh, 7).is_err());
+        fs.release(fh);
+        *fake.fail_uploads.lock() = None;
+        // The kernel still has the inode: open(O_TRUNC) on it writes the file anew.
+        let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, ..Default::default() }).unwrap();
+        fs.write(fh, 0, b"kept").unwrap();
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        assert_eq!(fake.file("n.txt").unwrap(), b"kept");
+        let plain_open = fs.open(fs.lookup(ROOT, "n.txt").unwrap().ino, OpenMode { read: true, ..Default::default() });
+        assert!(plain_open.is_ok());
     }
 
     #[test]
