@@ -401,17 +401,16 @@ impl WriteHandle {
         }
     }
 
-    /// Remembers, for the whole mount, that the server refuses temporary names; true if this
-    /// handle is a new file, which may then upload under its own name.
-    fn learn_temp_refused(&self, why: &str) -> bool {
-        let Some(refused) = &self.temp_refused else { return false };
+    /// Remembers, for the whole mount, that the server refuses temporary names (only a new
+    /// file's handle can tell).
+    fn learn_temp_refused(&self, why: &str) {
+        let Some(refused) = &self.temp_refused else { return };
         if !refused.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "the server refused a temporary upload name ({why}); new files now upload under their own \
                  names, so an interrupted upload can leave a partial file there until it is removed"
             );
         }
-        true
     }
 
     /// Moves the content into a spool file (downloading the server's content or finishing
@@ -546,7 +545,8 @@ impl WriteHandle {
             .and_then(|()| verify_size(remote, to, sent))
             .and_then(|()| if to != path { replace(remote, to, path) } else { Ok(()) })
             .map_err(|e| match e {
-                RemoteError::PermissionDenied(why) if to != path && self.learn_temp_refused(&why) => {
+                RemoteError::PermissionDenied(why) if to != path && self.temp_refused.is_some() => {
+                    self.learn_temp_refused(&why);
                     RemoteError::PermissionDenied(format!(
                         "{why}. The server does not let uploads be renamed here; new files are now written \
                          under their own names: write {path} again"

@@ -489,9 +489,8 @@ impl WriteStream for FtpWriteStream {
         let drained = io::Write::flush(&mut transfer)
             .and_then(|()| session::wait_until_taken(&transfer, self.io_timeout, || self.lease.closed_by_server()));
         if let Err(e) = drained {
-            self.lease.shutdown();
-            drop(transfer);
-            self.lease.mark_broken();
+            // Unfinished: dropping the stream with its transfer cuts the session (see Drop).
+            self.transfer = Some(transfer);
             return Err(match e.kind() {
                 // From `wait_until_taken`, which says how long and how much.
                 io::ErrorKind::TimedOut => {

@@ -322,14 +322,13 @@ impl FtpSession {
     pub fn list_lines(&mut self, dir: &str) -> Result<Vec<String>> {
         let what = format!("listing {dir}");
         if self.features.mlsd {
-            let lines =
-                self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?.read(&what, self.charset)?;
-            return Ok(self.noticing_foreign_names(lines));
+            let listing = self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?;
+            return self.read_listing(listing, &what);
         }
         self.cwd(dir)?;
         if self.features.list_dash_a.load(Ordering::Relaxed) {
             match self.listing("LIST -a") {
-                Ok(listing) => return Ok(self.noticing_foreign_names(listing.read(&what, self.charset)?)),
+                Ok(listing) => return self.read_listing(listing, &what),
                 Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => {
                     tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&r));
                     self.features.list_dash_a.store(false, Ordering::Relaxed);
@@ -337,13 +336,15 @@ impl FtpSession {
                 Err(e) => return Err(reply::map(&what, e)),
             }
         }
-        let lines = self.listing("LIST").map_err(|e| reply::map(&what, e))?.read(&what, self.charset)?;
-        Ok(self.noticing_foreign_names(lines))
+        let listing = self.listing("LIST").map_err(|e| reply::map(&what, e))?;
+        self.read_listing(listing, &what)
     }
 
-    /// Says once per mount when names are not in the mount's charset: they still work (kept
-    /// byte for byte) but show oddly, and `--encoding` may be what the user wants.
-    fn noticing_foreign_names(&self, lines: Vec<String>) -> Vec<String> {
+    /// The lines of a listing in the mount's charset. Says once per mount when names are not
+    /// valid in it: they still work (kept byte for byte) but show oddly, and `--encoding` may
+    /// be what the user wants.
+    fn read_listing(&self, listing: Listing, what: &str) -> Result<Vec<String>> {
+        let lines = listing.read(what, self.charset)?;
         if !self.features.foreign_names_told.load(Ordering::Relaxed)
             && lines.iter().any(|l| names::has_escapes(l))
             && !self.features.foreign_names_told.swap(true, Ordering::Relaxed)
@@ -355,7 +356,7 @@ impl FtpSession {
                 self.charset
             );
         }
-        lines
+        Ok(lines)
     }
 
     fn listing(&mut self, command: &str) -> std::result::Result<Listing, FtpError> {
