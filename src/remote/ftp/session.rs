@@ -298,7 +298,7 @@ impl FtpSession {
 
     /// Says goodbye without waiting long for a dead server.
     pub fn quit(mut self) {
-        let _ = self.ftp.get_ref().set_read_timeout(Some(Duration::from_secs(1)));
+        self.set_reply_timeout(Duration::from_secs(1));
         let _ = self.ftp.quit();
     }
 
