@@ -86,6 +86,11 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection")]
     #[serde(default, deserialize_with = "de_duration")]
     pub io_timeout: Option<Duration>,
+    /// How long operations keep reconnecting while the server cannot be reached (a restart, a
+    /// network drop) before they fail (default: the --io-timeout)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connection")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub reconnect_timeout: Option<Duration>,
     /// Charset of file names on the server: utf8 (default), latin1 or cp1252. Names that are
     /// not valid in it still work, byte for byte
     #[arg(long, value_name = "CHARSET", value_parser = parse_charset, help_heading = "Connection")]
@@ -153,6 +158,7 @@ impl Options {
             max_connections: self.max_connections.or(profile.max_connections),
             connect_timeout: self.connect_timeout.or(profile.connect_timeout),
             io_timeout: self.io_timeout.or(profile.io_timeout),
+            reconnect_timeout: self.reconnect_timeout.or(profile.reconnect_timeout),
             encoding: self.encoding.or(profile.encoding),
             attr_timeout: self.attr_timeout.or(profile.attr_timeout),
             dir_timeout: self.dir_timeout.or(profile.dir_timeout),

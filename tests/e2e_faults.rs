@@ -218,3 +218,25 @@ fn a_listing_cut_off_by_a_server_restart_is_asked_again_and_shown_whole() {
     assert!(names == want, "all 1000 names and nothing from the cut listing ({} shown)", names.len());
     assert_eq!(fs::read_to_string(mount.path().join("big/file-0999.txt")).unwrap(), "file-0999.txt");
 }
+
+#[test]
+fn a_read_across_a_three_second_server_restart_returns_the_exact_bytes() {
+    let certs = Certs::new();
+    let root = TempDir::new("root");
+    let data = pseudo_random(40 << 20, 303);
+    fs::write(root.path().join("big.bin"), &data).unwrap();
+    let mut server = tls_vsftpd(&certs, root, "local_max_rate=8000000\n");
+    let mount = Mount::of(&server, Some(&certs), &["--io-timeout", "10s"]);
+    let reader = {
+        let path = mount.path().join("big.bin");
+        std::thread::spawn(move || fs::read(path))
+    };
+    // About a second into the read, the server goes away for three seconds.
+    std::thread::sleep(Duration::from_millis(1200));
+    server.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    server.restart();
+    let got = reader.join().unwrap().expect("the read rides out the restart");
+    assert!(got == data, "every byte as on the server ({} of {} bytes read)", got.len(), data.len());
+    assert!(mount.log().contains("reconnecting for up to"), "{}", mount.log());
+}

@@ -1292,6 +1292,39 @@ mod tests {
     }
 
     #[test]
+    fn an_append_whose_download_fails_in_its_final_reply_changes_nothing() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("log.txt", b"first line\n", SystemTime::now());
+        let fs = fs_with(fake.clone());
+        let f = fs.lookup(ROOT, "log.txt").unwrap();
+        // RETR answered 125, no bytes, then "425 Unable to build data connection", every time.
+        for _ in 0..3 {
+            let refused = RemoteError::Connection("425 Unable to build data connection".into());
+            *fake.cut_next_download.lock() = Some((0, refused));
+            let fh = fs.open(f.ino, OpenMode { write: true, append: true, pid: 7, ..Default::default() }).unwrap();
+            let err = fs.write(fh, 11, b"new line\n").unwrap_err();
+            assert_eq!(err.errno(), libc::EIO, "{err}");
+            let _ = fs.flush(fh, 7);
+            fs.release(fh);
+            assert_eq!(fake.file("log.txt").unwrap(), b"first line\n", "no NUL bytes, no half change");
+        }
+        assert_eq!(fake.paths(), ["log.txt"], "no temporary left");
+    }
+
+    #[test]
+    fn a_download_that_ends_early_with_a_good_reply_is_not_taken_for_the_file() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("f", b"0123456789", SystemTime::now());
+        let fs = fs_with(fake.clone());
+        let f = fs.lookup(ROOT, "f").unwrap();
+        let fh = fs.open(f.ino, OpenMode { read: true, write: true, pid: 7, ..Default::default() }).unwrap();
+        *fake.cut_next_download.lock() = Some((0, RemoteError::Connection("426 aborted".into())));
+        assert!(fs.read(fh, 0, 10).is_err(), "a failed fill is an error, not an empty file");
+        fs.release(fh);
+        assert_eq!(fake.file("f").unwrap(), b"0123456789");
+    }
+
+    #[test]
     fn names_with_line_breaks_are_refused_before_any_command() {
         let fake = Arc::new(FakeRemote::new());
         let fs = fs_with(fake.clone());

@@ -25,6 +25,8 @@ impl StreamError {
     }
 }
 
+/// How often one read starts a broken transfer again before it fails.
+const RESTARTS: usize = 2;
 /// A forward jump up to this size is read and discarded rather than restarting the transfer:
 /// a restart costs round trips, a small skip costs only bandwidth.
 const SKIP_LIMIT: u64 = 512 * 1024;
@@ -132,15 +134,19 @@ impl ReadHandle {
     }
 
     /// Reads `len` bytes at `at` from the open stream (skipping a small gap) or a new one. A
-    /// transfer that breaks (a dropped connection, a restarted server) is started again once,
-    /// at the same offset.
+    /// transfer that breaks (a dropped connection, a restarted server) is started again at the
+    /// same offset, up to [`RESTARTS`] times; the pool waits for a restarting server meanwhile
+    /// (`--reconnect-timeout`).
     fn read_stream(&self, st: &mut State, remote: &dyn Remote, at: u64, len: usize) -> Result<Vec<u8>> {
-        match self.read_stream_once(st, remote, at, len, true) {
-            Err(StreamError::Broken(e)) => {
-                tracing::info!("{}: the transfer broke at byte {at} ({e}); starting it again there", self.path);
-                self.read_stream_once(st, remote, at, len, false).map_err(StreamError::into_inner)
+        let mut restarts = 0;
+        loop {
+            match self.read_stream_once(st, remote, at, len, restarts < RESTARTS) {
+                Err(StreamError::Broken(e)) if restarts < RESTARTS => {
+                    restarts += 1;
+                    tracing::info!("{}: the transfer broke at byte {at} ({e}); starting it again there", self.path);
+                }
+                other => return other.map_err(StreamError::into_inner),
             }
-            other => other.map_err(StreamError::into_inner),
         }
     }
 
@@ -185,10 +191,12 @@ impl ReadHandle {
         if done || yield_session {
             st.stream = None;
         }
-        // A failed read has ended the stream above; the server's own refusals (no such file,
-        // permission) came typed from `open_read`.
-        result.map_err(|e| {
-            StreamError::Broken(RemoteError::Connection(format!("reading {} at byte {at}: {e}", self.path)))
+        // A failed read has ended the stream above. The server's own verdicts (a refusal in
+        // the final reply) are final; a broken transfer is worth starting again.
+        result.map_err(|e| match e.get_ref().and_then(|inner| inner.downcast_ref::<RemoteError>()) {
+            Some(verdict) if !verdict.is_transient() => StreamError::Start(verdict.clone()),
+            Some(broken) => StreamError::Broken(broken.clone()),
+            None => StreamError::Broken(RemoteError::Connection(format!("reading {} at byte {at}: {e}", self.path))),
         })
     }
 

@@ -359,10 +359,7 @@ impl WriteHandle {
         let Body::Streaming { upload, to, .. } = std::mem::replace(&mut st.body, Body::Empty) else {
             unreachable!("called while streaming")
         };
-        let error = match upload.finish() {
-            Err(reason) if !matches!(reason, RemoteError::Connection(_) | RemoteError::Timeout(_)) => reason,
-            _ => RemoteError::Connection(format!("uploading {to}: the connection broke after {at} bytes: {io}")),
-        };
+        let error = why_broken(upload, &to, at, io);
         tracing::debug!("{}: {error}", self.path());
         st.body = Body::Failed { to, error: error.clone() };
         error
@@ -447,7 +444,15 @@ impl WriteHandle {
                 spool.reserve(&mut reserved, st.size)?;
                 let mut stream = remote.open_read(from, 0)?;
                 let mut out = &file;
-                copy(&mut stream, &mut out).map_err(|e| RemoteError::Connection(format!("downloading {from}: {e}")))?;
+                let got = copy(&mut stream, &mut out).map_err(|e| download_error(from, e))?;
+                // A short copy would turn into zeros (or lost bytes) under the changes.
+                if got != st.size {
+                    return Err(RemoteError::Connection(format!(
+                        "downloading {from} to change it: the server sent {got} bytes where {} were expected; \
+                         the file may have changed on the server meanwhile. Nothing was changed: try again",
+                        st.size
+                    )));
+                }
             }
             Ok(Body::Spooled { file, reserved, kept })
         });
@@ -510,7 +515,13 @@ impl WriteHandle {
             self.open_upload(remote, to, path).map_err(|(e, _)| e).and_then(|(mut upload, to)| {
                 file.seek(SeekFrom::Start(0)).map_err(|e| spool_error(path, e))?;
                 let mut limited = (&mut *file).take(size);
-                copy(&mut limited, &mut upload).map_err(|e| RemoteError::Connection(format!("uploading {to}: {e}")))?;
+                if let Err(e) = copy(&mut limited, &mut upload) {
+                    let error = why_broken(upload, &to, 0, e);
+                    if let Err(e) = remote.delete(&to) {
+                        tracing::debug!("removing the incomplete upload {to}: {e}");
+                    }
+                    return Err(error);
+                }
                 self.finish_upload(remote, upload, &to, size, path)
             })
         } else {
@@ -610,6 +621,24 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
         };
         to.write_all(&buf[..n])?;
         total += n as u64;
+    }
+}
+
+/// The data connection of an upload broke after `at` bytes (`io`): the server's reply, when it
+/// gives one, says why (a full disk, a quota) and is the better error.
+fn why_broken(upload: Box<dyn WriteStream>, to: &str, at: u64, io: io::Error) -> RemoteError {
+    match upload.finish() {
+        Err(reason) if !matches!(reason, RemoteError::Connection(_) | RemoteError::Timeout(_)) => reason,
+        _ if at > 0 => RemoteError::Connection(format!("uploading {to}: the connection broke after {at} bytes: {io}")),
+        _ => RemoteError::Connection(format!("uploading {to}: the connection broke: {io}")),
+    }
+}
+
+/// A download failed: the remote layer's own error when it gave one (the server's verdict).
+fn download_error(from: &str, e: io::Error) -> RemoteError {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<RemoteError>()) {
+        Some(err) => err.clone(),
+        None => RemoteError::Connection(format!("downloading {from}: {e}")),
     }
 }
 

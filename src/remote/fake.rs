@@ -38,6 +38,9 @@ pub struct FakeRemote {
     pub refuse_size: std::sync::atomic::AtomicBool,
     /// Names that differ only in ASCII case are one name (like a FAT volume or IIS).
     case_insensitive: std::sync::atomic::AtomicBool,
+    /// The next download sends this many bytes and then ends with this error in its final
+    /// reply (`125`, no data, `425` is `Some((0, …))`).
+    pub cut_next_download: Mutex<Option<(usize, RemoteError)>>,
     pub lists: AtomicUsize,
     pub opens: AtomicUsize,
 }
@@ -159,7 +162,12 @@ impl Remote for FakeRemote {
         match self.nodes.lock().get(path) {
             Some(Node::File { data, .. }) => {
                 let start = (offset as usize).min(data.len());
-                Ok(Box::new(FakeStream(Cursor::new(data[start..].to_vec()))))
+                let mut rest = data[start..].to_vec();
+                let end = self.cut_next_download.lock().take().map(|(sent, error)| {
+                    rest.truncate(sent);
+                    error
+                });
+                Ok(Box::new(FakeStream(Cursor::new(rest), end)))
             }
             Some(Node::Dir) => Err(RemoteError::IsADirectory(format!("{path} is a directory"))),
             None => Err(RemoteError::NotFound(format!("{path} not found"))),
@@ -339,11 +347,15 @@ impl Drop for FakeUpload {
     }
 }
 
-struct FakeStream(Cursor<Vec<u8>>);
+/// A download: its bytes, and the failure its final reply reports, if any.
+struct FakeStream(Cursor<Vec<u8>>, Option<RemoteError>);
 
 impl Read for FakeStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
+        match self.0.read(buf)? {
+            0 if !buf.is_empty() => self.1.take().map_or(Ok(0), |e| Err(std::io::Error::other(e))),
+            n => Ok(n),
+        }
     }
 }
 

@@ -14,12 +14,17 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{RemoteError, Result, SessionStats};
 
+/// The first pause before reconnecting to a server that cannot be reached, doubling up to
+/// [`MAX_BACKOFF`]: a restart of a second or two is ridden out with few attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Opens, checks and closes one kind of session.
 pub trait Connector: Send + Sync + 'static {
     type Session: Send + 'static;
     fn connect(&self) -> Result<Self::Session>;
     /// A cheap round trip (NOOP) telling whether an idle session still works.
-    fn check(&self, session: &mut Self::Session) -> bool;
+    fn check(&self, session: &mut Self::Session) -> Health;
     /// Whether an idle session is visibly gone (the server closed it), without a round trip.
     fn closed(&self, _session: &Self::Session) -> bool {
         false
@@ -30,6 +35,16 @@ pub trait Connector: Send + Sync + 'static {
     fn abandon(&self, session: Self::Session) {
         drop(session);
     }
+}
+
+/// What a health check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Alive,
+    /// This session is gone (closed, reset): others may be fine.
+    Dead,
+    /// No answer in time: the server or the network is stuck, and every idle session with it.
+    Unresponsive,
 }
 
 /// Where the pool gets its time from, so tests can move it by hand.
@@ -58,6 +73,10 @@ pub struct PoolConfig {
     /// How long a request waits for the server to accept a session when none is open and the
     /// server keeps refusing (421), before failing.
     pub refusal_retry: Duration,
+    /// How long a request keeps reconnecting while the server cannot be reached (a restart, a
+    /// network drop) before failing; zero until the mount's first session is up, so a wrong
+    /// address fails at once.
+    pub reconnect_for: Duration,
 }
 
 impl PoolConfig {
@@ -68,6 +87,7 @@ impl PoolConfig {
             idle_timeout: Duration::from_secs(120),
             recover_after: Duration::from_secs(20),
             refusal_retry: Duration::from_secs(30),
+            reconnect_for: Duration::ZERO,
         }
     }
 }
@@ -87,6 +107,10 @@ struct State<S> {
     /// Tickets of waiting requests, served strictly in order.
     queue: VecDeque<u64>,
     next_ticket: u64,
+    /// See [`PoolConfig::reconnect_for`]; set once the first session is up.
+    reconnect_for: Duration,
+    /// Since when new sessions fail to connect (an outage in progress), for one log line each.
+    unreachable_since: Option<Instant>,
 }
 
 pub struct Pool<C: Connector> {
@@ -107,6 +131,7 @@ enum Step<S> {
 impl<C: Connector> Pool<C> {
     pub fn new(connector: C, config: PoolConfig, clock: Arc<dyn Clock>) -> Arc<Self> {
         let limit = config.max;
+        let reconnect_for = config.reconnect_for;
         Arc::new(Pool {
             connector,
             clock,
@@ -118,6 +143,8 @@ impl<C: Connector> Pool<C> {
                 last_refusal: None,
                 queue: VecDeque::new(),
                 next_ticket: 0,
+                reconnect_for,
+                unreachable_since: None,
             }),
             changed: Condvar::new(),
         })
@@ -127,9 +154,18 @@ impl<C: Connector> Pool<C> {
         &self.connector
     }
 
+    /// From now on, requests ride out outages of up to `d` (see [`PoolConfig::reconnect_for`]).
+    pub fn set_reconnect_for(&self, d: Duration) {
+        self.state.lock().reconnect_for = d;
+    }
+
     /// Takes a session, waiting in FIFO order for one to be free or for room to open one.
+    /// While the server cannot be reached it keeps trying, with back-off, for the reconnect
+    /// window; a server that does not answer at all fails at once (that already took a timeout).
     pub fn checkout(self: &Arc<Self>) -> Result<Lease<C>> {
         let mut refused_since: Option<Instant> = None;
+        let mut unreachable_since: Option<Instant> = None;
+        let mut backoff = FIRST_BACKOFF;
         loop {
             match self.next_step()? {
                 Step::Reuse(idle) => {
@@ -140,17 +176,41 @@ impl<C: Connector> Pool<C> {
                         self.discard(session);
                         continue;
                     }
-                    if idle_for >= self.config.check_after && !self.connector.check(&mut session) {
-                        tracing::debug!("idle session failed its health check; replacing it");
-                        self.discard(session);
-                        continue;
+                    if idle_for >= self.config.check_after {
+                        match self.connector.check(&mut session) {
+                            Health::Alive => {}
+                            Health::Dead => {
+                                tracing::debug!("idle session failed its health check; replacing it");
+                                self.discard(session);
+                                continue;
+                            }
+                            Health::Unresponsive => {
+                                // The others would each wait out the same silence: drop them all.
+                                tracing::debug!(
+                                    "idle session got no answer to its health check; dropping all idle sessions"
+                                );
+                                self.discard(session);
+                                self.discard_idle();
+                                continue;
+                            }
+                        }
                     }
                     return Ok(self.lease(session));
                 }
                 Step::Connect => match self.connector.connect() {
-                    Ok(session) => return Ok(self.lease(session)),
+                    Ok(session) => {
+                        self.reachable_again();
+                        return Ok(self.lease(session));
+                    }
                     Err(err) => {
                         let wait = self.connect_failed(&err);
+                        if matches!(err, RemoteError::Connection(_)) {
+                            let first = *unreachable_since.get_or_insert_with(|| self.clock.now());
+                            if !self.ride_out(&err, first, &mut backoff) {
+                                return Err(err);
+                            }
+                            continue;
+                        }
                         let first = *refused_since.get_or_insert_with(|| self.clock.now());
                         let waited = self.clock.now().saturating_duration_since(first);
                         if !wait || waited >= self.config.refusal_retry {
@@ -164,6 +224,37 @@ impl<C: Connector> Pool<C> {
                 },
                 Step::Wait => unreachable!("next_step only returns once it can act"),
             }
+        }
+    }
+
+    /// A new session could not be connected (`err`, first at `first`): waits a little and says
+    /// whether to try again, within the reconnect window.
+    fn ride_out(&self, err: &RemoteError, first: Instant, backoff: &mut Duration) -> bool {
+        let window = {
+            let mut st = self.state.lock();
+            if st.reconnect_for.is_zero() {
+                return false;
+            }
+            if st.unreachable_since.is_none() {
+                st.unreachable_since = Some(first);
+                tracing::warn!("{err}; reconnecting for up to {:?} (--reconnect-timeout)", st.reconnect_for);
+            }
+            st.reconnect_for
+        };
+        let waited = self.clock.now().saturating_duration_since(first);
+        if waited >= window {
+            return false;
+        }
+        std::thread::sleep((*backoff).min(window - waited));
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        true
+    }
+
+    fn reachable_again(&self) {
+        let mut st = self.state.lock();
+        if let Some(since) = st.unreachable_since.take() {
+            let after = self.clock.now().saturating_duration_since(since);
+            tracing::info!("the server can be reached again (after {:.1} s)", after.as_secs_f64());
         }
     }
 
@@ -258,7 +349,7 @@ impl<C: Connector> Pool<C> {
     }
 
     fn lease(self: &Arc<Self>, session: C::Session) -> Lease<C> {
-        Lease { pool: Arc::clone(self), session: Some(session), broken: false }
+        Lease { pool: Arc::clone(self), session: Some(session), broken: false, unresponsive: false }
     }
 
     fn give_back(&self, session: C::Session) {
@@ -289,6 +380,16 @@ impl<C: Connector> Pool<C> {
             }
         }
         drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Drops every idle session without a word to the server (it is not answering).
+    fn discard_idle(&self) {
+        let idle: Vec<Idle<C::Session>> = std::mem::take(&mut self.state.lock().idle);
+        for i in idle {
+            self.connector.abandon(i.session);
+            self.state.lock().open -= 1;
+        }
         self.changed.notify_all();
     }
 
@@ -324,12 +425,22 @@ pub struct Lease<C: Connector> {
     pool: Arc<Pool<C>>,
     session: Option<C::Session>,
     broken: bool,
+    /// The server did not answer on it: the idle sessions are dropped with it.
+    unresponsive: bool,
 }
 
 impl<C: Connector> Lease<C> {
     /// The session may be out of step with the server: close it instead of reusing it.
     pub fn mark_broken(&mut self) {
         self.broken = true;
+    }
+
+    /// The server did not answer on this session in time: the idle sessions are most likely
+    /// stuck the same way, and are dropped with it, so the next request does not wait out the
+    /// same silence on each of them.
+    pub fn mark_unresponsive(&mut self) {
+        self.broken = true;
+        self.unresponsive = true;
     }
 }
 
@@ -351,6 +462,9 @@ impl<C: Connector> Drop for Lease<C> {
         let Some(session) = self.session.take() else { return };
         if self.broken {
             self.pool.discard(session);
+            if self.unresponsive {
+                self.pool.discard_idle();
+            }
         } else {
             self.pool.give_back(session);
         }
@@ -388,11 +502,19 @@ mod tests {
         /// The server refuses sessions beyond this many (421).
         server_cap: Option<usize>,
         fail_checks: std::sync::atomic::AtomicBool,
+        /// The server does not answer health checks (frozen).
+        silent: std::sync::atomic::AtomicBool,
+        /// The next this-many connects are refused (a server restarting).
+        refuse_connects: AtomicUsize,
     }
 
     impl Connector for FakeConnector {
         type Session = usize;
         fn connect(&self) -> Result<usize> {
+            if self.refuse_connects.load(SeqCst) > 0 {
+                self.refuse_connects.fetch_sub(1, SeqCst);
+                return Err(RemoteError::Connection("connection refused".into()));
+            }
             let n = self.live.fetch_add(1, SeqCst) + 1;
             if self.server_cap.is_some_and(|cap| n > cap) {
                 self.live.fetch_sub(1, SeqCst);
@@ -401,9 +523,15 @@ mod tests {
             self.peak.fetch_max(n, SeqCst);
             Ok(self.connects.fetch_add(1, SeqCst))
         }
-        fn check(&self, _: &mut usize) -> bool {
+        fn check(&self, _: &mut usize) -> Health {
             self.checks.fetch_add(1, SeqCst);
-            !self.fail_checks.load(SeqCst)
+            if self.silent.load(SeqCst) {
+                Health::Unresponsive
+            } else if self.fail_checks.load(SeqCst) {
+                Health::Dead
+            } else {
+                Health::Alive
+            }
         }
         fn close(&self, _: usize) {
             self.live.fetch_sub(1, SeqCst);
@@ -464,6 +592,41 @@ mod tests {
         assert_eq!(pool.connector().checks.load(SeqCst), 1);
         assert_eq!(pool.connector().connects.load(SeqCst), 2, "dead session replaced");
         assert_eq!(pool.connector().live.load(SeqCst), 1, "dead one no longer counted");
+    }
+
+    #[test]
+    fn a_server_that_does_not_answer_one_check_costs_one_check_not_one_per_idle_session() {
+        let (pool, clock) = pool(FakeConnector::default(), 4);
+        let leases: Vec<_> = (0..4).map(|_| pool.checkout().unwrap()).collect();
+        drop(leases);
+        clock.advance(Duration::from_secs(11));
+        pool.connector().silent.store(true, SeqCst);
+        drop(pool.checkout().unwrap());
+        assert_eq!(pool.connector().checks.load(SeqCst), 1, "the other idle sessions were dropped unasked");
+        assert_eq!(pool.stats().open, 1, "one fresh session");
+    }
+
+    #[test]
+    fn a_server_that_refuses_connections_for_a_while_is_waited_for_within_the_window() {
+        let (pool, _) = pool(FakeConnector::default(), 2);
+        pool.connector().refuse_connects.store(3, SeqCst);
+        assert!(pool.checkout().is_err(), "no window yet (the mount's first session): fails at once");
+        pool.set_reconnect_for(Duration::from_secs(3600));
+        pool.connector().refuse_connects.store(3, SeqCst);
+        drop(pool.checkout().expect("ridden out"));
+        assert_eq!(pool.connector().refuse_connects.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn the_reconnect_window_ends() {
+        let conn = FakeConnector::default();
+        conn.refuse_connects.store(usize::MAX, SeqCst);
+        let mut cfg = PoolConfig::new(2);
+        cfg.reconnect_for = Duration::from_millis(500);
+        let pool = Pool::new(conn, cfg, Arc::new(SystemClock));
+        let started = Instant::now();
+        assert!(matches!(pool.checkout(), Err(RemoteError::Connection(_))));
+        assert!(started.elapsed() >= Duration::from_millis(500));
     }
 
     #[test]

@@ -9,13 +9,15 @@ pub mod session;
 pub mod tls_adapter;
 
 use std::io::{self, Read};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
+use suppaftp::FtpError;
 
 use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
 use self::session::{Endpoint, Features, FtpSession, Transfer};
-use super::pool::{self, Clock, Lease, Pool, PoolConfig};
+use super::pool::{self, Clock, Health, Lease, Pool, PoolConfig};
 use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
 use crate::names::Charset;
 
@@ -26,6 +28,8 @@ pub use self::session::{Security, TlsMode};
 /// spread over up to `MDTM_SESSIONS` sessions (never more than the pool allows).
 const MDTM_BATCH: usize = 16;
 const MDTM_SESSIONS: usize = 16;
+/// The longest an idle session's NOOP may take before the server counts as not answering.
+const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct FtpConnector {
     endpoint: Endpoint,
@@ -41,8 +45,13 @@ impl pool::Connector for FtpConnector {
         Ok(s)
     }
 
-    fn check(&self, session: &mut FtpSession) -> bool {
-        session.noop()
+    fn check(&self, session: &mut FtpSession) -> Health {
+        // A live server answers NOOP at once; waiting a whole --io-timeout per idle session
+        // would make a stuck server cost one timeout per session.
+        session.set_reply_timeout(self.endpoint.io_timeout.min(HEALTH_CHECK_TIMEOUT));
+        let health = session.noop();
+        session.set_reply_timeout(self.endpoint.io_timeout);
+        health
     }
 
     fn closed(&self, session: &FtpSession) -> bool {
@@ -89,6 +98,8 @@ impl FtpRemote {
         let connector = FtpConnector { endpoint, features: OnceLock::new() };
         let pool = Pool::new(connector, PoolConfig::new(max_sessions), clock);
         let security = pool.checkout()?.security;
+        // Only now: a wrong address or a server that is down fails the mount at once.
+        pool.set_reconnect_for(pool.connector().endpoint.reconnect_for);
         let base = base.trim_end_matches('/').to_string();
         let remote = FtpRemote {
             pool,
@@ -120,7 +131,8 @@ impl FtpRemote {
     }
 
     /// Runs `op` on a pooled session. Idempotent operations that failed on a broken session
-    /// are retried once on a fresh one (the server may have closed an idle connection).
+    /// are retried once on a fresh one (the server may have closed an idle connection, or
+    /// restarted: the fresh session then waits for it within --reconnect-timeout).
     fn with_session<T>(&self, idempotent: bool, mut op: impl FnMut(&mut FtpSession) -> Result<T>) -> Result<T> {
         let mut attempt = 0;
         loop {
@@ -128,9 +140,7 @@ impl FtpRemote {
             match op(&mut lease) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    if e.breaks_session() {
-                        lease.mark_broken();
-                    }
+                    retire(&mut lease, &e);
                     drop(lease);
                     if attempt == 0 && idempotent && e.is_transient() {
                         tracing::debug!("retrying on a fresh session after: {e}");
@@ -253,6 +263,34 @@ fn to_entry(e: ListEntry) -> Entry {
     }
 }
 
+impl FtpRemote {
+    /// Starts a transfer with `start` on a pooled session and wraps it with `wrap`; a start
+    /// that failed on a broken session is tried once more on a fresh one.
+    fn start_transfer<S: ?Sized>(
+        &self,
+        mut start: impl FnMut(&mut Lease<FtpConnector>) -> Result<Transfer>,
+        wrap: impl Fn(Transfer, Lease<FtpConnector>) -> Box<S>,
+    ) -> Result<Box<S>> {
+        let mut attempt = 0;
+        loop {
+            let mut lease = self.pool.checkout()?;
+            match start(&mut lease) {
+                Ok(transfer) => return Ok(wrap(transfer, lease)),
+                Err(e) => {
+                    retire(&mut lease, &e);
+                    drop(lease);
+                    if attempt == 0 && e.is_transient() {
+                        tracing::debug!("starting the transfer again on a fresh session after: {e}");
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 impl Remote for FtpRemote {
     fn list(&self, dir: &str) -> Result<Vec<Entry>> {
         let path = self.server_path(dir);
@@ -280,44 +318,32 @@ impl Remote for FtpRemote {
 
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {
         let server_path = self.server_path(path);
-        let mut attempt = 0;
-        loop {
-            let mut lease = self.pool.checkout()?;
-            match lease.retr(&server_path, offset) {
-                Ok(transfer) => return Ok(Box::new(FtpReadStream { transfer: Some(transfer), lease, failed: false })),
-                Err(e) => {
-                    if e.breaks_session() {
-                        lease.mark_broken();
-                    }
-                    drop(lease);
-                    if attempt == 0 && e.is_transient() {
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let what = format!("reading {server_path}");
+        self.start_transfer::<dyn ReadStream>(
+            |lease| lease.retr(&server_path, offset),
+            |transfer, lease| {
+                Box::new(FtpReadStream { transfer: Some(transfer), lease, failed: false, what: what.clone() })
+            },
+        )
     }
 
     fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
         let server_path = self.server_path(path);
-        let mut lease = self.pool.checkout()?;
-        match lease.stor(&server_path, append) {
-            Ok(transfer) => Ok(Box::new(FtpWriteStream {
-                transfer: Some(transfer),
-                lease,
-                path: server_path,
-                io_timeout: self.pool.connector().endpoint.io_timeout,
-                sent: 0,
-            })),
-            Err(e) => {
-                if e.breaks_session() {
-                    lease.mark_broken();
-                }
-                Err(e)
-            }
-        }
+        let io_timeout = self.pool.connector().endpoint.io_timeout;
+        // Nothing was sent yet when starting fails, so a second try is safe (e.g. a data
+        // connection's TLS session refused with 522, which a fresh session gets past).
+        self.start_transfer::<dyn WriteStream>(
+            |lease| lease.stor(&server_path, append),
+            |transfer, lease| {
+                Box::new(FtpWriteStream {
+                    transfer: Some(transfer),
+                    lease,
+                    path: server_path.clone(),
+                    io_timeout,
+                    sent: 0,
+                })
+            },
+        )
     }
 
     fn size(&self, path: &str) -> Result<Option<u64>> {
@@ -431,6 +457,16 @@ impl Remote for FtpRemote {
     }
 }
 
+/// Marks a session that failed with `e` so the pool does not reuse it when it is out of step;
+/// one that got no answer in time takes the idle sessions with it.
+fn retire(lease: &mut Lease<FtpConnector>, e: &RemoteError) {
+    match e {
+        RemoteError::Timeout(_) => lease.mark_unresponsive(),
+        e if e.breaks_session() => lease.mark_broken(),
+        _ => {}
+    }
+}
+
 fn reply_error(what: &str, code: u16, text: &str) -> RemoteError {
     let resp = suppaftp::types::Response::new(suppaftp::Status::from(code as u32), text.as_bytes().to_vec());
     reply::map_reply(what, &resp)
@@ -467,6 +503,28 @@ impl FtpWriteStream {
     }
 }
 
+/// How long the server gets to say why it broke off an upload (its reply is usually on its
+/// way already when the data connection breaks).
+const REPLY_AFTER_BREAK: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl FtpWriteStream {
+    /// The data connection broke (`io`): the server usually says why on the control
+    /// connection (`451 Failure writing to local file`, `552 quota exceeded`), and that reply,
+    /// not the broken pipe, is the error the application should see.
+    fn why_broken(&mut self, transfer: Transfer, what: &str, io: io::Error) -> RemoteError {
+        self.lease.set_reply_timeout(self.io_timeout.min(REPLY_AFTER_BREAK));
+        let reply = transfer.finish();
+        self.lease.set_reply_timeout(self.io_timeout);
+        let err = match reply {
+            Err(FtpError::UnexpectedResponse(r)) => reply::map_reply(what, &r),
+            _ => reply::map(what, FtpError::ConnectionError(io)),
+        };
+        // The reply was read or given up on: either way, not a session to reuse.
+        self.lease.mark_broken();
+        err
+    }
+}
+
 impl io::Write for FtpWriteStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.while_taking(|t| t.write(buf))?;
@@ -489,15 +547,15 @@ impl WriteStream for FtpWriteStream {
         let drained = io::Write::flush(&mut transfer)
             .and_then(|()| session::wait_until_taken(&transfer, self.io_timeout, || self.lease.closed_by_server()));
         if let Err(e) = drained {
-            // Unfinished: dropping the stream with its transfer cuts the session (see Drop).
-            self.transfer = Some(transfer);
-            return Err(match e.kind() {
+            if e.kind() == io::ErrorKind::TimedOut {
+                // Unfinished: dropping the stream with its transfer cuts the session (see Drop).
+                self.transfer = Some(transfer);
                 // From `wait_until_taken`, which says how long and how much.
-                io::ErrorKind::TimedOut => {
-                    RemoteError::Timeout(format!("{what}: {e}. The server or the network may be overloaded or down"))
-                }
-                _ => reply::map(&what, suppaftp::FtpError::ConnectionError(e)),
-            });
+                return Err(RemoteError::Timeout(format!(
+                    "{what}: {e}. The server or the network may be overloaded or down"
+                )));
+            }
+            return Err(self.why_broken(transfer, &what, e));
         }
         self.lease.set_reply_timeout(self.io_timeout + session::time_to_read_buffered(self.sent));
         let finished = transfer.finish();
@@ -529,12 +587,42 @@ struct FtpReadStream {
     transfer: Option<Transfer>,
     lease: Lease<FtpConnector>,
     failed: bool,
+    /// `reading PATH`, for errors.
+    what: String,
+}
+
+impl FtpReadStream {
+    /// The data connection has closed: only the server's final reply tells a complete file
+    /// from a transfer that failed (`125`, no bytes, then `425`/`426`/`451`). Anything but
+    /// success is an error, never an end of file.
+    fn end_of_data(&mut self) -> io::Result<()> {
+        let transfer = self.transfer.take().expect("transfer present until the end");
+        transfer.finish().map_err(|e| {
+            let err = match e {
+                // The data ended without a word on the control connection either.
+                FtpError::ConnectionError(e) => RemoteError::Connection(format!(
+                    "{}: the data connection closed but the server never confirmed the transfer: {e}",
+                    self.what
+                )),
+                e => reply::map(&format!("{} (the transfer's final reply)", self.what), e),
+            };
+            retire(&mut self.lease, &err);
+            io::Error::other(err)
+        })
+    }
 }
 
 impl Read for FtpReadStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let t = self.transfer.as_mut().expect("transfer present until drop");
-        t.read(buf).inspect_err(|_| self.failed = true)
+        let Some(t) = self.transfer.as_mut() else { return Ok(0) };
+        match t.read(buf) {
+            Ok(0) if !buf.is_empty() => self.end_of_data().map(|()| 0),
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TransferStream};
 use super::reply;
 use super::tls_adapter::{Connector, FtpTlsStream, SessionTls};
 use crate::names::{self, Charset};
+use crate::remote::pool::Health;
 use crate::remote::{RemoteError, Result};
 use crate::secret::Secret;
 use crate::tls::TlsClient;
@@ -45,6 +46,8 @@ pub struct Endpoint {
     pub tls_client: Option<Arc<TlsClient>>,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
+    /// How long operations keep reconnecting through an outage (`--reconnect-timeout`).
+    pub reconnect_for: Duration,
     /// The charset of file names on the server (`--encoding`).
     pub charset: Charset,
 }
@@ -275,8 +278,16 @@ impl FtpSession {
     }
 
     /// A health check for an idle session.
-    pub fn noop(&mut self) -> bool {
-        self.ftp.noop().is_ok()
+    pub fn noop(&mut self) -> Health {
+        match self.ftp.noop() {
+            Ok(()) => Health::Alive,
+            Err(FtpError::ConnectionError(e))
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                Health::Unresponsive
+            }
+            Err(_) => Health::Dead,
+        }
     }
 
     /// An idle session's socket already says it is over: the server closed it (end of stream)
