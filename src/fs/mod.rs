@@ -1325,6 +1325,36 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_upload_is_sent_again_from_the_local_copy() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("old.txt", b"old", SystemTime::now());
+        let fs = fs_with(fake.clone());
+        // Streamed (sequential writes), then spooled (written out of order), then a replace.
+        fake.break_next_uploads.store(1, Ordering::SeqCst);
+        write_new(&fs, "streamed.bin", &[7u8; 100_000]).unwrap();
+        fake.break_next_uploads.store(1, Ordering::SeqCst);
+        let (_, fh) = fs.create(ROOT, "spooled.txt", write_mode(), false).unwrap();
+        fs.write(fh, 3, b"def").unwrap();
+        fs.write(fh, 0, b"abc").unwrap();
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        fake.break_next_uploads.store(1, Ordering::SeqCst);
+        let f = fs.lookup(ROOT, "old.txt").unwrap();
+        let fh = fs.open(f.ino, write_mode()).unwrap();
+        fs.write(fh, 0, b"new").unwrap();
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        assert_eq!(fake.file("streamed.bin").unwrap(), vec![7u8; 100_000]);
+        assert_eq!(fake.file("spooled.txt").unwrap(), b"abcdef");
+        assert_eq!(fake.file("old.txt").unwrap(), b"new");
+        assert_eq!(fake.paths(), ["old.txt", "spooled.txt", "streamed.bin"], "no temporaries left");
+        // Broken twice in a row: the close reports it, and nothing half-done stays.
+        fake.break_next_uploads.store(2, Ordering::SeqCst);
+        assert_eq!(write_new(&fs, "twice.txt", b"x").unwrap_err().errno(), libc::EIO);
+        assert_eq!(fake.paths(), ["old.txt", "spooled.txt", "streamed.bin"]);
+    }
+
+    #[test]
     fn names_with_line_breaks_are_refused_before_any_command() {
         let fake = Arc::new(FakeRemote::new());
         let fs = fs_with(fake.clone());

@@ -29,14 +29,41 @@ use crate::remote::{Remote, RemoteError, WriteStream};
 use super::spool::{Kept, Reservation, Spool};
 use super::writeback::Journal;
 
+/// A local copy of what a streamed upload sent so far.
+struct Replay {
+    file: File,
+    reserved: Reservation,
+}
+
+impl Replay {
+    fn start(spool: &Spool) -> Option<Replay> {
+        spool.file().ok().map(|(file, reserved, _)| Replay { file, reserved })
+    }
+
+    /// Keeps `data` written at `offset`; false when the spool has no room (or the disk fails).
+    fn keep(&mut self, spool: &Spool, offset: u64, data: &[u8]) -> bool {
+        spool.reserve(&mut self.reserved, offset + data.len() as u64).is_ok()
+            && self.file.write_all_at(data, offset).is_ok()
+    }
+
+    fn into_body(self) -> Body {
+        Body::Spooled { file: self.file, reserved: self.reserved, kept: None }
+    }
+}
+
+/// How often an upload from the spool is tried when the connection breaks (a fresh session
+/// waits for a restarting server within --reconnect-timeout).
+const UPLOAD_ATTEMPTS: usize = 2;
+
 /// What the handle holds instead of the server's current content.
 enum Body {
     /// Unchanged: the content is the server's (`size` bytes).
     Server,
     /// Emptied (new or truncated file); nothing written yet.
     Empty,
-    /// An upload in progress, fed by sequential writes.
-    Streaming { upload: Box<dyn WriteStream>, to: String, written: u64 },
+    /// An upload in progress, fed by sequential writes, with a local copy of what was sent
+    /// while the spool has room, so a broken upload can be sent again.
+    Streaming { upload: Box<dyn WriteStream>, to: String, written: u64, replay: Option<Replay> },
     /// The whole content, in a local spool file (named and kept with write-back).
     Spooled { file: File, reserved: Reservation, kept: Option<Kept> },
     /// An upload failed; the error is reported again at close, and what reached the server
@@ -281,14 +308,24 @@ impl WriteHandle {
                         return Err(error);
                     }
                 };
-                st.body = Body::Streaming { upload, to, written: 0 };
+                st.body = Body::Streaming { upload, to, written: 0, replay: Replay::start(spool) };
             }
-            if let Body::Streaming { upload, written, .. } = &mut st.body {
-                if let Err(e) = upload.write_all(data) {
-                    let failed_at = *written;
-                    return Err(self.fail_stream(&mut st, failed_at, e));
+            let Body::Streaming { upload, written, replay, .. } = &mut st.body else { unreachable!("just started") };
+            match upload.write_all(data) {
+                Ok(()) => {
+                    *written = end;
+                    if replay.as_mut().is_some_and(|r| !r.keep(spool, offset, data)) {
+                        *replay = None;
+                    }
                 }
-                *written = end;
+                Err(e) => {
+                    let failed_at = *written;
+                    self.fail_stream(&mut st, remote, failed_at, e)?;
+                    // The content so far is in the spool now: this write goes there too.
+                    let Body::Spooled { file, reserved, .. } = &mut st.body else { unreachable!("just spooled") };
+                    spool.reserve(reserved, end)?;
+                    file.write_all_at(data, offset).map_err(|e| spool_error(&self.path(), e))?;
+                }
             }
         } else {
             if !matches!(st.body, Body::Spooled { .. }) {
@@ -353,16 +390,30 @@ impl WriteHandle {
         Ok(())
     }
 
-    /// The data connection broke: the server's reply on the control connection says why
-    /// (a full disk, a quota); keep that error for the close.
-    fn fail_stream(&self, st: &mut WriteState, at: u64, io: io::Error) -> RemoteError {
-        let Body::Streaming { upload, to, .. } = std::mem::replace(&mut st.body, Body::Empty) else {
+    /// The data connection broke: the server's reply on the control connection says why (a
+    /// full disk, a quota), and that verdict fails the write, kept for the close. A broken
+    /// connection is not final when the local copy has everything written: the content moves
+    /// to the spool, to be sent again at close.
+    fn fail_stream(&self, st: &mut WriteState, remote: &dyn Remote, at: u64, io: io::Error) -> Result<(), RemoteError> {
+        let Body::Streaming { upload, to, replay, .. } = std::mem::replace(&mut st.body, Body::Empty) else {
             unreachable!("called while streaming")
         };
         let error = why_broken(upload, &to, at, io);
-        tracing::debug!("{}: {error}", self.path());
-        st.body = Body::Failed { to, error: error.clone() };
-        error
+        match replay {
+            Some(replay) if error.is_transient() => {
+                tracing::info!("{}: the upload broke ({error}); it is sent again from a local copy", self.path());
+                if let Err(e) = remote.delete(&to) {
+                    tracing::debug!("removing the incomplete upload {to}: {e}");
+                }
+                st.body = replay.into_body();
+                Ok(())
+            }
+            _ => {
+                tracing::debug!("{}: {error}", self.path());
+                st.body = Body::Failed { to, error: error.clone() };
+                Err(error)
+            }
+        }
     }
 
     /// A temporary name, unless this is a new file on a server that refused those.
@@ -430,7 +481,16 @@ impl WriteHandle {
                 }
                 Body::Empty => (None, |_, _| Body::Empty),
                 Body::Server => (Some(path.clone()), |_, _| Body::Server),
-                Body::Streaming { upload, to, .. } => {
+                Body::Streaming { upload, to, replay: Some(replay), .. } => {
+                    // A jump after sequential writes: the local copy has what was sent.
+                    drop(upload);
+                    if let Err(e) = remote.delete(&to) {
+                        tracing::debug!("removing the abandoned upload {to}: {e}");
+                    }
+                    st.body = replay.into_body();
+                    return Ok(());
+                }
+                Body::Streaming { upload, to, replay: None, .. } => {
                     // Rare: a jump after sequential writes. What was sent is fetched back.
                     if let Err(error) = upload.finish() {
                         st.body = Body::Failed { to, error: error.clone() };
@@ -507,8 +567,30 @@ impl WriteHandle {
         }
     }
 
-    /// Sends the content wherever it is (spool, stream in progress, nothing) and puts it in place.
+    /// Sends the content wherever it is (spool, stream in progress, nothing) and puts it in
+    /// place. A streamed upload that broke, and an upload from the spool whose connection
+    /// broke, are sent again from the local copy (write-back's queue does its own retries).
     fn upload(&self, st: &mut WriteState, remote: &dyn Remote, size: u64, path: &str) -> Result<(), RemoteError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.upload_once(st, remote, size, path);
+            match result {
+                // Spooled: from the start, or kept from a broken stream by `upload_once`.
+                Err(e)
+                    if e.is_transient()
+                        && !self.write_back
+                        && attempt < UPLOAD_ATTEMPTS
+                        && matches!(st.body, Body::Spooled { .. }) =>
+                {
+                    tracing::info!("{path}: the upload broke ({e}); sending it again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn upload_once(&self, st: &mut WriteState, remote: &dyn Remote, size: u64, path: &str) -> Result<(), RemoteError> {
         if let Body::Spooled { file, .. } = &mut st.body {
             // Read in place: with write-back the content stays for a retry if this fails.
             let to = self.upload_path(path);
@@ -533,7 +615,17 @@ impl WriteHandle {
                     }
                     Err(error)
                 }
-                Body::Streaming { upload, to, written } => self.finish_upload(remote, upload, &to, written, path),
+                Body::Streaming { upload, to, written, replay } => {
+                    let result = self.finish_upload(remote, upload, &to, written, path);
+                    match (result, replay) {
+                        // Kept for a second attempt (`upload` moves it to the spool).
+                        (Err(e), Some(replay)) if e.is_transient() => {
+                            st.body = replay.into_body();
+                            Err(e)
+                        }
+                        (result, _) => result,
+                    }
+                }
                 Body::Empty => {
                     let to = self.upload_path(path);
                     remote.open_write(&to, false).and_then(|u| self.finish_upload(remote, u, &to, 0, path))

@@ -24,6 +24,8 @@ pub struct FakeRemote {
     /// When set, uploads fail at `finish` with this error (after storing what was sent, as a
     /// real server does with a broken transfer).
     pub fail_uploads: Mutex<Option<RemoteError>>,
+    /// The next this-many uploads fail at `finish` with a broken connection (then they work).
+    pub break_next_uploads: AtomicUsize,
     /// Servers that refuse to rename onto an existing file.
     pub refuse_rename_over: std::sync::atomic::AtomicBool,
     /// Servers (upload-only directories) that refuse every rename.
@@ -188,7 +190,11 @@ impl Remote for FakeRemote {
             return Err(RemoteError::NotFound(format!("{parent} not found")));
         }
         let start = if append { self.file(path).unwrap_or_default() } else { Vec::new() };
-        let fail = self.fail_uploads.lock().clone();
+        let broken = self.break_next_uploads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        let fail = match broken {
+            Ok(_) => Some(RemoteError::Connection("426 connection closed; transfer aborted".into())),
+            Err(_) => self.fail_uploads.lock().clone(),
+        };
         Ok(Box::new(FakeUpload { nodes: self.nodes.clone(), path: path.to_string(), data: start, fail }))
     }
 
