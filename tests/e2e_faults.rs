@@ -240,3 +240,44 @@ fn a_read_across_a_three_second_server_restart_returns_the_exact_bytes() {
     assert!(got == data, "every byte as on the server ({} of {} bytes read)", got.len(), data.len());
     assert!(mount.log().contains("reconnecting for up to"), "{}", mount.log());
 }
+
+#[test]
+fn a_server_disk_that_fills_up_is_reported_as_no_space_and_leaves_no_partial_file() {
+    let certs = Certs::new();
+    let root = TempDir::new("root");
+    let server = tls_vsftpd(&certs, root, "");
+    // Mounted after the server took the tree, so the FTP user can write it (mode 0777).
+    let _disk = SmallDisk::mount(&server.root().join("small"), 2 << 20);
+    let mount = Mount::of(&server, Some(&certs), &["--io-timeout", "10s"]);
+    let local = TempDir::new("local");
+    let big = local.path().join("big.bin");
+    fs::write(&big, pseudo_random(16 << 20, 9)).unwrap();
+    for how in ["streamed", "from the spool"] {
+        let target = mount.path().join("small").join(format!("{}.bin", how.replace(' ', "_")));
+        let out = match how {
+            "streamed" => std::process::Command::new("cp").arg(&big).arg(&target).output().unwrap(),
+            // Written out of order: the content goes to the spool and is uploaded at close.
+            _ => std::process::Command::new("python3")
+                .arg("-c")
+                .arg(
+                    "import sys\ndata = open(sys.argv[1], 'rb').read()\nf = open(sys.argv[2], 'wb')\n\
+                     f.seek(1 << 20); f.write(data[1 << 20:]); f.seek(0); f.write(data[:1 << 20])\n\
+                     try:\n    f.close()\nexcept OSError as e:\n    sys.exit(str(e))",
+                )
+                .arg(&big)
+                .arg(&target)
+                .output()
+                .unwrap(),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{how}: the copy must fail");
+        assert!(stderr.contains("No space left on device"), "{how}: {stderr}\n{}", mount.log());
+        let left: Vec<_> = fs::read_dir(server.root().join("small")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(
+            left.is_empty(),
+            "{how}: nothing half-written stays on the server: {left:?}\n{}\n{}",
+            mount.log(),
+            server.log()
+        );
+    }
+}

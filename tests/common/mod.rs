@@ -892,3 +892,20 @@ impl Drop for FatVolume {
         let _ = fs::remove_dir_all(&self.mountpoint);
     }
 }
+
+/// A small tmpfs mounted at `dir`: a disk that fills up. Unmounted on drop.
+pub struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    pub fn mount(dir: &Path, bytes: u64) -> SmallDisk {
+        fs::create_dir_all(dir).unwrap();
+        sh("mount", &["-t", "tmpfs", "-o", &format!("size={bytes},mode=0777"), "tmpfs", dir.to_str().unwrap()]);
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
