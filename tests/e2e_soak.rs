@@ -185,18 +185,18 @@ fn run(mnt: &Path, op: &Op) -> std::io::Result<()> {
 }
 
 /// What the mount shows, in model form.
-fn mount_state(mnt: &Path) -> Model {
+fn mount_state(mnt: &Path) -> Result<Model, String> {
     let mut m = Model::default();
     for rel in tree_listing(mnt) {
         let p = mnt.join(&rel);
         if p.is_dir() {
             m.dirs.insert(rel);
         } else {
-            let data = fs::read(&p).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+            let data = fs::read(&p).map_err(|e| format!("reading {rel}: {e}"))?;
             m.files.insert(rel, data);
         }
     }
-    m
+    Ok(m)
 }
 
 /// Directories, and files with their sizes and a checksum: enough to see what differs.
@@ -266,16 +266,19 @@ fn random_operations_with_dropped_connections_match_a_model() {
             (Some(_), Err(e)) => panic!("{what} failed: {e}"),
             (None, Ok(())) => panic!("{what} succeeded where a local filesystem refuses it"),
         }
-        let seen = mount_state(mnt);
-        if seen != model {
+        let log_tail = || {
             let log = mount.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: Vec<String> = log.lines().rev().take(40).map(str::to_string).collect();
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        let seen = mount_state(mnt).unwrap_or_else(|e| panic!("{what} (fault: {fault}): {e}\n{}", log_tail()));
+        if seen != model {
             panic!(
                 "{what} (fault: {fault}): the mount shows {} but the model holds {}\nserver: {}\n{}",
                 summary(&seen),
                 summary(&model),
                 summary(&server_state(server.root()).0),
-                tail.join("\n")
+                log_tail()
             );
         }
     }
