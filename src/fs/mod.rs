@@ -5,6 +5,8 @@ pub mod case;
 mod case_check;
 #[cfg(test)]
 mod case_tests;
+#[cfg(test)]
+mod consistency_tests;
 pub mod dircache;
 pub mod inode;
 pub mod prefetch;
@@ -121,9 +123,28 @@ pub struct DirEntry {
     pub attr: Attr,
 }
 
+/// What the kernel is told to forget when the server's file changed (see `Fs::set_notifier`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidate {
+    /// An inode's attributes and cached pages.
+    Inode(u64),
+    /// Only an inode's attributes (safe from inside a read, which holds a page lock).
+    Attr(u64),
+}
+
+/// Tells the kernel to forget something (set by the FUSE adapter at mount).
+pub type Notifier = Arc<dyn Fn(Invalidate) + Send + Sync>;
+
+/// Close-to-open: a listing this young answers `open`'s revalidation; older ones cost one
+/// cheap command (`MLST`, or `SIZE` + `MDTM`).
+const OPEN_FRESHNESS: Duration = Duration::from_secs(1);
+/// At most this many inodes' "attributes the kernel was given" are kept.
+const MAX_TOLD: usize = 100_000;
+
 #[derive(Clone)]
 enum Handle {
-    Read(Arc<ReadHandle>),
+    /// Reading a file (and the inode it was opened as).
+    Read(Arc<ReadHandle>, u64),
     Write(Arc<WriteHandle>),
     /// Reading a file whose write-back upload is queued: served from its spool.
     ReadQueued(Arc<WriteHandle>),
@@ -169,6 +190,11 @@ pub struct Fs {
     /// The upload queue, with `--write-back`.
     write_back: Option<WriteBack>,
     clock: Arc<dyn Clock>,
+    /// Tells the kernel to drop attributes it caches (none in unit tests).
+    notifier: Mutex<Option<Notifier>>,
+    /// The size and time each file's inode was last shown to the kernel with, so `open`
+    /// knows whether the kernel must be told of a change.
+    told: Mutex<HashMap<u64, (u64, SystemTime)>>,
 }
 
 impl Fs {
@@ -198,7 +224,33 @@ impl Fs {
             errors: Mutex::new(ErrorLog::default()),
             clock,
             config,
+            notifier: Mutex::new(None),
+            told: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets the filesystem tell the kernel that a file changed on the server.
+    pub fn set_notifier(&self, notifier: Notifier) {
+        *self.notifier.lock() = Some(notifier);
+    }
+
+    fn notify(&self, what: Invalidate) {
+        let notifier = self.notifier.lock().clone();
+        if let Some(n) = notifier {
+            n(what);
+        }
+    }
+
+    /// Records the attributes handed to the kernel (files only).
+    fn tell(&self, attr: Attr) -> Attr {
+        if attr.kind == FileKind::File {
+            let mut told = self.told.lock();
+            if told.len() >= MAX_TOLD {
+                told.clear();
+            }
+            told.insert(attr.ino, (attr.size, attr.mtime));
+        }
+        attr
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -310,7 +362,7 @@ impl Fs {
         let dir = self.path(parent)?;
         let entry = self.find(&dir, name)?;
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
-        Ok(self.attr_of(ino, &join(&dir, name), &entry))
+        Ok(self.tell(self.attr_of(ino, &join(&dir, name), &entry)))
     }
 
     /// Counts a kernel reference to `name` in `parent` (an entry handed out by readdirplus).
@@ -335,7 +387,7 @@ impl Fs {
             return Ok(self.root_attr());
         }
         let (path, entry) = self.entry(ino)?;
-        Ok(self.attr_of(ino, &path, &entry))
+        Ok(self.tell(self.attr_of(ino, &path, &entry)))
     }
 
     pub fn readlink(&self, ino: u64) -> Result<String> {
@@ -376,7 +428,8 @@ impl Fs {
         let mut out = Vec::with_capacity(listing.entries.len() + pending.len());
         for e in listing.entries.iter().chain(pending.iter()) {
             let child = self.inodes.lock().get_or_insert(ino, &e.name, lookup);
-            out.push(DirEntry { ino: child, name: e.name.clone(), attr: self.attr_of(child, &join(&dir, &e.name), e) });
+            let attr = self.tell(self.attr_of(child, &join(&dir, &e.name), e));
+            out.push(DirEntry { ino: child, name: e.name.clone(), attr });
         }
         Ok(out)
     }
@@ -436,9 +489,10 @@ impl Fs {
             let size = self.attr_of(ino, &path, &entry).size;
             return Ok(self.write_handle(path, true, size, mode));
         }
-        // Just uploaded, the listing may not have the new size yet; the writer knows it.
-        let size = self.attr_of(ino, &path, &entry).size;
-        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, size)))))
+        // Close-to-open: the size and time are checked with the server (or a listing younger
+        // than a second); just uploaded, the writer knows them.
+        let size = self.revalidate(ino, &path, entry)?.size;
+        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, size)), ino)))
     }
 
     /// Creates `name` in `parent` and opens it for writing. The file appears on the server
@@ -465,12 +519,12 @@ impl Fs {
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         let entry =
             Entry { name: name.to_string(), kind: Kind::File, size: 0, mtime: Some(SystemTime::now()), mode: None };
-        Ok((self.attr_of(ino, &path, &entry), fh))
+        Ok((self.tell(self.attr_of(ino, &path, &entry)), fh))
     }
 
     pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
         match self.handle(fh)? {
-            Handle::Read(h) => Ok(h.read(self.remote.as_ref(), offset, len)?),
+            Handle::Read(h, ino) => self.read_checked(&h, ino, offset, len),
             Handle::Write(h) | Handle::ReadQueued(h) => {
                 Ok(h.read_spooled(self.remote.as_ref(), &self.spool, offset, len)?)
             }
@@ -491,7 +545,7 @@ impl Fs {
                     }
                 }
             }
-            Handle::Read(_) | Handle::ReadQueued(_) => Err(FsError::BadHandle),
+            Handle::Read(..) | Handle::ReadQueued(_) => Err(FsError::BadHandle),
         }
     }
 
@@ -515,7 +569,7 @@ impl Fs {
         match self.handle(fh)? {
             Handle::Write(h) => self.commit(&h),
             Handle::ReadQueued(h) => self.settle(&h.path()),
-            Handle::Read(_) => Ok(()),
+            Handle::Read(..) => Ok(()),
         }
     }
 
@@ -929,6 +983,101 @@ impl Fs {
         Ok(true)
     }
 
+    /// Close-to-open consistency: the size and time of a file being opened for reading, from
+    /// its parent's listing if that is younger than [`OPEN_FRESHNESS`], else asked of the
+    /// server with one cheap command (the listing is corrected). When they differ from what
+    /// the kernel was last given, the kernel drops its cached attributes and pages.
+    fn revalidate(&self, ino: u64, path: &str, mut entry: Entry) -> Result<Attr> {
+        let (dir, name) = split(path);
+        let ours = self.writing.lock().contains_key(path);
+        let young =
+            self.dirs.peek(dir).is_some_and(|l| self.clock.now().saturating_duration_since(l.fetched) < OPEN_FRESHNESS);
+        if !ours && !young {
+            match self.remote.stat(path) {
+                Ok(Some((size, mtime))) => {
+                    let mtime = mtime.or(entry.mtime);
+                    if size != entry.size || mtime != entry.mtime {
+                        tracing::debug!("{path}: changed on the server ({} -> {size} bytes)", entry.size);
+                        entry.size = size;
+                        entry.mtime = mtime;
+                        self.dirs.upsert(dir, entry.clone());
+                    }
+                }
+                Ok(None) => {
+                    self.dirs.remove_entry(dir, name);
+                    self.notify(Invalidate::Inode(ino));
+                    return Err(FsError::NotFound);
+                }
+                // The server cannot tell: the listing stays the answer.
+                Err(RemoteError::Unsupported(e)) => tracing::trace!("{e}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let attr = self.attr_of(ino, path, &entry);
+        self.told_changed(&attr);
+        Ok(attr)
+    }
+
+    /// Records `attr` as the kernel's, telling the kernel to drop what it had if it differs.
+    fn told_changed(&self, attr: &Attr) {
+        let before = self.told.lock().insert(attr.ino, (attr.size, attr.mtime));
+        if before.is_some_and(|t| t != (attr.size, attr.mtime)) {
+            self.notify(Invalidate::Inode(attr.ino));
+        }
+    }
+
+    /// A read, with the transfer's word on the size: more bytes than the size shown (the
+    /// file grew) correct the size; fewer (after one restart) are the end only if the
+    /// server now says so, else an error, never a silently short file.
+    fn read_checked(&self, h: &ReadHandle, ino: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let size = h.size();
+        let expected = if offset >= size { 0 } else { len.min((size - offset) as usize) };
+        let mut data = h.read(self.remote.as_ref(), offset, len)?;
+        if h.take_grown() {
+            let end = h.size();
+            let now = match self.remote.stat(&h.path) {
+                Ok(Some((n, mtime))) => Some((n.max(end), mtime)),
+                _ => None,
+            };
+            let (n, mtime) = now.unwrap_or((end, None));
+            tracing::debug!("{}: grew on the server ({size} -> {n} bytes)", h.path);
+            h.set_size(n);
+            self.corrected(ino, &h.path, n, mtime);
+        } else if data.len() < expected {
+            let end = offset + data.len() as u64;
+            match self.remote.stat(&h.path) {
+                Ok(Some((n, mtime))) if n < size => {
+                    tracing::debug!("{}: shrank on the server ({size} -> {n} bytes)", h.path);
+                    h.set_size(n);
+                    data.truncate(n.saturating_sub(offset) as usize);
+                    self.corrected(ino, &h.path, n, mtime);
+                }
+                Ok(None) => return Err(FsError::NotFound),
+                _ => {
+                    return Err(FsError::Remote(RemoteError::Connection(format!(
+                        "reading {}: the transfer ended at byte {end}, but the file has {size} bytes; \
+                         the data connection may have been cut. Read the file again",
+                        shown(&h.path)
+                    ))));
+                }
+            }
+        }
+        Ok(data)
+    }
+
+    /// The server's file has another size than shown: the listing and the kernel learn it
+    /// (attributes only: this runs inside a read, whose page the kernel holds locked).
+    fn corrected(&self, ino: u64, path: &str, size: u64, mtime: Option<SystemTime>) {
+        let (dir, name) = split(path);
+        if let Some(mut e) = self.dirs.peek(dir).and_then(|l| l.get(name).cloned()) {
+            e.size = size;
+            e.mtime = mtime.or(e.mtime);
+            self.dirs.upsert(dir, e);
+        }
+        self.told.lock().remove(&ino);
+        self.notify(Invalidate::Attr(ino));
+    }
+
     /// Frees sessions held by streams nobody reads; the janitor calls this often.
     pub fn close_idle_streams(&self) {
         let idle = if self.remote.sessions_wanted() { Duration::from_millis(50) } else { read::IDLE_CLOSE };
@@ -937,7 +1086,7 @@ impl Fs {
             .lock()
             .values()
             .filter_map(|h| match h {
-                Handle::Read(r) => Some(r.clone()),
+                Handle::Read(r, _) => Some(r.clone()),
                 Handle::Write(_) | Handle::ReadQueued(_) => None,
             })
             .collect();
@@ -960,7 +1109,7 @@ impl Fs {
         let mut out = Vec::new();
         for h in handles {
             match h {
-                Handle::Read(r) if r.in_flight() => out.push(TransferStatus {
+                Handle::Read(r, _) if r.in_flight() => out.push(TransferStatus {
                     path: shown(&r.path),
                     direction: "download".into(),
                     bytes: Some(r.delivered.load(Ordering::Relaxed)),
@@ -1048,7 +1197,7 @@ pub fn split(path: &str) -> (&str, &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::remote::fake::FakeRemote;
     use crate::remote::pool::SystemClock;

@@ -18,7 +18,7 @@ use fuser::{
 };
 
 use crate::error::FsError;
-use crate::fs::{Attr, FileKind, Fs, OpenMode, SetAttr};
+use crate::fs::{Attr, FileKind, Fs, Invalidate, OpenMode, SetAttr};
 use crate::names;
 
 /// Reads and listings stream over the network; the kernel may ask for this much at once.
@@ -66,8 +66,25 @@ pub fn mount(fs: Arc<Fs>, spec: &MountSpec) -> std::io::Result<Mounted> {
     config.acl = if spec.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
-    let session = fuser::Session::new(FuseFs { fs }, spec.mountpoint, &config)?;
+    let session = fuser::Session::new(FuseFs { fs: fs.clone() }, spec.mountpoint, &config)?;
+    fs.set_notifier(notifier(session.notifier()));
     Ok(Mounted { session: session.spawn()? })
+}
+
+/// Close-to-open: tells the kernel that a file changed on the server. The kernel handles the
+/// notification as it is written, holding no lock of an `open` or `read` in progress; inside a
+/// read only attributes are dropped (dropping pages would wait for the page being read).
+fn notifier(n: fuser::Notifier) -> crate::fs::Notifier {
+    Arc::new(move |what| {
+        let (ino, offset) = match what {
+            Invalidate::Inode(ino) => (ino, 0),
+            Invalidate::Attr(ino) => (ino, -1),
+        };
+        // ENOENT: the kernel no longer has the inode, so nothing to drop.
+        if let Err(e) = n.inval_inode(INodeNo(ino), offset, 0) {
+            tracing::trace!("invalidating inode {ino}: {e}");
+        }
+    })
 }
 
 /// Detaches the mount (used on SIGINT/SIGTERM): `fusermount3 -u`, falling back to a lazy

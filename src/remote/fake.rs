@@ -40,6 +40,15 @@ pub struct FakeRemote {
     case_insensitive: std::sync::atomic::AtomicBool,
     pub lists: AtomicUsize,
     pub opens: AtomicUsize,
+    /// `stat` calls (open's revalidation).
+    pub stats: AtomicUsize,
+    /// Downloads end after this many bytes (a transfer cut short that looks finished).
+    pub cut_reads_at: Mutex<Option<usize>>,
+    /// SITE CHMOD works (else `Unsupported`); modes set so far, by path.
+    pub chmod_works: std::sync::atomic::AtomicBool,
+    pub modes: Mutex<BTreeMap<String, u32>>,
+    /// Commands that changed something (mkdir, delete, rename, chmod, uploads started).
+    pub changes: AtomicUsize,
 }
 
 impl FakeRemote {
@@ -158,8 +167,9 @@ impl Remote for FakeRemote {
         let path = &self.resolve(path);
         match self.nodes.lock().get(path) {
             Some(Node::File { data, .. }) => {
-                let start = (offset as usize).min(data.len());
-                Ok(Box::new(FakeStream(Cursor::new(data[start..].to_vec()))))
+                let end = self.cut_reads_at.lock().unwrap_or(usize::MAX).min(data.len());
+                let start = (offset as usize).min(end);
+                Ok(Box::new(FakeStream(Cursor::new(data[start..end].to_vec()))))
             }
             Some(Node::Dir) => Err(RemoteError::IsADirectory(format!("{path} is a directory"))),
             None => Err(RemoteError::NotFound(format!("{path} not found"))),
@@ -168,6 +178,7 @@ impl Remote for FakeRemote {
 
     fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         let (parent, name) = parent_and_name(path);
         if self.refuse_uploads_in.lock().as_deref() == Some(parent) {
@@ -205,6 +216,7 @@ impl Remote for FakeRemote {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let from = &self.resolve(from);
         // A case-only rename keeps the new spelling; any other existing variant is replaced.
         let to = &match self.resolve(to) {
@@ -235,6 +247,7 @@ impl Remote for FakeRemote {
 
     fn delete(&self, path: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         match self.nodes.lock().remove(path) {
             Some(Node::File { .. }) => Ok(()),
@@ -244,6 +257,7 @@ impl Remote for FakeRemote {
 
     fn mkdir(&self, path: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.contains_key(path) {
@@ -255,6 +269,7 @@ impl Remote for FakeRemote {
 
     fn rmdir(&self, path: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.keys().any(|p| p.starts_with(&format!("{path}/"))) {
@@ -279,8 +294,24 @@ impl Remote for FakeRemote {
         }
     }
 
-    fn chmod(&self, _path: &str, _mode: u32) -> Result<()> {
-        Err(RemoteError::Unsupported("no SITE CHMOD".into()))
+    fn chmod(&self, path: &str, mode: u32) -> Result<()> {
+        if !self.chmod_works.load(Ordering::SeqCst) {
+            return Err(RemoteError::Unsupported("no SITE CHMOD".into()));
+        }
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.modes.lock().insert(path.to_string(), mode & 0o7777);
+        Ok(())
+    }
+
+    fn stat(&self, path: &str) -> Result<Option<(u64, Option<SystemTime>)>> {
+        self.stats.fetch_add(1, Ordering::SeqCst);
+        self.fault()?;
+        let path = &self.resolve(path);
+        Ok(match self.nodes.lock().get(path) {
+            Some(Node::File { data, mtime }) => Some((data.len() as u64, Some(*mtime))),
+            Some(Node::Dir) => Some((0, None)),
+            None => None,
+        })
     }
 
     fn sessions_wanted(&self) -> bool {
