@@ -9,6 +9,8 @@ mod case_tests;
 mod consistency_tests;
 pub mod dircache;
 pub mod inode;
+#[cfg(test)]
+mod names_tests;
 pub mod prefetch;
 pub mod read;
 pub mod spool;
@@ -359,6 +361,7 @@ impl Fs {
 
     /// Finds `name` in directory `parent`; a found entry counts as a kernel reference.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        check_name_length(name)?;
         let dir = self.path(parent)?;
         let entry = self.find(&dir, name)?;
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
@@ -754,6 +757,7 @@ impl Fs {
     /// New names that cannot be sent in an FTP command, or that the server's charset cannot
     /// hold, are refused before any command is built.
     fn check_name(&self, name: &str) -> Result<()> {
+        check_name_length(name)?;
         if name.contains(['\r', '\n', '\0']) || name.contains('/') {
             return Err(FsError::Invalid(format!(
                 "{name:?} contains a character FTP cannot carry (CR, LF, NUL or '/')"
@@ -763,6 +767,12 @@ impl Fs {
             Some(why) => Err(FsError::Unrepresentable(why)),
             None => Ok(()),
         }
+    }
+
+    /// Symbolic links cannot be made over FTP (EPERM); an overlong name is still ENAMETOOLONG.
+    pub fn symlink(&self, _parent: u64, name: &str) -> Result<Attr> {
+        check_name_length(name)?;
+        Err(FsError::NotPermitted("FTP cannot create symbolic links"))
     }
 
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
@@ -1192,6 +1202,21 @@ fn shown(path: &str) -> String {
 }
 
 /// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
+/// The longest name a directory entry may have, in bytes (Linux NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// A name longer than [`NAME_MAX`] bytes: ENAMETOOLONG before any command.
+fn check_name_length(name: &str) -> Result<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong(format!(
+            "{}…: the name has {} bytes; names may have at most {NAME_MAX}",
+            name.chars().take(40).collect::<String>(),
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 pub fn split(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
 }
@@ -1219,7 +1244,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn fs_with(fake: Arc<FakeRemote>) -> Fs {
+    pub(crate) fn fs_with(fake: Arc<FakeRemote>) -> Fs {
         Fs::new(fake, test_config(), Arc::new(SystemClock))
     }
 

@@ -347,9 +347,11 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
-        // FTP cannot create symbolic links.
-        reply.error(Errno::EPERM);
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+        match self.fs.symlink(parent.0, &names::from_os(link_name)) {
+            Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
+            Err(e) => reply.error(self.errno("symlink", &e)),
+        }
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {

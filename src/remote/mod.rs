@@ -66,6 +66,9 @@ pub enum RemoteError {
     TooManyConnections(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A name or path longer than the server takes (`500 Input line too long`).
+    #[error("{0}")]
+    NameTooLong(String),
     /// The server answered something we cannot use.
     #[error("{0}")]
     Protocol(String),
@@ -76,7 +79,12 @@ impl RemoteError {
     pub fn breaks_session(&self) -> bool {
         matches!(
             self,
-            RemoteError::Timeout(_) | RemoteError::Connection(_) | RemoteError::Tls(_) | RemoteError::Protocol(_)
+            RemoteError::Timeout(_)
+                | RemoteError::Connection(_)
+                | RemoteError::Tls(_)
+                | RemoteError::Protocol(_)
+                // vsftpd ends the session after an overlong command line.
+                | RemoteError::NameTooLong(_)
         )
     }
 
