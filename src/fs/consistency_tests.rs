@@ -41,7 +41,7 @@ fn setup() -> Setup {
     Setup { fake, fs, clock, told }
 }
 
-const READ: OpenMode = OpenMode { read: true, write: false, truncate: false, append: false, pid: 1 };
+const READ: OpenMode = OpenMode { read: true, write: false, truncate: false, append: false, pid: 1, create_mode: None };
 
 /// Reads a whole file through the filesystem as `cp` does (128 KiB requests until empty).
 fn read_all(fs: &Fs, ino: u64) -> super::Result<Vec<u8>> {

@@ -11,6 +11,8 @@ pub mod dircache;
 pub mod inode;
 #[cfg(test)]
 mod names_tests;
+#[cfg(test)]
+mod posix_tests;
 pub mod prefetch;
 pub mod read;
 pub mod spool;
@@ -53,9 +55,36 @@ pub struct Attr {
     pub kind: FileKind,
     pub size: u64,
     pub mtime: SystemTime,
+    /// When the attributes last changed (at least `mtime`): this mount's own changes count
+    /// for a while (see [`LOCAL_TIMES_KEPT`]), the server's show as the modification time.
+    pub ctime: SystemTime,
     pub perm: u16,
+    /// Directories whose listing is cached: 2 + subdirectories; otherwise 1 ("unknown", so
+    /// `find` does not guess subdirectory counts from it).
+    pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// The largest file the mount accepts (8 TiB): larger sizes (`truncate -s 999T`, a write past
+/// it) get EFBIG before any spool space or command is used.
+pub const MAX_FILE_SIZE: u64 = 1 << 43;
+/// How long this mount's own changes of times are shown over the server's listing.
+const LOCAL_TIMES_KEPT: Duration = Duration::from_secs(3600);
+/// At most this many such notes are kept.
+const MAX_LOCAL_TIMES: usize = 10_000;
+/// The modes a server gives new files and directories where nobody asks (umask 022): asking
+/// for these costs no `SITE CHMOD`.
+const DEFAULT_FILE_MODE: u32 = 0o644;
+const DEFAULT_DIR_MODE: u32 = 0o755;
+
+/// Times this mount changed a path at.
+#[derive(Clone, Copy)]
+struct LocalTimes {
+    /// A directory's entries changed (its mtime moves, as on the server).
+    mtime: Option<SystemTime>,
+    ctime: SystemTime,
+    at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +136,8 @@ pub struct OpenMode {
     pub append: bool,
     /// The process opening the file.
     pub pid: u32,
+    /// For `create`: the permission bits asked for (umask applied).
+    pub create_mode: Option<u32>,
 }
 
 /// What `setattr` asks to change.
@@ -197,6 +228,9 @@ pub struct Fs {
     /// The size and time each file's inode was last shown to the kernel with, so `open`
     /// knows whether the kernel must be told of a change.
     told: Mutex<HashMap<u64, (u64, SystemTime)>>,
+    /// This mount's own changes: directory mtimes after changes inside, ctimes after
+    /// attribute changes, by path (kept for [`LOCAL_TIMES_KEPT`]).
+    local_times: Mutex<HashMap<String, LocalTimes>>,
 }
 
 impl Fs {
@@ -228,7 +262,42 @@ impl Fs {
             config,
             notifier: Mutex::new(None),
             told: Mutex::new(HashMap::new()),
+            local_times: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes that this mount changed `path` now: its ctime moves, and for a directory whose
+    /// entries changed (`entries`), its mtime too.
+    fn changed(&self, path: &str, entries: bool) {
+        let now = SystemTime::now();
+        let at = self.clock.now();
+        let mut times = self.local_times.lock();
+        if times.len() >= MAX_LOCAL_TIMES {
+            times.retain(|_, t| at.saturating_duration_since(t.at) < LOCAL_TIMES_KEPT);
+            if times.len() >= MAX_LOCAL_TIMES {
+                times.clear();
+            }
+        }
+        let old_mtime = times.get(path).and_then(|t| t.mtime);
+        times.insert(
+            path.to_string(),
+            LocalTimes { mtime: if entries { Some(now) } else { old_mtime }, ctime: now, at },
+        );
+    }
+
+    /// `mtime` and the ctime to show for `path`, with this mount's recent changes.
+    fn local_times(&self, path: &str, mtime: SystemTime) -> (SystemTime, SystemTime) {
+        let Some(t) = self.local_times.lock().get(path).copied() else { return (mtime, mtime) };
+        if self.clock.now().saturating_duration_since(t.at) >= LOCAL_TIMES_KEPT {
+            return (mtime, mtime);
+        }
+        let mtime = t.mtime.map_or(mtime, |m| m.max(mtime));
+        (mtime, t.ctime.max(mtime))
+    }
+
+    /// 2 + subdirectories where the listing is cached, else 1.
+    fn dir_nlink(&self, path: &str) -> u32 {
+        self.dirs.peek(path).map_or(1, |l| 2 + l.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u32)
     }
 
     /// Lets the filesystem tell the kernel that a file changed on the server.
@@ -295,7 +364,9 @@ impl Fs {
                 perm = (m & 0o7777) as u16;
             }
         }
-        Attr { ino, kind, size, mtime, perm, uid: self.config.uid, gid: self.config.gid }
+        let (mtime, ctime) = self.local_times(path, mtime);
+        let nlink = if kind == FileKind::Dir { self.dir_nlink(path) } else { 1 };
+        Attr { ino, kind, size, mtime, ctime, perm, nlink, uid: self.config.uid, gid: self.config.gid }
     }
 
     /// The time we set on `path`, if the listed time agrees with it at the listing's precision.
@@ -308,11 +379,14 @@ impl Fs {
     }
 
     fn root_attr(&self) -> Attr {
+        let (mtime, ctime) = self.local_times("", self.mounted_at);
         Attr {
             ino: ROOT,
             kind: FileKind::Dir,
             size: 0,
-            mtime: self.mounted_at,
+            mtime,
+            ctime,
+            nlink: self.dir_nlink(""),
             perm: if self.config.read_only { 0o555 } else { 0o755 },
             uid: self.config.uid,
             gid: self.config.gid,
@@ -519,6 +593,13 @@ impl Fs {
         }
         let existed = existing.is_some();
         let fh = self.write_handle(path.clone(), existed, 0, OpenMode { truncate: true, write: true, ..mode });
+        // The mode asked for applies to a new file, after its upload (SITE CHMOD).
+        if let Some(m) = mode.create_mode.map(|m| m & 0o7777).filter(|&m| !existed && m != DEFAULT_FILE_MODE) {
+            self.set_pending(&path, |st| st.pending_mode = Some(m));
+        }
+        if !existed {
+            self.changed(&dir, true);
+        }
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         let entry =
             Entry { name: name.to_string(), kind: Kind::File, size: 0, mtime: Some(SystemTime::now()), mode: None };
@@ -537,6 +618,9 @@ impl Fs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         match self.handle(fh)? {
             Handle::Write(h) => {
+                if offset.saturating_add(data.len() as u64) > MAX_FILE_SIZE {
+                    return Err(too_big(offset.saturating_add(data.len() as u64)));
+                }
                 let started = Instant::now();
                 loop {
                     match h.write(self.remote.as_ref(), &self.spool, offset, data) {
@@ -643,7 +727,13 @@ impl Fs {
         if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() {
             self.check_writable()?;
         }
+        if change.size.is_some_and(|s| s > MAX_FILE_SIZE) {
+            return Err(too_big(change.size.unwrap_or_default()));
+        }
         let path = if ino == ROOT { String::new() } else { self.entry(ino)?.0 };
+        if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() || change.owner_change {
+            self.changed(&path, false);
+        }
         if let Some(size) = change.size {
             self.truncate(ino, &path, fh, size)?;
         }
@@ -776,6 +866,12 @@ impl Fs {
     }
 
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
+        self.mkdir_with_mode(parent, name, None)
+    }
+
+    /// `mkdir` with the permission bits asked for (umask applied), set with SITE CHMOD
+    /// where they differ from the server's usual 0755.
+    pub fn mkdir_with_mode(&self, parent: u64, name: &str, mode: Option<u32>) -> Result<Attr> {
         self.check_writable()?;
         self.check_name(name)?;
         let dir = self.path(parent)?;
@@ -785,9 +881,14 @@ impl Fs {
         self.check_case(&dir, name, None)?;
         let path = join(&dir, name);
         self.remote.mkdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
-        let entry =
+        let mut entry =
             Entry { name: name.to_string(), kind: Kind::Dir, size: 0, mtime: Some(SystemTime::now()), mode: None };
         self.dirs.upsert(&dir, entry.clone());
+        self.changed(&dir, true);
+        if let Some(m) = mode.map(|m| m & 0o7777).filter(|&m| m != DEFAULT_DIR_MODE) {
+            self.apply_mode(&path, m);
+            entry = self.dirs.peek(&dir).and_then(|l| l.get(name).cloned()).unwrap_or(entry);
+        }
         // A new directory is empty: no need to ask.
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         Ok(self.attr_of(ino, &path, &entry))
@@ -820,6 +921,7 @@ impl Fs {
         // The listed name, which differs from `name` after a folded lookup.
         self.dirs.remove_entry(&dir, &entry.name);
         self.set_times.lock().remove(&path);
+        self.changed(&dir, true);
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -844,6 +946,7 @@ impl Fs {
         self.remote.rmdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
         self.dirs.remove_entry(&dir, &entry.name);
         self.dirs.invalidate_tree(&path);
+        self.changed(&dir, true);
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -941,6 +1044,9 @@ impl Fs {
             times.insert(to.to_string(), t);
         }
         drop(times);
+        self.changed(split(from).0, true);
+        self.changed(split(to).0, true);
+        self.changed(to, false);
         self.inodes.lock().rename(parent, name, new_parent, new_name);
     }
 
@@ -1204,6 +1310,10 @@ fn shown(path: &str) -> String {
 /// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
 /// The longest name a directory entry may have, in bytes (Linux NAME_MAX).
 pub const NAME_MAX: usize = 255;
+
+fn too_big(size: u64) -> FsError {
+    FsError::TooBig(format!("{size} bytes is more than this mount can hold (at most {MAX_FILE_SIZE} bytes, 8 TiB)"))
+}
 
 /// A name longer than [`NAME_MAX`] bytes: ENAMETOOLONG before any command.
 fn check_name_length(name: &str) -> Result<()> {

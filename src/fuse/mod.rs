@@ -124,12 +124,12 @@ fn to_fuse(a: &Attr) -> FileAttr {
         blocks: a.size.div_ceil(512),
         atime: a.mtime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind: file_type(a.kind),
         perm: a.perm,
-        // 1 for directories too: tells `find` not to guess subdirectory counts from it.
-        nlink: 1,
+        // Directories: 2 + subdirectories where known, else 1 (`find` then does not guess).
+        nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
         rdev: 0,
@@ -162,6 +162,7 @@ fn open_mode(flags: i32, pid: u32) -> OpenMode {
         write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
         truncate: flags & libc::O_TRUNC != 0,
         append: flags & libc::O_APPEND != 0,
+        create_mode: None,
     }
 }
 
@@ -224,14 +225,15 @@ impl Filesystem for FuseFs {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         let name = names::from_os(name);
         let exclusive = flags & libc::O_EXCL != 0;
-        match self.fs.create(parent.0, &name, open_mode(flags, req.pid()), exclusive) {
+        let open = OpenMode { create_mode: Some(mode & !umask & 0o7777), ..open_mode(flags, req.pid()) };
+        match self.fs.create(parent.0, &name, open, exclusive) {
             Ok((attr, fh)) => {
                 reply.created(&self.ttl(), &to_fuse(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
             }
@@ -304,9 +306,9 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let name = names::from_os(name);
-        match self.fs.mkdir(parent.0, &name) {
+        match self.fs.mkdir_with_mode(parent.0, &name, Some(mode & !umask & 0o7777)) {
             Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
             Err(e) => reply.error(self.errno("mkdir", &e)),
         }
