@@ -89,3 +89,43 @@ fn on_a_server_with_mlst_open_revalidates_too() {
     assert_eq!(stat_size_mtime(&f), (8893, 1_700_000_300));
     mount.unmount();
 }
+
+#[test]
+fn a_file_that_grows_between_open_and_the_first_read_is_read_to_its_new_end() {
+    let server = Vsftpd::start(TempDir::new("c2o-open"), VsftpdOptions::default());
+    let on_server = server.root().join("growing.log");
+    fs::write(&on_server, pseudo_random(3893, 9)).unwrap();
+    let mount = Mount::of(&server, None, &["--attr-timeout", "600s"]);
+    let f = mount.path().join("growing.log");
+    let mut file = fs::File::open(&f).unwrap();
+    // The download starts at the first read, after the file grew.
+    fs::write(&on_server, pseudo_random(8893, 10)).unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut got).unwrap();
+    assert!(got == pseudo_random(8893, 10), "{} bytes: not the transfer's 8893", got.len());
+    assert_eq!(fs::metadata(&f).unwrap().size(), 8893);
+    drop(file);
+    mount.unmount();
+}
+
+#[test]
+fn a_file_that_shrinks_between_open_and_the_first_read_ends_where_the_server_says() {
+    let server = Vsftpd::start(TempDir::new("c2o-shrink"), VsftpdOptions::default());
+    let on_server = server.root().join("shrinking.log");
+    fs::write(&on_server, pseudo_random(8893, 11)).unwrap();
+    let mount = Mount::of(&server, None, &["--attr-timeout", "600s"]);
+    let f = mount.path().join("shrinking.log");
+    let mut file = fs::File::open(&f).unwrap();
+    fs::write(&on_server, pseudo_random(1000, 12)).unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut got).unwrap();
+    assert!(
+        got == pseudo_random(1000, 12),
+        "{} bytes, not the server's 1000 (zeros: {})",
+        got.len(),
+        got.iter().filter(|&&b| b == 0).count()
+    );
+    assert_eq!(fs::metadata(&f).unwrap().size(), 1000);
+    drop(file);
+    mount.unmount();
+}

@@ -130,7 +130,7 @@ fn a_file_that_shrank_ends_where_the_server_says() {
     assert_eq!(s.fs.read(fh, 0, 128 * 1024).unwrap(), data(600));
     assert!(s.fs.read(fh, 600, 128 * 1024).unwrap().is_empty());
     assert_eq!(s.fs.getattr(f.ino).unwrap().size, 600);
-    assert!(s.told.lock().contains(&Invalidate::Attr(f.ino)));
+    assert!(s.told.lock().is_empty(), "the kernel takes the size from the short read itself");
     s.fs.release(fh);
 }
 

@@ -1158,7 +1158,7 @@ impl Fs {
             let (n, mtime) = now.unwrap_or((end, None));
             tracing::debug!("{}: grew on the server ({size} -> {n} bytes)", h.path);
             h.set_size(n);
-            self.corrected(ino, &h.path, n, mtime);
+            self.corrected(ino, &h.path, n, mtime, true);
         } else if data.len() < expected {
             let end = offset + data.len() as u64;
             match self.remote.stat(&h.path) {
@@ -1166,7 +1166,7 @@ impl Fs {
                     tracing::debug!("{}: shrank on the server ({size} -> {n} bytes)", h.path);
                     h.set_size(n);
                     data.truncate(n.saturating_sub(offset) as usize);
-                    self.corrected(ino, &h.path, n, mtime);
+                    self.corrected(ino, &h.path, n, mtime, false);
                 }
                 Ok(None) => return Err(FsError::NotFound),
                 _ => {
@@ -1181,17 +1181,25 @@ impl Fs {
         Ok(data)
     }
 
-    /// The server's file has another size than shown: the listing and the kernel learn it
-    /// (attributes only: this runs inside a read, whose page the kernel holds locked).
-    fn corrected(&self, ino: u64, path: &str, size: u64, mtime: Option<SystemTime>) {
+    /// The server's file has another size than shown: the listing learns it, and the kernel
+    /// too. A file that grew: its attributes are dropped (only those: this runs inside a
+    /// read, whose page the kernel holds locked), so the kernel asks for the new size when it
+    /// reads past the old one. A file that shrank: the short read itself sets the kernel's
+    /// size, but only if no notification came in between (it would then keep the old size
+    /// and pad with zeros); its old time is kept as told, so the next `open` corrects it.
+    fn corrected(&self, ino: u64, path: &str, size: u64, mtime: Option<SystemTime>, grew: bool) {
         let (dir, name) = split(path);
         if let Some(mut e) = self.dirs.peek(dir).and_then(|l| l.get(name).cloned()) {
             e.size = size;
             e.mtime = mtime.or(e.mtime);
             self.dirs.upsert(dir, e);
         }
-        self.told.lock().remove(&ino);
-        self.notify(Invalidate::Attr(ino));
+        if grew {
+            self.told.lock().remove(&ino);
+            self.notify(Invalidate::Attr(ino));
+        } else if let Some(t) = self.told.lock().get_mut(&ino) {
+            t.0 = size;
+        }
     }
 
     /// Frees sessions held by streams nobody reads; the janitor calls this often.
