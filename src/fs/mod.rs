@@ -734,6 +734,12 @@ impl Fs {
         if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() || change.owner_change {
             self.changed(&path, false);
         }
+        if change.mtime.is_some() {
+            // A time set on purpose (`rsync -a` on a directory it filled) wins over ours.
+            if let Some(t) = self.local_times.lock().get_mut(&path) {
+                t.mtime = None;
+            }
+        }
         if let Some(size) = change.size {
             self.truncate(ino, &path, fh, size)?;
         }

@@ -119,3 +119,19 @@ fn directory_link_counts_are_two_plus_subdirectories_when_listed() {
     assert_eq!((f.kind, f.nlink), (FileKind::File, 1));
     assert_eq!(fs.getattr(ROOT).unwrap().nlink, 3, "root: listed, one subdirectory");
 }
+
+#[test]
+fn a_time_set_on_a_directory_wins_over_the_time_of_changes_inside() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_dir("d");
+    let fs = fs_with(fake);
+    let d = fs.lookup(ROOT, "d").unwrap();
+    fs.mkdir(d.ino, "sub").unwrap();
+    assert!(fs.getattr(d.ino).unwrap().mtime > old());
+    // rsync -a sets the source's time after filling the directory (the fake keeps no
+    // directory times, so the listing's stays: not the time of the mkdir above).
+    let before = fs.getattr(d.ino).unwrap().mtime;
+    let a = fs.setattr(d.ino, None, SetAttr { mtime: Some(old()), ..Default::default() }).unwrap();
+    assert!(a.mtime < before, "{:?}", a.mtime);
+    assert!(a.ctime >= before, "ctime still moved");
+}
