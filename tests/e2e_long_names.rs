@@ -73,18 +73,18 @@ while True:
         print("mkdir", errno.errorcode[e.errno]); break
     os.chdir(d); depth += 1
 print("depth", depth)
-def make(name, data):
+def make(name, data, sync=True):
     try:
         fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
     except OSError as e:
         return "open " + errno.errorcode[e.errno]
     try:
         if data: os.write(fd, data)
-        os.fsync(fd)
+        if sync: os.fsync(fd)
     except OSError as e:
         try: os.close(fd)
         except OSError: pass
-        return "fsync " + errno.errorcode[e.errno]
+        return "write " + errno.errorcode[e.errno]
     try:
         os.close(fd)
     except OSError as e:
@@ -92,6 +92,8 @@ def make(name, data):
     return "ok"
 print("empty", make("e" * 250, b""))
 print("full", make("f" * 250, b"content"))
+print("closed", make("c" * 250, b"content", sync=False))
+print("closed-empty", make("z" * 250, b"", sync=False))
 "#;
 
 #[test]
@@ -106,6 +108,9 @@ fn a_path_too_long_for_the_server_fails_with_enametoolong_and_stores_nothing() {
     // An empty file that was not stored must not look created, nor a full one.
     assert!(said("empty").ends_with("ENAMETOOLONG"), "{out}");
     assert!(said("full").ends_with("ENAMETOOLONG"), "{out}");
+    // Without fsync: at the write (the upload starts there) or at close, never success.
+    assert!(said("closed").ends_with("ENAMETOOLONG"), "{out}");
+    assert_eq!(said("closed-empty"), "close ENAMETOOLONG", "{out}");
     // Nothing at the deepest level on the server's disk (walked with relative paths).
     let find = Command::new("find").arg(server.root()).args(["-type", "f"]).output().unwrap();
     assert!(String::from_utf8_lossy(&find.stdout).trim().is_empty(), "{}", String::from_utf8_lossy(&find.stdout));
