@@ -155,3 +155,19 @@ fn a_file_deleted_on_the_server_is_not_found_at_open() {
     assert_eq!(s.fs.open(f.ino, READ).unwrap_err().errno(), libc::ENOENT);
     assert!(s.fs.lookup(ROOT, "f").is_err(), "gone from the cached listing too");
 }
+
+#[test]
+fn opening_for_update_starts_from_the_servers_current_content() {
+    let s = setup();
+    s.fake.add_file("f", b"old", SystemTime::now());
+    let f = s.fs.lookup(ROOT, "f").unwrap();
+    s.fake.add_file("f", b"grown on the server", SystemTime::now());
+    *s.clock.0.lock() += Duration::from_secs(2);
+    let rw = OpenMode { read: true, write: true, pid: 7, ..Default::default() };
+    let fh = s.fs.open(f.ino, rw).unwrap();
+    assert_eq!(s.fs.read(fh, 0, 100).unwrap(), b"grown on the server");
+    s.fs.write(fh, 0, b"G").unwrap();
+    s.fs.flush(fh, 7).unwrap();
+    s.fs.release(fh);
+    assert_eq!(s.fake.file("f").unwrap(), b"Grown on the server");
+}

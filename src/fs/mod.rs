@@ -563,7 +563,12 @@ impl Fs {
         }
         if mode.write || mode.truncate {
             self.check_writable()?;
-            let size = self.attr_of(ino, &path, &entry).size;
+            // Kept content (O_RDWR, O_APPEND) starts from what the server has now.
+            let size = if mode.truncate {
+                self.attr_of(ino, &path, &entry).size
+            } else {
+                self.revalidate(ino, &path, entry)?.size
+            };
             return Ok(self.write_handle(path, true, size, mode));
         }
         // Close-to-open: the size and time are checked with the server (or a listing younger
