@@ -24,6 +24,15 @@ pub enum FsError {
     /// A new name differs only in case from an existing one (`--case-collisions reject`).
     #[error("{0}")]
     CaseCollision(String),
+    /// A name longer than 255 bytes (NAME_MAX).
+    #[error("{0}")]
+    NameTooLong(String),
+    /// An operation FTP cannot do at all (symbolic links, hard links, devices).
+    #[error("operation not permitted: {0}")]
+    NotPermitted(&'static str),
+    /// A size beyond what the mount can hold (see `fs::MAX_FILE_SIZE`).
+    #[error("{0}")]
+    TooBig(String),
     #[error(transparent)]
     Remote(#[from] RemoteError),
 }
@@ -41,6 +50,9 @@ impl FsError {
             FsError::Unsupported(_) => libc::ENOTSUP,
             FsError::BadHandle => libc::EBADF,
             FsError::CaseCollision(_) => libc::EEXIST,
+            FsError::NameTooLong(_) => libc::ENAMETOOLONG,
+            FsError::NotPermitted(_) => libc::EPERM,
+            FsError::TooBig(_) => libc::EFBIG,
             FsError::Remote(r) => match r {
                 R::NotFound(_) => libc::ENOENT,
                 R::PermissionDenied(_) | R::Login(_) => libc::EACCES,
@@ -50,6 +62,7 @@ impl FsError {
                 R::NotEmpty(_) => libc::ENOTEMPTY,
                 R::IsADirectory(_) => libc::EISDIR,
                 R::Unsupported(_) => libc::ENOTSUP,
+                R::NameTooLong(_) => libc::ENAMETOOLONG,
                 R::Timeout(_) | R::Connection(_) | R::Tls(_) | R::TooManyConnections(_) | R::Protocol(_) => libc::EIO,
             },
         }
@@ -68,6 +81,9 @@ impl FsError {
             FsError::Unsupported(_) => "not supported",
             FsError::BadHandle => "bad handle",
             FsError::CaseCollision(_) => "case collision",
+            FsError::NameTooLong(_) => "name too long",
+            FsError::NotPermitted(_) => "not permitted",
+            FsError::TooBig(_) => "file too large",
             FsError::Remote(r) => match r {
                 R::NotFound(_) => "not found",
                 R::PermissionDenied(_) => "permission denied",
@@ -82,6 +98,7 @@ impl FsError {
                 R::Login(_) => "login",
                 R::TooManyConnections(_) => "too many connections",
                 R::Unsupported(_) => "not supported",
+                R::NameTooLong(_) => "name too long",
                 R::Protocol(_) => "protocol",
             },
         }
@@ -95,6 +112,9 @@ impl FsError {
                 | FsError::NotDir
                 | FsError::IsDir
                 | FsError::CaseCollision(_) // logged where it is decided
+                | FsError::NameTooLong(_)
+                | FsError::NotPermitted(_)
+                | FsError::TooBig(_)
                 | FsError::Remote(RemoteError::NotFound(_))
         )
     }
@@ -113,5 +133,9 @@ mod tests {
         assert_eq!(e(RemoteError::Timeout("x".into())), libc::EIO);
         assert_eq!(e(RemoteError::Connection("x".into())), libc::EIO);
         assert_eq!(FsError::ReadOnly.errno(), libc::EROFS);
+        assert_eq!(e(RemoteError::NameTooLong("x".into())), libc::ENAMETOOLONG);
+        assert_eq!(FsError::NameTooLong("x".into()).errno(), libc::ENAMETOOLONG);
+        assert_eq!(FsError::TooBig("x".into()).errno(), libc::EFBIG);
+        assert_eq!(FsError::NotPermitted("x").errno(), libc::EPERM);
     }
 }

@@ -160,6 +160,11 @@ impl DirCache {
         (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
     }
 
+    /// A cached listing however old (its `fetched` says how old).
+    pub fn peek(&self, dir: &str) -> Option<Arc<Listing>> {
+        self.cache.lock().peek(dir).cloned()
+    }
+
     /// Drops a directory's listing (after a change we made, or on request).
     pub fn invalidate(&self, dir: &str) {
         self.cache.lock().pop(dir);

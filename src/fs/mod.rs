@@ -5,8 +5,14 @@ pub mod case;
 mod case_check;
 #[cfg(test)]
 mod case_tests;
+#[cfg(test)]
+mod consistency_tests;
 pub mod dircache;
 pub mod inode;
+#[cfg(test)]
+mod names_tests;
+#[cfg(test)]
+mod posix_tests;
 pub mod prefetch;
 pub mod read;
 pub mod spool;
@@ -49,9 +55,36 @@ pub struct Attr {
     pub kind: FileKind,
     pub size: u64,
     pub mtime: SystemTime,
+    /// When the attributes last changed (at least `mtime`): this mount's own changes count
+    /// for a while (see [`LOCAL_TIMES_KEPT`]), the server's show as the modification time.
+    pub ctime: SystemTime,
     pub perm: u16,
+    /// Directories whose listing is cached: 2 + subdirectories; otherwise 1 ("unknown", so
+    /// `find` does not guess subdirectory counts from it).
+    pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// The largest file the mount accepts (8 TiB): larger sizes (`truncate -s 999T`, a write past
+/// it) get EFBIG before any spool space or command is used.
+pub const MAX_FILE_SIZE: u64 = 1 << 43;
+/// How long this mount's own changes of times are shown over the server's listing.
+const LOCAL_TIMES_KEPT: Duration = Duration::from_secs(3600);
+/// At most this many such notes are kept.
+const MAX_LOCAL_TIMES: usize = 10_000;
+/// The modes a server gives new files and directories where nobody asks (umask 022): asking
+/// for these costs no `SITE CHMOD`.
+const DEFAULT_FILE_MODE: u32 = 0o644;
+const DEFAULT_DIR_MODE: u32 = 0o755;
+
+/// Times this mount changed a path at.
+#[derive(Clone, Copy)]
+struct LocalTimes {
+    /// A directory's entries changed (its mtime moves, as on the server).
+    mtime: Option<SystemTime>,
+    ctime: SystemTime,
+    at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +136,8 @@ pub struct OpenMode {
     pub append: bool,
     /// The process opening the file.
     pub pid: u32,
+    /// For `create`: the permission bits asked for (umask applied).
+    pub create_mode: Option<u32>,
 }
 
 /// What `setattr` asks to change.
@@ -121,9 +156,28 @@ pub struct DirEntry {
     pub attr: Attr,
 }
 
+/// What the kernel is told to forget when the server's file changed (see `Fs::set_notifier`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidate {
+    /// An inode's attributes and cached pages.
+    Inode(u64),
+    /// Only an inode's attributes (safe from inside a read, which holds a page lock).
+    Attr(u64),
+}
+
+/// Tells the kernel to forget something (set by the FUSE adapter at mount).
+pub type Notifier = Arc<dyn Fn(Invalidate) + Send + Sync>;
+
+/// Close-to-open: a listing this young answers `open`'s revalidation; older ones cost one
+/// cheap command (`MLST`, or `SIZE` + `MDTM`).
+const OPEN_FRESHNESS: Duration = Duration::from_secs(1);
+/// At most this many inodes' "attributes the kernel was given" are kept.
+const MAX_TOLD: usize = 100_000;
+
 #[derive(Clone)]
 enum Handle {
-    Read(Arc<ReadHandle>),
+    /// Reading a file (and the inode it was opened as).
+    Read(Arc<ReadHandle>, u64),
     Write(Arc<WriteHandle>),
     /// Reading a file whose write-back upload is queued: served from its spool.
     ReadQueued(Arc<WriteHandle>),
@@ -169,6 +223,14 @@ pub struct Fs {
     /// The upload queue, with `--write-back`.
     write_back: Option<WriteBack>,
     clock: Arc<dyn Clock>,
+    /// Tells the kernel to drop attributes it caches (none in unit tests).
+    notifier: Mutex<Option<Notifier>>,
+    /// The size and time each file's inode was last shown to the kernel with, so `open`
+    /// knows whether the kernel must be told of a change.
+    told: Mutex<HashMap<u64, (u64, SystemTime)>>,
+    /// This mount's own changes: directory mtimes after changes inside, ctimes after
+    /// attribute changes, by path (kept for [`LOCAL_TIMES_KEPT`]).
+    local_times: Mutex<HashMap<String, LocalTimes>>,
 }
 
 impl Fs {
@@ -198,7 +260,68 @@ impl Fs {
             errors: Mutex::new(ErrorLog::default()),
             clock,
             config,
+            notifier: Mutex::new(None),
+            told: Mutex::new(HashMap::new()),
+            local_times: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes that this mount changed `path` now: its ctime moves, and for a directory whose
+    /// entries changed (`entries`), its mtime too.
+    fn changed(&self, path: &str, entries: bool) {
+        let now = SystemTime::now();
+        let at = self.clock.now();
+        let mut times = self.local_times.lock();
+        if times.len() >= MAX_LOCAL_TIMES {
+            times.retain(|_, t| at.saturating_duration_since(t.at) < LOCAL_TIMES_KEPT);
+            if times.len() >= MAX_LOCAL_TIMES {
+                times.clear();
+            }
+        }
+        let old_mtime = times.get(path).and_then(|t| t.mtime);
+        times.insert(
+            path.to_string(),
+            LocalTimes { mtime: if entries { Some(now) } else { old_mtime }, ctime: now, at },
+        );
+    }
+
+    /// `mtime` and the ctime to show for `path`, with this mount's recent changes.
+    fn local_times(&self, path: &str, mtime: SystemTime) -> (SystemTime, SystemTime) {
+        let Some(t) = self.local_times.lock().get(path).copied() else { return (mtime, mtime) };
+        if self.clock.now().saturating_duration_since(t.at) >= LOCAL_TIMES_KEPT {
+            return (mtime, mtime);
+        }
+        let mtime = t.mtime.map_or(mtime, |m| m.max(mtime));
+        (mtime, t.ctime.max(mtime))
+    }
+
+    /// 2 + subdirectories where the listing is cached, else 1.
+    fn dir_nlink(&self, path: &str) -> u32 {
+        self.dirs.peek(path).map_or(1, |l| 2 + l.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u32)
+    }
+
+    /// Lets the filesystem tell the kernel that a file changed on the server.
+    pub fn set_notifier(&self, notifier: Notifier) {
+        *self.notifier.lock() = Some(notifier);
+    }
+
+    fn notify(&self, what: Invalidate) {
+        let notifier = self.notifier.lock().clone();
+        if let Some(n) = notifier {
+            n(what);
+        }
+    }
+
+    /// Records the attributes handed to the kernel (files only).
+    fn tell(&self, attr: Attr) -> Attr {
+        if attr.kind == FileKind::File {
+            let mut told = self.told.lock();
+            if told.len() >= MAX_TOLD {
+                told.clear();
+            }
+            told.insert(attr.ino, (attr.size, attr.mtime));
+        }
+        attr
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -241,7 +364,9 @@ impl Fs {
                 perm = (m & 0o7777) as u16;
             }
         }
-        Attr { ino, kind, size, mtime, perm, uid: self.config.uid, gid: self.config.gid }
+        let (mtime, ctime) = self.local_times(path, mtime);
+        let nlink = if kind == FileKind::Dir { self.dir_nlink(path) } else { 1 };
+        Attr { ino, kind, size, mtime, ctime, perm, nlink, uid: self.config.uid, gid: self.config.gid }
     }
 
     /// The time we set on `path`, if the listed time agrees with it at the listing's precision.
@@ -254,11 +379,14 @@ impl Fs {
     }
 
     fn root_attr(&self) -> Attr {
+        let (mtime, ctime) = self.local_times("", self.mounted_at);
         Attr {
             ino: ROOT,
             kind: FileKind::Dir,
             size: 0,
-            mtime: self.mounted_at,
+            mtime,
+            ctime,
+            nlink: self.dir_nlink(""),
             perm: if self.config.read_only { 0o555 } else { 0o755 },
             uid: self.config.uid,
             gid: self.config.gid,
@@ -307,10 +435,11 @@ impl Fs {
 
     /// Finds `name` in directory `parent`; a found entry counts as a kernel reference.
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        check_name_length(name)?;
         let dir = self.path(parent)?;
         let entry = self.find(&dir, name)?;
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
-        Ok(self.attr_of(ino, &join(&dir, name), &entry))
+        Ok(self.tell(self.attr_of(ino, &join(&dir, name), &entry)))
     }
 
     /// Counts a kernel reference to `name` in `parent` (an entry handed out by readdirplus).
@@ -335,7 +464,7 @@ impl Fs {
             return Ok(self.root_attr());
         }
         let (path, entry) = self.entry(ino)?;
-        Ok(self.attr_of(ino, &path, &entry))
+        Ok(self.tell(self.attr_of(ino, &path, &entry)))
     }
 
     pub fn readlink(&self, ino: u64) -> Result<String> {
@@ -376,7 +505,8 @@ impl Fs {
         let mut out = Vec::with_capacity(listing.entries.len() + pending.len());
         for e in listing.entries.iter().chain(pending.iter()) {
             let child = self.inodes.lock().get_or_insert(ino, &e.name, lookup);
-            out.push(DirEntry { ino: child, name: e.name.clone(), attr: self.attr_of(child, &join(&dir, &e.name), e) });
+            let attr = self.tell(self.attr_of(child, &join(&dir, &e.name), e));
+            out.push(DirEntry { ino: child, name: e.name.clone(), attr });
         }
         Ok(out)
     }
@@ -433,12 +563,18 @@ impl Fs {
         }
         if mode.write || mode.truncate {
             self.check_writable()?;
-            let size = self.attr_of(ino, &path, &entry).size;
+            // Kept content (O_RDWR, O_APPEND) starts from what the server has now.
+            let size = if mode.truncate {
+                self.attr_of(ino, &path, &entry).size
+            } else {
+                self.revalidate(ino, &path, entry)?.size
+            };
             return Ok(self.write_handle(path, true, size, mode));
         }
-        // Just uploaded, the listing may not have the new size yet; the writer knows it.
-        let size = self.attr_of(ino, &path, &entry).size;
-        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, size)))))
+        // Close-to-open: the size and time are checked with the server (or a listing younger
+        // than a second); just uploaded, the writer knows them.
+        let size = self.revalidate(ino, &path, entry)?.size;
+        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, size)), ino)))
     }
 
     /// Creates `name` in `parent` and opens it for writing. The file appears on the server
@@ -462,15 +598,22 @@ impl Fs {
         }
         let existed = existing.is_some();
         let fh = self.write_handle(path.clone(), existed, 0, OpenMode { truncate: true, write: true, ..mode });
+        // The mode asked for applies to a new file, after its upload (SITE CHMOD).
+        if let Some(m) = mode.create_mode.map(|m| m & 0o7777).filter(|&m| !existed && m != DEFAULT_FILE_MODE) {
+            self.set_pending(&path, |st| st.pending_mode = Some(m));
+        }
+        if !existed {
+            self.changed(&dir, true);
+        }
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         let entry =
             Entry { name: name.to_string(), kind: Kind::File, size: 0, mtime: Some(SystemTime::now()), mode: None };
-        Ok((self.attr_of(ino, &path, &entry), fh))
+        Ok((self.tell(self.attr_of(ino, &path, &entry)), fh))
     }
 
     pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
         match self.handle(fh)? {
-            Handle::Read(h) => Ok(h.read(self.remote.as_ref(), offset, len)?),
+            Handle::Read(h, ino) => self.read_checked(&h, ino, offset, len),
             Handle::Write(h) | Handle::ReadQueued(h) => {
                 Ok(h.read_spooled(self.remote.as_ref(), &self.spool, offset, len)?)
             }
@@ -480,6 +623,9 @@ impl Fs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         match self.handle(fh)? {
             Handle::Write(h) => {
+                if offset.saturating_add(data.len() as u64) > MAX_FILE_SIZE {
+                    return Err(too_big(offset.saturating_add(data.len() as u64)));
+                }
                 let started = Instant::now();
                 loop {
                     match h.write(self.remote.as_ref(), &self.spool, offset, data) {
@@ -491,7 +637,7 @@ impl Fs {
                     }
                 }
             }
-            Handle::Read(_) | Handle::ReadQueued(_) => Err(FsError::BadHandle),
+            Handle::Read(..) | Handle::ReadQueued(_) => Err(FsError::BadHandle),
         }
     }
 
@@ -515,7 +661,7 @@ impl Fs {
         match self.handle(fh)? {
             Handle::Write(h) => self.commit(&h),
             Handle::ReadQueued(h) => self.settle(&h.path()),
-            Handle::Read(_) => Ok(()),
+            Handle::Read(..) => Ok(()),
         }
     }
 
@@ -586,7 +732,19 @@ impl Fs {
         if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() {
             self.check_writable()?;
         }
+        if change.size.is_some_and(|s| s > MAX_FILE_SIZE) {
+            return Err(too_big(change.size.unwrap_or_default()));
+        }
         let path = if ino == ROOT { String::new() } else { self.entry(ino)?.0 };
+        if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() || change.owner_change {
+            self.changed(&path, false);
+        }
+        if change.mtime.is_some() {
+            // A time set on purpose (`rsync -a` on a directory it filled) wins over ours.
+            if let Some(t) = self.local_times.lock().get_mut(&path) {
+                t.mtime = None;
+            }
+        }
         if let Some(size) = change.size {
             self.truncate(ino, &path, fh, size)?;
         }
@@ -700,6 +858,7 @@ impl Fs {
     /// New names that cannot be sent in an FTP command, or that the server's charset cannot
     /// hold, are refused before any command is built.
     fn check_name(&self, name: &str) -> Result<()> {
+        check_name_length(name)?;
         if name.contains(['\r', '\n', '\0']) || name.contains('/') {
             return Err(FsError::Invalid(format!(
                 "{name:?} contains a character FTP cannot carry (CR, LF, NUL or '/')"
@@ -711,7 +870,19 @@ impl Fs {
         }
     }
 
+    /// Symbolic links cannot be made over FTP (EPERM); an overlong name is still ENAMETOOLONG.
+    pub fn symlink(&self, _parent: u64, name: &str) -> Result<Attr> {
+        check_name_length(name)?;
+        Err(FsError::NotPermitted("FTP cannot create symbolic links"))
+    }
+
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
+        self.mkdir_with_mode(parent, name, None)
+    }
+
+    /// `mkdir` with the permission bits asked for (umask applied), set with SITE CHMOD
+    /// where they differ from the server's usual 0755.
+    pub fn mkdir_with_mode(&self, parent: u64, name: &str, mode: Option<u32>) -> Result<Attr> {
         self.check_writable()?;
         self.check_name(name)?;
         let dir = self.path(parent)?;
@@ -721,9 +892,14 @@ impl Fs {
         self.check_case(&dir, name, None)?;
         let path = join(&dir, name);
         self.remote.mkdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
-        let entry =
+        let mut entry =
             Entry { name: name.to_string(), kind: Kind::Dir, size: 0, mtime: Some(SystemTime::now()), mode: None };
         self.dirs.upsert(&dir, entry.clone());
+        self.changed(&dir, true);
+        if let Some(m) = mode.map(|m| m & 0o7777).filter(|&m| m != DEFAULT_DIR_MODE) {
+            self.apply_mode(&path, m);
+            entry = self.dirs.peek(&dir).and_then(|l| l.get(name).cloned()).unwrap_or(entry);
+        }
         // A new directory is empty: no need to ask.
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         Ok(self.attr_of(ino, &path, &entry))
@@ -756,6 +932,7 @@ impl Fs {
         // The listed name, which differs from `name` after a folded lookup.
         self.dirs.remove_entry(&dir, &entry.name);
         self.set_times.lock().remove(&path);
+        self.changed(&dir, true);
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -780,6 +957,7 @@ impl Fs {
         self.remote.rmdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
         self.dirs.remove_entry(&dir, &entry.name);
         self.dirs.invalidate_tree(&path);
+        self.changed(&dir, true);
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -877,6 +1055,9 @@ impl Fs {
             times.insert(to.to_string(), t);
         }
         drop(times);
+        self.changed(split(from).0, true);
+        self.changed(split(to).0, true);
+        self.changed(to, false);
         self.inodes.lock().rename(parent, name, new_parent, new_name);
     }
 
@@ -929,6 +1110,109 @@ impl Fs {
         Ok(true)
     }
 
+    /// Close-to-open consistency: the size and time of a file being opened for reading, from
+    /// its parent's listing if that is younger than [`OPEN_FRESHNESS`], else asked of the
+    /// server with one cheap command (the listing is corrected). When they differ from what
+    /// the kernel was last given, the kernel drops its cached attributes and pages.
+    fn revalidate(&self, ino: u64, path: &str, mut entry: Entry) -> Result<Attr> {
+        let (dir, name) = split(path);
+        let ours = self.writing.lock().contains_key(path);
+        let young =
+            self.dirs.peek(dir).is_some_and(|l| self.clock.now().saturating_duration_since(l.fetched) < OPEN_FRESHNESS);
+        if !ours && !young {
+            match self.remote.stat(path) {
+                Ok(Some((size, mtime))) => {
+                    let mtime = mtime.or(entry.mtime);
+                    if size != entry.size || mtime != entry.mtime {
+                        tracing::debug!("{path}: changed on the server ({} -> {size} bytes)", entry.size);
+                        entry.size = size;
+                        entry.mtime = mtime;
+                        self.dirs.upsert(dir, entry.clone());
+                    }
+                }
+                Ok(None) => {
+                    self.dirs.remove_entry(dir, name);
+                    self.notify(Invalidate::Inode(ino));
+                    return Err(FsError::NotFound);
+                }
+                // The server cannot tell: the listing stays the answer.
+                Err(RemoteError::Unsupported(e)) => tracing::trace!("{e}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let attr = self.attr_of(ino, path, &entry);
+        self.told_changed(&attr);
+        Ok(attr)
+    }
+
+    /// Records `attr` as the kernel's, telling the kernel to drop what it had if it differs.
+    fn told_changed(&self, attr: &Attr) {
+        let before = self.told.lock().insert(attr.ino, (attr.size, attr.mtime));
+        if before.is_some_and(|t| t != (attr.size, attr.mtime)) {
+            self.notify(Invalidate::Inode(attr.ino));
+        }
+    }
+
+    /// A read, with the transfer's word on the size: more bytes than the size shown (the
+    /// file grew) correct the size; fewer (after one restart) are the end only if the
+    /// server now says so, else an error, never a silently short file.
+    fn read_checked(&self, h: &ReadHandle, ino: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let size = h.size();
+        let expected = if offset >= size { 0 } else { len.min((size - offset) as usize) };
+        let mut data = h.read(self.remote.as_ref(), offset, len)?;
+        if h.take_grown() {
+            let end = h.size();
+            let now = match self.remote.stat(&h.path) {
+                Ok(Some((n, mtime))) => Some((n.max(end), mtime)),
+                _ => None,
+            };
+            let (n, mtime) = now.unwrap_or((end, None));
+            tracing::debug!("{}: grew on the server ({size} -> {n} bytes)", h.path);
+            h.set_size(n);
+            self.corrected(ino, &h.path, n, mtime, true);
+        } else if data.len() < expected {
+            let end = offset + data.len() as u64;
+            match self.remote.stat(&h.path) {
+                Ok(Some((n, mtime))) if n < size => {
+                    tracing::debug!("{}: shrank on the server ({size} -> {n} bytes)", h.path);
+                    h.set_size(n);
+                    data.truncate(n.saturating_sub(offset) as usize);
+                    self.corrected(ino, &h.path, n, mtime, false);
+                }
+                Ok(None) => return Err(FsError::NotFound),
+                _ => {
+                    return Err(FsError::Remote(RemoteError::Connection(format!(
+                        "reading {}: the transfer ended at byte {end}, but the file has {size} bytes; \
+                         the data connection may have been cut. Read the file again",
+                        shown(&h.path)
+                    ))));
+                }
+            }
+        }
+        Ok(data)
+    }
+
+    /// The server's file has another size than shown: the listing learns it, and the kernel
+    /// too. A file that grew: its attributes are dropped (only those: this runs inside a
+    /// read, whose page the kernel holds locked), so the kernel asks for the new size when it
+    /// reads past the old one. A file that shrank: the short read itself sets the kernel's
+    /// size, but only if no notification came in between (it would then keep the old size
+    /// and pad with zeros); its old time is kept as told, so the next `open` corrects it.
+    fn corrected(&self, ino: u64, path: &str, size: u64, mtime: Option<SystemTime>, grew: bool) {
+        let (dir, name) = split(path);
+        if let Some(mut e) = self.dirs.peek(dir).and_then(|l| l.get(name).cloned()) {
+            e.size = size;
+            e.mtime = mtime.or(e.mtime);
+            self.dirs.upsert(dir, e);
+        }
+        if grew {
+            self.told.lock().remove(&ino);
+            self.notify(Invalidate::Attr(ino));
+        } else if let Some(t) = self.told.lock().get_mut(&ino) {
+            t.0 = size;
+        }
+    }
+
     /// Frees sessions held by streams nobody reads; the janitor calls this often.
     pub fn close_idle_streams(&self) {
         let idle = if self.remote.sessions_wanted() { Duration::from_millis(50) } else { read::IDLE_CLOSE };
@@ -937,7 +1221,7 @@ impl Fs {
             .lock()
             .values()
             .filter_map(|h| match h {
-                Handle::Read(r) => Some(r.clone()),
+                Handle::Read(r, _) => Some(r.clone()),
                 Handle::Write(_) | Handle::ReadQueued(_) => None,
             })
             .collect();
@@ -960,7 +1244,7 @@ impl Fs {
         let mut out = Vec::new();
         for h in handles {
             match h {
-                Handle::Read(r) if r.in_flight() => out.push(TransferStatus {
+                Handle::Read(r, _) if r.in_flight() => out.push(TransferStatus {
                     path: shown(&r.path),
                     direction: "download".into(),
                     bytes: Some(r.delivered.load(Ordering::Relaxed)),
@@ -1043,12 +1327,31 @@ fn shown(path: &str) -> String {
 }
 
 /// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
+/// The longest name a directory entry may have, in bytes (Linux NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+fn too_big(size: u64) -> FsError {
+    FsError::TooBig(format!("{size} bytes is more than this mount can hold (at most {MAX_FILE_SIZE} bytes, 8 TiB)"))
+}
+
+/// A name longer than [`NAME_MAX`] bytes: ENAMETOOLONG before any command.
+fn check_name_length(name: &str) -> Result<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong(format!(
+            "{}…: the name has {} bytes; names may have at most {NAME_MAX}",
+            name.chars().take(40).collect::<String>(),
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 pub fn split(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::remote::fake::FakeRemote;
     use crate::remote::pool::SystemClock;
@@ -1070,7 +1373,7 @@ mod tests {
         }
     }
 
-    fn fs_with(fake: Arc<FakeRemote>) -> Fs {
+    pub(crate) fn fs_with(fake: Arc<FakeRemote>) -> Fs {
         Fs::new(fake, test_config(), Arc::new(SystemClock))
     }
 

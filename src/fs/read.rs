@@ -88,12 +88,17 @@ impl Window {
 struct State {
     stream: Option<Open>,
     window: Window,
+    /// The current read wants bytes past `size`: keep the stream at the end to look for more.
+    probe: bool,
 }
 
 pub struct ReadHandle {
     pub path: String,
-    /// The size when the file was opened: reads past it need no round trip.
-    size: u64,
+    /// The size when the file was opened (corrected when the transfer shows otherwise):
+    /// reads past it need no round trip.
+    size: std::sync::atomic::AtomicU64,
+    /// Set when the transfer went on past `size` (the file grew): the size needs correcting.
+    grown: std::sync::atomic::AtomicBool,
     /// Serialises reads of one open file; held across the transfer on purpose (only this
     /// handle's readers wait on it, never the rest of the filesystem).
     state: Mutex<State>,
@@ -106,7 +111,8 @@ impl ReadHandle {
     pub fn new(path: String, size: u64) -> Self {
         ReadHandle {
             path,
-            size,
+            size: size.into(),
+            grown: Default::default(),
             state: Mutex::new(State::default()),
             delivered: Default::default(),
             opened: Instant::now(),
@@ -119,15 +125,21 @@ impl ReadHandle {
     }
 
     pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if offset >= self.size || len == 0 {
+        let size = self.size();
+        if offset >= size || len == 0 {
             return Ok(Vec::new());
         }
-        let len = len.min((self.size - offset) as usize);
+        let want = len;
+        let len = len.min((size - offset) as usize);
         let mut st = self.state.lock();
         let mut out = st.window.get(offset, len).to_vec();
+        st.probe = want > len;
         if out.len() < len {
             let at = offset + out.len() as u64;
             out.extend_from_slice(&self.read_stream(&mut st, remote, at, len - out.len())?);
+        }
+        if want > len && out.len() == len {
+            out.extend_from_slice(&self.past_end(&mut st, want - len));
         }
         self.delivered.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
@@ -178,12 +190,14 @@ impl ReadHandle {
         // A transfer that ends before the size the file had is cut, not finished (a connection
         // killed without a TLS goodbye reads as an end); the second attempt takes what comes
         // (the file may have shrunk).
-        if short_is_broken && result.as_ref().is_ok_and(|b| b.len() < len && open.pos < self.size) {
-            let msg = format!("the transfer ended at byte {} of {}", open.pos, self.size);
+        let size = self.size();
+        if short_is_broken && result.as_ref().is_ok_and(|b| b.len() < len && open.pos < size) {
+            let msg = format!("the transfer ended at byte {} of {}", open.pos, size);
             result = Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, msg));
         }
         let done = match &result {
-            Ok(buf) => buf.len() < len || open.pos >= self.size,
+            // At the end, a read that wants more keeps the stream to see whether it ends there.
+            Ok(buf) => buf.len() < len || (open.pos >= size && !st.probe),
             Err(_) => true,
         };
         open.last_used = Instant::now();
@@ -211,6 +225,41 @@ impl ReadHandle {
 
     pub fn has_stream(&self) -> bool {
         self.state.lock().stream.is_some()
+    }
+}
+
+impl ReadHandle {
+    /// The size reads are served up to.
+    pub fn size(&self) -> u64 {
+        self.size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Corrects the size (the server says otherwise, or the transfer showed more).
+    pub fn set_size(&self, size: u64) {
+        self.size.store(size, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True once after the transfer went on past the size the file had (it grew).
+    pub fn take_grown(&self) -> bool {
+        self.grown.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// At the old end of the file, with the stream still there: up to `n` more bytes, which
+    /// a file that grew has (close-to-open: what the transfer delivers is the truth).
+    fn past_end(&self, st: &mut State, n: usize) -> Vec<u8> {
+        let size = self.size();
+        let Some(open) = st.stream.as_mut().filter(|o| o.pos == size) else { return Vec::new() };
+        let extra = fill(&mut open.stream, n).unwrap_or_default();
+        st.window.push(open.pos, &extra);
+        open.pos += extra.len() as u64;
+        if extra.len() < n {
+            st.stream = None;
+        }
+        if !extra.is_empty() {
+            self.set_size(size + extra.len() as u64);
+            self.grown.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        extra
     }
 }
 

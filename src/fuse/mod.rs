@@ -18,7 +18,7 @@ use fuser::{
 };
 
 use crate::error::FsError;
-use crate::fs::{Attr, FileKind, Fs, OpenMode, SetAttr};
+use crate::fs::{Attr, FileKind, Fs, Invalidate, OpenMode, SetAttr};
 use crate::names;
 
 /// Reads and listings stream over the network; the kernel may ask for this much at once.
@@ -66,8 +66,25 @@ pub fn mount(fs: Arc<Fs>, spec: &MountSpec) -> std::io::Result<Mounted> {
     config.acl = if spec.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
-    let session = fuser::Session::new(FuseFs { fs }, spec.mountpoint, &config)?;
+    let session = fuser::Session::new(FuseFs { fs: fs.clone() }, spec.mountpoint, &config)?;
+    fs.set_notifier(notifier(session.notifier()));
     Ok(Mounted { session: session.spawn()? })
+}
+
+/// Close-to-open: tells the kernel that a file changed on the server. The kernel handles the
+/// notification as it is written, holding no lock of an `open` or `read` in progress; inside a
+/// read only attributes are dropped (dropping pages would wait for the page being read).
+fn notifier(n: fuser::Notifier) -> crate::fs::Notifier {
+    Arc::new(move |what| {
+        let (ino, offset) = match what {
+            Invalidate::Inode(ino) => (ino, 0),
+            Invalidate::Attr(ino) => (ino, -1),
+        };
+        // ENOENT: the kernel no longer has the inode, so nothing to drop.
+        if let Err(e) = n.inval_inode(INodeNo(ino), offset, 0) {
+            tracing::trace!("invalidating inode {ino}: {e}");
+        }
+    })
 }
 
 /// Detaches the mount (used on SIGINT/SIGTERM): `fusermount3 -u`, falling back to a lazy
@@ -107,12 +124,12 @@ fn to_fuse(a: &Attr) -> FileAttr {
         blocks: a.size.div_ceil(512),
         atime: a.mtime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind: file_type(a.kind),
         perm: a.perm,
-        // 1 for directories too: tells `find` not to guess subdirectory counts from it.
-        nlink: 1,
+        // Directories: 2 + subdirectories where known, else 1 (`find` then does not guess).
+        nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
         rdev: 0,
@@ -145,6 +162,7 @@ fn open_mode(flags: i32, pid: u32) -> OpenMode {
         write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
         truncate: flags & libc::O_TRUNC != 0,
         append: flags & libc::O_APPEND != 0,
+        create_mode: None,
     }
 }
 
@@ -207,14 +225,15 @@ impl Filesystem for FuseFs {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         let name = names::from_os(name);
         let exclusive = flags & libc::O_EXCL != 0;
-        match self.fs.create(parent.0, &name, open_mode(flags, req.pid()), exclusive) {
+        let open = OpenMode { create_mode: Some(mode & !umask & 0o7777), ..open_mode(flags, req.pid()) };
+        match self.fs.create(parent.0, &name, open, exclusive) {
             Ok((attr, fh)) => {
                 reply.created(&self.ttl(), &to_fuse(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
             }
@@ -287,9 +306,9 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let name = names::from_os(name);
-        match self.fs.mkdir(parent.0, &name) {
+        match self.fs.mkdir_with_mode(parent.0, &name, Some(mode & !umask & 0o7777)) {
             Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
             Err(e) => reply.error(self.errno("mkdir", &e)),
         }
@@ -330,9 +349,11 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
-        // FTP cannot create symbolic links.
-        reply.error(Errno::EPERM);
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+        match self.fs.symlink(parent.0, &names::from_os(link_name)) {
+            Ok(a) => reply.entry(&self.ttl(), &to_fuse(&a), Generation(0)),
+            Err(e) => reply.error(self.errno("symlink", &e)),
+        }
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {

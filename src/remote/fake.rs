@@ -45,6 +45,15 @@ pub struct FakeRemote {
     pub cut_next_download: Mutex<Option<(usize, RemoteError)>>,
     pub lists: AtomicUsize,
     pub opens: AtomicUsize,
+    /// `stat` calls (open's revalidation).
+    pub stats: AtomicUsize,
+    /// Downloads end after this many bytes (a transfer cut short that looks finished).
+    pub cut_reads_at: Mutex<Option<usize>>,
+    /// SITE CHMOD works (else `Unsupported`); modes set so far, by path.
+    pub chmod_works: std::sync::atomic::AtomicBool,
+    pub modes: Mutex<BTreeMap<String, u32>>,
+    /// Commands that changed something (mkdir, delete, rename, chmod, uploads started).
+    pub changes: AtomicUsize,
 }
 
 impl FakeRemote {
@@ -163,13 +172,14 @@ impl Remote for FakeRemote {
         let path = &self.resolve(path);
         match self.nodes.lock().get(path) {
             Some(Node::File { data, .. }) => {
-                let start = (offset as usize).min(data.len());
-                let mut rest = data[start..].to_vec();
-                let end = self.cut_next_download.lock().take().map(|(sent, error)| {
+                let end = self.cut_reads_at.lock().unwrap_or(usize::MAX).min(data.len());
+                let start = (offset as usize).min(end);
+                let mut rest = data[start..end].to_vec();
+                let failure = self.cut_next_download.lock().take().map(|(sent, error)| {
                     rest.truncate(sent);
                     error
                 });
-                Ok(Box::new(FakeStream(Cursor::new(rest), end)))
+                Ok(Box::new(FakeStream(Cursor::new(rest), failure)))
             }
             Some(Node::Dir) => Err(RemoteError::IsADirectory(format!("{path} is a directory"))),
             None => Err(RemoteError::NotFound(format!("{path} not found"))),
@@ -178,6 +188,7 @@ impl Remote for FakeRemote {
 
     fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         let (parent, name) = parent_and_name(path);
         if self.refuse_uploads_in.lock().as_deref() == Some(parent) {
@@ -219,6 +230,7 @@ impl Remote for FakeRemote {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let from = &self.resolve(from);
         // A case-only rename keeps the new spelling; any other existing variant is replaced.
         let to = &match self.resolve(to) {
@@ -249,6 +261,7 @@ impl Remote for FakeRemote {
 
     fn delete(&self, path: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         match self.nodes.lock().remove(path) {
             Some(Node::File { .. }) => Ok(()),
@@ -258,6 +271,7 @@ impl Remote for FakeRemote {
 
     fn mkdir(&self, path: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.contains_key(path) {
@@ -269,6 +283,7 @@ impl Remote for FakeRemote {
 
     fn rmdir(&self, path: &str) -> Result<()> {
         self.fault()?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.keys().any(|p| p.starts_with(&format!("{path}/"))) {
@@ -293,8 +308,24 @@ impl Remote for FakeRemote {
         }
     }
 
-    fn chmod(&self, _path: &str, _mode: u32) -> Result<()> {
-        Err(RemoteError::Unsupported("no SITE CHMOD".into()))
+    fn chmod(&self, path: &str, mode: u32) -> Result<()> {
+        if !self.chmod_works.load(Ordering::SeqCst) {
+            return Err(RemoteError::Unsupported("no SITE CHMOD".into()));
+        }
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.modes.lock().insert(path.to_string(), mode & 0o7777);
+        Ok(())
+    }
+
+    fn stat(&self, path: &str) -> Result<Option<(u64, Option<SystemTime>)>> {
+        self.stats.fetch_add(1, Ordering::SeqCst);
+        self.fault()?;
+        let path = &self.resolve(path);
+        Ok(match self.nodes.lock().get(path) {
+            Some(Node::File { data, mtime }) => Some((data.len() as u64, Some(*mtime))),
+            Some(Node::Dir) => Some((0, None)),
+            None => None,
+        })
     }
 
     fn sessions_wanted(&self) -> bool {

@@ -66,6 +66,9 @@ pub enum RemoteError {
     TooManyConnections(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A name or path longer than the server takes (`500 Input line too long`).
+    #[error("{0}")]
+    NameTooLong(String),
     /// The server answered something we cannot use.
     #[error("{0}")]
     Protocol(String),
@@ -76,7 +79,12 @@ impl RemoteError {
     pub fn breaks_session(&self) -> bool {
         matches!(
             self,
-            RemoteError::Timeout(_) | RemoteError::Connection(_) | RemoteError::Tls(_) | RemoteError::Protocol(_)
+            RemoteError::Timeout(_)
+                | RemoteError::Connection(_)
+                | RemoteError::Tls(_)
+                | RemoteError::Protocol(_)
+                // vsftpd ends the session after an overlong command line.
+                | RemoteError::NameTooLong(_)
         )
     }
 
@@ -124,6 +132,18 @@ pub trait Remote: Send + Sync {
     fn size(&self, path: &str) -> Result<Option<u64>>;
     /// The exact modification time of a file, if the server can tell.
     fn mtime(&self, path: &str) -> Result<Option<SystemTime>>;
+    /// A file's size and exact modification time (if the server tells it), or `None` when the
+    /// file is gone (`Unsupported` when the server cannot tell): what `open` revalidates
+    /// (close-to-open). One cheap command where possible.
+    fn stat(&self, path: &str) -> Result<Option<(u64, Option<SystemTime>)>> {
+        let size = match self.size(path) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Err(RemoteError::Unsupported(format!("the server does not tell the size of {path}"))),
+            Err(RemoteError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some((size, self.mtime(path)?)))
+    }
     /// Renames; `to` may exist (then it is replaced where the server allows).
     fn rename(&self, from: &str, to: &str) -> Result<()>;
     fn delete(&self, path: &str) -> Result<()>;

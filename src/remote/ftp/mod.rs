@@ -455,6 +455,35 @@ impl Remote for FtpRemote {
         let ep = &self.pool.connector().endpoint;
         format!("{}://{}@{}{}", self.scheme, ep.user, ep.addr(), if self.base.is_empty() { "/" } else { &self.base })
     }
+
+    /// Close-to-open revalidation: `MLST` (one command) where the server has it, else `SIZE`
+    /// and `MDTM` on one session.
+    fn stat(&self, path: &str) -> Result<Option<(u64, Option<SystemTime>)>> {
+        let p = self.server_path(path);
+        self.with_session(true, |s| {
+            if s.features.mlsd {
+                match s.mlst(&p) {
+                    Ok(None) => return Ok(None),
+                    Ok(Some(facts)) => {
+                        // The MLSD line parser wants a name after the facts.
+                        let facts = facts.split_once(' ').map_or(facts.as_str(), |(f, _)| f);
+                        if let Ok(e) = listing::parse_mlsd_line(&format!("{facts} x")) {
+                            return Ok(Some((e.size, e.mtime.map(|t| t.time))));
+                        }
+                    }
+                    Err(RemoteError::Unsupported(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let size = match s.size(&p) {
+                Ok(Some(n)) => n,
+                Ok(None) => return Err(RemoteError::Unsupported(format!("{p}: the server does not tell its size"))),
+                Err(RemoteError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            Ok(Some((size, if s.features.mdtm { s.mdtm(&p)? } else { None })))
+        })
+    }
 }
 
 /// Marks a session that failed with `e` so the pool does not reuse it when it is out of step;

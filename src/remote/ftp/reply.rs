@@ -89,6 +89,9 @@ pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
         }
         550 | 450 => RemoteError::NotFound(msg("")),
         553 => RemoteError::PermissionDenied(msg("The server does not allow this name")),
+        500 if lower.contains("too long") => {
+            RemoteError::NameTooLong(msg("The path is too long for the server; use shorter names or fewer levels"))
+        }
         500 | 502 | 504 => RemoteError::Unsupported(msg("The server does not support this command")),
         _ => RemoteError::Protocol(msg("")),
     }
@@ -144,5 +147,12 @@ mod tests {
     #[test]
     fn multi_line_replies_quote_the_last_line() {
         assert_eq!(text(&resp("550-First\r\n550 Second\r\n")), "550 Second");
+    }
+
+    #[test]
+    fn an_overlong_command_line_is_a_name_too_long() {
+        let err = map_reply("uploading x", &resp("500 Input line too long."));
+        assert!(matches!(err, RemoteError::NameTooLong(_)), "{err:?}");
+        assert!(matches!(map_reply("x", &resp("500 Unknown command.")), RemoteError::Unsupported(_)));
     }
 }

@@ -815,6 +815,26 @@ pub fn wait_until_taken(transfer: &Transfer, io_timeout: Duration, control_spoke
     }
 }
 
+impl FtpSession {
+    /// `MLST path`: the facts of one file (`type=file;size=…;modify=…;`), `Ok(None)` when the
+    /// server says there is no such file, `Unsupported` when it has no MLST.
+    pub fn mlst(&mut self, path: &str) -> Result<Option<String>> {
+        match self.ftp.custom_command(format!("MLST {path}"), &[Status::RequestedFileActionOk]) {
+            Ok(r) => {
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                // The facts line is the one starting with a space (RFC 3659 7.2).
+                let facts = body.lines().find(|l| l.starts_with(' ')).map(|l| l.trim_start().to_string());
+                facts.map(Some).ok_or_else(|| RemoteError::Protocol(format!("MLST {path}: no facts in \"{body}\"")))
+            }
+            Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) == 550 => Ok(None),
+            Err(FtpError::UnexpectedResponse(r)) if matches!(reply::code(&r), 500 | 501 | 502 | 504) => {
+                Err(RemoteError::Unsupported(format!("MLST {path}: server said \"{}\"", reply::text(&r))))
+            }
+            Err(e) => Err(reply::map(&format!("asking about {path} (MLST)"), e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
