@@ -129,7 +129,7 @@ impl Fault {
             Fault::DropBefore => r["drop"] = json!("before"),
             Fault::Reply4xx => r["reply"] = json!("450 Injected transient failure."),
             Fault::Reply5xx => r["reply"] = json!("550 Injected permanent failure."),
-            Fault::Delay => r["delay"] = json!(IO_TIMEOUT + 1.5),
+            Fault::Delay => r["delay"] = json!(IO_TIMEOUT + 1.0),
             Fault::DataCut => {
                 r["data_limit"] = json!(limit);
                 r["data_close"] = json!("rst");
@@ -397,7 +397,9 @@ impl Family {
                     Ok(_) => "ok".to_string(),
                     Err(e) => format!("error: {e}"),
                 };
-                format!("{e} (the call: {how}, after {:.1?})", started.elapsed())
+                let verbs: Vec<&str> = commands.iter().map(|c| c.split(' ').next().unwrap_or("")).collect();
+                let verbs = if verbs.len() > 24 { verbs[verbs.len() - 24..].join(" ") } else { verbs.join(" ") };
+                format!("{e} (the call: {how}, after {:.1?}; sent …{verbs})", started.elapsed())
             }),
         };
         (verdict, commands)
@@ -554,6 +556,7 @@ fn every_fault_at_every_step_of_every_operation_keeps_old_or_new_content_and_rea
         for op in selected_ops() {
             let (server, report) = (&server, &report);
             scope.spawn(move || {
+                let started = Instant::now();
                 let mut family = Family::new(op, server);
                 let steps = steps_of(&family.probe());
                 eprintln!(
@@ -570,6 +573,7 @@ fn every_fault_at_every_step_of_every_operation_keeps_old_or_new_content_and_rea
                         report.record(format!("{op:?} × {fault:?} × {}#{}", step.verb, step.nth), verdict);
                     }
                 }
+                eprintln!("{op:?}: {} cases in {:.0?}", family.next - 2, started.elapsed());
             });
         }
     });
