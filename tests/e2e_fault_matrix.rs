@@ -345,7 +345,7 @@ impl Family {
                 let (a, b) = (read(&f), read(&s.join(format!("g{id}"))));
                 let before = a.as_ref() == Some(&old) && b.is_none();
                 let after = a.is_none() && b.as_ref() == Some(&old);
-                if (ok && !after) || (!ok && !before && !after) {
+                if !after && (ok || !before) {
                     return Err(format!("ok={ok}: f{id} {} and g{id} {}", describe(&a), describe(&b)));
                 }
                 Ok(())

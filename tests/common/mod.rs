@@ -320,7 +320,7 @@ pub trait Server {
 }
 
 pub struct Vsftpd {
-    child: Child,
+    child: Killed,
     port: u16,
     tls: Tls,
     root: TempDir,
@@ -378,7 +378,7 @@ impl Vsftpd {
         }
         conf.push_str(opts.extra);
         fs::write(dir.path().join("vsftpd.conf"), conf).unwrap();
-        let child = Self::spawn(dir.path(), port);
+        let child = Killed(Self::spawn(dir.path(), port));
         Vsftpd { child, port, tls: opts.tls, root, dir }
     }
 
@@ -399,15 +399,15 @@ impl Vsftpd {
     /// break and new ones are refused, until `restart`.
     pub fn stop(&mut self) {
         // Stopped first, the listener forks no new session while they are killed.
-        let _ = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-STOP", &self.child.0.id().to_string()]).status();
         self.kill_sessions();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
     }
 
     /// Starts the server again after `stop`, with the same configuration and port.
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.dir.path(), self.port);
+        self.child = Killed(Self::spawn(self.dir.path(), self.port));
     }
 
     pub fn log(&self) -> String {
@@ -423,17 +423,17 @@ impl Vsftpd {
     /// The server stops answering (listener and sessions stopped, connections left open),
     /// until `thaw`.
     pub fn freeze(&self) {
-        let _ = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-STOP", &self.child.0.id().to_string()]).status();
         self.signal_sessions("-STOP");
     }
 
     pub fn thaw(&self) {
         self.signal_sessions("-CONT");
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-CONT", &self.child.0.id().to_string()]).status();
     }
 
     fn signal_sessions(&self, signal: &str) -> usize {
-        let victims = descendants(self.child.id());
+        let victims = descendants(self.child.0.id());
         for pid in &victims {
             let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
         }
@@ -475,14 +475,6 @@ impl Server for Vsftpd {
     }
     fn tls(&self) -> Tls {
         self.tls
-    }
-}
-
-impl Drop for Vsftpd {
-    fn drop(&mut self) {
-        // vsftpd forks a process per session; they end when their clients disconnect.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -534,7 +526,8 @@ impl Server for PyFtpd {
     }
 }
 
-/// A child process killed (by its pid) and reaped when dropped.
+/// A child process killed (by its pid) and reaped when dropped. (A vsftpd's session processes
+/// end when their clients disconnect.)
 pub struct Killed(pub Child);
 
 impl Drop for Killed {
