@@ -593,7 +593,9 @@ fn randomized_fault_rounds_keep_old_or_new_content() {
     let server = matrix_server();
     let report = Report::new();
     std::thread::scope(|scope| {
-        for (k, op) in selected_ops().into_iter().enumerate() {
+        let ops = selected_ops();
+        let per_op = rounds.div_ceil(ops.len());
+        for (k, op) in ops.into_iter().enumerate() {
             let (server, report) = (&server, &report);
             scope.spawn(move || {
                 let mut rng = pseudo_random(64 * rounds, seed * 100 + k as u64).into_iter();
@@ -603,7 +605,7 @@ fn randomized_fault_rounds_keep_old_or_new_content() {
                 };
                 let mut family = Family::new(op, server);
                 let steps = steps_of(&family.probe());
-                for _ in 0..rounds.div_ceil(OPS.len()) {
+                for _ in 0..per_op {
                     let mut rules = Vec::new();
                     let mut what = Vec::new();
                     for _ in 0..1 + pick(2) {
