@@ -320,7 +320,7 @@ pub trait Server {
 }
 
 pub struct Vsftpd {
-    child: Child,
+    child: Killed,
     port: u16,
     tls: Tls,
     root: TempDir,
@@ -378,7 +378,7 @@ impl Vsftpd {
         }
         conf.push_str(opts.extra);
         fs::write(dir.path().join("vsftpd.conf"), conf).unwrap();
-        let child = Self::spawn(dir.path(), port);
+        let child = Killed(Self::spawn(dir.path(), port));
         Vsftpd { child, port, tls: opts.tls, root, dir }
     }
 
@@ -399,15 +399,15 @@ impl Vsftpd {
     /// break and new ones are refused, until `restart`.
     pub fn stop(&mut self) {
         // Stopped first, the listener forks no new session while they are killed.
-        let _ = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-STOP", &self.child.0.id().to_string()]).status();
         self.kill_sessions();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
     }
 
     /// Starts the server again after `stop`, with the same configuration and port.
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.dir.path(), self.port);
+        self.child = Killed(Self::spawn(self.dir.path(), self.port));
     }
 
     pub fn log(&self) -> String {
@@ -423,17 +423,17 @@ impl Vsftpd {
     /// The server stops answering (listener and sessions stopped, connections left open),
     /// until `thaw`.
     pub fn freeze(&self) {
-        let _ = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-STOP", &self.child.0.id().to_string()]).status();
         self.signal_sessions("-STOP");
     }
 
     pub fn thaw(&self) {
         self.signal_sessions("-CONT");
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-CONT", &self.child.0.id().to_string()]).status();
     }
 
     fn signal_sessions(&self, signal: &str) -> usize {
-        let victims = descendants(self.child.id());
+        let victims = descendants(self.child.0.id());
         for pid in &victims {
             let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
         }
@@ -478,17 +478,9 @@ impl Server for Vsftpd {
     }
 }
 
-impl Drop for Vsftpd {
-    fn drop(&mut self) {
-        // vsftpd forks a process per session; they end when their clients disconnect.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// pyftpdlib: a different server, with MLSD, run from tests/servers/pyftpd.py.
 pub struct PyFtpd {
-    child: Child,
+    child: Killed,
     port: u16,
     tls: Tls,
     root: TempDir,
@@ -514,7 +506,7 @@ impl PyFtpd {
         let mut child = cmd.stdout(Stdio::null()).stderr(fs::File::create(&log).unwrap()).spawn().unwrap();
         wait_for_port(port, &mut child, &log);
         let tls = if tls_cert.is_some() { Tls::Explicit } else { Tls::Off };
-        PyFtpd { child, port, tls, root, dir }
+        PyFtpd { child: Killed(child), port, tls, root, dir }
     }
 
     pub fn log(&self) -> String {
@@ -534,10 +526,123 @@ impl Server for PyFtpd {
     }
 }
 
-impl Drop for PyFtpd {
+/// A child process killed (by its pid) and reaped when dropped. (A vsftpd's session processes
+/// end when their clients disconnect.)
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// tests/servers/faultproxy.py between the mount and a real server, for plain FTP: it relays
+/// control and data connections and injects the faults of its rules (see the script's doc).
+/// As a `Server` it stands for the server behind it (same root), so `Mount::of` works.
+pub struct FaultProxy {
+    child: Killed,
+    port: u16,
+    root: Option<PathBuf>,
+    dir: TempDir,
+    generation: u64,
+}
+
+impl FaultProxy {
+    /// A proxy in front of `upstream_port` on 127.0.0.1, with no faults yet.
+    pub fn start(upstream_port: u16) -> FaultProxy {
+        let dir = TempDir::new("faultproxy");
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/faultproxy.py");
+        let log = dir.path().join("proxy.log");
+        let stderr = dir.path().join("stderr");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--listen-port", &port.to_string(), "--upstream-port", &upstream_port.to_string()])
+            .arg("--rules")
+            .arg(dir.path().join("rules.json"))
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &stderr);
+        FaultProxy { child: Killed(child), port, root: None, dir, generation: 0 }
+    }
+
+    /// A proxy in front of `server` (plain FTP), standing for it in `Mount::of`.
+    pub fn in_front_of(server: &dyn Server) -> FaultProxy {
+        assert_eq!(server.tls(), Tls::Off, "the fault proxy relays plain FTP only");
+        let mut proxy = FaultProxy::start(server.port());
+        proxy.root = Some(server.root().to_path_buf());
+        proxy
+    }
+
+    /// Puts `json` (an object: `{"rules": [...], "refuse_for": 3, ...}`) in force and returns
+    /// once the proxy has loaded it (it acknowledges each generation).
+    pub fn set_rules(&mut self, json: &str) {
+        let mut spec: serde_json::Value = serde_json::from_str(json).expect("rules are JSON");
+        self.generation += 1;
+        spec["generation"] = serde_json::json!(self.generation);
+        let path = self.dir.path().join("rules.json");
+        let tmp = self.dir.path().join("rules.json.tmp");
+        fs::write(&tmp, spec.to_string()).unwrap();
+        fs::rename(&tmp, &path).unwrap();
+        let ack = self.dir.path().join("rules.json.ack");
+        let start = Instant::now();
+        while fs::read_to_string(&ack).unwrap_or_default().trim() != self.generation.to_string() {
+            assert!(start.elapsed() < Duration::from_secs(10), "the proxy did not load rules: {}", self.log());
+            if let Ok(Some(status)) = self.child.0.try_wait() {
+                panic!("the proxy exited with {status}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// No faults.
+    pub fn clear(&mut self) {
+        self.set_rules("{}");
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// A position in the log, for `commands_since`.
+    pub fn mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// The commands relayed or answered since `mark`, as `VERB arg` (in order).
+    pub fn commands_since(&self, mark: usize) -> Vec<String> {
+        let log = self.log();
+        log.get(mark..)
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| l.split_once(" C> ").map(|(_, c)| c.trim_end().to_string()))
+            .collect()
+    }
+
+    /// How many times the client sent `verb`.
+    pub fn count(&self, verb: &str) -> usize {
+        self.commands_since(0).iter().filter(|c| c.split(' ').next() == Some(verb)).count()
+    }
+}
+
+impl Server for FaultProxy {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn root(&self) -> &Path {
+        self.root.as_deref().expect("FaultProxy::in_front_of knows the server's root")
+    }
+    fn tls(&self) -> Tls {
+        Tls::Off
     }
 }
 
