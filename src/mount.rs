@@ -98,6 +98,7 @@ pub fn resolve(
         tls_client,
         connect_timeout: options.connect_timeout.unwrap_or(Duration::from_secs(10)),
         io_timeout: options.io_timeout.unwrap_or(Duration::from_secs(30)),
+        greeted_before: Default::default(),
         reconnect_for: options.reconnect_timeout.or(options.io_timeout).unwrap_or(Duration::from_secs(30)),
         charset: options.encoding.unwrap_or_default(),
     };

@@ -722,7 +722,7 @@ fn listing_a_frozen_server_fails_within_one_io_timeout_and_works_at_once_after_t
     }
     let server = Vsftpd::start(root, VsftpdOptions::default());
     let io = 3.0;
-    let mount = Mount::of(&server, None, &["--tls", "off", "--io-timeout", "3s", "--connect-timeout", "3s"]);
+    let mount = Mount::of(&server, None, &["--tls", "off", "--io-timeout", "3s", "--connect-timeout", "3s", "-v"]);
     let m = mount.path();
     // Warm the pool: sessions are open and idle when the server stops answering.
     assert_eq!(fs::read_dir(m.join("a")).unwrap().count(), 1);
@@ -735,7 +735,7 @@ fn listing_a_frozen_server_fails_within_one_io_timeout_and_works_at_once_after_t
     let frozen_at = Instant::now();
     let (out, took) = ls("b");
     assert!(!out.status.success(), "ls of an uncached directory on a frozen server fails");
-    assert!(took < 2.5 * io, "it fails within about one --io-timeout ({io} s): took {took:.1} s");
+    assert!(took < 2.5 * io, "it fails within about one --io-timeout ({io} s): took {took:.1} s\n{}", mount.log());
     // Frozen for longer than 2 × --io-timeout, then it answers again.
     let frozen_for = Duration::from_secs_f64(2.0 * io + 1.0);
     std::thread::sleep(frozen_for.saturating_sub(frozen_at.elapsed()));

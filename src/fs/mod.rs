@@ -482,7 +482,15 @@ impl Fs {
         if ino != ROOT && self.getattr(ino)?.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
-        let listing = self.listing(&dir)?;
+        // Never ENOENT here: the C library takes it from getdents for the end of a directory
+        // removed meanwhile, and `ls` would show a directory it could not list as empty.
+        let listing = self.listing(&dir).map_err(|e| match e {
+            FsError::Remote(RemoteError::NotFound(why)) => {
+                self.dirs.invalidate(split(&dir).0);
+                FsError::Remote(RemoteError::Protocol(format!("{why} (the directory could not be listed)")))
+            }
+            e => e,
+        })?;
         let pending: Vec<Entry> = {
             let writing = self.writing.lock();
             writing
@@ -1407,6 +1415,18 @@ pub(crate) mod tests {
         assert_eq!(fs.read(fh, 6, 100).unwrap(), b"world");
         fs.release(fh);
         assert!(matches!(fs.read(fh, 0, 1), Err(FsError::BadHandle)));
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_listed_is_an_error_not_an_empty_directory() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("d/x", b"1", SystemTime::now());
+        let fs = fs_with(fake.clone());
+        let d = fs.lookup(ROOT, "d").unwrap();
+        fake.remove("d/x");
+        fake.remove("d");
+        let Err(err) = fs.readdir(d.ino, false) else { panic!("listed a directory the server lacks") };
+        assert_eq!(err.errno(), libc::EIO, "{err}");
     }
 
     #[test]

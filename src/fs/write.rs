@@ -702,17 +702,25 @@ fn verify_size(remote: &dyn Remote, path: &str, sent: u64) -> Result<(), RemoteE
 
 /// Renames `from` over `to`; where the server refuses to rename onto an existing file, the
 /// old file is deleted first (a short window in which neither name holds the content).
+///
+/// A rename whose reply was lost or garbled may have happened all the same: when `from` is
+/// gone afterwards, it did, and deleting `to` then would delete the file just put in place.
 pub fn replace(remote: &dyn Remote, from: &str, to: &str) -> Result<(), RemoteError> {
-    match remote.rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(first) if !first.breaks_session() => {
-            tracing::debug!("renaming {from} over {to} was refused ({first}); deleting {to} first");
-            match remote.delete(to) {
-                Ok(()) | Err(RemoteError::NotFound(_)) => remote.rename(from, to),
-                Err(_) => Err(first),
-            }
-        }
-        Err(e) => Err(e),
+    let first = match remote.rename(from, to) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if matches!(remote.size(from), Err(RemoteError::NotFound(_))) {
+        tracing::info!("renaming {from} to {to} reported a failure ({first}), but it happened");
+        return Ok(());
+    }
+    if first.breaks_session() {
+        return Err(first);
+    }
+    tracing::debug!("renaming {from} over {to} was refused ({first}); deleting {to} first");
+    match remote.delete(to) {
+        Ok(()) | Err(RemoteError::NotFound(_)) => remote.rename(from, to),
+        Err(_) => Err(first),
     }
 }
 

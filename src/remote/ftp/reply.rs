@@ -87,7 +87,9 @@ pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
         550 | 553 if lower.contains("denied") || lower.contains("permission") || lower.contains("not allowed") => {
             RemoteError::PermissionDenied(msg(""))
         }
-        550 | 450 => RemoteError::NotFound(msg("")),
+        // "File unavailable (busy)": not an answer about existence, and worth a second try.
+        450 => RemoteError::Connection(msg("The server says the file is busy or unavailable for now")),
+        550 => RemoteError::NotFound(msg("")),
         553 => RemoteError::PermissionDenied(msg("The server does not allow this name")),
         500 if lower.contains("too long") => {
             RemoteError::NameTooLong(msg("The path is too long for the server; use shorter names or fewer levels"))

@@ -48,6 +48,9 @@ pub struct Endpoint {
     pub io_timeout: Duration,
     /// How long operations keep reconnecting through an outage (`--reconnect-timeout`).
     pub reconnect_for: Duration,
+    /// Set once a session has logged in here: a greeting that does not come is then a stuck
+    /// server, not a port that speaks implicit TLS, and is not worth a probe (a second wait).
+    pub greeted_before: Arc<AtomicBool>,
     /// The charset of file names on the server (`--encoding`).
     pub charset: Charset,
 }
@@ -203,6 +206,7 @@ impl FtpSession {
         let mut s = FtpSession::new(connect_secured(ep)?);
         s.login(ep)?;
         s.setup(ep, features)?;
+        ep.greeted_before.store(true, Ordering::Relaxed);
         Ok(s)
     }
 
@@ -657,7 +661,7 @@ fn greeting_error(ep: &Endpoint, e: FtpError) -> RemoteError {
         FtpError::ConnectionError(ref io)
             if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
         {
-            if speaks_tls(ep) {
+            if !ep.greeted_before.load(Ordering::Relaxed) && speaks_tls(ep) {
                 RemoteError::Tls(format!(
                     "connected to {} but no FTP greeting arrived within {waited:?}, and the port answers a TLS \
                      handshake: it speaks implicit TLS. Use --tls implicit (or an ftps:// URL with port 990)",
@@ -719,7 +723,9 @@ pub fn connect_implicit(ep: &Endpoint, tls: Arc<SessionTls>, note: DataNote) -> 
     });
     let deadline = ep.connect_timeout + ep.io_timeout;
     let plain_port = |ep: &Endpoint| {
-        plain_greeting(ep).map(|greeting| {
+        // Only a port never seen working may be the wrong kind; probing costs another wait.
+        let probe = !ep.greeted_before.load(Ordering::Relaxed);
+        probe.then(|| plain_greeting(ep)).flatten().map(|greeting| {
             RemoteError::Tls(format!(
                 "implicit TLS with {} failed: this port speaks plain FTP (it greeted with \"{greeting}\") rather than \
                  implicit TLS. Use --tls explicit (an ftps:// URL with this port) for TLS via AUTH TLS, or --tls auto",
