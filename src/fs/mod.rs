@@ -601,6 +601,13 @@ impl Fs {
                 return Err(FsError::IsDir);
             }
         }
+        if existing.is_some() && !mode.truncate {
+            // The kernel took the name for free, but the file is there (a lookup failed, or
+            // another client made it): O_CREAT without O_TRUNC opens it as it is.
+            let ino = self.inodes.lock().get_or_insert(parent, name, true);
+            let fh = self.open(ino, OpenMode { write: true, ..mode })?;
+            return Ok((self.getattr(ino)?, fh));
+        }
         if existing.is_none() {
             self.check_case(&dir, name, None)?;
         }
@@ -1427,6 +1434,19 @@ pub(crate) mod tests {
         fake.remove("d");
         let Err(err) = fs.readdir(d.ino, false) else { panic!("listed a directory the server lacks") };
         assert_eq!(err.errno(), libc::EIO, "{err}");
+    }
+
+    #[test]
+    fn create_without_truncation_of_a_file_that_exists_keeps_its_content() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("f.txt", b"keep me", SystemTime::now());
+        let fs = fs_with(fake.clone());
+        // As `touch` does when its lookup failed: O_CREAT, no O_TRUNC.
+        let (attr, fh) = fs.create(ROOT, "f.txt", OpenMode { write: true, pid: 7, ..Default::default() }, false).unwrap();
+        assert_eq!(attr.size, 7);
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        assert_eq!(fake.file("f.txt").unwrap(), b"keep me");
     }
 
     #[test]
