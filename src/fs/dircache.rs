@@ -192,6 +192,12 @@ impl DirCache {
         }
     }
 
+    /// Records a directory we just created: it is empty, no listing needed.
+    pub fn insert_empty(&self, dir: &str) {
+        let listing = Listing::with_folding(Vec::new(), self.clock.now(), self.folding);
+        self.cache.lock().put(dir.to_string(), Arc::new(listing));
+    }
+
     /// Records that `name` left `dir`; returns the entry it had.
     pub fn remove_entry(&self, dir: &str, name: &str) -> Option<Entry> {
         self.cache.lock().peek_mut(dir).and_then(|listing| Arc::make_mut(listing).remove(name))

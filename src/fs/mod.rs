@@ -916,6 +916,7 @@ impl Fs {
             entry = self.dirs.peek(&dir).and_then(|l| l.get(name).cloned()).unwrap_or(entry);
         }
         // A new directory is empty: no need to ask.
+        self.dirs.insert_empty(&path);
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         Ok(self.attr_of(ino, &path, &entry))
     }
@@ -966,8 +967,14 @@ impl Fs {
         }
         // Ask the server, not the cache: someone may have added files.
         self.dirs.invalidate(&path);
-        if !self.listing(&path)?.entries.is_empty() {
-            return Err(FsError::Remote(RemoteError::NotEmpty(format!("{path} is not empty"))));
+        match self.listing(&path) {
+            Ok(listing) if !listing.entries.is_empty() => {
+                return Err(FsError::Remote(RemoteError::NotEmpty(format!("{path} is not empty"))));
+            }
+            Ok(_) => {}
+            // One that cannot be entered (no x bit) may still be removed: the server decides.
+            Err(FsError::Remote(RemoteError::NotFound(_) | RemoteError::PermissionDenied(_))) => {}
+            Err(e) => return Err(e),
         }
         self.remote.rmdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
         self.dirs.remove_entry(&dir, &entry.name);
@@ -1442,11 +1449,38 @@ pub(crate) mod tests {
         fake.add_file("f.txt", b"keep me", SystemTime::now());
         let fs = fs_with(fake.clone());
         // As `touch` does when its lookup failed: O_CREAT, no O_TRUNC.
-        let (attr, fh) = fs.create(ROOT, "f.txt", OpenMode { write: true, pid: 7, ..Default::default() }, false).unwrap();
+        let (attr, fh) =
+            fs.create(ROOT, "f.txt", OpenMode { write: true, pid: 7, ..Default::default() }, false).unwrap();
         assert_eq!(attr.size, 7);
         fs.flush(fh, 7).unwrap();
         fs.release(fh);
         assert_eq!(fake.file("f.txt").unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn a_file_unlinked_while_open_for_update_can_still_be_read_through_it() {
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("f", b"Hello", SystemTime::now());
+        let fs = fs_with(fake.clone());
+        let f = fs.lookup(ROOT, "f").unwrap();
+        let fh = fs.open(f.ino, OpenMode { read: true, write: true, pid: 7, ..Default::default() }).unwrap();
+        fs.write(fh, 5, b", World!").unwrap();
+        fs.unlink(ROOT, "f").unwrap();
+        assert_eq!(fs.read(fh, 0, 100).unwrap(), b"Hello, World!");
+        fs.flush(fh, 7).unwrap();
+        fs.release(fh);
+        assert!(fake.paths().is_empty(), "not brought back at close: {:?}", fake.paths());
+    }
+
+    #[test]
+    fn a_directory_just_made_is_known_empty_with_two_links() {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        let d = fs.mkdir(ROOT, "d").unwrap();
+        let lists = fake.lists.load(Ordering::SeqCst);
+        assert_eq!(fs.getattr(d.ino).unwrap().nlink, 2);
+        assert!(fs.readdir(d.ino, false).unwrap().is_empty());
+        assert_eq!(fake.lists.load(Ordering::SeqCst), lists, "no listing asked for");
     }
 
     #[test]

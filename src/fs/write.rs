@@ -265,6 +265,11 @@ impl WriteHandle {
         st.dirty = false;
         match std::mem::replace(&mut st.body, Body::Server) {
             Body::Streaming { to, .. } | Body::Failed { to, .. } => Some(to),
+            // Still readable through the descriptors open on it, as on a local filesystem.
+            spooled @ Body::Spooled { kept: None, .. } => {
+                st.body = spooled;
+                None
+            }
             _ => None,
         }
     }
