@@ -303,14 +303,27 @@ unsafe extern "C" {
 }
 
 #[test]
-fn a_connection_killed_mid_upload_fails_the_write_and_loses_nothing() {
+fn a_connection_killed_mid_upload_is_ridden_out_or_reported_and_loses_nothing() {
     let certs = Certs::new();
     let server = tls_server(&certs);
     let old = pseudo_random(1 << 20, 11);
     fs::write(server.root().join("target.bin"), &old).unwrap();
     chown_to_user(server.root());
-    let mount = Mount::of(&server, Some(&certs), &[]);
+    let new: Vec<u8> = pseudo_random(1 << 20, 3).repeat(32);
 
+    // With room in the spool, what was streamed is also kept locally and sent again.
+    let mount = Mount::of(&server, Some(&certs), &[]);
+    let err = write_with_interruption(&mount.path().join("target.bin"), 32 << 20, || {
+        assert!(server.kill_sessions() > 0);
+    });
+    assert!(err.is_none(), "ridden out: {err:?}\n{}", mount.log());
+    assert!(fs::read(server.root().join("target.bin")).unwrap() == new, "every byte of the new content");
+    assert!(mount.log().contains("sent again from a local copy"), "{}", mount.log());
+    drop(mount);
+    fs::write(server.root().join("target.bin"), &old).unwrap();
+
+    // Without room for a local copy, the application hears about it and nothing is lost.
+    let mount = Mount::of(&server, Some(&certs), &["--cache-max-size", "1M"]);
     let err = write_with_interruption(&mount.path().join("target.bin"), 32 << 20, || {
         assert!(server.kill_sessions() > 0);
     });
