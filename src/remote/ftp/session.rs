@@ -627,6 +627,14 @@ pub fn upgrade_explicit(ep: &Endpoint, ftp: Ftp, tls: Arc<SessionTls>, note: Dat
             ep.addr(),
             reply::text(&r)
         ))),
+        Err(e) if ep.tls == TlsMode::Auto => Err(match tls_failure(ep, &tls, e) {
+            RemoteError::Tls(m) => RemoteError::Tls(format!(
+                "{m}. The server accepted AUTH TLS, so the connection is not continued in plain text: \
+                 that would be a downgrade anyone on the path could force. If you accept sending the password \
+                 and files unencrypted to this server, use --tls off (insecure)"
+            )),
+            other => other,
+        }),
         Err(e) => Err(tls_failure(ep, &tls, e)),
     }
 }
