@@ -832,8 +832,6 @@ impl Fs {
                 self.set_times.lock().insert(path.to_string(), t);
                 Ok(())
             }
-            // Documented: without MFMT/MDTM-set the server keeps its own times.
-            Err(RemoteError::Unsupported(_)) => Ok(()),
             // Many servers set times on files only; a directory keeps the server's time.
             Err(e) if self.is_dir(path) => {
                 tracing::debug!("{path}: the server does not set directory times ({e})");

@@ -722,10 +722,30 @@ pub fn replace(remote: &dyn Remote, from: &str, to: &str) -> Result<(), RemoteEr
     if first.breaks_session() {
         return Err(first);
     }
-    tracing::debug!("renaming {from} over {to} was refused ({first}); deleting {to} first");
-    match remote.delete(to) {
-        Ok(()) | Err(RemoteError::NotFound(_)) => remote.rename(from, to),
-        Err(_) => Err(first),
+    // Refused (IIS, FileZilla Server): the old file is moved aside first, not deleted, so a
+    // failure in between puts it back instead of losing it.
+    let aside = temp_name(to);
+    tracing::debug!("renaming {from} over {to} was refused ({first}); moving {to} aside to {aside} first");
+    match remote.rename(to, &aside) {
+        Ok(()) => {}
+        Err(RemoteError::NotFound(_)) => return remote.rename(from, to),
+        Err(_) => return Err(first),
+    }
+    match remote.rename(from, to) {
+        Ok(()) => {
+            if let Err(e) = remote.delete(&aside) {
+                tracing::warn!("{to} was replaced, but its old version {aside} could not be removed: {e}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(back) = remote.rename(&aside, to) {
+                tracing::error!(
+                    "replacing {to} failed ({e}) and its old content could not be put back: it is kept as {aside} ({back})"
+                );
+            }
+            Err(e)
+        }
     }
 }
 

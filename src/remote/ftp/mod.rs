@@ -67,9 +67,50 @@ impl pool::Connector for FtpConnector {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MtimeCommand {
     Mfmt,
-    /// `MDTM YYYYMMDDHHMMSS path` (vsftpd, IIS).
+    /// `MDTM YYYYMMDDHHMMSS path` (vsftpd, IIS); other servers read it as a file name.
     MdtmSet,
+    /// `SITE UTIME YYYYMMDDhhmmss path` (ProFTPD's mod_site_misc).
+    SiteUtime,
+    /// `SITE UTIME path atime mtime ctime UTC` (ProFTPD, and servers following it).
+    SiteUtime5,
     Unsupported,
+}
+
+/// Replies that mean a time was set.
+const MTIME_SET_OK: [suppaftp::Status; 3] =
+    [suppaftp::Status::File, suppaftp::Status::CommandOk, suppaftp::Status::RequestedFileActionOk];
+
+impl MtimeCommand {
+    /// What to try, in order: what FEAT advertises first; commands FEAT cannot show after.
+    fn candidates(features: &Features) -> Vec<MtimeCommand> {
+        let mut all = Vec::new();
+        if features.mfmt {
+            all.push(MtimeCommand::Mfmt);
+        }
+        all.push(MtimeCommand::MdtmSet);
+        all.extend([MtimeCommand::SiteUtime, MtimeCommand::SiteUtime5]);
+        all
+    }
+
+    fn line(self, stamp: &str, path: &str) -> String {
+        match self {
+            MtimeCommand::Mfmt => format!("MFMT {stamp} {path}"),
+            MtimeCommand::MdtmSet => format!("MDTM {stamp} {path}"),
+            MtimeCommand::SiteUtime => format!("SITE UTIME {stamp} {path}"),
+            MtimeCommand::SiteUtime5 => format!("SITE UTIME {path} {stamp} {stamp} {stamp} UTC"),
+            MtimeCommand::Unsupported => unreachable!("never sent"),
+        }
+    }
+}
+
+fn no_time_setting(path: &str) -> RemoteError {
+    RemoteError::Unsupported(format!(
+        "setting the time of {path}: the server offers no way to set modification times (see the log)"
+    ))
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 pub struct FtpRemote {
@@ -379,44 +420,53 @@ impl Remote for FtpRemote {
     fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
         let p = self.server_path(path);
         let stamp = listing::format_ftp_time(time);
-        let known = *self.mtime_command.lock();
-        let candidates: Vec<MtimeCommand> = match known {
-            Some(c) => vec![c],
-            None => {
-                let mfmt = self.pool.checkout()?.features.mfmt;
-                if mfmt { vec![MtimeCommand::Mfmt, MtimeCommand::MdtmSet] } else { vec![MtimeCommand::MdtmSet] }
+        match *self.mtime_command.lock() {
+            Some(MtimeCommand::Unsupported) => return Err(no_time_setting(&p)),
+            Some(cmd) => {
+                return match self.with_session(true, |s| s.command(&cmd.line(&stamp, &p), &MTIME_SET_OK))? {
+                    Ok(_) => Ok(()),
+                    Err((code, text)) => Err(reply_error(&format!("setting the time of {p}"), code, &text)),
+                };
             }
-        };
+            None => {}
+        }
+        let features = self.pool.checkout()?.features.clone();
+        let candidates = MtimeCommand::candidates(&features);
         for cmd in candidates {
-            let line = match cmd {
-                MtimeCommand::Mfmt => format!("MFMT {stamp} {p}"),
-                MtimeCommand::MdtmSet => format!("MDTM {stamp} {p}"),
-                MtimeCommand::Unsupported => break,
-            };
-            let ok = [suppaftp::Status::File, suppaftp::Status::CommandOk, suppaftp::Status::RequestedFileActionOk];
-            match self.with_session(true, |s| s.command(&line, &ok))? {
-                // A server without "MDTM time path" may read it as asking for the time of a
-                // file with an odd name and answer with a time: that is not support.
+            match self.with_session(true, |s| s.command(&cmd.line(&stamp, &p), &MTIME_SET_OK))? {
+                // Read as asking for the time of a file with an odd name, and answered: no.
                 Ok(text) if cmd == MtimeCommand::MdtmSet && listing::parse_mdtm_reply(&text).is_some() => {}
-                Ok(_) => {
-                    if known.is_none() {
+                Ok(text) => {
+                    // Accepted; a form the server does not mean as "set" is caught by reading
+                    // the time back (where it can be read).
+                    let read_back = if features.mdtm { self.mtime(path).ok().flatten() } else { Some(time) };
+                    if read_back.is_some_and(|t| secs(t) == secs(time)) {
                         tracing::debug!("setting modification times with {cmd:?}");
+                        *self.mtime_command.lock() = Some(cmd);
+                        return Ok(());
                     }
-                    *self.mtime_command.lock() = Some(cmd);
-                    return Ok(());
+                    tracing::debug!("{cmd:?} was answered \"{text}\" but did not set the time");
                 }
-                // Only "unknown command" proves the command unsupported; any other refusal
-                // is about this file (a directory, permissions, ...).
                 Err((code, text)) if matches!(code, 500 | 501 | 502 | 504) => {
                     tracing::debug!("{cmd:?} not supported: {text}");
                 }
-                Err((code, text)) => return Err(reply_error(&format!("setting the time of {p}"), code, &text)),
+                // A refusal about this file, or a server that read the command as naming
+                // another file (inetutils answers "MDTM time path" with 550 "no such file"):
+                // the file's own existence tells which.
+                Err((code, text)) => match self.stat(path) {
+                    Ok(Some(_)) => tracing::debug!("{cmd:?} refused for an existing file ({text}); trying another way"),
+                    _ => return Err(reply_error(&format!("setting the time of {p}"), code, &text)),
+                },
             }
         }
         *self.mtime_command.lock() = Some(MtimeCommand::Unsupported);
-        Err(RemoteError::Unsupported(format!(
-            "the server offers no way to set modification times (neither MFMT nor MDTM with a time); {p} keeps the upload time"
-        )))
+        tracing::warn!(
+            "this server cannot set modification times (it takes none of MFMT, MDTM with a time, SITE UTIME): \
+             files keep the time of their upload, so `touch -d`, `cp -p` and `rsync -a` report \
+             \"Operation not supported\", and rsync sends unchanged files again on every run. With rsync, \
+             use --size-only (or --checksum)"
+        );
+        Err(no_time_setting(&p))
     }
 
     fn refuses_name(&self, name: &str) -> Option<String> {
