@@ -15,6 +15,9 @@ use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod servers;
+pub use servers::*;
+
 pub const USER: &str = "ftpmount-test";
 pub const PASSWORD: &str = "Test-Passw0rd";
 
