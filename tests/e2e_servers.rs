@@ -110,7 +110,8 @@ fn server_file(t: &Target, rel: &str, bytes: &[u8], secs: i64) {
     fs::create_dir_all(p.parent().unwrap()).unwrap();
     fs::write(&p, bytes).unwrap();
     set_mtime(&p, secs);
-    chown_to_user(&p);
+    // The directories it made too: the FTP user writes there.
+    chown_to_user(t.root());
 }
 
 /// Transfers that `rsync --itemize-changes` reports (`>f…`, `<f…`, `cd…`), not attribute-only lines.
@@ -270,13 +271,34 @@ const CORE: &[(&str, Check)] = &[
     ("session bound", core_session_bound),
 ];
 
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A check's panic is reported in one line by `compatibility_core`, not with a backtrace;
+/// panics elsewhere (other tests run in parallel) are printed as usual.
+fn quiet_panics_in_checks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                default(info)
+            }
+        }));
+    });
+}
+
 /// Runs every check of the core against one server (each with its own mount), reports each
 /// result, and fails if any failed.
 fn compatibility_core(name: &str, make: fn() -> Target) {
+    quiet_panics_in_checks();
     let t = make();
     let mut failed = Vec::new();
     for (check, f) in CORE {
+        QUIET.with(|q| q.set(true));
         let result = catch_unwind(AssertUnwindSafe(|| f(&t)));
+        QUIET.with(|q| q.set(false));
         match result {
             Ok(()) => eprintln!("[{name}] {check}: ok"),
             Err(e) => {
