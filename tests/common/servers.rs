@@ -163,22 +163,25 @@ impl PureFtpd {
             let out = Command::new("id").args([flag, USER]).output().unwrap();
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         };
-        let mut pw = Command::new(pure_pw)
-            .args(["useradd", USER, "-u", &id("-u"), "-g", &id("-g"), "-d"])
-            .arg(root.path())
+        // A SHA-512 crypt hash, as in /etc/shadow: `pure-pw useradd` would hash with argon2id
+        // at a cost that takes seconds per login on a busy test machine.
+        let hash = Command::new("openssl").args(["passwd", "-6", "-salt", "ftpmounttest", PASSWORD]).output().unwrap();
+        let line = format!(
+            "{USER}:{}:{}:{}::{}/./::::::::::::\n",
+            String::from_utf8(hash.stdout).unwrap().trim(),
+            id("-u"),
+            id("-g"),
+            root.path().display()
+        );
+        fs::write(d.join("pureftpd.passwd"), line).unwrap();
+        let ok = Command::new(pure_pw)
+            .arg("mkdb")
+            .arg(d.join("pureftpd.pdb"))
             .arg("-f")
             .arg(d.join("pureftpd.passwd"))
-            .arg("-F")
-            .arg(d.join("pureftpd.pdb"))
-            .arg("-m")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .status()
             .unwrap();
-        use std::io::Write;
-        write!(pw.stdin.take().unwrap(), "{PASSWORD}\n{PASSWORD}\n").unwrap();
-        assert!(pw.wait().unwrap().success(), "pure-pw useradd failed");
+        assert!(ok.success(), "pure-pw mkdb failed");
         let port = free_port();
         let (pasv_min, pasv_max) = port_range(40);
         let mut cmd = Command::new(bin);
