@@ -664,3 +664,27 @@ fn quirk7_tls_auto_with_a_broken_handshake_names_the_downgrade_and_tls_off() {
         failure.stderr.trim()
     );
 }
+
+/// Quirk 6, safety: replacing onto a server that refuses rename-over must not delete the old
+/// file before the new one is in place. The fault: the step after a DELE of the target (an
+/// RNTO onto its name) fails once, as if the connection broke between the two. The file must
+/// still be there afterwards, with its old content (the save failed) or the new one.
+#[test]
+fn quirk6_replace_on_a_server_refusing_rename_over_keeps_the_old_content_on_failure() {
+    let t = Target {
+        links: false,
+        ..plain(iis_like(TempDir::new("root"), None, &["--fail-rnto-after-dele"]))
+    };
+    server_file(&t, "notes.txt", b"old notes\n", 1_650_000_000);
+    let m = t.mount(&[]);
+    let tmp = m.path().join(".notes.txt.swp");
+    fs::write(&tmp, b"new notes\n").unwrap();
+    let save = fs::rename(&tmp, m.path().join("notes.txt"));
+    drop(m);
+    let on_server = fs::read(t.root().join("notes.txt"));
+    assert!(
+        matches!(&on_server, Ok(b) if b == b"old notes\n" || b == b"new notes\n"),
+        "rename over notes.txt: {save:?}; the server's notes.txt afterwards: {:?}",
+        on_server.map(|b| String::from_utf8_lossy(&b).to_string())
+    );
+}

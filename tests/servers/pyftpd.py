@@ -137,12 +137,15 @@ class DosListingFS(AbstractedFS):
             yield line.encode("utf8", self.cmd_channel.unicode_errors)
 
 
-def iis_like(base, dos_listing, refuse_rename_over, utc_mdtm):
+def iis_like(base, dos_listing, refuse_rename_over, utc_mdtm, fail_rnto_after_dele=False):
     """A handler that behaves like Microsoft's FTP server (or FileZilla Server) where asked:
     DOS listings and no MLSD/MLST (so none in FEAT), and RNTO onto an existing name refused
-    with 550; with utc_mdtm, MDTM in UTC while LIST shows local time."""
+    with 550; with utc_mdtm, MDTM in UTC while LIST shows local time. With
+    fail_rnto_after_dele, an RNTO onto a name that was just deleted fails once (a failure
+    between the two steps of an unsafe replace: delete the old file, rename the new one)."""
 
     class IisLike(base):
+        deleted = set()
         if dos_listing:
             proto_cmds = {k: v for k, v in base.proto_cmds.items() if k not in ("MLSD", "MLST")}
 
@@ -156,7 +159,19 @@ def iis_like(base, dos_listing, refuse_rename_over, utc_mdtm):
                     self.use_gmt_times = saved
             return super().ftp_MDTM(path)
 
+        def ftp_DELE(self, path):
+            if fail_rnto_after_dele:
+                IisLike.deleted.add(path)
+            return super().ftp_DELE(path)
+
         def ftp_RNTO(self, path):
+            if path in IisLike.deleted:
+                # The fault: the link breaks between removing a file and renaming onto its name.
+                IisLike.deleted.discard(path)
+                self._rnfr = None
+                logging.warning("failed RNTO onto %s right after DELE of it", path)
+                self.respond("550 Simulated failure between DELE and RNTO.")
+                return
             if refuse_rename_over and self._rnfr and os.path.lexists(path):
                 self._rnfr = None
                 self.respond("550 Cannot create a file when that file already exists.")
@@ -220,6 +235,8 @@ def main():
                    help="+HH:MM: LIST and MDTM show times in this zone, without a marker")
     p.add_argument("--utc-mdtm", action="store_true",
                    help="with --local-time-offset: MDTM stays in UTC (as IIS), only LIST is local")
+    p.add_argument("--fail-rnto-after-dele", action="store_true",
+                   help="fail (550, once) an RNTO onto a name that was just deleted")
     p.add_argument("--auth-tls-then-fail", action="store_true",
                    help="offer and accept AUTH TLS, then fail the handshake")
     args = p.parse_args()
@@ -248,8 +265,9 @@ def main():
         handler = endless_size_reply(handler)
     if args.refuse_while:
         handler = refusing_while(handler, args.refuse_while)
-    if args.dos_listing or args.refuse_rename_over or args.utc_mdtm:
-        handler = iis_like(handler, args.dos_listing, args.refuse_rename_over, args.utc_mdtm)
+    if args.dos_listing or args.refuse_rename_over or args.utc_mdtm or args.fail_rnto_after_dele:
+        handler = iis_like(handler, args.dos_listing, args.refuse_rename_over, args.utc_mdtm,
+                           args.fail_rnto_after_dele)
     if args.dos_listing:
         handler.abstracted_fs = DosListingFS
     if args.local_time_offset:
