@@ -688,3 +688,30 @@ fn quirk6_replace_on_a_server_refusing_rename_over_keeps_the_old_content_on_fail
         on_server.map(|b| String::from_utf8_lossy(&b).to_string())
     );
 }
+
+/// Quirk 1, `check`: it passed against ProFTPD with TLS 1.3 and default TLSOptions while
+/// uploads failed. Its data-connection stage must meet the refusal (several data connections
+/// in a row), and its server profile must say what the server needs for TLS resumption on
+/// data connections (and what ftpmount does about it).
+#[test]
+fn quirk1_check_on_proftpd_tls13_reports_the_session_reuse_requirement() {
+    let certs = Certs::new();
+    let server = Proftpd::start(TempDir::new("root"), Tls::Explicit, Some(certs.pair("server")), "");
+    let out = Command::new(bin())
+        .arg("check")
+        .arg(server.url())
+        .args(["--ca-file", certs.ca().to_str().unwrap()])
+        .env("FTPMOUNT_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    let about_reuse: Vec<&str> =
+        said.lines().filter(|l| { let l = l.to_lowercase(); l.contains("reuse") || l.contains("resum") }).collect();
+    assert!(
+        !about_reuse.is_empty(),
+        "check (rc {:?}) says nothing about TLS session reuse/resumption on data connections:\n{}\nProFTPD TLS log: {}",
+        out.status.code(),
+        said.trim(),
+        server.tls_log().lines().filter(|l| l.contains("did not reuse")).take(2).collect::<Vec<_>>().join("\n")
+    );
+}
