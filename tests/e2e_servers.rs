@@ -116,7 +116,11 @@ fn server_file(t: &Target, rel: &str, bytes: &[u8], secs: i64) {
 
 /// Transfers that `rsync --itemize-changes` reports (`>f…`, `<f…`, `cd…`), not attribute-only lines.
 fn transfers(itemized: &str) -> Vec<String> {
-    itemized.lines().filter(|l| l.starts_with('>') || l.starts_with('<') || l.starts_with('c')).map(String::from).collect()
+    itemized
+        .lines()
+        .filter(|l| l.starts_with('>') || l.starts_with('<') || l.starts_with('c'))
+        .map(String::from)
+        .collect()
 }
 
 // ---------------------------------------------------------------- the compatibility core
@@ -247,7 +251,9 @@ fn core_session_bound(t: &Target) {
     let m = t.mount(&["--max-connections", "3"]);
     let mut counter = SessionCounter::start(t.server.port());
     let cats: Vec<_> = (0..8)
-        .map(|i| Command::new("cat").arg(m.path().join(format!("bound/f{i}.bin"))).stdout(Stdio::null()).spawn().unwrap())
+        .map(|i| {
+            Command::new("cat").arg(m.path().join(format!("bound/f{i}.bin"))).stdout(Stdio::null()).spawn().unwrap()
+        })
         .collect();
     for mut c in cats {
         assert!(c.wait().unwrap().success(), "cat failed: {}", m.log());
@@ -411,7 +417,8 @@ impl SessionsOpened {
                     for line in BufReader::new(f).lines().skip(1).map_while(Result::ok) {
                         let cols: Vec<&str> = line.split_whitespace().collect();
                         let remote = cols.get(2).and_then(|a| a.rsplit(':').next());
-                        if remote.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port) && cols.get(3) == Some(&"01")
+                        if remote.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                            && cols.get(3) == Some(&"01")
                         {
                             seen2.lock().unwrap().insert(cols[1].to_string());
                         }
@@ -671,10 +678,7 @@ fn quirk7_tls_auto_with_a_broken_handshake_names_the_downgrade_and_tls_off() {
 /// still be there afterwards, with its old content (the save failed) or the new one.
 #[test]
 fn quirk6_replace_on_a_server_refusing_rename_over_keeps_the_old_content_on_failure() {
-    let t = Target {
-        links: false,
-        ..plain(iis_like(TempDir::new("root"), None, &["--fail-rnto-after-dele"]))
-    };
+    let t = Target { links: false, ..plain(iis_like(TempDir::new("root"), None, &["--fail-rnto-after-dele"])) };
     server_file(&t, "notes.txt", b"old notes\n", 1_650_000_000);
     let m = t.mount(&[]);
     let tmp = m.path().join(".notes.txt.swp");
@@ -705,8 +709,13 @@ fn quirk1_check_on_proftpd_tls13_reports_the_session_reuse_requirement() {
         .output()
         .unwrap();
     let said = text(&out);
-    let about_reuse: Vec<&str> =
-        said.lines().filter(|l| { let l = l.to_lowercase(); l.contains("reuse") || l.contains("resum") }).collect();
+    let about_reuse: Vec<&str> = said
+        .lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains("reuse") || l.contains("resum")
+        })
+        .collect();
     assert!(
         !about_reuse.is_empty(),
         "check (rc {:?}) says nothing about TLS session reuse/resumption on data connections:\n{}\nProFTPD TLS log: {}",
@@ -714,4 +723,17 @@ fn quirk1_check_on_proftpd_tls13_reports_the_session_reuse_requirement() {
         said.trim(),
         server.tls_log().lines().filter(|l| l.contains("did not reuse")).take(2).collect::<Vec<_>>().join("\n")
     );
+}
+
+/// Pure-FTPd without TLS (`-Y 0`) still lists `AUTH TLS` in FEAT and answers `AUTH TLS` with
+/// `500 This security scheme is not implemented`: `--tls auto` (the default for ftp://) goes
+/// on in plain text, with its warning, as for any server without TLS.
+#[test]
+fn pure_ftpd_advertising_auth_tls_it_refuses_mounts_with_tls_auto() {
+    let server = PureFtpd::start(TempDir::new("root"), Tls::Off, None, &[]);
+    let m = Mount::start(&server.url(), &["--tls", "auto"]).unwrap_or_else(|f| panic!("mount failed: {}", f.stderr));
+    fs::write(m.path().join("plain.txt"), b"plain\n").unwrap();
+    assert!(m.log().contains("unencrypted"), "{}", m.log());
+    drop(m);
+    assert_eq!(fs::read(server.root().join("plain.txt")).unwrap(), b"plain\n");
 }
