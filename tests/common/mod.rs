@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod servers;
+#[allow(unused_imports)] // only tests/e2e_servers.rs uses them
 pub use servers::*;
 
 pub const USER: &str = "ftpmount-test";
