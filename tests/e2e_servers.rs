@@ -634,6 +634,29 @@ fn quirk5_iis_like_in_utc_plus_0530_times_match_with_server_timezone() {
     times_match_in_plus_0530(&t, &["--server-timezone", "+05:30"]);
 }
 
+/// Quirk 5 on a legacy server: inetutils-ftpd in UTC+05:30 lists local times (no MLSD);
+/// its MDTM is in UTC. No MFMT, so nothing is set: only what the server shows is compared.
+#[test]
+fn quirk5_inetutils_in_utc_plus_0530_times_match() {
+    let t = Target { set_times: false, ..plain(Inetutils::start_in_zone(TempDir::new("root"), Some("LOC-05:30"))) };
+    // A day ago: recent enough for LIST to show hours and minutes (older entries show the year).
+    let when = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 86_400;
+    server_file(&t, "tz/file.txt", b"tz", when);
+    let dir = t.root().join("tz/sub");
+    fs::create_dir_all(&dir).unwrap();
+    chown_to_user(&dir);
+    set_mtime(&dir, when);
+    let m = t.mount(&[]);
+    let file = mtime(&m.path().join("tz/file.txt"));
+    let sub = mtime(&m.path().join("tz/sub"));
+    assert!(
+        file == when && (sub - when).abs() < 60,
+        "file: mount shows {file} (off by {}s); dir: mount shows {sub} (off by {}s); the server has {when} for both",
+        file - when,
+        sub - when
+    );
+}
+
 /// Quirk 6: the IIS-like server refuses RNTO onto an existing name: an editor's save and
 /// rsync's temp-file-then-rename still work, and the old content survives until the new
 /// content is in place.

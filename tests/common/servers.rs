@@ -248,6 +248,12 @@ pub struct Inetutils {
 
 impl Inetutils {
     pub fn start(root: TempDir) -> Inetutils {
+        Self::start_in_zone(root, None)
+    }
+
+    /// With `tz` (a POSIX TZ, e.g. `LOC-05:30` for UTC+05:30), ftpd runs in that zone: its
+    /// LIST shows local times without a marker, as a server whose clock is set to local time.
+    pub fn start_in_zone(root: TempDir, tz: Option<&str>) -> Inetutils {
         ensure_user();
         chown_to_user(root.path());
         let ftpd = extracted("inetutils/usr/sbin/ftpd");
@@ -255,7 +261,11 @@ impl Inetutils {
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/inetd.py");
         let log = dir.path().join("inetd.log");
-        let mut child = Command::new("python3")
+        let mut cmd = Command::new("python3");
+        if let Some(tz) = tz {
+            cmd.env("TZ", tz);
+        }
+        let mut child = cmd
             .arg(script)
             .args(["--port", &port.to_string(), "--"])
             .arg(ftpd)
