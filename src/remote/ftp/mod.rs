@@ -194,6 +194,33 @@ impl FtpRemote {
         }
     }
 
+    /// MLSD names symbolic links without their targets (ProFTPD `type=OS.unix=symlink`,
+    /// Pure-FTPd `type=OS.unix=slink:`); the directory's Unix listing shows them. One more
+    /// listing, only for directories that hold such links.
+    fn fill_link_targets(&self, dir: &str, entries: &mut [ListEntry]) {
+        let missing = |e: &ListEntry| matches!(e.kind, EntryKind::Symlink { target: None });
+        if !entries.iter().any(missing) {
+            return;
+        }
+        let what = format!("listing {dir} for link targets");
+        let lines = match self.with_session(true, |s| s.unix_list_lines(dir, &what)) {
+            Ok(lines) => lines,
+            Err(e) => return tracing::debug!("{e}"),
+        };
+        let targets: std::collections::HashMap<String, String> = parse_listing(dir, &lines, false)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Symlink { target: Some(t) } => Some((e.name, t)),
+                _ => None,
+            })
+            .collect();
+        for e in entries.iter_mut().filter(|e| missing(e)) {
+            if let Some(t) = targets.get(&e.name) {
+                e.kind = EntryKind::Symlink { target: Some(t.clone()) };
+            }
+        }
+    }
+
     /// Asks for exact times of the entries whose listing time is coarser than a second,
     /// spreading the MDTM requests over a few sessions.
     fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry]) -> Result<()> {
@@ -340,6 +367,7 @@ impl Remote for FtpRemote {
         if features.mdtm {
             self.fill_exact_times(&path, &mut entries)?;
         }
+        self.fill_link_targets(&path, &mut entries);
         for e in &mut entries {
             if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {
                 if let Some(rel) = relative_link(&self.base, &path, t) {
@@ -450,13 +478,21 @@ impl Remote for FtpRemote {
                 Err((code, text)) if matches!(code, 500 | 501 | 502 | 504) => {
                     tracing::debug!("{cmd:?} not supported: {text}");
                 }
-                // A refusal about this file, or a server that read the command as naming
-                // another file (inetutils answers "MDTM time path" with 550 "no such file"):
-                // the file's own existence tells which.
-                Err((code, text)) => match self.stat(path) {
-                    Ok(Some(_)) => tracing::debug!("{cmd:?} refused for an existing file ({text}); trying another way"),
-                    _ => return Err(reply_error(&format!("setting the time of {p}"), code, &text)),
-                },
+                // A refusal about this file (a directory, permissions), or a server that read
+                // the command as naming another file (inetutils answers "MDTM time path" with
+                // 550 "no such file"). Only an existing file refused a form FEAT did not
+                // promise shows the second; otherwise nothing is learnt from it.
+                Err((code, text)) => {
+                    let advertised = cmd == MtimeCommand::Mfmt;
+                    let is_file = || {
+                        matches!(self.stat(path), Ok(Some(_)))
+                            && !self.with_session(true, |s| s.is_dir(&p)).unwrap_or(true)
+                    };
+                    if advertised || !is_file() {
+                        return Err(reply_error(&format!("setting the time of {p}"), code, &text));
+                    }
+                    tracing::debug!("{cmd:?} refused for an existing file ({text}); trying another way");
+                }
             }
         }
         *self.mtime_command.lock() = Some(MtimeCommand::Unsupported);

@@ -322,6 +322,15 @@ impl FtpSession {
         let _ = self.ftp.get_ref().shutdown(std::net::Shutdown::Both);
     }
 
+    /// Whether `path` is a directory one can change into.
+    pub fn is_dir(&mut self, path: &str) -> Result<bool> {
+        match self.cwd(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.breaks_session() => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
     fn cwd(&mut self, dir: &str) -> Result<()> {
         if self.cwd.as_deref() == Some(dir) {
             return Ok(());
@@ -340,6 +349,13 @@ impl FtpSession {
             let listing = self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?;
             return self.read_listing(listing, &what);
         }
+        self.unix_list_lines(dir, &what)
+    }
+
+    /// The raw `LIST -a` (or `LIST`) lines of `dir`, also where MLSD is offered: Unix listings
+    /// show symbolic links' targets (`name -> target`), which MLSD does not.
+    pub fn unix_list_lines(&mut self, dir: &str, what: &str) -> Result<Vec<String>> {
+        let what = what.to_string();
         self.cwd(dir)?;
         if self.features.list_dash_a.load(Ordering::Relaxed) {
             match self.listing("LIST -a") {
