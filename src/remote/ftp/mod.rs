@@ -758,6 +758,14 @@ impl Drop for FtpReadStream {
         match transfer.finish() {
             Ok(()) => {}
             Err(suppaftp::FtpError::UnexpectedResponse(r)) if matches!(reply::code(&r), 426 | 451 | 450) => {}
+            // Pure-FTPd ends a download closed early with "150 … (measured here)" and nothing
+            // after it. A NOOP answered with 200 proves the session is in step.
+            Err(suppaftp::FtpError::UnexpectedResponse(r)) if (100..200).contains(&reply::code(&r)) => {
+                if self.lease.noop() != Health::Alive {
+                    tracing::debug!("a download closed early ended with \"{}\" and the session fell out of step", reply::text(&r));
+                    self.lease.mark_broken();
+                }
+            }
             Err(e) => {
                 tracing::debug!("ending a download left the session unusable: {e}");
                 self.lease.mark_broken();
