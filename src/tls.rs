@@ -459,7 +459,35 @@ impl ClientSessionStore for SessionStore {
 #[derive(Debug)]
 pub struct TlsClient {
     base: ClientConfig,
+    /// The same, TLS 1.2 only: for servers whose TLS 1.3 sessions cannot be resumed often
+    /// enough (see [`TicketShortage`]). `None` when `base` is TLS 1.2 only already.
+    base_tls12: Option<ClientConfig>,
     verifier: Arc<Verifier>,
+    shortage: Arc<TicketShortage>,
+}
+
+/// Set once a TLS 1.3 data connection had no ticket left to resume the control session with.
+/// rustls spends a ticket per resumption, and some servers hand out one or two per session
+/// and none on data connections (ProFTPD's mod_tls), while demanding that every data
+/// connection resume the control session. TLS 1.2 sessions resume any number of times, so
+/// from then on new sessions use TLS 1.2.
+#[derive(Debug, Default)]
+struct TicketShortage(std::sync::atomic::AtomicBool);
+
+impl TicketShortage {
+    fn note(&self) {
+        if !self.0.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "the server gave no TLS 1.3 ticket to resume the control session on another data connection \
+                 (servers such as ProFTPD hand out one per session, and refuse data connections that do not \
+                 resume it); new sessions use TLS 1.2, whose sessions resume any number of times"
+            );
+        }
+    }
+
+    fn noted(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl TlsClient {
@@ -497,13 +525,18 @@ impl TlsClient {
             Some(TlsVersion::Tls12) => &[&rustls::version::TLS12],
             _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
         };
-        let base = ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
-            .with_protocol_versions(versions)
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
-        Ok(TlsClient { base, verifier })
+        let config = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+            ClientConfig::builder_with_provider(provider.clone() as Arc<CryptoProvider>)
+                .with_protocol_versions(versions)
+                .map_err(|e| TlsError::Config(e.to_string()))
+                .map(|b| b.dangerous().with_custom_certificate_verifier(verifier.clone()).with_no_client_auth())
+        };
+        let base = config(versions)?;
+        let base_tls12 = match versions.len() {
+            1 => None,
+            _ => Some(config(&[&rustls::version::TLS12])?),
+        };
+        Ok(TlsClient { base, base_tls12, verifier, shortage: Default::default() })
     }
 
     /// Handshake on a fresh control connection. The returned [`DataTls`] resumes this
@@ -511,15 +544,26 @@ impl TlsClient {
     pub fn connect_control(&self, host: &str, tcp: TcpStream) -> Result<(TlsStream, DataTls), TlsError> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| TlsError::Config(format!("'{host}' is not a valid host name for TLS")))?;
-        let mut config = self.base.clone();
+        let mut config = match &self.base_tls12 {
+            Some(tls12) if self.shortage.noted() => tls12.clone(),
+            _ => self.base.clone(),
+        };
         let store = Arc::new(SessionStore::default());
         config.resumption = Resumption::store(store.clone());
-        let data = DataTls { config: Arc::new(config), name, verifier: self.verifier.clone(), store };
+        let data = DataTls {
+            config: Arc::new(config),
+            name,
+            verifier: self.verifier.clone(),
+            store,
+            shortage: self.shortage.clone(),
+            version: None,
+        };
         let mut tcp = tcp;
         let started = data.start(&mut tcp)?;
         let mut stream = data.handshake(started.0, tcp)?;
         // The control connection's tickets arrive with its next reply; no need to wait here.
         stream.store = None;
+        let data = DataTls { version: stream.protocol_version(), ..data };
         Ok((stream, data))
     }
 }
@@ -554,6 +598,9 @@ pub struct DataTls {
     name: ServerName<'static>,
     verifier: Arc<Verifier>,
     store: Arc<SessionStore>,
+    shortage: Arc<TicketShortage>,
+    /// The control connection's protocol.
+    version: Option<TlsVersion>,
 }
 
 /// A data connection's handshake whose ClientHello is already sent.
@@ -576,6 +623,9 @@ impl DataTls {
     /// transfer command: the server reads it when it takes the connection, and its answer
     /// comes with the transfer's "150", a round trip earlier than a handshake begun after it.
     pub fn start(&self, tcp: &mut TcpStream) -> Result<StartedHandshake, TlsError> {
+        if self.version == Some(TlsVersion::Tls13) && self.store.tls13.lock().is_empty() {
+            self.shortage.note();
+        }
         let mut conn = ClientConnection::new(self.config.clone(), self.name.clone())
             .map_err(|e| TlsError::Handshake(format!("starting TLS: {e}")))?;
         *self.verifier.last_refusal.lock() = None;
