@@ -539,6 +539,12 @@ impl TlsClient {
         Ok(TlsClient { base, base_tls12, verifier, shortage: Default::default() })
     }
 
+    /// Whether TLS 1.3 data connections ran out of tickets to resume with (new sessions then
+    /// use TLS 1.2; see [`TicketShortage`]).
+    pub fn tls13_tickets_ran_out(&self) -> bool {
+        self.shortage.noted()
+    }
+
     /// Handshake on a fresh control connection. The returned [`DataTls`] resumes this
     /// session on the session's data connections.
     pub fn connect_control(&self, host: &str, tcp: TcpStream) -> Result<(TlsStream, DataTls), TlsError> {

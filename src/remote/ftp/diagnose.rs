@@ -233,7 +233,30 @@ fn data_channel(s: &mut FtpSession, base: &str, writable: bool, emit: &mut dyn F
             Err(e) => return emit(Stage::fail("data channel", e)),
         }
     }
-    let details: Vec<String> = s.data_note.lock().clone().into_iter().collect();
+    let mut details: Vec<String> = s.data_note.lock().clone().into_iter().collect();
+    if let Some(tls) = s.tls.clone() {
+        // Every data connection must resume the control session's TLS session on strict
+        // servers; with TLS 1.3 that takes a ticket each. A few more show whether they last.
+        for _ in 0..2 {
+            if let Err(e) = s.list_lines(&dir) {
+                if !tls.tls13_tickets_ran_out() {
+                    return emit(Stage::fail("data channel", e));
+                }
+            }
+        }
+        if tls.tls13_tickets_ran_out() {
+            status = Status::Warn;
+            details.push(
+                "TLS 1.3 data connections cannot keep resuming the control session here: the server hands out \
+                 too few session tickets, and strict servers (ProFTPD's default TLSOptions) refuse a data \
+                 connection that does not resume it. The mount notices this by itself and uses TLS 1.2 for \
+                 this server (or pass --tls-max-version 1.2)"
+                    .to_string(),
+            );
+        } else {
+            details.push("data connections resume the control connection's TLS session".to_string());
+        }
+    }
     emit(Stage { stage: "data channel", status, message, details })
 }
 

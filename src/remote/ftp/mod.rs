@@ -762,7 +762,10 @@ impl Drop for FtpReadStream {
             // after it. A NOOP answered with 200 proves the session is in step.
             Err(suppaftp::FtpError::UnexpectedResponse(r)) if (100..200).contains(&reply::code(&r)) => {
                 if self.lease.noop() != Health::Alive {
-                    tracing::debug!("a download closed early ended with \"{}\" and the session fell out of step", reply::text(&r));
+                    tracing::debug!(
+                        "a download closed early ended with \"{}\" and the session fell out of step",
+                        reply::text(&r)
+                    );
                     self.lease.mark_broken();
                 }
             }

@@ -65,6 +65,11 @@ impl SessionTls {
         }
     }
 
+    /// See [`TlsClient::tls13_tickets_ran_out`].
+    pub fn tls13_tickets_ran_out(&self) -> bool {
+        self.client.tls13_tickets_ran_out()
+    }
+
     /// The detailed error behind the last `SecureError` suppaftp reported, if any.
     pub fn take_error(&self) -> Option<tls::TlsError> {
         self.last_error.lock().take()
