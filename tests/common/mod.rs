@@ -15,6 +15,10 @@ use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod servers;
+#[allow(unused_imports)] // only tests/e2e_servers.rs uses them
+pub use servers::*;
+
 pub const USER: &str = "ftpmount-test";
 pub const PASSWORD: &str = "Test-Passw0rd";
 

@@ -5,8 +5,12 @@
 import argparse
 import logging
 import os
+import re
+import stat
+import time
 
 from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
@@ -111,6 +115,100 @@ def refusing_while(base, flag):
     return Refusing
 
 
+class DosListingFS(AbstractedFS):
+    """LIST in the DOS/IIS format: `MM-DD-YY  HH:MMAM       <DIR>          name` for
+    directories, `MM-DD-YY  HH:MMAM             size name` for files, in the server's clock
+    (local time when use_gmt_times is off), with no seconds, no owner and no links."""
+
+    def format_list(self, basedir, listing, ignore_err=True):
+        timefunc = time.gmtime if self.cmd_channel.use_gmt_times else time.localtime
+        for basename in listing:
+            try:
+                st = self.stat(os.path.join(basedir, basename))
+            except OSError:
+                if ignore_err:
+                    continue
+                raise
+            when = time.strftime("%m-%d-%y  %I:%M%p", timefunc(st.st_mtime))
+            if stat.S_ISDIR(st.st_mode):
+                line = "%s       <DIR>          %s\r\n" % (when, basename)
+            else:
+                line = "%s %20d %s\r\n" % (when, st.st_size, basename)
+            yield line.encode("utf8", self.cmd_channel.unicode_errors)
+
+
+def iis_like(base, dos_listing, refuse_rename_over, utc_mdtm, fail_rnto_after_dele=False):
+    """A handler that behaves like Microsoft's FTP server (or FileZilla Server) where asked:
+    DOS listings and no MLSD/MLST (so none in FEAT), and RNTO onto an existing name refused
+    with 550; with utc_mdtm, MDTM in UTC while LIST shows local time. With
+    fail_rnto_after_dele, an RNTO onto a name that was just deleted fails once (a failure
+    between the two steps of an unsafe replace: delete the old file, rename the new one)."""
+
+    class IisLike(base):
+        deleted = set()
+        if dos_listing:
+            proto_cmds = {k: v for k, v in base.proto_cmds.items() if k not in ("MLSD", "MLST")}
+
+        def ftp_MDTM(self, path):
+            if utc_mdtm:
+                # IIS answers MDTM in UTC (RFC 3659) even where its LIST shows local time.
+                saved, self.use_gmt_times = self.use_gmt_times, True
+                try:
+                    return super().ftp_MDTM(path)
+                finally:
+                    self.use_gmt_times = saved
+            return super().ftp_MDTM(path)
+
+        def ftp_DELE(self, path):
+            if fail_rnto_after_dele:
+                IisLike.deleted.add(path)
+            return super().ftp_DELE(path)
+
+        def ftp_RNTO(self, path):
+            if path in IisLike.deleted:
+                # The fault: the link breaks between removing a file and renaming onto its name.
+                IisLike.deleted.discard(path)
+                self._rnfr = None
+                logging.warning("failed RNTO onto %s right after DELE of it", path)
+                self.respond("550 Simulated failure between DELE and RNTO.")
+                return
+            if refuse_rename_over and self._rnfr and os.path.lexists(path):
+                self._rnfr = None
+                self.respond("550 Cannot create a file when that file already exists.")
+                return
+            return super().ftp_RNTO(path)
+
+    return IisLike
+
+
+def auth_tls_then_fail(base):
+    """A plain server that offers AUTH TLS, accepts it with 234, and then breaks the TLS
+    handshake (answers the ClientHello with bytes that are not TLS): TLS is broken on this
+    server, and only going on in plain text would work."""
+
+    class Broken(base):
+        proto_cmds = dict(base.proto_cmds)
+        proto_cmds["AUTH"] = dict(perm=None, auth=False, arg=True, help="Syntax: AUTH <SP> TLS|SSL.")
+        _extra_feats = list(getattr(base, "_extra_feats", [])) + ["AUTH TLS", "PBSZ", "PROT"]
+
+        def ftp_AUTH(self, line):
+            self.respond("234 AUTH %s successful." % line.upper())
+            self.push("220 this is not a TLS ServerHello\r\n")
+            self.close_when_done()
+
+    return Broken
+
+
+def set_clock_offset(offset):
+    """Run this server in a zone `+HH:MM` east of UTC, with no zone marker in its times."""
+    m = re.fullmatch(r"([+-])(\d\d):(\d\d)", offset)
+    if not m:
+        raise SystemExit("--local-time-offset wants +HH:MM or -HH:MM")
+    # POSIX TZ counts west of UTC: +05:30 is "LOC-05:30".
+    os.environ["TZ"] = "LOC%s%s:%s" % ("-" if m.group(1) == "+" else "+", m.group(2), m.group(3))
+    time.tzset()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -129,6 +227,18 @@ def main():
     p.add_argument("--cut-listing-once", help="break off the first listing of this directory halfway")
     p.add_argument("--endless-size-reply", action="store_true", help="answer SIZE with a line that never ends")
     p.add_argument("--refuse-while", help="while this file exists, refuse (421) all sessions but one per client")
+    p.add_argument("--dos-listing", action="store_true",
+                   help="LIST in DOS/IIS format, and no MLSD/MLST (as Microsoft's FTP server)")
+    p.add_argument("--refuse-rename-over", action="store_true",
+                   help="refuse (550) RNTO onto an existing name (as IIS and FileZilla Server)")
+    p.add_argument("--local-time-offset",
+                   help="+HH:MM: LIST and MDTM show times in this zone, without a marker")
+    p.add_argument("--utc-mdtm", action="store_true",
+                   help="with --local-time-offset: MDTM stays in UTC (as IIS), only LIST is local")
+    p.add_argument("--fail-rnto-after-dele", action="store_true",
+                   help="fail (550, once) an RNTO onto a name that was just deleted")
+    p.add_argument("--auth-tls-then-fail", action="store_true",
+                   help="offer and accept AUTH TLS, then fail the handshake")
     args = p.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -155,6 +265,16 @@ def main():
         handler = endless_size_reply(handler)
     if args.refuse_while:
         handler = refusing_while(handler, args.refuse_while)
+    if args.dos_listing or args.refuse_rename_over or args.utc_mdtm or args.fail_rnto_after_dele:
+        handler = iis_like(handler, args.dos_listing, args.refuse_rename_over, args.utc_mdtm,
+                           args.fail_rnto_after_dele)
+    if args.dos_listing:
+        handler.abstracted_fs = DosListingFS
+    if args.local_time_offset:
+        set_clock_offset(args.local_time_offset)
+        handler.use_gmt_times = False
+    if args.auth_tls_then_fail:
+        handler = auth_tls_then_fail(handler)
     handler.authorizer = authorizer
     handler.banner = "pyftpdlib test server ready."
     if args.passive:
