@@ -11,8 +11,8 @@ mod common;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{symlink, MetadataExt};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -381,7 +381,10 @@ fn proftpd_tls13_uploads(tls: Tls) {
         "{refused} data connections refused by ProFTPD; {} of 20 uploads failed: {failures:#?}\nrsync rc {:?}, {} of 500 files missing: {}\nmount log: {}\nProFTPD TLS log: {}",
         failures.len(),
         out.status.code(),
-        tree_listing(tree.path()).iter().filter(|r| r.ends_with(".dat") && !server.root().join("tree").join(r).exists()).count(),
+        tree_listing(tree.path())
+            .iter()
+            .filter(|r| r.ends_with(".dat") && !server.root().join("tree").join(r).exists())
+            .count(),
         text(&out).lines().take(3).collect::<Vec<_>>().join("\n"),
         pick(&log, &["425", "TLS", "tickets"]),
         pick(&server.tls_log(), &["did not reuse", "reject"]),
@@ -610,7 +613,10 @@ fn times_match_in_plus_0530(t: &Target, extra: &[&str]) {
     drop(m);
     let on_server = mtime(&t.root().join("tz/touched.txt"));
     assert!(
-        file == 1_700_000_000 && (sub - want_dir).abs() < 60 && touch.status.success() && touched == 1620284889
+        file == 1_700_000_000
+            && (sub - want_dir).abs() < 60
+            && touch.status.success()
+            && touched == 1620284889
             && on_server == 1620284889,
         "file: mount shows {file}, server has 1700000000 (off by {}s); dir: mount {sub}, server {want_dir} (off by {}s); \
          touch -d @1620284889: {} -> mount {touched}, server {on_server}",

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::{
-    chown_to_user, descendants, ensure_user, free_port, port_range, wait_for_port, CertPair, PyFtpd, Server, TempDir,
-    Tls, PASSWORD, USER,
+    CertPair, PASSWORD, PyFtpd, Server, TempDir, Tls, USER, chown_to_user, descendants, ensure_user, free_port,
+    port_range, wait_for_port,
 };
 
 /// Where `.ci/install-test-servers` put the extracted trees (`$FTPMOUNT_SERVERS_DIR`).
