@@ -214,30 +214,28 @@ impl FtpRemote {
     }
 }
 
-impl FtpRemote {
-    /// Turns the times of a LIST listing into UTC. `listed` holds the times as LIST showed
-    /// them; entries whose time changed since came from MDTM. The first listing with files
-    /// to compare teaches the server's zone (see [`zone`]).
-    fn times_to_utc(&self, entries: &mut [ListEntry], listed: Vec<Option<listing::ListedTime>>) {
-        if self.zone.wants_comparison() {
-            let pairs: Vec<_> = entries
-                .iter()
-                .zip(&listed)
-                .filter_map(|(e, l)| match (&e.mtime, l) {
-                    (Some(m), Some(l)) if m.precision == TimePrecision::Second && l.precision < m.precision => {
-                        Some((l.clone(), m.time))
-                    }
-                    _ => None,
-                })
-                .collect();
-            self.zone.learn(&pairs);
-        }
-        let (list_zone, mdtm_zone) = (self.zone.list_zone(), self.zone.mdtm_zone());
-        for (e, l) in entries.iter_mut().zip(listed) {
-            if let Some(m) = &mut e.mtime {
-                let zone = if Some(&*m) == l.as_ref() { list_zone } else { mdtm_zone };
-                m.time = zone.to_utc(m.time);
-            }
+/// Turns the times of a LIST listing into UTC. `listed` holds the times as LIST showed them;
+/// entries whose time changed since came from MDTM. The first listing with files to compare
+/// teaches the server's zone (see [`zone`]).
+fn times_to_utc(zone: &ServerZone, entries: &mut [ListEntry], listed: Vec<Option<listing::ListedTime>>) {
+    if zone.wants_comparison() {
+        let pairs: Vec<_> = entries
+            .iter()
+            .zip(&listed)
+            .filter_map(|(e, l)| match (&e.mtime, l) {
+                (Some(m), Some(l)) if m.precision == TimePrecision::Second && l.precision < m.precision => {
+                    Some((l.clone(), m.time))
+                }
+                _ => None,
+            })
+            .collect();
+        zone.learn(&pairs);
+    }
+    let (list_zone, mdtm_zone) = (zone.list_zone(), zone.mdtm_zone());
+    for (e, l) in entries.iter_mut().zip(listed) {
+        if let Some(m) = &mut e.mtime {
+            let zone = if Some(&*m) == l.as_ref() { list_zone } else { mdtm_zone };
+            m.time = zone.to_utc(m.time);
         }
     }
 }
@@ -336,7 +334,7 @@ impl Remote for FtpRemote {
             self.fill_exact_times(&path, &mut entries)?;
         }
         if !features.mlsd {
-            self.times_to_utc(&mut entries, listed);
+            times_to_utc(&self.zone, &mut entries, listed);
         }
         for e in &mut entries {
             if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {

@@ -290,4 +290,25 @@ mod tests {
         zone.learn(&[(minute(utc + 3600), at(utc))]);
         assert_eq!(zone.list_zone().to_string(), "UTC-08:00");
     }
+
+    /// A DOS listing from a server at UTC+05:30 whose MDTM is UTC: the file compared teaches
+    /// the zone, the directory (LIST only) and the file without an MDTM answer are shifted by
+    /// it, the MDTM times are kept.
+    #[test]
+    fn a_listing_in_local_time_becomes_utc() {
+        use super::super::listing::parse_list_line;
+        let now = at(1_800_000_000);
+        let lines =
+            ["11-14-23  09:43PM  <DIR>  sub", "11-15-23  03:43AM  2 file.txt", "11-15-23  03:44AM  2 no-mdtm.txt"];
+        let mut entries: Vec<_> = lines.iter().map(|l| parse_list_line(l, now).unwrap()).collect();
+        let listed: Vec<_> = entries.iter().map(|e| e.mtime.clone()).collect();
+        // What fill_exact_times leaves: the exact UTC time of file.txt (2023-11-14 22:13:20);
+        // the directory is 16:13 UTC, no-mdtm.txt 22:14 UTC.
+        entries[1].mtime = Some(ListedTime { time: at(1_700_000_000), precision: TimePrecision::Second });
+        let zone = ServerZone::new(None);
+        super::super::times_to_utc(&zone, &mut entries, listed);
+        assert_eq!(zone.list_zone().to_string(), "UTC+05:30");
+        let times: Vec<_> = entries.iter().map(|e| e.mtime.as_ref().unwrap().time).collect();
+        assert_eq!(times, [at(1_699_978_380), at(1_700_000_000), at(1_700_000_040)]);
+    }
 }
