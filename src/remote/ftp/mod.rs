@@ -214,16 +214,26 @@ impl FtpRemote {
     }
 }
 
-/// Turns the times of a LIST listing into UTC. `listed` holds the times as LIST showed them;
-/// entries whose time changed since came from MDTM. The first listing with files to compare
-/// teaches the server's zone (see [`zone`]).
-fn times_to_utc(zone: &ServerZone, entries: &mut [ListEntry], listed: Vec<Option<listing::ListedTime>>) {
+/// Turns the times of a LIST listing (received at `listed_at`) into UTC. `listed` holds the
+/// times as LIST showed them; entries whose time changed since came from MDTM. The first
+/// listing with files to compare teaches the server's zone (see [`zone`]); files changed in
+/// the last minutes are not compared, as one changed between LIST and MDTM would make an
+/// offset of its own.
+fn times_to_utc(
+    zone: &ServerZone,
+    entries: &mut [ListEntry],
+    listed: Vec<Option<listing::ListedTime>>,
+    listed_at: SystemTime,
+) {
     if zone.wants_comparison() {
+        let recent = listed_at.checked_sub(zone::RECENT).unwrap_or(listed_at);
         let pairs: Vec<_> = entries
             .iter()
             .zip(&listed)
             .filter_map(|(e, l)| match (&e.mtime, l) {
-                (Some(m), Some(l)) if m.precision == TimePrecision::Second && l.precision < m.precision => {
+                (Some(m), Some(l))
+                    if m.precision == TimePrecision::Second && l.precision < m.precision && m.time < recent =>
+                {
                     Some((l.clone(), m.time))
                 }
                 _ => None,
@@ -329,12 +339,12 @@ impl Remote for FtpRemote {
         let path = self.server_path(dir);
         let (lines, features) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.clone())))?;
         let mut entries = parse_listing(&path, &lines, features.mlsd);
-        let listed: Vec<_> = entries.iter().map(|e| e.mtime.clone()).collect();
+        let (listed, listed_at): (Vec<_>, _) = (entries.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
         if features.mdtm {
             self.fill_exact_times(&path, &mut entries)?;
         }
         if !features.mlsd {
-            times_to_utc(&self.zone, &mut entries, listed);
+            times_to_utc(&self.zone, &mut entries, listed, listed_at);
         }
         for e in &mut entries {
             if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {

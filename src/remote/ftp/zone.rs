@@ -12,6 +12,9 @@ use super::listing::{ListedTime, TimePrecision};
 
 /// The largest offset a zone has (UTC+14:00, UTC-12:00 is within it).
 const MAX_OFFSET_SECS: i32 = 14 * 3600;
+/// Files whose MDTM time is this close to the listing (or after it) are not compared: one
+/// changed between LIST and MDTM would show an offset of its own.
+pub const RECENT: Duration = Duration::from_secs(300);
 /// Zone offsets are whole quarter hours (UTC+05:45, UTC+08:45 included).
 const QUARTER_HOUR: i64 = 900;
 
@@ -296,7 +299,7 @@ mod tests {
     /// it, the MDTM times are kept.
     #[test]
     fn a_listing_in_local_time_becomes_utc() {
-        use super::super::listing::parse_list_line;
+        use super::super::listing::{ListEntry, parse_list_line};
         let now = at(1_800_000_000);
         let lines =
             ["11-14-23  09:43PM  <DIR>  sub", "11-15-23  03:43AM  2 file.txt", "11-15-23  03:44AM  2 no-mdtm.txt"];
@@ -306,9 +309,17 @@ mod tests {
         // the directory is 16:13 UTC, no-mdtm.txt 22:14 UTC.
         entries[1].mtime = Some(ListedTime { time: at(1_700_000_000), precision: TimePrecision::Second });
         let zone = ServerZone::new(None);
-        super::super::times_to_utc(&zone, &mut entries, listed);
+        // A file changed between LIST and MDTM (its MDTM is after the listing) is not compared.
+        let changed = parse_list_line("11-15-23  06:00AM  2 changed.txt", now).unwrap();
+        entries.push(ListEntry {
+            mtime: Some(ListedTime { time: now, precision: TimePrecision::Second }),
+            ..changed.clone()
+        });
+        let mut listed = listed;
+        listed.push(changed.mtime);
+        super::super::times_to_utc(&zone, &mut entries, listed, now);
         assert_eq!(zone.list_zone().to_string(), "UTC+05:30");
         let times: Vec<_> = entries.iter().map(|e| e.mtime.as_ref().unwrap().time).collect();
-        assert_eq!(times, [at(1_699_978_380), at(1_700_000_000), at(1_700_000_040)]);
+        assert_eq!(times, [at(1_699_978_380), at(1_700_000_000), at(1_700_000_040), now]);
     }
 }
