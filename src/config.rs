@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::casefold::Folding;
 use crate::fs::case::{CollisionPolicy, ServerCase};
 use crate::names::Charset;
-use crate::remote::ftp::TlsMode;
+use crate::remote::ftp::{TlsMode, UtcOffset};
 use crate::secret::Secret;
 
 /// The seed's four SSL choices, as typed by a user.
@@ -96,6 +96,12 @@ pub struct Options {
     #[arg(long, value_name = "CHARSET", value_parser = parse_charset, help_heading = "Connection")]
     #[serde(default, deserialize_with = "de_charset")]
     pub encoding: Option<Charset>,
+    /// The zone the server shows times in where they carry none (LIST; MDTM too on servers
+    /// that answer it in local time), e.g. +05:30, -08:00, UTC. Default: found by comparing
+    /// LIST with MDTM where the server has MDTM, else UTC. MLSD times are always UTC
+    #[arg(long, value_name = "OFFSET", value_parser = parse_utc_offset, help_heading = "Connection")]
+    #[serde(default, deserialize_with = "de_utc_offset")]
+    pub server_timezone: Option<UtcOffset>,
 
     /// How long the kernel trusts file attributes (default 10s)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
@@ -160,6 +166,7 @@ impl Options {
             io_timeout: self.io_timeout.or(profile.io_timeout),
             reconnect_timeout: self.reconnect_timeout.or(profile.reconnect_timeout),
             encoding: self.encoding.or(profile.encoding),
+            server_timezone: self.server_timezone.or(profile.server_timezone),
             attr_timeout: self.attr_timeout.or(profile.attr_timeout),
             dir_timeout: self.dir_timeout.or(profile.dir_timeout),
             cache_dir: self.cache_dir.or(profile.cache_dir),
@@ -478,6 +485,14 @@ fn de_charset<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Opt
     Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
 }
 
+fn parse_utc_offset(s: &str) -> std::result::Result<UtcOffset, String> {
+    s.parse()
+}
+
+fn de_utc_offset<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<UtcOffset>, D::Error> {
+    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
+}
+
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -534,6 +549,7 @@ mod tests {
             max_connections = 8
             io_timeout = "45s"
             encoding = "cp1252"
+            server_timezone = "+05:30"
             tls_allow_self_signed = true
             "#,
         )
@@ -545,7 +561,10 @@ mod tests {
         assert_eq!(o.max_connections, Some(3));
         assert_eq!(o.io_timeout, Some(Duration::from_secs(45)));
         assert_eq!(o.encoding, Some(Charset::Cp1252));
+        assert_eq!(o.server_timezone.map(|z| z.to_string()).as_deref(), Some("UTC+05:30"));
         assert!(o.tls_allow_self_signed);
+        let bad: std::result::Result<ProfileFile, _> = toml::from_str("[connections.x]\nserver_timezone = \"IST\"\n");
+        assert!(bad.unwrap_err().to_string().contains("+05:30"), "a bad zone says how to write one");
         let typo: std::result::Result<ProfileFile, _> = toml::from_str("[connections.x]\nmax_conections = 3\n");
         assert!(typo.is_err(), "unknown keys are refused");
     }

@@ -101,6 +101,7 @@ pub fn resolve(
         greeted_before: Default::default(),
         reconnect_for: options.reconnect_timeout.or(options.io_timeout).unwrap_or(Duration::from_secs(30)),
         charset: options.encoding.unwrap_or_default(),
+        server_timezone: options.server_timezone,
     };
     Ok(Prepared { target, options, endpoint })
 }

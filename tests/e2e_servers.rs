@@ -642,8 +642,7 @@ fn quirk5_iis_like_in_utc_plus_0530_times_match_with_server_timezone() {
 
 /// Quirk 5 on a legacy server: inetutils-ftpd in UTC+05:30 lists local times (no MLSD);
 /// its MDTM is in UTC. No MFMT, so nothing is set: only what the server shows is compared.
-#[test]
-fn quirk5_inetutils_in_utc_plus_0530_times_match() {
+fn inetutils_in_plus_0530(extra: &[&str]) -> String {
     let t = Target { set_times: false, ..plain(Inetutils::start_in_zone(TempDir::new("root"), Some("LOC-05:30"))) };
     // A day ago: recent enough for LIST to show hours and minutes (older entries show the year).
     let when = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 86_400;
@@ -652,7 +651,7 @@ fn quirk5_inetutils_in_utc_plus_0530_times_match() {
     fs::create_dir_all(&dir).unwrap();
     chown_to_user(&dir);
     set_mtime(&dir, when);
-    let m = t.mount(&[]);
+    let m = t.mount(extra);
     let file = mtime(&m.path().join("tz/file.txt"));
     let sub = mtime(&m.path().join("tz/sub"));
     assert!(
@@ -661,6 +660,42 @@ fn quirk5_inetutils_in_utc_plus_0530_times_match() {
         file - when,
         sub - when
     );
+    m.log()
+}
+
+#[test]
+fn quirk5_inetutils_in_utc_plus_0530_times_match() {
+    let log = inetutils_in_plus_0530(&[]);
+    let told = log.matches("the server lists times in UTC+05:30; correcting").count();
+    assert_eq!(told, 1, "the detected zone is logged once:\n{log}");
+}
+
+/// `--server-timezone` on a server whose MDTM is UTC (RFC 3659) while LIST is local: the
+/// comparison shows MDTM to be UTC, so only listing times are shifted.
+#[test]
+fn quirk5_inetutils_in_utc_plus_0530_with_server_timezone_keeps_utc_mdtm() {
+    inetutils_in_plus_0530(&["--server-timezone", "+05:30"]);
+}
+
+/// A LIST-only server (no MLSD, no MDTM) in UTC+05:30: nothing to compare, so times are off
+/// by the offset until the user names the zone; then files and directories match to the
+/// minute (LIST has no seconds).
+#[test]
+fn quirk5_list_only_server_in_utc_plus_0530_with_server_timezone() {
+    let t = Target { links: false, ..plain(iis_like(TempDir::new("root"), Some("+05:30"), &["--no-mdtm"])) };
+    server_file(&t, "tz/file.txt", b"tz", 1_700_000_000);
+    let dir = t.root().join("tz/sub");
+    fs::create_dir_all(&dir).unwrap();
+    chown_to_user(&dir);
+    set_mtime(&dir, 1_650_000_000);
+    let shown = |extra: &[&str]| {
+        let m = t.mount(extra);
+        (mtime(&m.path().join("tz/file.txt")), mtime(&m.path().join("tz/sub")))
+    };
+    let (file, sub) = shown(&[]);
+    assert_eq!((file - 1_700_000_000, sub - 1_650_000_000), (19800 - 20, 19800), "without the option: off by 5:30");
+    let (file, sub) = shown(&["--server-timezone", "+05:30"]);
+    assert_eq!((file - 1_700_000_000, sub - 1_650_000_000), (-20, 0), "with --server-timezone +05:30");
 }
 
 /// Quirk 6: the IIS-like server refuses RNTO onto an existing name: an editor's save and

@@ -181,6 +181,16 @@ def iis_like(base, dos_listing, refuse_rename_over, utc_mdtm, fail_rnto_after_de
     return IisLike
 
 
+def no_mdtm(base):
+    """A handler without MDTM (and so none in FEAT): only LIST shows times, as on servers
+    where nothing can be compared with the listing."""
+
+    class NoMdtm(base):
+        proto_cmds = {k: v for k, v in base.proto_cmds.items() if k != "MDTM"}
+
+    return NoMdtm
+
+
 def auth_tls_then_fail(base):
     """A plain server that offers AUTH TLS, accepts it with 234, and then breaks the TLS
     handshake (answers the ClientHello with bytes that are not TLS): TLS is broken on this
@@ -235,6 +245,7 @@ def main():
                    help="+HH:MM: LIST and MDTM show times in this zone, without a marker")
     p.add_argument("--utc-mdtm", action="store_true",
                    help="with --local-time-offset: MDTM stays in UTC (as IIS), only LIST is local")
+    p.add_argument("--no-mdtm", action="store_true", help="no MDTM: only LIST shows times")
     p.add_argument("--fail-rnto-after-dele", action="store_true",
                    help="fail (550, once) an RNTO onto a name that was just deleted")
     p.add_argument("--auth-tls-then-fail", action="store_true",
@@ -268,6 +279,8 @@ def main():
     if args.dos_listing or args.refuse_rename_over or args.utc_mdtm or args.fail_rnto_after_dele:
         handler = iis_like(handler, args.dos_listing, args.refuse_rename_over, args.utc_mdtm,
                            args.fail_rnto_after_dele)
+    if args.no_mdtm:
+        handler = no_mdtm(handler)
     if args.dos_listing:
         handler.abstracted_fs = DosListingFS
     if args.local_time_offset:

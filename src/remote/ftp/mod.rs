@@ -7,6 +7,7 @@ pub mod listing;
 pub mod reply;
 pub mod session;
 pub mod tls_adapter;
+pub mod zone;
 
 use std::io::{self, Read};
 
@@ -17,11 +18,13 @@ use suppaftp::FtpError;
 
 use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
 use self::session::{Endpoint, Features, FtpSession, Transfer};
+use self::zone::ServerZone;
 use super::pool::{self, Clock, Health, Lease, Pool, PoolConfig};
 use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
 use crate::names::Charset;
 
 pub use self::session::{Security, TlsMode};
+pub use self::zone::UtcOffset;
 
 /// MDTM requests per batch; batches of one listing run on several sessions at once. Each MDTM
 /// is a round trip (suppaftp cannot pipeline), so over a slow link the batches are small and
@@ -121,6 +124,8 @@ pub struct FtpRemote {
     base: String,
     scheme: &'static str,
     charset: Charset,
+    /// The zone LIST (and maybe MDTM) times are in: `--server-timezone`, or learned.
+    zone: ServerZone,
 }
 
 impl FtpRemote {
@@ -136,6 +141,7 @@ impl FtpRemote {
             _ => "ftp",
         };
         let charset = endpoint.charset;
+        let zone = ServerZone::new(endpoint.server_timezone);
         let connector = FtpConnector { endpoint, features: OnceLock::new() };
         let pool = Pool::new(connector, PoolConfig::new(max_sessions), clock);
         let security = pool.checkout()?.security;
@@ -147,6 +153,7 @@ impl FtpRemote {
             base,
             scheme,
             charset,
+            zone,
             mtime_command: parking_lot::Mutex::new(None),
             chmod_unsupported: Default::default(),
         };
@@ -275,6 +282,42 @@ impl FtpRemote {
     }
 }
 
+/// Turns the times of a LIST listing (received at `listed_at`) into UTC. `listed` holds the
+/// times as LIST showed them; entries whose time changed since came from MDTM. The first
+/// listing with files to compare teaches the server's zone (see [`zone`]); files changed in
+/// the last minutes are not compared, as one changed between LIST and MDTM would make an
+/// offset of its own.
+fn times_to_utc(
+    zone: &ServerZone,
+    entries: &mut [ListEntry],
+    listed: Vec<Option<listing::ListedTime>>,
+    listed_at: SystemTime,
+) {
+    if zone.wants_comparison() {
+        let recent = listed_at.checked_sub(zone::RECENT).unwrap_or(listed_at);
+        let pairs: Vec<_> = entries
+            .iter()
+            .zip(&listed)
+            .filter_map(|(e, l)| match (&e.mtime, l) {
+                (Some(m), Some(l))
+                    if m.precision == TimePrecision::Second && l.precision < m.precision && m.time < recent =>
+                {
+                    Some((l.clone(), m.time))
+                }
+                _ => None,
+            })
+            .collect();
+        zone.learn(&pairs);
+    }
+    let (list_zone, mdtm_zone) = (zone.list_zone(), zone.mdtm_zone());
+    for (e, l) in entries.iter_mut().zip(listed) {
+        if let Some(m) = &mut e.mtime {
+            let zone = if Some(&*m) == l.as_ref() { list_zone } else { mdtm_zone };
+            m.time = zone.to_utc(m.time);
+        }
+    }
+}
+
 /// An absolute link target inside the mounted tree, rewritten relative to the link's
 /// directory, so it resolves inside the mount rather than on the local disk.
 fn relative_link(base: &str, dir: &str, target: &str) -> Option<String> {
@@ -364,10 +407,14 @@ impl Remote for FtpRemote {
         let path = self.server_path(dir);
         let (lines, features) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.clone())))?;
         let mut entries = parse_listing(&path, &lines, features.mlsd);
+        let (listed, listed_at): (Vec<_>, _) = (entries.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
         if features.mdtm {
             self.fill_exact_times(&path, &mut entries)?;
         }
         self.fill_link_targets(&path, &mut entries);
+        if !features.mlsd {
+            times_to_utc(&self.zone, &mut entries, listed, listed_at);
+        }
         for e in &mut entries {
             if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {
                 if let Some(rel) = relative_link(&self.base, &path, t) {
@@ -422,7 +469,7 @@ impl Remote for FtpRemote {
 
     fn mtime(&self, path: &str) -> Result<Option<SystemTime>> {
         let p = self.server_path(path);
-        self.with_session(true, |s| s.mdtm(&p))
+        Ok(self.zone.from_mdtm(self.with_session(true, |s| s.mdtm(&p))?))
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
@@ -567,7 +614,7 @@ impl Remote for FtpRemote {
                 Err(RemoteError::NotFound(_)) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            Ok(Some((size, if s.features.mdtm { s.mdtm(&p)? } else { None })))
+            Ok(Some((size, if s.features.mdtm { self.zone.from_mdtm(s.mdtm(&p)?) } else { None })))
         })
     }
 }

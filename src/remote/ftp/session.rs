@@ -53,6 +53,9 @@ pub struct Endpoint {
     pub greeted_before: Arc<AtomicBool>,
     /// The charset of file names on the server (`--encoding`).
     pub charset: Charset,
+    /// The zone the server's LIST (and MDTM) times are in (`--server-timezone`); `None`:
+    /// learned by comparing LIST with MDTM.
+    pub server_timezone: Option<super::zone::UtcOffset>,
 }
 
 impl Endpoint {
