@@ -224,11 +224,15 @@ fn core_times(t: &Target) {
     server_file(t, "times/old.txt", b"old", 1_600_000_007);
     let m = t.mount(&[]);
     assert_eq!(mtime(&m.path().join("times/old.txt")), 1_600_000_007, "server-side mtime through the mount");
-    if !t.set_times {
-        return;
-    }
     let f = m.path().join("times/touched.txt");
     fs::write(&f, b"x").unwrap();
+    if !t.set_times {
+        // A server that cannot set times says so honestly, and nothing else changes.
+        let out = run(Command::new("touch").args(["-d", "@1620284889"]).arg(&f));
+        assert!(!out.status.success() && text(&out).contains("Operation not supported"), "touch -d: {}", text(&out));
+        assert_eq!(fs::read(t.root().join("times/touched.txt")).unwrap(), b"x", "the file is untouched");
+        return;
+    }
     let out = run(Command::new("touch").args(["-d", "@1620284889"]).arg(&f));
     assert!(out.status.success(), "touch -d: {}", text(&out));
     assert_eq!(mtime(&f), 1620284889, "mtime through the mount after touch -d");
