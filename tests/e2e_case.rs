@@ -134,8 +134,9 @@ fn touch_on_a_folding_server_under_each_policy() {
     drop(m);
 
     // warn: myfile.txt is MyFile.txt (as on Windows); the log says so.
-    let m = mount(&server, &["--case-collisions", "warn"]);
-    assert!(touch_both(&m).status.success());
+    let m = mount(&server, &["--case-collisions", "warn", "-v"]);
+    let out = touch_both(&m);
+    assert!(out.status.success(), "{}\n{}", text(&out), m.log());
     assert_eq!(fs::read(m.path().join("myfile.txt")).unwrap(), b"precious", "a folded lookup finds the file");
     assert_eq!(names_in(server.root()), ["MyFile.txt"]);
     assert!(m.log().contains("/myfile.txt was asked for and /MyFile.txt answered"), "{}", m.log());

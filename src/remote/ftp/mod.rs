@@ -515,7 +515,8 @@ impl Remote for FtpRemote {
                     // Accepted; a form the server does not mean as "set" is caught by reading
                     // the time back (where it can be read).
                     let read_back = if features.mdtm { self.mtime(path).ok().flatten() } else { Some(time) };
-                    if read_back.is_some_and(|t| secs(t) == secs(time)) {
+                    // Within 2 s: FAT volumes keep even seconds.
+                    if read_back.is_some_and(|t| secs(t).abs_diff(secs(time)) <= 2) {
                         tracing::debug!("setting modification times with {cmd:?}");
                         *self.mtime_command.lock() = Some(cmd);
                         return Ok(());
