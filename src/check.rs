@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::{self, Options};
 use crate::fs::case;
 use crate::mount::{self, Prepared};
+use crate::remote::Remote;
 use crate::remote::ftp::FtpRemote;
 use crate::remote::ftp::diagnose::{self, Stage, Status};
 use crate::remote::pool::SystemClock;
@@ -63,6 +64,9 @@ fn run_stages(p: &Prepared, probe_limit: bool, report: &mut dyn FnMut(Stage)) ->
             let found = case::detect(&remote, writable);
             let verdict = if found.server_folds { "folds case" } else { "is case-sensitive" };
             report(Stage::pass("case", format!("the server {verdict}: {}", found.how)));
+            remote.probe_profile(writable);
+            let details = remote.profile().into_iter().map(|(what, how)| format!("{what}: {how}")).collect();
+            report(Stage { details, ..Stage::pass("server", "what this server needs, found by probing".to_string()) });
             remote.close();
         }
         Err(e) => {

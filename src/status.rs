@@ -36,6 +36,9 @@ pub struct MountStatus {
     pub recent_errors: Vec<String>,
     /// Where the mount logs, when it logs to a file.
     pub log_file: Option<String>,
+    /// What was found out about the server: (what, how).
+    #[serde(default)]
+    pub server_profile: Vec<(String, String)>,
 }
 
 /// Where mounts put their sockets: `$XDG_RUNTIME_DIR/ftpmount`, else `/run/user/UID/ftpmount`,
@@ -116,6 +119,7 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         pid: std::process::id(),
         uptime_seconds: started.elapsed().as_secs(),
         sessions: remote.session_stats(),
+        server_profile: remote.profile(),
         listing_cache_hits: hits,
         listing_cache_misses: misses,
         transfers,
@@ -265,6 +269,12 @@ pub fn render(st: &MountStatus) -> String {
         "  listing cache: {} hits, {} misses ({rate:.0}% hits)\n",
         st.listing_cache_hits, st.listing_cache_misses
     );
+    if !st.server_profile.is_empty() {
+        out += "  server profile:\n";
+        for (what, how) in &st.server_profile {
+            out += &format!("    {what}: {how}\n");
+        }
+    }
     if st.transfers.is_empty() {
         out += "  transfers: none\n";
     } else {

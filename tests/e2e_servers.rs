@@ -819,3 +819,34 @@ fn pure_ftpd_advertising_auth_tls_it_refuses_mounts_with_tls_auto() {
     drop(m);
     assert_eq!(fs::read(server.root().join("plain.txt")).unwrap(), b"plain\n");
 }
+
+/// `check` probes what each server needs and shows it as a "server profile"; a mount shows
+/// what it learnt in `status`.
+#[test]
+fn check_and_status_show_the_server_profile_found_by_probing() {
+    let legacy = Inetutils::start(TempDir::new("root"));
+    let out = Command::new(bin())
+        .arg("check")
+        .arg(legacy.url())
+        .args(["--tls", "off"])
+        .env("FTPMOUNT_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(said.contains("server") && said.contains("setting times: impossible"), "{said}");
+    assert!(said.contains("listings: LIST"), "{said}");
+    assert!(!fs::read_dir(legacy.root()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("probe")));
+
+    let certs = Certs::new();
+    let pro = Proftpd::start(TempDir::new("root"), Tls::Explicit, Some(certs.pair("server")), "");
+    fs::write(pro.root().join("a.txt"), b"a").unwrap();
+    chown_to_user(pro.root());
+    let m = Mount::of(&pro, Some(&certs), &[]);
+    for i in 0..3 {
+        fs::write(m.path().join(format!("f{i}.txt")), b"x").unwrap();
+    }
+    let st = status_json(m.path());
+    let profile = st["server_profile"].to_string();
+    assert!(profile.contains("TLS 1.2 for new sessions"), "{profile}");
+    assert!(profile.contains("MLSD"), "{profile}");
+}

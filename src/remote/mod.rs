@@ -157,6 +157,11 @@ pub trait Remote: Send + Sync {
     fn refuses_name(&self, _name: &str) -> Option<String> {
         None
     }
+    /// What was found out about the server and is used for the life of the mount (listing
+    /// style, how times are set, time zone, TLS, …), for `status` and `check`: (what, how).
+    fn profile(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// True when some request is waiting for a session: long-held streams should yield.
     fn sessions_wanted(&self) -> bool;
     fn session_stats(&self) -> SessionStats;

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use suppaftp::FtpError;
 
 use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
-use self::session::{Endpoint, Features, FtpSession, Transfer};
+use self::session::{EarlyClose, Endpoint, Features, FtpSession, Transfer};
 use self::zone::ServerZone;
 use super::pool::{self, Clock, Health, Lease, Pool, PoolConfig};
 use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
@@ -126,6 +126,8 @@ pub struct FtpRemote {
     charset: Charset,
     /// The zone LIST (and maybe MDTM) times are in: `--server-timezone`, or learned.
     zone: ServerZone,
+    /// How the first session was secured.
+    security: Security,
 }
 
 impl FtpRemote {
@@ -154,10 +156,37 @@ impl FtpRemote {
             scheme,
             charset,
             zone,
+            security,
             mtime_command: parking_lot::Mutex::new(None),
             chmod_unsupported: Default::default(),
         };
         Ok((remote, security))
+    }
+
+    /// Finds out now what the profile would otherwise learn on first use (`check`): the
+    /// listing (time zone, link targets) and, where writable, how times are set, on a hidden
+    /// file that is removed again.
+    pub fn probe_profile(&self, writable: bool) {
+        if let Err(e) = self.list("") {
+            tracing::debug!("profile probe: {e}");
+        }
+        if !writable {
+            return;
+        }
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!(".ftpmount-profile-probe-{}-{nanos:x}", std::process::id());
+        let stamp = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_577_934_245);
+        let probed = self.open_write(&name, false).and_then(|mut up| {
+            io::Write::write_all(&mut up, b"x").map_err(|e| RemoteError::Connection(e.to_string()))?;
+            up.finish()
+        });
+        match probed.and_then(|()| self.set_mtime(&name, stamp)) {
+            Ok(()) | Err(RemoteError::Unsupported(_)) => {}
+            Err(e) => tracing::debug!("profile probe: {e}"),
+        }
+        if let Err(e) = self.delete(&name) {
+            tracing::warn!("could not remove the probe file /{name}: {e}; remove it by hand");
+        }
     }
 
     /// Closes idle sessions past their time; the mount's janitor calls it.
@@ -210,6 +239,9 @@ impl FtpRemote {
             return;
         }
         let what = format!("listing {dir} for link targets");
+        if let Some(f) = self.pool.connector().features.get() {
+            f.link_targets_from_list.store(true, Ordering::Relaxed);
+        }
         let lines = match self.with_session(true, |s| s.unix_list_lines(dir, &what)) {
             Ok(lines) => lines,
             Err(e) => return tracing::debug!("{e}"),
@@ -577,6 +609,49 @@ impl Remote for FtpRemote {
         }
     }
 
+    fn profile(&self) -> Vec<(String, String)> {
+        // Never waits for a session: `status` must answer while all are busy.
+        let Some(f) = self.pool.connector().features.get().cloned() else { return Vec::new() };
+        let mut out = vec![(
+            "listings".to_string(),
+            if f.mlsd {
+                "MLSD (exact times, UTC)".to_string()
+            } else if f.mdtm {
+                "LIST, with MDTM for exact file times".to_string()
+            } else {
+                "LIST only (times to the minute or day)".to_string()
+            },
+        )];
+        if !f.mlsd {
+            out.push(("time zone".into(), self.zone.describe()));
+        }
+        let setting = match *self.mtime_command.lock() {
+            None => "not needed yet".to_string(),
+            Some(MtimeCommand::Unsupported) => "impossible: utimensat answers ENOTSUP".to_string(),
+            Some(cmd) => format!("{}", cmd.line("TIME", "PATH")),
+        };
+        out.push(("setting times".into(), setting));
+        if f.link_targets_from_list.load(Ordering::Relaxed) {
+            out.push(("link targets".into(), "MLSD shows none: read from LIST".into()));
+        }
+        out.push((
+            "early close of a download".into(),
+            EarlyClose::describe(f.early_close.load(Ordering::Relaxed)).into(),
+        ));
+        if let Security::Tls(version) = self.security {
+            let ran_out = self.pool.connector().endpoint.tls_client.as_ref().is_some_and(|c| c.tls13_tickets_ran_out());
+            let tls = match (version, ran_out) {
+                (_, true) => "TLS 1.2 for new sessions: the server gives too few TLS 1.3 tickets for every data \
+                              connection to resume the control session"
+                    .to_string(),
+                (Some(v), false) => format!("{v}; data connections resume the control session"),
+                (None, false) => "TLS; data connections resume the control session".to_string(),
+            };
+            out.push(("TLS".into(), tls));
+        }
+        out
+    }
+
     fn sessions_wanted(&self) -> bool {
         self.pool.has_waiters()
     }
@@ -803,12 +878,16 @@ impl Drop for FtpReadStream {
         }
         // Closing the data connection early makes the server answer 426 (or 226 if it had
         // already sent everything); either way the session stays in step.
+        let seen = |how: EarlyClose| self.lease.features.early_close.store(how as u8, Ordering::Relaxed);
         match transfer.finish() {
             Ok(()) => {}
-            Err(suppaftp::FtpError::UnexpectedResponse(r)) if matches!(reply::code(&r), 426 | 451 | 450) => {}
+            Err(suppaftp::FtpError::UnexpectedResponse(r)) if matches!(reply::code(&r), 426 | 451 | 450) => {
+                seen(EarlyClose::Reply)
+            }
             // Pure-FTPd ends a download closed early with "150 … (measured here)" and nothing
             // after it. A NOOP answered with 200 proves the session is in step.
             Err(suppaftp::FtpError::UnexpectedResponse(r)) if (100..200).contains(&reply::code(&r)) => {
+                seen(EarlyClose::Preliminary);
                 if self.lease.noop() != Health::Alive {
                     tracing::debug!(
                         "a download closed early ended with \"{}\" and the session fell out of step",
@@ -818,6 +897,7 @@ impl Drop for FtpReadStream {
                 }
             }
             Err(e) => {
+                seen(EarlyClose::HangsUp);
                 tracing::debug!("ending a download left the session unusable: {e}");
                 self.lease.mark_broken();
             }

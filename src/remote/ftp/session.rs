@@ -82,6 +82,34 @@ pub struct Features {
     pub list_dash_a: AtomicBool,
     /// Set once the log has said that names here are not in the charset of the mount.
     pub foreign_names_told: AtomicBool,
+    /// How the server ends a download closed early (see [`EarlyClose`]), once seen.
+    pub early_close: std::sync::atomic::AtomicU8,
+    /// Set once MLSD named a link without its target and LIST was asked for it.
+    pub link_targets_from_list: AtomicBool,
+}
+
+/// How a server answers when a download's data connection is closed before the end.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyClose {
+    NotSeen = 0,
+    /// `426`/`451`/`226`: the session goes on.
+    Reply = 1,
+    /// A `1xx` line and nothing after it (Pure-FTPd): the session goes on.
+    Preliminary = 2,
+    /// The control connection is closed or out of step (inetutils): one reconnect.
+    HangsUp = 3,
+}
+
+impl EarlyClose {
+    pub fn describe(v: u8) -> &'static str {
+        match v {
+            1 => "answers 426/226: the session is reused",
+            2 => "answers with a 150 line (Pure-FTPd): a NOOP checks the session, which is reused",
+            3 => "closes the control connection: one reconnect each",
+            _ => "not seen yet",
+        }
+    }
 }
 
 impl Features {
@@ -100,6 +128,8 @@ impl Features {
             rest_stream,
             list_dash_a: AtomicBool::new(true),
             foreign_names_told: AtomicBool::new(false),
+            early_close: Default::default(),
+            link_targets_from_list: AtomicBool::new(false),
         }
     }
 }

@@ -174,6 +174,15 @@ impl ServerZone {
         }
     }
 
+    /// For the server profile: the zone listings are read in, and how it is known.
+    pub fn describe(&self) -> String {
+        match (self.configured, self.state.lock().diff) {
+            (Some(c), _) => format!("listing times taken as {c} (--server-timezone)"),
+            (None, Some(d)) => format!("listing times in {} (found by comparing LIST with MDTM)", UtcOffset(d)),
+            (None, None) => "listing times taken as UTC (not compared yet)".to_string(),
+        }
+    }
+
     /// The zone `LIST` times are in.
     pub fn list_zone(&self) -> UtcOffset {
         self.configured.unwrap_or_else(|| UtcOffset(self.state.lock().diff.unwrap_or(0)))
