@@ -375,6 +375,8 @@ fn proftpd_tls13_uploads(tls: Tls) {
     let out = run(Command::new("rsync").args(["-a", &from, m.path().join("tree").to_str().unwrap()]));
     let log = m.log();
     drop(m);
+    // The refusal it may meet is named for what it is: not a firewall.
+    assert!(!log.contains("firewall"), "{log}");
     // At most one refused data connection: the one that may teach ftpmount what the server needs.
     let refused = server.tls_log().matches("did not reuse TLS session").count();
     let pick = |text: &str, keys: &[&str]| {

@@ -420,6 +420,7 @@ impl FtpRemote {
             match start(&mut lease) {
                 Ok(transfer) => return Ok(wrap(transfer, lease)),
                 Err(e) => {
+                    let e = tls_refusal_named(&lease, e);
                     retire(&mut lease, &e);
                     drop(lease);
                     if attempt == 0 && e.is_transient() {
@@ -695,6 +696,23 @@ impl Remote for FtpRemote {
     }
 }
 
+/// A data connection refused (`425`, `522`) on a session whose TLS 1.3 data connections ran
+/// out of tickets was refused for not resuming the control session, not by a firewall: the
+/// message says so (the generic one points at passive ports).
+fn tls_refusal_named(lease: &Lease<FtpConnector>, e: RemoteError) -> RemoteError {
+    let ran_out = lease.tls.as_ref().is_some_and(|t| t.tls13_tickets_ran_out());
+    match e {
+        RemoteError::Connection(m) if ran_out && (m.contains("425") || m.contains("522")) => {
+            let said = m.split(". The data connection").next().unwrap_or(&m).to_string();
+            RemoteError::Connection(format!(
+                "{said}: the server refused a data connection whose TLS session did not resume the control \
+                 connection's (it hands out too few TLS 1.3 tickets); sessions from now on use TLS 1.2"
+            ))
+        }
+        e => e,
+    }
+}
+
 /// Marks a session that failed with `e` so the pool does not reuse it when it is out of step;
 /// one that got no answer in time takes the idle sessions with it.
 fn retire(lease: &mut Lease<FtpConnector>, e: &RemoteError) {
@@ -799,7 +817,7 @@ impl WriteStream for FtpWriteStream {
         let finished = transfer.finish();
         self.lease.set_reply_timeout(self.io_timeout);
         finished.map_err(|e| {
-            let err = reply::map(&what, e);
+            let err = tls_refusal_named(&self.lease, reply::map(&what, e));
             if err.breaks_session() {
                 self.lease.mark_broken();
             }
