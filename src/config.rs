@@ -118,6 +118,12 @@ pub struct Options {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Mount")]
     #[serde(default, deserialize_with = "de_size")]
     pub cache_max_size: Option<u64>,
+    /// Most bytes of file content kept under --cache-dir between opens and mounts, so files
+    /// that have not changed on the server are not downloaded again, e.g. 10G; 0 turns the
+    /// content cache off (default 4G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Mount")]
+    #[serde(default, deserialize_with = "de_size")]
+    pub content_cache_size: Option<u64>,
     /// Return from close() once the data is in the local spool and upload in the background,
     /// several files at once; fsync, `ftpmount sync` and unmount wait for the uploads, and
     /// uploads a crash interrupted resume at the next mount of the same source
@@ -171,6 +177,7 @@ impl Options {
             dir_timeout: self.dir_timeout.or(profile.dir_timeout),
             cache_dir: self.cache_dir.or(profile.cache_dir),
             cache_max_size: self.cache_max_size.or(profile.cache_max_size),
+            content_cache_size: self.content_cache_size.or(profile.content_cache_size),
             read_only: self.read_only || profile.read_only,
             write_back: self.write_back || profile.write_back,
             allow_other: self.allow_other || profile.allow_other,

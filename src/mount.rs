@@ -29,6 +29,8 @@ pub struct MountRequest {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 25;
 /// Spool files for files being rewritten, all together.
 pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
+/// File content kept between opens and mounts.
+pub const DEFAULT_CONTENT_CACHE_SIZE: u64 = 4 << 30;
 
 /// `$XDG_CACHE_HOME/ftpmount` or `~/.cache/ftpmount`.
 fn default_cache_dir() -> PathBuf {
@@ -182,6 +184,9 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     let case = case_rules(&p.options, remote.as_ref(), read_only);
     let cache_dir = p.options.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let queue = write_back_queue(&cache_dir, &p);
+    let content_limit = p.options.content_cache_size.unwrap_or(DEFAULT_CONTENT_CACHE_SIZE);
+    let content_cache =
+        (content_limit > 0).then(|| (crate::fs::content::cache_dir(&cache_dir, &source_identity(&p)), content_limit));
     if !p.options.write_back {
         warn_about_left_uploads(&queue);
     }
@@ -199,6 +204,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         // A quarter of the sessions at most, so a walk never crowds out reads and writes.
         prefetch_workers: (max / 4).clamp(1, 4),
         write_back: p.options.write_back.then_some(queue),
+        content_cache,
     };
     let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
     fs.resume_write_back();
@@ -252,6 +258,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     let result = mounted.join();
     // Files still open when the mount went away (lazy unmount): put their changes up.
     let failed = fs.flush_all();
+    fs.close_reads();
     let (failed_uploads, left) = fs.finish_write_back(WRITE_BACK_DRAIN_LIMIT);
     remote.close();
     if failed > 0 {
@@ -293,8 +300,12 @@ const WRITE_BACK_DRAIN_LIMIT: Duration = Duration::from_secs(600);
 
 /// The write-back queue of this source: the same account, server and path find the same one.
 fn write_back_queue(cache_dir: &std::path::Path, p: &Prepared) -> PathBuf {
-    let identity = format!("{}@{}:{}/{}", p.endpoint.user, p.endpoint.host, p.endpoint.port, p.target.path);
-    crate::fs::writeback::queue_dir(cache_dir, &identity)
+    crate::fs::writeback::queue_dir(cache_dir, &source_identity(p))
+}
+
+/// The account, server and path a mount shows: what its queue and content cache belong to.
+fn source_identity(p: &Prepared) -> String {
+    format!("{}@{}:{}/{}", p.endpoint.user, p.endpoint.host, p.endpoint.port, p.target.path)
 }
 
 /// A mount without --write-back leaves a queue alone, but says it is there.

@@ -39,6 +39,9 @@ pub struct MountStatus {
     /// What was found out about the server: (what, how).
     #[serde(default)]
     pub server_profile: Vec<(String, String)>,
+    /// The content cache's counters (`None`: off).
+    #[serde(default)]
+    pub content_cache: Option<crate::fs::content::ContentStats>,
 }
 
 /// Where mounts put their sockets: `$XDG_RUNTIME_DIR/ftpmount`, else `/run/user/UID/ftpmount`,
@@ -122,6 +125,7 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         server_profile: remote.profile(),
         listing_cache_hits: hits,
         listing_cache_misses: misses,
+        content_cache: fs.content_stats(),
         transfers,
         queued_uploads,
         failed_uploads: fs.failed_uploads(),
@@ -269,6 +273,19 @@ pub fn render(st: &MountStatus) -> String {
         "  listing cache: {} hits, {} misses ({rate:.0}% hits)\n",
         st.listing_cache_hits, st.listing_cache_misses
     );
+    match &st.content_cache {
+        Some(c) => {
+            out += &format!(
+                "  content cache: {} in {} files (limit {}); {} read from it, {} downloaded\n",
+                human_bytes(c.used),
+                c.files,
+                human_bytes(c.limit),
+                human_bytes(c.hit_bytes),
+                human_bytes(c.miss_bytes)
+            )
+        }
+        None => out += "  content cache: off\n",
+    }
     if !st.server_profile.is_empty() {
         out += "  server profile:\n";
         for (what, how) in &st.server_profile {

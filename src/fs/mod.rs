@@ -7,6 +7,9 @@ mod case_check;
 mod case_tests;
 #[cfg(test)]
 mod consistency_tests;
+pub mod content;
+#[cfg(test)]
+mod content_tests;
 pub mod dircache;
 pub mod inode;
 #[cfg(test)]
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 
 use self::case::CaseRules;
+use self::content::{ContentCache, Version};
 use self::dircache::{DirCache, Listing};
 use self::inode::{InodeTable, ROOT};
 use self::read::ReadHandle;
@@ -108,6 +112,8 @@ pub struct FsConfig {
     pub prefetch_workers: usize,
     /// `--write-back`: the source's queue directory.
     pub write_back: Option<std::path::PathBuf>,
+    /// The content cache: its directory (this source's) and most bytes; `None`: off.
+    pub content_cache: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Failures kept for `status`.
@@ -122,6 +128,9 @@ struct ErrorLog {
 /// A case check trusts a cached listing this young; older ones are fetched again, so a name
 /// another client created a moment ago is seen.
 const CASE_CHECK_FRESHNESS: Duration = Duration::from_secs(1);
+/// How long a file closed with write-back counts as queued before its release arrives (a
+/// process holding another descriptor of it keeps it open longer: then it is the process's).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
 /// How long a write waits for queued uploads to free spool space before failing (ENOSPC).
 const SPOOL_WAIT: Duration = Duration::from_secs(60);
 /// At most this many "already warned" notes are kept (directories, folded lookups).
@@ -231,6 +240,10 @@ pub struct Fs {
     /// This mount's own changes: directory mtimes after changes inside, ctimes after
     /// attribute changes, by path (kept for [`LOCAL_TIMES_KEPT`]).
     local_times: Mutex<HashMap<String, LocalTimes>>,
+    /// File content kept on disk between opens and mounts (`None`: off).
+    content: Option<Arc<ContentCache>>,
+    /// Downloads readers left open when they closed, by path, for the next open.
+    parked: Mutex<HashMap<String, read::Parked>>,
 }
 
 impl Fs {
@@ -241,6 +254,13 @@ impl Fs {
             clock.clone(),
             config.case.needs_index().then_some(config.case.folding),
         ));
+        let content = config.content_cache.as_ref().and_then(|(dir, limit)| match ContentCache::open(dir, *limit) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("the content cache is off for this mount: {}: {e}", dir.display());
+                None
+            }
+        });
         Fs {
             dirs: dirs.clone(),
             prefetch: (config.prefetch_workers > 0)
@@ -263,6 +283,35 @@ impl Fs {
             notifier: Mutex::new(None),
             told: Mutex::new(HashMap::new()),
             local_times: Mutex::new(HashMap::new()),
+            content,
+            parked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the kernel may keep a file's pages between opens: the content cache is on,
+    /// and `open` tells the kernel when the file changed.
+    pub fn keeps_content(&self) -> bool {
+        self.content.is_some()
+    }
+
+    /// The content cache's counters, for `status`.
+    pub fn content_stats(&self) -> Option<content::ContentStats> {
+        self.content.as_ref().map(|c| c.stats())
+    }
+
+    /// What the content cache holds of `path` is no longer the file's.
+    fn forget_content(&self, path: &str) {
+        self.parked.lock().remove(path);
+        if let Some(c) = &self.content {
+            c.forget(path);
+        }
+    }
+
+    fn forget_content_under(&self, dir: &str) {
+        let prefix = format!("{dir}/");
+        self.parked.lock().retain(|p, _| !p.starts_with(&prefix));
+        if let Some(c) = &self.content {
+            c.forget_under(dir);
         }
     }
 
@@ -530,6 +579,7 @@ impl Fs {
     }
 
     fn write_handle(&self, path: String, existed: bool, size: u64, mode: OpenMode) -> u64 {
+        self.forget_content(&path);
         let read_write = mode.read && mode.write;
         let write_back = self.write_back.is_some();
         let temp_refused = (!existed && !write_back).then(|| self.temp_refused.clone());
@@ -581,8 +631,22 @@ impl Fs {
         }
         // Close-to-open: the size and time are checked with the server (or a listing younger
         // than a second); just uploaded, the writer knows them.
-        let size = self.revalidate(ino, &path, entry)?.size;
-        Ok(self.add_handle(Handle::Read(Arc::new(ReadHandle::new(path, size)), ino)))
+        let attr = self.revalidate(ino, &path, entry)?;
+        let (size, mtime) = (attr.size, self.server_mtime(&path));
+        let cached = self.content.as_ref().zip(mtime).and_then(|(c, t)| c.open_file(&path, Version::of(size, t)));
+        let handle = ReadHandle::new(path.clone(), size, cached);
+        let parked = self.parked.lock().remove(&path);
+        if let Some(p) = parked.filter(|p| p.size == size && p.mtime == mtime) {
+            handle.adopt(p);
+        }
+        Ok(self.add_handle(Handle::Read(Arc::new(handle), ino)))
+    }
+
+    /// The modification time the server's listing shows for `path` (not this mount's local
+    /// view of it): what the content cache checks versions by.
+    fn server_mtime(&self, path: &str) -> Option<SystemTime> {
+        let (dir, name) = split(path);
+        self.dirs.peek(dir).and_then(|l| l.get(name).and_then(|e| e.mtime))
     }
 
     /// Creates `name` in `parent` and opens it for writing. The file appears on the server
@@ -642,6 +706,7 @@ impl Fs {
                     return Err(too_big(offset.saturating_add(data.len() as u64)));
                 }
                 let started = Instant::now();
+                *h.closed_at.lock() = None;
                 loop {
                     match h.write(self.remote.as_ref(), &self.spool, offset, data) {
                         Ok(()) => return Ok(data.len()),
@@ -665,7 +730,11 @@ impl Fs {
     pub fn flush(&self, fh: u64, pid: u32) -> Result<()> {
         match self.handle(fh)? {
             // Write-back: the content is safe in the spool once its journal entry is written.
-            Handle::Write(h) if h.opener == pid && self.write_back.is_some() => Ok(h.persist(&self.spool)?),
+            Handle::Write(h) if h.opener == pid && self.write_back.is_some() => {
+                h.persist(&self.spool)?;
+                *h.closed_at.lock() = Some(Instant::now());
+                Ok(())
+            }
             Handle::Write(h) if h.opener == pid => self.commit(&h),
             _ => Ok(()),
         }
@@ -681,8 +750,13 @@ impl Fs {
     }
 
     fn commit(&self, h: &WriteHandle) -> Result<()> {
-        let result = h.commit(self.remote.as_ref());
         let path = h.path();
+        let keep = |file: &std::fs::File, size: u64| {
+            if let Some(c) = &self.content {
+                c.keep_upload(&path, file, size);
+            }
+        };
+        let result = h.commit(self.remote.as_ref(), &keep);
         match result {
             Ok(Some(size)) => {
                 let (mode, pending) = {
@@ -698,6 +772,9 @@ impl Fs {
                     Some(t) => self.apply_mtime(&path, t).map(|()| Some(t)),
                     None => Ok(None),
                 };
+                if let (Some(c), Ok(Some(t))) = (&self.content, &mtime) {
+                    c.uploaded_time(&path, *t);
+                }
                 let mtime = mtime.unwrap_or_else(|e| {
                     tracing::warn!("{path}: {e}");
                     None
@@ -717,6 +794,7 @@ impl Fs {
             }
             Err(e) => {
                 tracing::error!("{e}");
+                self.forget_content(&path);
                 // What the server has now is what a fresh listing shows.
                 self.dirs.invalidate(split(&path).0);
                 Err(e.into())
@@ -726,6 +804,13 @@ impl Fs {
 
     pub fn release(&self, fh: u64) {
         let handle = self.handles.lock().remove(&fh);
+        if let Some(Handle::Read(r, _)) = &handle {
+            if let Some(p) = r.park(self.server_mtime(&r.path)) {
+                if let Some(old) = self.parked.lock().insert(r.path.clone(), p) {
+                    std::thread::spawn(move || drop(old));
+                }
+            }
+        }
         let Some(Handle::Write(h)) = handle else { return };
         let path = h.path();
         let registered = self.writing.lock().get(&path).is_some_and(|w| Arc::ptr_eq(w, &h));
@@ -945,6 +1030,7 @@ impl Fs {
         }
         // The listed name, which differs from `name` after a folded lookup.
         self.dirs.remove_entry(&dir, &entry.name);
+        self.forget_content(&path);
         self.set_times.lock().remove(&path);
         self.changed(&dir, true);
         self.inodes.lock().detach(parent, name);
@@ -975,6 +1061,7 @@ impl Fs {
             Err(e) => return Err(e),
         }
         self.remote.rmdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
+        self.forget_content_under(&path);
         self.dirs.remove_entry(&dir, &entry.name);
         self.dirs.invalidate_tree(&path);
         self.changed(&dir, true);
@@ -1053,6 +1140,10 @@ impl Fs {
         }
         self.dirs.invalidate_tree(&from);
         self.dirs.invalidate_tree(&to);
+        for p in [&from, &to] {
+            self.forget_content(p);
+            self.forget_content_under(p);
+        }
         self.renamed(parent, name, new_parent, new_name, &from, &to);
         Ok(())
     }
@@ -1152,6 +1243,7 @@ impl Fs {
                 }
                 Ok(None) => {
                     self.dirs.remove_entry(dir, name);
+                    self.forget_content(path);
                     self.notify(Invalidate::Inode(ino));
                     return Err(FsError::NotFound);
                 }
@@ -1219,6 +1311,7 @@ impl Fs {
     /// size, but only if no notification came in between (it would then keep the old size
     /// and pad with zeros); its old time is kept as told, so the next `open` corrects it.
     fn corrected(&self, ino: u64, path: &str, size: u64, mtime: Option<SystemTime>, grew: bool) {
+        self.forget_content(path);
         let (dir, name) = split(path);
         if let Some(mut e) = self.dirs.peek(dir).and_then(|l| l.get(name).cloned()) {
             e.size = size;
@@ -1248,6 +1341,24 @@ impl Fs {
         for h in handles {
             h.close_if_idle(idle);
         }
+        let mut parked = self.parked.lock();
+        let done: Vec<String> = parked.iter().filter(|(_, p)| p.idle_for() >= idle).map(|(k, _)| k.clone()).collect();
+        let ended: Vec<read::Parked> = done.iter().filter_map(|k| parked.remove(k)).collect();
+        drop(parked);
+        if !ended.is_empty() {
+            std::thread::spawn(move || drop(ended));
+        }
+        if let Some(c) = &self.content {
+            c.flush_if_due();
+        }
+    }
+
+    /// Ends what readers left open and saves what the content cache holds (at unmount).
+    pub fn close_reads(&self) {
+        self.parked.lock().clear();
+        if let Some(c) = &self.content {
+            c.flush();
+        }
     }
 
     /// Uploads every file with pending changes (at unmount). Returns how many failed.
@@ -1271,6 +1382,19 @@ impl Fs {
                     state: "streaming".into(),
                     seconds: r.opened.elapsed().as_secs_f64(),
                 }),
+                // Closed, its release (which queues it) still on the way: `sync` waits for it.
+                Handle::Write(w)
+                    if w.closed_at.lock().is_some_and(|t| t.elapsed() < RELEASE_WAIT)
+                        && matches!(w.progress(), write::WriteProgress::Spooled(_)) =>
+                {
+                    out.push(TransferStatus {
+                        path: shown(&w.path()),
+                        direction: "upload".into(),
+                        bytes: None,
+                        state: "closing (write-back)".into(),
+                        seconds: w.opened.elapsed().as_secs_f64(),
+                    });
+                }
                 Handle::Write(w) => {
                     let (bytes, state) = match w.progress() {
                         write::WriteProgress::Streaming(n) => (Some(n), "streaming"),
@@ -1390,6 +1514,7 @@ pub(crate) mod tests {
             case: CaseRules::none(),
             prefetch_workers: 0,
             write_back: None,
+            content_cache: None,
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::content::CachedFile;
 use crate::remote::{ReadStream, Remote, RemoteError, Result};
 
 /// How reading from a transfer failed.
@@ -90,6 +91,36 @@ struct State {
     window: Window,
     /// The current read wants bytes past `size`: keep the stream at the end to look for more.
     probe: bool,
+    /// What the content cache holds of this version of the file; downloads fill it.
+    cache: Option<CachedFile>,
+}
+
+impl State {
+    /// Records bytes read from the server at `at`.
+    fn record(&mut self, at: u64, bytes: &[u8]) {
+        self.window.push(at, bytes);
+        if let Some(c) = &self.cache {
+            if !c.downloaded(at, bytes) {
+                self.cache = None;
+            }
+        }
+    }
+}
+
+/// A download left open by a reader that closed the file, for the next open of the same
+/// version to continue (a file manager sniffs the first bytes, closes, and opens the file
+/// again to read it all): the transfer goes on instead of starting anew.
+pub struct Parked {
+    stream: Open,
+    window: Window,
+    pub size: u64,
+    pub mtime: Option<std::time::SystemTime>,
+}
+
+impl Parked {
+    pub fn idle_for(&self) -> Duration {
+        self.stream.last_used.elapsed()
+    }
 }
 
 pub struct ReadHandle {
@@ -108,12 +139,12 @@ pub struct ReadHandle {
 }
 
 impl ReadHandle {
-    pub fn new(path: String, size: u64) -> Self {
+    pub fn new(path: String, size: u64, cache: Option<CachedFile>) -> Self {
         ReadHandle {
             path,
             size: size.into(),
             grown: Default::default(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State { cache, ..State::default() }),
             delivered: Default::default(),
             opened: Instant::now(),
         }
@@ -133,6 +164,11 @@ impl ReadHandle {
         let len = len.min((size - offset) as usize);
         let mut st = self.state.lock();
         let mut out = st.window.get(offset, len).to_vec();
+        if out.len() < len {
+            if let Some(c) = &st.cache {
+                out.extend(c.read(offset + out.len() as u64, len - out.len()));
+            }
+        }
         st.probe = want > len;
         if out.len() < len {
             let at = offset + out.len() as u64;
@@ -178,15 +214,16 @@ impl ReadHandle {
                 std::thread::spawn(move || drop(old));
             }
             // The first read of a file near its start: start at 0, so the kernel's other
-            // read-ahead requests for the beginning find their bytes in the window.
-            let from = if st.window.data.is_empty() && at <= SKIP_LIMIT { 0 } else { at };
+            // read-ahead requests for the beginning find their bytes in the window (unless
+            // the cache has the beginning).
+            let cached_start = st.cache.as_ref().is_some_and(|c| c.holds(0));
+            let from = if st.window.data.is_empty() && at <= SKIP_LIMIT && !cached_start { 0 } else { at };
             let now = Instant::now();
             let stream = remote.open_read(&self.path, from).map_err(StreamError::Start)?;
             st.stream = Some(Open { stream, pos: from, since: now, last_used: now });
         }
+        let mut result = read_at(st, at, len);
         let open = st.stream.as_mut().expect("just set");
-        let window = &mut st.window;
-        let mut result = read_at(open, window, at, len);
         // A transfer that ends before the size the file had is cut, not finished (a connection
         // killed without a TLS goodbye reads as an end); the second attempt takes what comes
         // (the file may have shrunk).
@@ -226,6 +263,21 @@ impl ReadHandle {
     pub fn has_stream(&self) -> bool {
         self.state.lock().stream.is_some()
     }
+
+    /// The open download, for the next open of the file (see [`Parked`]); none while a read
+    /// is in progress or when the transfer is at the end.
+    pub fn park(&self, mtime: Option<std::time::SystemTime>) -> Option<Parked> {
+        let mut st = self.state.try_lock()?;
+        let stream = st.stream.take().filter(|o| o.pos < self.size())?;
+        Some(Parked { stream, window: std::mem::take(&mut st.window), size: self.size(), mtime })
+    }
+
+    /// Continues a download a reader of the same version left (see [`Parked`]).
+    pub fn adopt(&self, parked: Parked) {
+        let mut st = self.state.lock();
+        st.stream = Some(parked.stream);
+        st.window = parked.window;
+    }
 }
 
 impl ReadHandle {
@@ -250,8 +302,10 @@ impl ReadHandle {
         let size = self.size();
         let Some(open) = st.stream.as_mut().filter(|o| o.pos == size) else { return Vec::new() };
         let extra = fill(&mut open.stream, n).unwrap_or_default();
-        st.window.push(open.pos, &extra);
         open.pos += extra.len() as u64;
+        // Past the size this version has: the cache is for that version only.
+        st.cache = None;
+        st.window.push(size, &extra);
         if extra.len() < n {
             st.stream = None;
         }
@@ -263,21 +317,25 @@ impl ReadHandle {
     }
 }
 
-/// Skips to `offset` (keeping the skipped bytes in the window), then reads up to `len` bytes
-/// (fewer only at the end of the file).
-fn read_at(open: &mut Open, window: &mut Window, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let skip = (offset - open.pos) as usize;
+/// From the open stream: skips to `offset` (keeping the skipped bytes), then reads up to
+/// `len` bytes (fewer only at the end of the file).
+fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let open = st.stream.as_mut().expect("a stream is open");
+    let from = open.pos;
+    let skip = (offset - from) as usize;
     if skip > 0 {
         let skipped = fill(&mut open.stream, skip)?;
-        window.push(open.pos, &skipped);
         open.pos += skipped.len() as u64;
-        if skipped.len() < skip {
+        let short = skipped.len() < skip;
+        st.record(from, &skipped);
+        if short {
             return Ok(Vec::new());
         }
     }
+    let open = st.stream.as_mut().expect("a stream is open");
     let buf = fill(&mut open.stream, len)?;
-    window.push(open.pos, &buf);
     open.pos += buf.len() as u64;
+    st.record(offset, &buf);
     Ok(buf)
 }
 
@@ -304,7 +362,7 @@ mod tests {
         let fake = FakeRemote::new();
         let d = data(1 << 20);
         fake.add_file("f", &d, SystemTime::now());
-        let h = ReadHandle::new("f".into(), d.len() as u64);
+        let h = ReadHandle::new("f".into(), d.len() as u64, None);
         let mut got = Vec::new();
         for off in (0..d.len()).step_by(64 * 1024) {
             got.extend(h.read(&fake, off as u64, 64 * 1024).unwrap());
@@ -319,7 +377,7 @@ mod tests {
         let fake = FakeRemote::new();
         let d = data(8 << 20);
         fake.add_file("f", &d, SystemTime::now());
-        let h = ReadHandle::new("f".into(), d.len() as u64);
+        let h = ReadHandle::new("f".into(), d.len() as u64, None);
         const CHUNK: usize = 128 * 1024;
         // The kernel's read-ahead: requests for 4 chunks at once, handled in a shuffled order.
         for group in (0..d.len()).step_by(4 * CHUNK) {
@@ -334,7 +392,7 @@ mod tests {
     #[test]
     fn the_servers_refusal_keeps_its_kind() {
         let fake = FakeRemote::new();
-        let h = ReadHandle::new("vanished".into(), 10);
+        let h = ReadHandle::new("vanished".into(), 10, None);
         let err = h.read(&fake, 0, 10).unwrap_err();
         assert!(matches!(err, crate::remote::RemoteError::NotFound(_)), "ENOENT, not EIO: {err:?}");
     }
@@ -344,7 +402,7 @@ mod tests {
         let fake = FakeRemote::new();
         let d = data(4 << 20);
         fake.add_file("f", &d, SystemTime::now());
-        let h = ReadHandle::new("f".into(), d.len() as u64);
+        let h = ReadHandle::new("f".into(), d.len() as u64, None);
         assert_eq!(h.read(&fake, 0, 100).unwrap(), &d[..100]);
         assert_eq!(h.read(&fake, 1000, 100).unwrap(), &d[1000..1100], "small gap skipped");
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1);
@@ -357,7 +415,7 @@ mod tests {
     fn reads_past_the_end_need_no_transfer() {
         let fake = FakeRemote::new();
         fake.add_file("f", b"abc", SystemTime::now());
-        let h = ReadHandle::new("f".into(), 3);
+        let h = ReadHandle::new("f".into(), 3, None);
         assert!(h.read(&fake, 3, 10).unwrap().is_empty());
         assert_eq!(h.read(&fake, 1, 10).unwrap(), b"bc");
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1);

@@ -109,6 +109,9 @@ pub struct WriteHandle {
     gone: AtomicBool,
     pub state: Mutex<WriteState>,
     pub opened: std::time::Instant,
+    /// Write-back: when the opener closed it, kept for the queue (cleared by a later write).
+    /// Its release, which queues the upload, may reach us after `close` returned.
+    pub closed_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// Size, time and mode as the application sees them.
@@ -199,6 +202,7 @@ impl WriteHandle {
             gone: AtomicBool::new(false),
             state: Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }),
             opened: std::time::Instant::now(),
+            closed_at: Mutex::new(None),
         }
     }
 
@@ -554,8 +558,9 @@ impl WriteHandle {
     }
 
     /// Puts the changes on the server (flush, fsync, close). Returns the uploaded size, or
-    /// `None` when there was nothing to do.
-    pub fn commit(&self, remote: &dyn Remote) -> Result<Option<u64>, RemoteError> {
+    /// `None` when there was nothing to do. After an upload, `keep` sees the local copy of
+    /// what was sent, where there is one (for the content cache).
+    pub fn commit(&self, remote: &dyn Remote, keep: &dyn Fn(&File, u64)) -> Result<Option<u64>, RemoteError> {
         let mut st = self.state.lock();
         if !st.dirty {
             return Ok(None);
@@ -575,6 +580,9 @@ impl WriteHandle {
         *self.uploading.lock() = None;
         match result {
             Ok(()) => {
+                if let Body::Spooled { file, .. } = &st.body {
+                    keep(file, size);
+                }
                 st.body = Body::Server;
                 st.dirty = false;
                 Ok(Some(size))
@@ -644,6 +652,11 @@ impl WriteHandle {
                         (Err(e), Some(replay)) if e.is_transient() => {
                             st.body = replay.into_body();
                             Err(e)
+                        }
+                        // Kept for `commit` to show what was sent.
+                        (Ok(()), Some(replay)) => {
+                            st.body = replay.into_body();
+                            Ok(())
                         }
                         (result, _) => result,
                     }

@@ -180,7 +180,9 @@ impl Filesystem for FuseFs {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS
                 | fuser::InitFlags::FUSE_READDIRPLUS_AUTO
-                | fuser::InitFlags::FUSE_ATOMIC_O_TRUNC,
+                | fuser::InitFlags::FUSE_ATOMIC_O_TRUNC
+                // Attributes showing another size or time drop the kernel's cached pages.
+                | fuser::InitFlags::FUSE_AUTO_INVAL_DATA,
         );
         Ok(())
     }
@@ -214,8 +216,12 @@ impl Filesystem for FuseFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mut mode = open_mode(flags.0, req.pid());
         mode.write |= !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        // With the content cache, the kernel keeps a file's pages between opens: `open`
+        // checks the file with the server and tells the kernel to drop them when it changed.
+        let keep = !mode.write && !mode.truncate && self.fs.keeps_content();
+        let flags = if keep { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
         match self.fs.open(ino.0, mode) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), flags),
             Err(e) => reply.error(self.errno("open", &e)),
         }
     }

@@ -684,6 +684,9 @@ impl Mount {
         let log = dir.path().join("ftpmount.log");
         let mut cmd = Command::new(bin());
         cmd.arg("mount").arg(source).arg(&mountpoint).args(args).env_remove("FTPMOUNT_PASSWORD");
+        // The content cache and spool live with the mount (and go with it) unless a test
+        // keeps them across mounts with --cache-dir.
+        cmd.env("XDG_CACHE_HOME", dir.path().join("cache"));
         for (k, v) in env {
             cmd.env(k, v);
         }
