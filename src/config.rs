@@ -111,7 +111,8 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
     #[serde(default, deserialize_with = "de_duration")]
     pub dir_timeout: Option<Duration>,
-    /// Directory for spool files of files being rewritten [default: ~/.cache/ftpmount]
+    /// Directory for spool files, the content cache and the write-back queue [default:
+    /// ~/.cache/ftpmount]
     #[arg(long, value_name = "DIR", help_heading = "Mount")]
     pub cache_dir: Option<PathBuf>,
     /// Most bytes all spool files may hold together, e.g. 10G, 500M (default 10G)
