@@ -301,17 +301,26 @@ impl Fs {
 
     /// What the content cache holds of `path` is no longer the file's.
     fn forget_content(&self, path: &str) {
-        self.parked.lock().remove(path);
         if let Some(c) = &self.content {
             c.forget(path);
+        }
+        let parked = self.parked.lock().remove(path);
+        if let Some(p) = parked {
+            p.end();
         }
     }
 
     fn forget_content_under(&self, dir: &str) {
         let prefix = format!("{dir}/");
-        self.parked.lock().retain(|p, _| !p.starts_with(&prefix));
         if let Some(c) = &self.content {
             c.forget_under(dir);
+        }
+        let mut parked = self.parked.lock();
+        let under: Vec<String> = parked.keys().filter(|p| p.starts_with(&prefix)).cloned().collect();
+        let ended: Vec<read::Parked> = under.iter().filter_map(|p| parked.remove(p)).collect();
+        drop(parked);
+        for p in ended {
+            p.end();
         }
     }
 
@@ -636,8 +645,10 @@ impl Fs {
         let cached = self.content.as_ref().zip(mtime).and_then(|(c, t)| c.open_file(&path, Version::of(size, t)));
         let handle = ReadHandle::new(path.clone(), size, cached);
         let parked = self.parked.lock().remove(&path);
-        if let Some(p) = parked.filter(|p| p.size == size && p.mtime == mtime) {
-            handle.adopt(p);
+        match parked {
+            Some(p) if p.size == size && p.mtime == mtime => handle.adopt(p),
+            Some(other) => other.end(),
+            None => {}
         }
         Ok(self.add_handle(Handle::Read(Arc::new(handle), ino)))
     }
@@ -807,7 +818,7 @@ impl Fs {
         if let Some(Handle::Read(r, _)) = &handle {
             if let Some(p) = r.park(self.server_mtime(&r.path)) {
                 if let Some(old) = self.parked.lock().insert(r.path.clone(), p) {
-                    std::thread::spawn(move || drop(old));
+                    old.end();
                 }
             }
         }
@@ -1345,8 +1356,8 @@ impl Fs {
         let done: Vec<String> = parked.iter().filter(|(_, p)| p.idle_for() >= idle).map(|(k, _)| k.clone()).collect();
         let ended: Vec<read::Parked> = done.iter().filter_map(|k| parked.remove(k)).collect();
         drop(parked);
-        if !ended.is_empty() {
-            std::thread::spawn(move || drop(ended));
+        for p in ended {
+            p.end();
         }
         if let Some(c) = &self.content {
             c.flush_if_due();
@@ -1355,7 +1366,10 @@ impl Fs {
 
     /// Ends what readers left open and saves what the content cache holds (at unmount).
     pub fn close_reads(&self) {
-        self.parked.lock().clear();
+        let parked: Vec<read::Parked> = self.parked.lock().drain().map(|(_, p)| p).collect();
+        for p in parked {
+            p.end();
+        }
         if let Some(c) = &self.content {
             c.flush();
         }

@@ -43,6 +43,23 @@ struct Open {
     last_used: Instant,
 }
 
+/// At most this much of what has already arrived is kept when a download ends early.
+const KEEP_ARRIVED: usize = 8 << 20;
+
+impl Open {
+    /// Ends the download: what has already arrived goes to the cache (the server sent it
+    /// anyway), and the server's reply is waited for beside the caller.
+    fn end(mut self, cache: Option<&CachedFile>) {
+        if let Some(c) = cache {
+            let arrived = self.stream.take_arrived(KEEP_ARRIVED);
+            if !arrived.is_empty() {
+                c.downloaded(self.pos, &arrived);
+            }
+        }
+        std::thread::spawn(move || drop(self));
+    }
+}
+
 /// The bytes most recently read from the server. The kernel sends a file's read-ahead as
 /// several requests at once, which reach us slightly out of order; serving the late ones from
 /// here keeps one stream going instead of restarting the transfer for each (a restart costs
@@ -113,6 +130,7 @@ impl State {
 pub struct Parked {
     stream: Open,
     window: Window,
+    cache: Option<CachedFile>,
     pub size: u64,
     pub mtime: Option<std::time::SystemTime>,
 }
@@ -120,6 +138,11 @@ pub struct Parked {
 impl Parked {
     pub fn idle_for(&self) -> Duration {
         self.stream.last_used.elapsed()
+    }
+
+    /// Ends the download no one came back for (see [`Open::end`]).
+    pub fn end(self) {
+        self.stream.end(self.cache.as_ref());
     }
 }
 
@@ -211,7 +234,7 @@ impl ReadHandle {
             // Ending a transfer waits for the server's reply (a round trip): let that happen
             // beside the new request, which takes another session (or this one, once freed).
             if let Some(old) = st.stream.take() {
-                std::thread::spawn(move || drop(old));
+                old.end(st.cache.as_ref());
             }
             // The first read of a file near its start: start at 0, so the kernel's other
             // read-ahead requests for the beginning find their bytes in the window (unless
@@ -255,7 +278,9 @@ impl ReadHandle {
     pub fn close_if_idle(&self, idle: Duration) {
         if let Some(mut st) = self.state.try_lock() {
             if st.stream.as_ref().is_some_and(|o| o.last_used.elapsed() >= idle) {
-                st.stream = None;
+                if let Some(old) = st.stream.take() {
+                    old.end(st.cache.as_ref());
+                }
             }
         }
     }
@@ -269,7 +294,8 @@ impl ReadHandle {
     pub fn park(&self, mtime: Option<std::time::SystemTime>) -> Option<Parked> {
         let mut st = self.state.try_lock()?;
         let stream = st.stream.take().filter(|o| o.pos < self.size())?;
-        Some(Parked { stream, window: std::mem::take(&mut st.window), size: self.size(), mtime })
+        let (window, cache) = (std::mem::take(&mut st.window), st.cache.take());
+        Some(Parked { stream, window, cache, size: self.size(), mtime })
     }
 
     /// Continues a download a reader of the same version left (see [`Parked`]).

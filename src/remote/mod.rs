@@ -98,7 +98,13 @@ pub type Result<T> = std::result::Result<T, RemoteError>;
 
 /// An open download. Reading yields the file's bytes from the offset it was opened at;
 /// dropping it ends the transfer and gives the session back.
-pub trait ReadStream: Read + Send {}
+pub trait ReadStream: Read + Send {
+    /// The bytes that have already arrived, without waiting for more (up to `max`): what a
+    /// download being ended early still holds, for the content cache.
+    fn take_arrived(&mut self, _max: usize) -> Vec<u8> {
+        Vec::new()
+    }
+}
 
 /// An upload in progress. Bytes written go to the server; `finish` ends the transfer and
 /// returns only once the server confirmed it. Dropping it unfinished aborts the transfer, and

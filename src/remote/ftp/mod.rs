@@ -882,7 +882,34 @@ impl Read for FtpReadStream {
     }
 }
 
-impl ReadStream for FtpReadStream {}
+impl ReadStream for FtpReadStream {
+    fn take_arrived(&mut self, max: usize) -> Vec<u8> {
+        let Some(t) = self.transfer.as_mut() else { return Vec::new() };
+        let socket = t.get_ref().get_ref().try_clone();
+        let Ok(socket) = socket else { return Vec::new() };
+        if socket.set_nonblocking(true).is_err() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while out.len() < max {
+            let want = buf.len().min(max - out.len());
+            match t.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    // Anything but "nothing more yet" leaves the connection in doubt.
+                    self.failed |= e.kind() != io::ErrorKind::WouldBlock;
+                    break;
+                }
+            }
+        }
+        if socket.set_nonblocking(false).is_err() {
+            self.failed = true;
+        }
+        out
+    }
+}
 
 impl Drop for FtpReadStream {
     fn drop(&mut self) {
