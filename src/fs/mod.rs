@@ -15,6 +15,7 @@ mod names_tests;
 mod posix_tests;
 pub mod prefetch;
 pub mod read;
+pub mod space;
 pub mod spool;
 pub mod write;
 pub mod writeback;

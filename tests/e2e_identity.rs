@@ -1,0 +1,78 @@
+//! How the mount presents itself to the desktop (issue 15): free space (`df`, GLib's
+//! filesystem::free) and what GLib can tell of it (filesystem::remote, type).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("running {cmd}: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `df -B1 --output=size,used,avail MNT`: the mount's size, used and available bytes.
+fn df(mnt: &Path) -> Vec<String> {
+    let out = run("df", &["-B1", "--output=size,used,avail", mnt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().nth(1).unwrap_or_default().split_whitespace().map(str::to_string).collect()
+}
+
+/// `gio info -f MNT`: GLib's filesystem attributes, `name: value`.
+fn gio_fs_info(mnt: &Path) -> String {
+    let out = run("gio", &["info", "-f", mnt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether `df` (with `args`) lists the mount.
+fn df_lists(mnt: &Path, args: &[&str]) -> bool {
+    let out = run("df", &[args, &["--output=target"]].concat());
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == mnt.to_str().unwrap())
+}
+
+#[test]
+fn free_space_is_the_servers_avbl_figure() {
+    // 5 GiB, as a Serv-U-like server answers AVBL.
+    let server = PyFtpd::start(TempDir::new("root"), None, &["--avbl", "5368709120"]);
+    let m = Mount::of(&server, None, &["--tls", "off"]);
+    assert_eq!(df(m.path()), ["5368709120", "0", "5368709120"], "size = available, used unknown (0)");
+    let info = gio_fs_info(m.path());
+    assert!(info.contains("filesystem::free: 5368709120"), "{info}");
+    assert!(df_lists(m.path(), &[]), "a filesystem with a size is listed by plain df");
+    let st = status_json(m.path());
+    assert!(st["server_profile"].to_string().contains("told by AVBL"), "{st:#}");
+}
+
+#[test]
+fn without_a_figure_df_shows_zeros_and_glib_reports_no_free_space() {
+    let server = Vsftpd::start(TempDir::new("root"), VsftpdOptions::default());
+    let m = Mount::of(&server, None, &["--tls", "off"]);
+    assert_eq!(df(m.path()), ["0", "0", "0"], "no more 1 PiB");
+    // GLib leaves filesystem::free/size/used out for FUSE with f_bfree = f_bavail = 0: file
+    // managers show "unknown", not "0 bytes free".
+    let info = gio_fs_info(m.path());
+    assert!(!info.contains("filesystem::free") && !info.contains("filesystem::size"), "{info}");
+    // What GLib can tell of a FUSE mount: its type is "fuse" and it is not on its short list of
+    // remote types (nfs, cifs, smb, fuse.sshfs).
+    assert!(info.contains("filesystem::type: fuse"), "{info}");
+    assert!(info.contains("filesystem::remote: FALSE"), "{info}");
+    // df: a 0-block filesystem shows only with -a or when named; -l (local only) leaves it out,
+    // as the source `ftpmount:HOST` has a colon (gnulib's ME_REMOTE).
+    assert!(!df_lists(m.path(), &[]));
+    assert!(df_lists(m.path(), &["-a"]));
+    assert!(!df_lists(m.path(), &["-a", "-l"]), "df -l counts the mount as remote");
+    let st = status_json(m.path());
+    assert!(st["server_profile"].to_string().contains("unknown: the server answers no AVBL"), "{st:#}");
+    drop(m);
+
+    // --assume-free-space: for file managers that refuse to copy onto 0 bytes free (Dolphin).
+    let m = Mount::of(&server, None, &["--tls", "off", "--assume-free-space", "1T"]);
+    assert_eq!(df(m.path()), ["1099511627776", "0", "1099511627776"]);
+}
