@@ -1,5 +1,6 @@
 //! How the mount presents itself to the desktop (issue 15): free space (`df`, GLib's
-//! filesystem::free) and what GLib can tell of it (filesystem::remote, type).
+//! filesystem::free), what GLib can tell of it (filesystem::remote, type), and what a file
+//! manager's "Move to Trash" does.
 
 mod common;
 
@@ -75,4 +76,38 @@ fn without_a_figure_df_shows_zeros_and_glib_reports_no_free_space() {
     // --assume-free-space: for file managers that refuse to copy onto 0 bytes free (Dolphin).
     let m = Mount::of(&server, None, &["--tls", "off", "--assume-free-space", "1T"]);
     assert_eq!(df(m.path()), ["1099511627776", "0", "1099511627776"]);
+}
+
+#[test]
+fn move_to_trash_fails_cleanly_and_leaves_no_trash_folder_on_the_server() {
+    let server = Vsftpd::start(TempDir::new("root"), VsftpdOptions::default());
+    let m = Mount::of(&server, None, &["--tls", "off"]);
+    let file = m.path().join("photo.jpg");
+    std::fs::write(&file, b"jpeg bytes").unwrap();
+    std::fs::create_dir(m.path().join("album")).unwrap();
+    let server_names = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(server.root()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    for target in [file.clone(), m.path().join("album")] {
+        let out = run("gio", &["trash", target.to_str().unwrap()]);
+        assert!(!out.status.success(), "{}", text(&out));
+        // GLib's words for G_IO_ERROR_NOT_SUPPORTED here: file managers then offer to delete.
+        assert!(text(&out).contains("Unable to find or create trash directory"), "{}", text(&out));
+        assert!(target.exists(), "nothing moved");
+    }
+    assert_eq!(server_names(), ["album", "photo.jpg"], "no .Trash-UID on the server");
+    // By hand too, with the errno GLib maps to "not supported".
+    let err = std::fs::create_dir(m.path().join(".Trash-1000")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTSUP), "{err}");
+    assert!(std::fs::write(m.path().join(".Trash"), b"x").is_err());
+    // Deleting permanently, what the file manager offers next, works.
+    let out = run("gio", &["remove", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(server_names(), ["album"]);
+    // Not an error worth listing in `status`: it is the policy.
+    let st = status_json(m.path());
+    assert_eq!(st["recent_errors"].as_array().unwrap().len(), 0, "{st:#}");
 }
