@@ -1,6 +1,6 @@
 //! How the mount presents itself to the desktop (issue 15): free space (`df`, GLib's
-//! filesystem::free), what GLib can tell of it (filesystem::remote, type), and what a file
-//! manager's "Move to Trash" does.
+//! filesystem::free), what GLib can tell of it (filesystem::remote, type), what a file
+//! manager's "Move to Trash" does, and `ftpmount status` from another XDG_RUNTIME_DIR.
 
 mod common;
 
@@ -110,4 +110,55 @@ fn move_to_trash_fails_cleanly_and_leaves_no_trash_folder_on_the_server() {
     // Not an error worth listing in `status`: it is the policy.
     let st = status_json(m.path());
     assert_eq!(st["recent_errors"].as_array().unwrap().len(), 0, "{st:#}");
+}
+
+#[test]
+fn status_finds_a_mount_made_with_another_xdg_runtime_dir() {
+    let server = Vsftpd::start(TempDir::new("root"), VsftpdOptions::default());
+    let runtime = TempDir::new("xdg-at-mount");
+    let m = Mount::start_with_env(
+        &server.url(),
+        &["--tls", "off"],
+        &[("FTPMOUNT_PASSWORD", PASSWORD), ("XDG_RUNTIME_DIR", runtime.path().to_str().unwrap())],
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    let sockets = || std::fs::read_dir(runtime.path().join("ftpmount")).unwrap().count();
+    assert_eq!(sockets(), 1, "the socket is where XDG_RUNTIME_DIR said");
+    let other = TempDir::new("xdg-later");
+    let mnt = m.path().to_str().unwrap();
+    // The mount's own XDG_RUNTIME_DIR sees the socket and its record: one mount.
+    for xdg in [Some(runtime.path().to_str().unwrap()), Some(other.path().to_str().unwrap()), None] {
+        let status = |args: &[&str]| {
+            let mut cmd = Command::new(bin());
+            cmd.arg("status").args(args);
+            match xdg {
+                Some(x) => cmd.env("XDG_RUNTIME_DIR", x),
+                None => cmd.env_remove("XDG_RUNTIME_DIR"),
+            };
+            cmd.output().unwrap()
+        };
+        let one = status(&[mnt, "--json"]);
+        assert!(one.status.success(), "XDG_RUNTIME_DIR={xdg:?}: {}", text(&one));
+        let all = status(&["--json"]);
+        assert!(all.status.success(), "XDG_RUNTIME_DIR={xdg:?}: {}", text(&all));
+        let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+        let ours: Vec<_> = all.as_array().unwrap().iter().filter(|s| s["mountpoint"] == mnt).collect();
+        assert_eq!(ours.len(), 1, "listed once (socket and its record are one mount): {all:#}");
+    }
+    // The record the mount left where every `status` looks (other mounts may have theirs).
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let run_user = format!("/run/user/{uid}");
+    let registry =
+        if Path::new(&run_user).is_dir() { format!("{run_user}/ftpmount") } else { format!("/tmp/ftpmount-{uid}") };
+    let recorded = || {
+        std::fs::read_dir(&registry)
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(runtime.path())))
+    };
+    assert!(recorded(), "a link to the socket in {registry}");
+    drop(m);
+    assert_eq!(sockets(), 0, "the socket goes with the mount");
+    assert!(!recorded(), "the record in {registry} goes with the mount");
 }
