@@ -131,6 +131,12 @@ pub struct Options {
     #[arg(long, help_heading = "Mount")]
     #[serde(default)]
     pub write_back: bool,
+    /// Free space to report when the server tells none (most do not): e.g. 1T. By default
+    /// none is reported, which `df` shows as 0 and GNOME/GLib file managers as unknown; KDE's
+    /// Dolphin refuses to copy onto a filesystem that reports 0 free, so set this there
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Mount")]
+    #[serde(default, deserialize_with = "de_size")]
+    pub assume_free_space: Option<u64>,
     /// Mount read-only
     #[arg(long, help_heading = "Mount")]
     #[serde(default)]
@@ -179,6 +185,7 @@ impl Options {
             cache_dir: self.cache_dir.or(profile.cache_dir),
             cache_max_size: self.cache_max_size.or(profile.cache_max_size),
             content_cache_size: self.content_cache_size.or(profile.content_cache_size),
+            assume_free_space: self.assume_free_space.or(profile.assume_free_space),
             read_only: self.read_only || profile.read_only,
             write_back: self.write_back || profile.write_back,
             allow_other: self.allow_other || profile.allow_other,

@@ -33,6 +33,12 @@ pub enum FsError {
     /// A size beyond what the mount can hold (see `fs::MAX_FILE_SIZE`).
     #[error("{0}")]
     TooBig(String),
+    /// A trash folder (`.Trash`, `.Trash-UID`) at the mount's root: never made on the server
+    /// (see `fs::trash`). ENOTSUP, which GLib reports as "trashing not supported".
+    #[error(
+        "not supported: {0} would be a trash folder on the server; ftpmount keeps none (delete permanently instead)"
+    )]
+    NoTrash(String),
     #[error(transparent)]
     Remote(#[from] RemoteError),
 }
@@ -53,6 +59,7 @@ impl FsError {
             FsError::NameTooLong(_) => libc::ENAMETOOLONG,
             FsError::NotPermitted(_) => libc::EPERM,
             FsError::TooBig(_) => libc::EFBIG,
+            FsError::NoTrash(_) => libc::ENOTSUP,
             FsError::Remote(r) => match r {
                 R::NotFound(_) => libc::ENOENT,
                 R::PermissionDenied(_) | R::Login(_) => libc::EACCES,
@@ -84,6 +91,7 @@ impl FsError {
             FsError::NameTooLong(_) => "name too long",
             FsError::NotPermitted(_) => "not permitted",
             FsError::TooBig(_) => "file too large",
+            FsError::NoTrash(_) => "no trash on the server",
             FsError::Remote(r) => match r {
                 R::NotFound(_) => "not found",
                 R::PermissionDenied(_) => "permission denied",
@@ -115,6 +123,7 @@ impl FsError {
                 | FsError::NameTooLong(_)
                 | FsError::NotPermitted(_)
                 | FsError::TooBig(_)
+                | FsError::NoTrash(_) // a policy, asked for by every "Move to Trash"
                 | FsError::Remote(RemoteError::NotFound(_))
         )
     }

@@ -210,11 +210,18 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     fs.resume_write_back();
     // One session stays free for the application's own requests.
     fs.start_write_back(max.saturating_sub(1));
+    let asker = remote.clone();
+    let space = crate::fs::space::SpaceCache::new(
+        Arc::new(move || asker.space("")),
+        Arc::new(SystemClock),
+        p.options.assume_free_space,
+    );
     let spec = crate::fuse::MountSpec {
         mountpoint: &req.mountpoint,
         fsname: format!("ftpmount:{}", p.target.host),
         read_only,
         allow_other: p.options.allow_other,
+        space,
     };
     let mounted = match crate::fuse::mount(fs.clone(), &spec) {
         Ok(m) => m,

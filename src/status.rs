@@ -44,26 +44,65 @@ pub struct MountStatus {
     pub content_cache: Option<crate::fs::content::ContentStats>,
 }
 
+fn uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// Where mounts put their sockets: `$XDG_RUNTIME_DIR/ftpmount`, else `/run/user/UID/ftpmount`,
 /// else `/tmp/ftpmount-UID`.
 pub fn socket_dir() -> PathBuf {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("ftpmount");
     }
-    let run = PathBuf::from(format!("/run/user/{uid}"));
+    registry_dir_or(std::env::temp_dir())
+}
+
+/// `/run/user/UID/ftpmount`, else `TMP/ftpmount-UID`.
+fn registry_dir_or(tmp: PathBuf) -> PathBuf {
+    let run = PathBuf::from(format!("/run/user/{}", uid()));
     if run.is_dir() {
         return run.join("ftpmount");
     }
-    std::env::temp_dir().join(format!("ftpmount-{uid}"))
+    tmp.join(format!("ftpmount-{}", uid()))
+}
+
+/// The one place every mount of this user is recorded, whatever `XDG_RUNTIME_DIR` or
+/// `TMPDIR` said when it was made: `/run/user/UID/ftpmount`, else `/tmp/ftpmount-UID`. A mount
+/// whose socket is elsewhere leaves a symbolic link to it here.
+pub fn registry_dir() -> PathBuf {
+    registry_dir_or(PathBuf::from("/tmp"))
+}
+
+/// Every directory a mount of this user may have put its socket (or a link to it) in, the
+/// current one first: `status` finds a mount made with another `XDG_RUNTIME_DIR`.
+fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![socket_dir(), registry_dir(), registry_dir_or(std::env::temp_dir())];
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(x).join("ftpmount"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| private_dir(d) && seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
+    dirs
+}
+
+/// A directory of this user's that nobody else may write to (a shared /tmp could hold one
+/// made by someone else, with sockets that would answer for them).
+fn private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid() && m.mode() & 0o022 == 0)
+}
+
+/// `<hash>.sock`: the socket's name for the mount at `mountpoint` (an absolute path).
+fn socket_name(mountpoint: &Path) -> String {
+    let digest = Sha256::digest(mountpoint.as_os_str().as_encoded_bytes());
+    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{name}.sock")
 }
 
 /// The socket of the mount at `mountpoint` (an absolute path).
 pub fn socket_path(mountpoint: &Path) -> PathBuf {
-    let digest = Sha256::digest(mountpoint.as_os_str().as_encoded_bytes());
-    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    socket_dir().join(format!("{name}.sock"))
+    socket_dir().join(socket_name(mountpoint))
 }
 
 /// The log of a background mount without --log-file: beside its socket, `<hash>.log`.
@@ -73,9 +112,37 @@ pub fn default_log_file(mountpoint: &Path) -> PathBuf {
     socket_path(&abs).with_extension("log")
 }
 
-/// Serves status requests while it lives; the socket is removed when it is dropped.
+/// Records `socket` in the registry directory when it lives elsewhere; returns the link made.
+fn register(socket: &Path) -> Option<PathBuf> {
+    let registry = registry_dir();
+    let link = registry.join(socket.file_name()?);
+    if socket.parent() == Some(registry.as_path()) {
+        return None;
+    }
+    let made = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&registry);
+    if made.is_err() || !private_dir(&registry) {
+        tracing::warn!(
+            "`ftpmount status` run with another XDG_RUNTIME_DIR will not see this mount: {} is not a private \
+             directory of this user",
+            registry.display()
+        );
+        return None;
+    }
+    let _ = std::fs::remove_file(&link);
+    match std::os::unix::fs::symlink(socket, &link) {
+        Ok(()) => Some(link),
+        Err(e) => {
+            tracing::warn!("cannot record the status socket in {}: {e}", registry.display());
+            None
+        }
+    }
+}
+
+/// Serves status requests while it lives; the socket (and its link in the registry) is
+/// removed when it is dropped.
 pub struct StatusServer {
     path: PathBuf,
+    link: Option<PathBuf>,
 }
 
 impl StatusServer {
@@ -101,13 +168,20 @@ impl StatusServer {
                 answer(conn, &status);
             }
         })?;
-        Ok(StatusServer { path })
+        let link = register(&path);
+        Ok(StatusServer { path, link })
     }
 }
 
 impl Drop for StatusServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Some(link) = &self.link {
+            // Only our own link: a later mount at this mountpoint may have replaced it.
+            if std::fs::read_link(link).is_ok_and(|t| t == self.path) {
+                let _ = std::fs::remove_file(link);
+            }
+        }
     }
 }
 
@@ -155,20 +229,25 @@ fn query(socket: &Path) -> std::io::Result<MountStatus> {
 }
 
 /// The socket of the mount at `m` as the user spelt it: the path as given (made absolute), or
-/// resolved through symbolic links when only that one exists.
+/// resolved through symbolic links, in each of the [`search_dirs`]; the first that exists.
 fn socket_for(m: &Path) -> PathBuf {
-    let given = socket_path(&std::path::absolute(m).unwrap_or_else(|_| m.to_path_buf()));
-    match std::fs::canonicalize(m).map(|c| socket_path(&c)) {
-        Ok(resolved) if resolved != given && !given.exists() => resolved,
-        _ => given,
-    }
+    let given = socket_name(&std::path::absolute(m).unwrap_or_else(|_| m.to_path_buf()));
+    let resolved = std::fs::canonicalize(m).map(|c| socket_name(&c)).ok();
+    let names: Vec<&String> = std::iter::once(&given).chain(resolved.as_ref()).collect();
+    search_dirs()
+        .iter()
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| socket_dir().join(given))
 }
 
 fn not_answering(m: &Path, e: &std::io::Error) {
+    let looked: Vec<String> = search_dirs().iter().map(|d| d.display().to_string()).collect();
     eprintln!(
-        "ftpmount: no running ftpmount answers for {} ({e}). Is it mounted (findmnt -t fuse.ftpmount)? Mounts \
-         started by another user are not visible",
-        m.display()
+        "ftpmount: no running ftpmount answers for {} ({e}; looked in {}). Is it mounted (findmnt -t \
+         fuse.ftpmount)? Mounts started by another user are not visible",
+        m.display(),
+        if looked.is_empty() { socket_dir().display().to_string() } else { looked.join(", ") }
     );
 }
 
@@ -216,13 +295,18 @@ pub fn run(req: StatusRequest) -> ExitCode {
         // The mount registered the path as it was given (made absolute); a path spelt another
         // way (through a symbolic link, with ..) is tried resolved too.
         Some(m) => vec![socket_for(m)],
-        None => std::fs::read_dir(socket_dir())
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect())
-            .unwrap_or_default(),
+        None => search_dirs()
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flat_map(|d| d.flatten().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+            .collect(),
     };
-    let mut found = Vec::new();
+    let mut found: Vec<MountStatus> = Vec::new();
     for s in &sockets {
         match query(s) {
+            // The same mount through its socket and through its link in the registry.
+            Ok(st) if found.iter().any(|f| f.pid == st.pid && f.mountpoint == st.mountpoint) => {}
             Ok(st) => found.push(st),
             // A socket whose daemon is gone: tidy it away when listing all.
             Err(_) if req.mountpoint.is_none() => {

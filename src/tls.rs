@@ -75,6 +75,9 @@ pub struct CertInfo {
     pub issuer: String,
     /// Subject alternative names (DNS and IP), or the common name when there are none.
     pub names: Vec<String>,
+    /// The certificate has no subjectAltName: `names` holds its Common Name, which TLS
+    /// clients (rustls, browsers: RFC 6125, RFC 2818) never match a host name against.
+    pub names_from_cn: bool,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
     /// Lowercase hex with `:` between bytes, as `openssl x509 -fingerprint -sha256` prints it.
@@ -125,6 +128,19 @@ fn certificate_message(problem: &CertProblem, cert: Option<&CertInfo>) -> String
             "the server's certificate{who} is not valid before {}. Check this machine's clock and the server's; to connect anyway pass {pin}. SHA-256 fingerprint: {fp}",
             format_utc(*not_before)
         ),
+        CertProblem::HostMismatch { host, names } if cert.is_some_and(|c| c.names_from_cn) => {
+            let cn = names.join(", ");
+            let san = san_for(host);
+            if names.iter().any(|n| name_matches(n, host)) {
+                format!(
+                    "the server's certificate names the host only in its Common Name (CN={cn}) and has no subjectAltName; TLS clients ignore the Common Name (RFC 6125, RFC 2818). Reissue the certificate with subjectAltName={san}, or pass --tls-allow-mismatched-host (insecure), or {pin}. SHA-256 fingerprint: {fp}"
+                )
+            } else {
+                format!(
+                    "the server's certificate has no subjectAltName, and its Common Name (CN={cn}) is not '{host}' either (TLS clients ignore the Common Name anyway). Reissue the certificate with subjectAltName={san}, or pass --tls-allow-mismatched-host (insecure), or {pin}. SHA-256 fingerprint: {fp}"
+                )
+            }
+        }
         CertProblem::HostMismatch { host, names } => format!(
             "the server's certificate is for [{}], not for '{host}'. Connect using one of those names, or pass --tls-allow-mismatched-host (insecure), or {pin}. SHA-256 fingerprint: {fp}",
             names.join(", ")
@@ -156,7 +172,11 @@ pub fn certificate_report(
     let mark = |ok: bool| if ok { "✓" } else { "✗" };
     let now = SystemTime::now();
     let dates_ok = cert.not_before <= now && now <= cert.not_after;
-    let host_ok = cert.names.iter().any(|n| name_matches(n, host));
+    // The name check as TLS makes it: against subjectAltName only, and never passed when the
+    // handshake failed on it.
+    let name_refused = matches!(refused, Some(CertProblem::HostMismatch { .. }));
+    let in_names = cert.names.iter().any(|n| name_matches(n, host));
+    let host_ok = in_names && !cert.names_from_cn && !name_refused;
     let issuer = match refused {
         Some(CertProblem::SelfSigned) => format!("{} self-signed, not trusted", mark(false)),
         Some(CertProblem::UnknownIssuer) => {
@@ -171,14 +191,23 @@ pub fn certificate_report(
     };
     let mut lines = vec![
         format!("subject: {}", cert.subject),
-        format!("names: {}", cert.names.join(", ")),
+        if cert.names_from_cn {
+            format!("names: none (no subjectAltName); Common Name: {}", cert.names.join(", "))
+        } else {
+            format!("names: {}", cert.names.join(", "))
+        },
         format!("issuer: {}", cert.issuer),
         format!("valid: {} to {}", format_utc(cert.not_before), format_utc(cert.not_after)),
         format!("SHA-256 fingerprint: {}", cert.fingerprint_sha256),
         format!(
             "checks: {issuer}; {} host name '{host}'{}; {} dates{}",
             mark(host_ok),
-            if host_ok { "" } else { " not in the names" },
+            match () {
+                _ if host_ok => "",
+                _ if cert.names_from_cn && in_names => " only in the Common Name, which TLS ignores: no subjectAltName",
+                _ if cert.names_from_cn => " not in the certificate (no subjectAltName)",
+                _ => " not in the names",
+            },
             mark(dates_ok),
             if dates_ok {
                 ""
@@ -193,6 +222,12 @@ pub fn certificate_report(
         lines.push(format!("! {why}"));
     }
     lines
+}
+
+/// The subjectAltName a certificate for `host` needs: `DNS:name` or `IP:address`.
+fn san_for(host: &str) -> String {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() { format!("IP:{bare}") } else { format!("DNS:{host}") }
 }
 
 /// `*.example.com` matches one label; names compare without case.
@@ -237,7 +272,8 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
             }
         }
     }
-    if names.is_empty() {
+    let names_from_cn = names.is_empty();
+    if names_from_cn {
         names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string));
     }
     let time =
@@ -250,6 +286,7 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
         not_after: time(cert.validity().not_after),
         fingerprint_sha256: fingerprint(der),
         self_signed: cert.subject() == cert.issuer(),
+        names_from_cn,
     })
 }
 
@@ -825,6 +862,7 @@ mod tests {
             not_after: day(to_days),
             fingerprint_sha256: "aa:bb".into(),
             self_signed,
+            names_from_cn: false,
         }
     }
 
@@ -861,6 +899,34 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_without_subject_alt_name_is_named_as_the_cause() {
+        let cn_only = CertInfo { names_from_cn: true, ..cert(&["localhost"], -1, 30, false) };
+        let mismatch = CertProblem::HostMismatch { host: "localhost".into(), names: vec!["localhost".into()] };
+        let report = certificate_report(&cn_only, "localhost", Some(&mismatch), None);
+        assert!(report.iter().any(|l| l == "names: none (no subjectAltName); Common Name: localhost"), "{report:?}");
+        let checks = report.last().unwrap();
+        assert!(!checks.contains("✓ host name"), "{checks}");
+        assert!(checks.contains("✗ host name 'localhost' only in the Common Name"), "{checks}");
+        // Even unrefused (a relaxed check), a name only in the CN is no pass.
+        let relaxed = certificate_report(&cn_only, "localhost", None, None);
+        assert!(relaxed.last().unwrap().contains("✗ host name"), "{relaxed:?}");
+        let msg = TlsError::Certificate { problem: mismatch, cert: Some(cn_only.clone()) }.to_string();
+        for w in
+            ["only in its Common Name (CN=localhost)", "no subjectAltName", "subjectAltName=DNS:localhost", "RFC 6125"]
+        {
+            assert!(msg.contains(w), "'{w}' in {msg}");
+        }
+        assert!(!msg.contains("not for 'localhost'"), "{msg}");
+        let by_ip = CertProblem::HostMismatch { host: "127.0.0.1".into(), names: vec!["localhost".into()] };
+        let msg = TlsError::Certificate { problem: by_ip, cert: Some(cn_only) }.to_string();
+        assert!(msg.contains("no subjectAltName") && msg.contains("subjectAltName=IP:127.0.0.1"), "{msg}");
+        // A refused name with a subjectAltName is never shown as passed either.
+        let with_san = cert(&["localhost"], -1, 30, false);
+        let odd = CertProblem::HostMismatch { host: "localhost".into(), names: vec!["localhost".into()] };
+        assert!(certificate_report(&with_san, "localhost", Some(&odd), None).last().unwrap().contains("✗ host name"));
+    }
+
+    #[test]
     fn fingerprints_are_normalised() {
         let hex = "AB".repeat(32);
         let want = vec!["ab"; 32].join(":");
@@ -880,6 +946,7 @@ mod tests {
             not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(1_740_787_200),
             fingerprint_sha256: "aa:bb".into(),
             self_signed: true,
+            names_from_cn: false,
         };
         let e = TlsError::Certificate {
             problem: CertProblem::Expired { not_after: cert.not_after },

@@ -179,6 +179,31 @@ fn certificate_problems_name_the_failed_check() {
 }
 
 #[test]
+fn a_certificate_without_subject_alt_name_is_named_and_the_host_check_is_not_passed() {
+    let certs = Certs::new();
+    certs.signed_cn_only("cn-only", "localhost");
+    let server = vsftpd_tls(&certs, Tls::Explicit, "cn-only");
+    let json = fails_at(
+        &server.url(),
+        &["--ca-file", certs.ca().to_str().unwrap()],
+        PASSWORD,
+        "certificate",
+        &[
+            "names the host only in its Common Name (CN=localhost)",
+            "no subjectAltName",
+            "subjectAltName=DNS:localhost",
+            "--tls-allow-mismatched-host",
+        ],
+    );
+    let (_, message) = failed_stage(&json);
+    assert!(!message.contains("not for 'localhost'"), "{message}");
+    let details = stage(&json, "certificate")["details"].to_string();
+    assert!(details.contains("no subjectAltName); Common Name: localhost"), "{details}");
+    assert!(details.contains("✗ host name 'localhost' only in the Common Name"), "{details}");
+    assert!(!details.contains("✓ host name"), "{details}");
+}
+
+#[test]
 fn wrong_password_fails_at_login() {
     let server = Vsftpd::start(TempDir::new("root"), VsftpdOptions::default());
     let json = fails_at(

@@ -18,7 +18,9 @@ mod names_tests;
 mod posix_tests;
 pub mod prefetch;
 pub mod read;
+pub mod space;
 pub mod spool;
+pub mod trash;
 pub mod write;
 pub mod writeback;
 #[cfg(test)]
@@ -666,6 +668,7 @@ impl Fs {
         self.check_writable()?;
         self.check_name(name)?;
         let dir = self.path(parent)?;
+        trash::refuse(&dir, name)?;
         let path = join(&dir, name);
         let existing = self.find(&dir, name).ok();
         if let Some(e) = &existing {
@@ -998,6 +1001,7 @@ impl Fs {
         if self.find(&dir, name).is_ok() {
             return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{} exists", join(&dir, name)))));
         }
+        trash::refuse(&dir, name)?;
         self.check_case(&dir, name, None)?;
         let path = join(&dir, name);
         self.remote.mkdir(&path).map_err(|e| self.unsure(&[&dir], e))?;
@@ -1085,6 +1089,7 @@ impl Fs {
         self.check_writable()?;
         self.check_name(new_name)?;
         let (dir, new_dir) = (self.path(parent)?, self.path(new_parent)?);
+        trash::refuse(&new_dir, new_name)?;
         let entry = self.find(&dir, name)?;
         let (from, to) = (Self::listed_path(&join(&dir, name), &entry), join(&new_dir, new_name));
         if from == to {

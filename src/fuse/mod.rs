@@ -18,6 +18,7 @@ use fuser::{
 };
 
 use crate::error::FsError;
+use crate::fs::space::{Reported, SpaceCache};
 use crate::fs::{Attr, FileKind, Fs, Invalidate, OpenMode, SetAttr};
 use crate::names;
 
@@ -32,6 +33,8 @@ pub struct MountSpec<'a> {
     pub fsname: String,
     pub read_only: bool,
     pub allow_other: bool,
+    /// What `statfs` reports.
+    pub space: Arc<SpaceCache>,
 }
 
 /// A running mount. Dropping it does not unmount: unmount with `fusermount3 -u` (or
@@ -66,7 +69,7 @@ pub fn mount(fs: Arc<Fs>, spec: &MountSpec) -> std::io::Result<Mounted> {
     config.acl = if spec.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
-    let session = fuser::Session::new(FuseFs { fs: fs.clone() }, spec.mountpoint, &config)?;
+    let session = fuser::Session::new(FuseFs { fs: fs.clone(), space: spec.space.clone() }, spec.mountpoint, &config)?;
     fs.set_notifier(notifier(session.notifier()));
     Ok(Mounted { session: session.spawn()? })
 }
@@ -107,6 +110,7 @@ pub fn unmount(mountpoint: &Path) {
 
 struct FuseFs {
     fs: Arc<Fs>,
+    space: Arc<SpaceCache>,
 }
 
 fn file_type(kind: FileKind) -> FileType {
@@ -471,10 +475,21 @@ impl Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        // FTP has no notion of free space: report plenty, so copies are not refused up front.
         const BLOCK: u32 = 4096;
-        let blocks = (1u64 << 50) / BLOCK as u64;
-        reply.statfs(blocks, blocks, blocks, 1 << 32, 1 << 31, BLOCK, 255, BLOCK);
+        let b = BLOCK as u64;
+        // Unknown is 0 blocks, 0 free: GLib then leaves filesystem::free/size/used out (it
+        // treats f_bavail == f_bfree == 0 on FUSE as "not reported"), `df` shows zeros.
+        // With only the free figure known, the size shown is the free space (used: 0).
+        let (blocks, free) = match self.space.get() {
+            Reported::Server(s) => {
+                let free = s.available / b;
+                (s.total.map_or(free, |t| t / b).max(free), free)
+            }
+            Reported::Assumed(bytes) => (bytes / b, bytes / b),
+            Reported::Unknown => (0, 0),
+        };
+        // No inode counts either: FTP has none (`df -i` shows 0).
+        reply.statfs(blocks, free, free, 0, 0, BLOCK, 255, BLOCK);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {

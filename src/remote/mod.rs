@@ -113,6 +113,16 @@ pub trait WriteStream: std::io::Write + Send {
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
+/// Storage the server says the user has, where it tells (`AVBL`). FTP has no standard way to
+/// ask; most servers tell nothing, and then there is no `Space` at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes the user may still store.
+    pub available: u64,
+    /// All the bytes the user may hold, used and free, where the server tells it.
+    pub total: Option<u64>,
+}
+
 /// Counters a running mount can report (sessions, limits).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionStats {
@@ -162,6 +172,11 @@ pub trait Remote: Send + Sync {
     /// Why a new `name` cannot be stored on the server (its charset has no bytes for it).
     fn refuses_name(&self, _name: &str) -> Option<String> {
         None
+    }
+    /// The space the server reports for `path`: `Ok(None)` when it has no way to tell (for the
+    /// life of the mount); `Err` when asking failed this time.
+    fn space(&self, _path: &str) -> Result<Option<Space>> {
+        Ok(None)
     }
     /// What was found out about the server and is used for the life of the mount (listing
     /// style, how times are set, time zone, TLS, …), for `status` and `check`: (what, how).

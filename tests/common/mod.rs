@@ -290,6 +290,52 @@ impl Certs {
         self.dir.path().join("ca.pem")
     }
 
+    /// A certificate signed by the test CA that names `cn` only in its Common Name, with no
+    /// subjectAltName (as old tutorials make them); `pair(name)` finds it.
+    pub fn signed_cn_only(&self, name: &str, cn: &str) -> CertPair {
+        let d = self.dir.path();
+        let p = |n: String| d.join(n).to_str().unwrap().to_string();
+        sh(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &p(format!("{name}.key")),
+                "-out",
+                &p(format!("{name}.csr")),
+            ],
+        );
+        // An extension, so the certificate is X.509 v3 (TLS libraries refuse v1 outright).
+        fs::write(d.join(format!("{name}.ext")), "basicConstraints=CA:FALSE\n").unwrap();
+        sh(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &p(format!("{name}.csr")),
+                "-CA",
+                &p("ca.pem".into()),
+                "-CAkey",
+                &p("ca.key".into()),
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-extfile",
+                &p(format!("{name}.ext")),
+                "-out",
+                &p(format!("{name}.pem")),
+            ],
+        );
+        self.pair(name)
+    }
+
     pub fn pair(&self, name: &str) -> CertPair {
         CertPair { cert: self.dir.path().join(format!("{name}.pem")), key: self.dir.path().join(format!("{name}.key")) }
     }

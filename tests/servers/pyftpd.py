@@ -209,6 +209,21 @@ def auth_tls_then_fail(base):
     return Broken
 
 
+def answers_avbl(base, available):
+    """A handler that answers AVBL (draft-peterson-streamlined-ftp-command-extensions, as
+    Serv-U does) with `213 <bytes available>`, and lists it in FEAT."""
+
+    class Avbl(base):
+        proto_cmds = dict(base.proto_cmds)
+        proto_cmds["AVBL"] = dict(perm="l", auth=True, arg=None, help="Syntax: AVBL [<SP> path].")
+        _extra_feats = list(getattr(base, "_extra_feats", [])) + ["AVBL"]
+
+        def ftp_AVBL(self, path):
+            self.respond("213 %d" % available)
+
+    return Avbl
+
+
 def set_clock_offset(offset):
     """Run this server in a zone `+HH:MM` east of UTC, with no zone marker in its times."""
     m = re.fullmatch(r"([+-])(\d\d):(\d\d)", offset)
@@ -250,6 +265,7 @@ def main():
                    help="fail (550, once) an RNTO onto a name that was just deleted")
     p.add_argument("--auth-tls-then-fail", action="store_true",
                    help="offer and accept AUTH TLS, then fail the handshake")
+    p.add_argument("--avbl", type=int, help="answer AVBL with this many bytes available")
     args = p.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -288,6 +304,8 @@ def main():
         handler.use_gmt_times = False
     if args.auth_tls_then_fail:
         handler = auth_tls_then_fail(handler)
+    if args.avbl is not None:
+        handler = answers_avbl(handler, args.avbl)
     handler.authorizer = authorizer
     handler.banner = "pyftpdlib test server ready."
     if args.passive:

@@ -371,6 +371,25 @@ pub fn parse_mdtm_reply(reply: &str) -> Option<SystemTime> {
     parse_timeval(v)
 }
 
+/// The bytes an `AVBL` reply says are available: `213 123456789`
+/// (draft-peterson-streamlined-ftp-command-extensions; Serv-U). Anything else is no answer:
+/// a number with a unit, a fraction or words around it is not trusted.
+pub fn parse_avbl_reply(reply: &str) -> Option<u64> {
+    let v = reply.trim();
+    let v = v.strip_prefix("213")?;
+    let v = v.strip_prefix([' ', '-'])?.trim();
+    let digits = v.split_whitespace().next()?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Free text after the number is allowed ("213 1234 bytes free"), a unit is not.
+    let rest = v[digits.len()..].trim_start().to_ascii_lowercase();
+    if !(rest.is_empty() || rest.starts_with("byte")) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// `YYYYMMDDHHMMSS` (UTC), for `MFMT` and `MDTM time path`.
 pub fn format_ftp_time(t: SystemTime) -> String {
     let dt = time::OffsetDateTime::from(t);
@@ -572,6 +591,24 @@ mod tests {
     }
 
     #[test]
+    fn avbl_replies_give_bytes_or_nothing() {
+        assert_eq!(parse_avbl_reply("213 1073741824"), Some(1 << 30));
+        assert_eq!(parse_avbl_reply("213 0"), Some(0), "a full disk is an answer");
+        assert_eq!(parse_avbl_reply("213 52428800 bytes available"), Some(50 << 20));
+        assert_eq!(parse_avbl_reply("213-1234"), Some(1234), "the last line of a multi-line reply");
+        assert_eq!(parse_avbl_reply("  213 99  "), Some(99));
+        assert_eq!(parse_avbl_reply("500 Unknown command."), None);
+        assert_eq!(parse_avbl_reply("502 Command not implemented."), None);
+        assert_eq!(parse_avbl_reply("550 Could not determine the space."), None);
+        assert_eq!(parse_avbl_reply("213 12.5 GB"), None, "units and fractions are not guessed at");
+        assert_eq!(parse_avbl_reply("213 12 GB"), None);
+        assert_eq!(parse_avbl_reply("213 unlimited"), None);
+        assert_eq!(parse_avbl_reply("213"), None);
+        assert_eq!(parse_avbl_reply("2131234"), None);
+        assert_eq!(parse_avbl_reply("213 99999999999999999999999"), None, "beyond u64");
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut seed: u64 = 0x9e3779b97f4a7c15;
         let alphabet: Vec<char> =
@@ -586,6 +623,7 @@ mod tests {
             let _ = parse_list_line(&line, now());
             let _ = parse_mlsd_line(&line);
             let _ = parse_mdtm_reply(&line);
+            let _ = parse_avbl_reply(&line);
         }
         let long = "x".repeat(1 << 20);
         assert!(parse_list_line(&long, now()).is_err());

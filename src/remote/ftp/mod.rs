@@ -20,7 +20,7 @@ use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
 use self::session::{EarlyClose, Endpoint, Features, FtpSession, Transfer};
 use self::zone::ServerZone;
 use super::pool::{self, Clock, Health, Lease, Pool, PoolConfig};
-use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
+use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
 use crate::names::Charset;
 
 pub use self::session::{Security, TlsMode};
@@ -128,6 +128,28 @@ pub struct FtpRemote {
     zone: ServerZone,
     /// How the first session was secured.
     security: Security,
+    /// Whether the server answers `AVBL` (see [`Avbl`]).
+    avbl: std::sync::atomic::AtomicU8,
+}
+
+/// What is known of the server's `AVBL` (the space available to the user).
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Avbl {
+    NotAsked = 0,
+    Answers = 1,
+    /// Refused as unknown or not implemented (`500`, `502`, …): not asked again.
+    Refused = 2,
+}
+
+impl Avbl {
+    fn from_u8(v: u8) -> Avbl {
+        match v {
+            1 => Avbl::Answers,
+            2 => Avbl::Refused,
+            _ => Avbl::NotAsked,
+        }
+    }
 }
 
 impl FtpRemote {
@@ -159,6 +181,7 @@ impl FtpRemote {
             security,
             mtime_command: parking_lot::Mutex::new(None),
             chmod_unsupported: Default::default(),
+            avbl: Default::default(),
         };
         Ok((remote, security))
     }
@@ -168,6 +191,9 @@ impl FtpRemote {
     /// file that is removed again.
     pub fn probe_profile(&self, writable: bool) {
         if let Err(e) = self.list("") {
+            tracing::debug!("profile probe: {e}");
+        }
+        if let Err(e) = self.space("") {
             tracing::debug!("profile probe: {e}");
         }
         if !writable {
@@ -610,6 +636,37 @@ impl Remote for FtpRemote {
         }
     }
 
+    /// `AVBL path` (draft-peterson-streamlined-ftp-command-extensions): Serv-U and a few
+    /// others answer `213 BYTES`. Asked whatever FEAT says (servers that have it do not always
+    /// list it); a server that does not know it is not asked again.
+    fn space(&self, path: &str) -> Result<Option<Space>> {
+        if Avbl::from_u8(self.avbl.load(Ordering::Relaxed)) == Avbl::Refused {
+            return Ok(None);
+        }
+        let p = self.server_path(path);
+        let what = format!("asking the space available in {p} (AVBL)");
+        match self.with_session(true, |s| s.command(&format!("AVBL {p}"), &[suppaftp::Status::File]))? {
+            Ok(text) => match listing::parse_avbl_reply(&text) {
+                Some(available) => {
+                    self.avbl.store(Avbl::Answers as u8, Ordering::Relaxed);
+                    Ok(Some(Space { available, total: None }))
+                }
+                None => {
+                    tracing::debug!("{what}: an answer we cannot read: {text:?}; not asking again");
+                    self.avbl.store(Avbl::Refused as u8, Ordering::Relaxed);
+                    Ok(None)
+                }
+            },
+            // Unknown command, not implemented, bad parameters: the server has no AVBL.
+            Err((500 | 501 | 502 | 504, text)) => {
+                tracing::debug!("{what}: server said \"{text}\"; free space is unknown");
+                self.avbl.store(Avbl::Refused as u8, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err((code, text)) => Err(reply_error(&what, code, &text)),
+        }
+    }
+
     fn profile(&self) -> Vec<(String, String)> {
         // Never waits for a session: `status` must answer while all are busy.
         let Some(f) = self.pool.connector().features.get().cloned() else { return Vec::new() };
@@ -632,6 +689,14 @@ impl Remote for FtpRemote {
             Some(cmd) => format!("{}", cmd.line("TIME", "PATH")),
         };
         out.push(("setting times".into(), setting));
+        out.push((
+            "free space".into(),
+            match Avbl::from_u8(self.avbl.load(Ordering::Relaxed)) {
+                Avbl::NotAsked => "not asked yet".into(),
+                Avbl::Answers => "told by AVBL".into(),
+                Avbl::Refused => "unknown: the server answers no AVBL (df shows 0, file managers \"unknown\")".into(),
+            },
+        ));
         if f.link_targets_from_list.load(Ordering::Relaxed) {
             out.push(("link targets".into(), "MLSD shows none: read from LIST".into()));
         }
