@@ -16,6 +16,7 @@ mod posix_tests;
 pub mod prefetch;
 pub mod read;
 pub mod spool;
+pub mod watch;
 pub mod write;
 pub mod writeback;
 #[cfg(test)]
@@ -108,6 +109,8 @@ pub struct FsConfig {
     pub prefetch_workers: usize,
     /// `--write-back`: the source's queue directory.
     pub write_back: Option<std::path::PathBuf>,
+    /// `--watch-interval`: how often directories being looked at are listed again (zero: never).
+    pub watch_interval: Duration,
 }
 
 /// Failures kept for `status`.
@@ -163,6 +166,12 @@ pub enum Invalidate {
     Inode(u64),
     /// Only an inode's attributes (safe from inside a read, which holds a page lock).
     Attr(u64),
+    /// A name in a directory (added on the server): the kernel's entry, or its note that
+    /// there is none, is dropped. Never sent from a request in that directory (see `watch`).
+    Entry { parent: u64, name: String },
+    /// A name removed on the server, with the inode it had: the kernel drops the entry and
+    /// tells inotify watchers (IN_DELETE).
+    Deleted { parent: u64, child: u64, name: String },
 }
 
 /// Tells the kernel to forget something (set by the FUSE adapter at mount).
@@ -231,6 +240,8 @@ pub struct Fs {
     /// This mount's own changes: directory mtimes after changes inside, ctimes after
     /// attribute changes, by path (kept for [`LOCAL_TIMES_KEPT`]).
     local_times: Mutex<HashMap<String, LocalTimes>>,
+    /// Directories being looked at, listed again for changes made on the server.
+    watch: watch::Watch,
 }
 
 impl Fs {
@@ -241,6 +252,7 @@ impl Fs {
             clock.clone(),
             config.case.needs_index().then_some(config.case.folding),
         ));
+        let watch = watch::Watch::new(config.watch_interval);
         Fs {
             dirs: dirs.clone(),
             prefetch: (config.prefetch_workers > 0)
@@ -263,6 +275,7 @@ impl Fs {
             notifier: Mutex::new(None),
             told: Mutex::new(HashMap::new()),
             local_times: Mutex::new(HashMap::new()),
+            watch,
         }
     }
 
@@ -437,7 +450,11 @@ impl Fs {
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         check_name_length(name)?;
         let dir = self.path(parent)?;
-        let entry = self.find(&dir, name)?;
+        let entry = match self.find(&dir, name) {
+            // Made on the server since the directory was listed? (See `watch`.)
+            Err(FsError::NotFound) if self.relist_for_lookup(parent, &dir) => self.find(&dir, name)?,
+            found => found?,
+        };
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         Ok(self.tell(self.attr_of(ino, &join(&dir, name), &entry)))
     }
@@ -491,6 +508,7 @@ impl Fs {
             }
             e => e,
         })?;
+        self.watch.listed(ino, self.clock.now());
         let pending: Vec<Entry> = {
             let writing = self.writing.lock();
             writing
@@ -681,6 +699,8 @@ impl Fs {
     }
 
     fn commit(&self, h: &WriteHandle) -> Result<()> {
+        let target = h.path();
+        let _busy = self.watch.busy(&[split(&target).0]);
         let result = h.commit(self.remote.as_ref());
         let path = h.path();
         match result {
@@ -751,6 +771,7 @@ impl Fs {
             return Err(too_big(change.size.unwrap_or_default()));
         }
         let path = if ino == ROOT { String::new() } else { self.entry(ino)?.0 };
+        let _busy = self.watch.busy(&[split(&path).0]);
         if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() || change.owner_change {
             self.changed(&path, false);
         }
@@ -899,6 +920,7 @@ impl Fs {
         self.check_writable()?;
         self.check_name(name)?;
         let dir = self.path(parent)?;
+        let _busy = self.watch.busy(&[&dir]);
         if self.find(&dir, name).is_ok() {
             return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{} exists", join(&dir, name)))));
         }
@@ -922,6 +944,7 @@ impl Fs {
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;
+        let _busy = self.watch.busy(&[&dir]);
         let entry = self.find(&dir, name)?;
         if entry.kind == Kind::Dir {
             return Err(FsError::IsDir);
@@ -954,6 +977,7 @@ impl Fs {
     pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;
+        let _busy = self.watch.busy(&[&dir]);
         let entry = self.find(&dir, name)?;
         if entry.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -987,6 +1011,7 @@ impl Fs {
         self.check_writable()?;
         self.check_name(new_name)?;
         let (dir, new_dir) = (self.path(parent)?, self.path(new_parent)?);
+        let _busy = self.watch.busy(&[&dir, &new_dir]);
         let entry = self.find(&dir, name)?;
         let (from, to) = (Self::listed_path(&join(&dir, name), &entry), join(&new_dir, new_name));
         if from == to {
@@ -1390,6 +1415,7 @@ pub(crate) mod tests {
             case: CaseRules::none(),
             prefetch_workers: 0,
             write_back: None,
+            watch_interval: Duration::ZERO,
         }
     }
 
