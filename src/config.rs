@@ -111,6 +111,12 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
     #[serde(default, deserialize_with = "de_duration")]
     pub dir_timeout: Option<Duration>,
+    /// How often a directory being looked at (open, or listed in the last 20 intervals) is
+    /// listed again to show changes made on the server; a lookup of a name missing from a
+    /// listing older than this lists again too. 0 = never (default 3s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Mount")]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub watch_interval: Option<Duration>,
     /// Directory for spool files, the content cache and the write-back queue [default:
     /// ~/.cache/ftpmount]
     #[arg(long, value_name = "DIR", help_heading = "Mount")]
@@ -182,6 +188,7 @@ impl Options {
             server_timezone: self.server_timezone.or(profile.server_timezone),
             attr_timeout: self.attr_timeout.or(profile.attr_timeout),
             dir_timeout: self.dir_timeout.or(profile.dir_timeout),
+            watch_interval: self.watch_interval.or(profile.watch_interval),
             cache_dir: self.cache_dir.or(profile.cache_dir),
             cache_max_size: self.cache_max_size.or(profile.cache_max_size),
             content_cache_size: self.content_cache_size.or(profile.content_cache_size),

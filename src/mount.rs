@@ -27,6 +27,8 @@ pub struct MountRequest {
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 25;
+/// How often directories being looked at are listed again (`--watch-interval`).
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(3);
 /// Spool files for files being rewritten, all together.
 pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
 /// File content kept between opens and mounts.
@@ -205,6 +207,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         prefetch_workers: (max / 4).clamp(1, 4),
         write_back: p.options.write_back.then_some(queue),
         content_cache,
+        watch_interval: p.options.watch_interval.unwrap_or(DEFAULT_WATCH_INTERVAL),
     };
     let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
     fs.resume_write_back();
@@ -261,6 +264,8 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         let _ = writeln!(pipe, "OK {note}");
     }
     spawn_janitor(fs.clone(), remote.clone());
+    // After the mount: the watcher tells the kernel through the session's notifier.
+    fs.start_watching();
     spawn_signal_handler(signals, req.mountpoint.clone());
     let result = mounted.join();
     // Files still open when the mount went away (lazy unmount): put their changes up.

@@ -28,7 +28,20 @@ const IO_TIMEOUT: f64 = 2.0;
 const HANG: Duration = Duration::from_secs(40);
 
 fn matrix_mount_args(write_back: bool) -> Vec<&'static str> {
-    let mut args = vec!["--tls", "off", "--io-timeout", "2s", "--connect-timeout", "1s", "--dir-timeout", "0s"];
+    // No background re-listing (--watch-interval): each case's commands are the operation's own,
+    // so a fault meant for its nth LIST hits that LIST.
+    let mut args = vec![
+        "--tls",
+        "off",
+        "--io-timeout",
+        "2s",
+        "--connect-timeout",
+        "1s",
+        "--dir-timeout",
+        "0s",
+        "--watch-interval",
+        "0",
+    ];
     if write_back {
         args.push("--write-back");
     }

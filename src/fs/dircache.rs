@@ -107,6 +107,12 @@ impl Listing {
     }
 }
 
+/// A cached listing as it was at one moment (see [`DirCache::snapshot`]).
+pub struct Snapshot {
+    pub listing: Option<Arc<Listing>>,
+    changes: u64,
+}
+
 /// One load in progress; later askers wait for its result instead of listing again.
 #[derive(Default)]
 struct Flight {
@@ -121,6 +127,9 @@ pub struct DirCache {
     clock: Arc<dyn Clock>,
     cache: Mutex<LruCache<String, Arc<Listing>>>,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
+    /// Counts changes made to cached listings (by this mount), so a listing loaded in the
+    /// background can tell whether one happened while it was on the way (see [`Snapshot`]).
+    changes: std::sync::atomic::AtomicU64,
     pub hits: std::sync::atomic::AtomicU64,
     pub misses: std::sync::atomic::AtomicU64,
 }
@@ -138,6 +147,7 @@ impl DirCache {
             clock,
             cache: Mutex::new(LruCache::new(cap)),
             flights: Mutex::new(HashMap::new()),
+            changes: Default::default(),
             hits: Default::default(),
             misses: Default::default(),
         }
@@ -167,11 +177,13 @@ impl DirCache {
 
     /// Drops a directory's listing (after a change we made, or on request).
     pub fn invalidate(&self, dir: &str) {
+        self.changed();
         self.cache.lock().pop(dir);
     }
 
     /// Drops the listings of `dir` and everything below it (after it moved or vanished).
     pub fn invalidate_tree(&self, dir: &str) {
+        self.changed();
         let mut cache = self.cache.lock();
         let prefix = format!("{dir}/");
         let doomed: Vec<String> = cache
@@ -187,6 +199,7 @@ impl DirCache {
     /// Records our own change to an entry of `dir`, so `ls` and `stat` show it at once.
     /// A directory not in the cache is simply listed when next needed.
     pub fn upsert(&self, dir: &str, entry: Entry) {
+        self.changed();
         if let Some(listing) = self.cache.lock().peek_mut(dir) {
             Arc::make_mut(listing).upsert(entry);
         }
@@ -195,12 +208,66 @@ impl DirCache {
     /// Records a directory we just created: it is empty, no listing needed.
     pub fn insert_empty(&self, dir: &str) {
         let listing = Listing::with_folding(Vec::new(), self.clock.now(), self.folding);
+        self.changed();
         self.cache.lock().put(dir.to_string(), Arc::new(listing));
     }
 
     /// Records that `name` left `dir`; returns the entry it had.
     pub fn remove_entry(&self, dir: &str, name: &str) -> Option<Entry> {
+        self.changed();
         self.cache.lock().peek_mut(dir).and_then(|listing| Arc::make_mut(listing).remove(name))
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// What is cached for `dir` now, for a later [`DirCache::replace`] or [`DirCache::confirm`].
+    pub fn snapshot(&self, dir: &str) -> Snapshot {
+        let changes = self.changes.load(std::sync::atomic::Ordering::SeqCst);
+        Snapshot { listing: self.peek(dir), changes }
+    }
+
+    /// Stores `entries` (this mount's uploads in flight left out) as the listing of `dir`
+    /// fetched at `fetched`, unless the cached listing changed since `snap` was taken: a change
+    /// this mount made meanwhile may be missing from `entries`, and the cache keeps it. Returns
+    /// the listing stored.
+    pub fn replace(&self, dir: &str, snap: &Snapshot, mut entries: Vec<Entry>, fetched: Instant) -> Option<Arc<Listing>> {
+        entries.retain(|e| !super::write::is_own_temp(&e.name));
+        let listing = Arc::new(Listing::with_folding(entries, fetched, self.folding));
+        let mut cache = self.cache.lock();
+        if !self.unchanged(&cache, dir, snap) {
+            return None;
+        }
+        cache.put(dir.to_string(), listing.clone());
+        Some(listing)
+    }
+
+    /// Marks the listing of `dir` as seen again on the server at `at` (if it is still the one
+    /// `snap` holds), so it counts as fresh from then on.
+    pub fn confirm(&self, dir: &str, snap: Snapshot, at: Instant) -> bool {
+        let mut cache = self.cache.lock();
+        if !self.unchanged(&cache, dir, &snap) {
+            return false;
+        }
+        drop(snap);
+        match cache.peek_mut(dir) {
+            Some(listing) => {
+                Arc::make_mut(listing).fetched = at;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the cached listing of `dir` is still the one in `snap`: the same listing (any
+    /// change makes a new one, as `snap` holds the old), or still none and no change anywhere.
+    fn unchanged(&self, cache: &LruCache<String, Arc<Listing>>, dir: &str, snap: &Snapshot) -> bool {
+        match (&snap.listing, cache.peek(dir)) {
+            (Some(old), Some(now)) => Arc::ptr_eq(old, now),
+            (None, None) => self.changes.load(std::sync::atomic::Ordering::SeqCst) == snap.changes,
+            _ => false,
+        }
     }
 
     fn load(&self, remote: &dyn Remote, dir: &str) -> remote::Result<Arc<Listing>> {

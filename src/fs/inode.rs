@@ -50,6 +50,11 @@ impl InodeTable {
         ino
     }
 
+    /// The inode of `name` in `parent`, if there is one.
+    pub fn find(&self, parent: u64, name: &str) -> Option<u64> {
+        self.by_name.get(&(parent, name.to_string())).copied()
+    }
+
     /// The path of `ino` relative to the mount root (`""` for the root).
     pub fn path(&self, ino: u64) -> Option<String> {
         let mut parts = Vec::new();

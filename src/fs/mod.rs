@@ -21,6 +21,7 @@ pub mod read;
 pub mod space;
 pub mod spool;
 pub mod trash;
+pub mod watch;
 pub mod write;
 pub mod writeback;
 #[cfg(test)]
@@ -116,6 +117,8 @@ pub struct FsConfig {
     pub write_back: Option<std::path::PathBuf>,
     /// The content cache: its directory (this source's) and most bytes; `None`: off.
     pub content_cache: Option<(std::path::PathBuf, u64)>,
+    /// `--watch-interval`: how often directories being looked at are listed again (zero: never).
+    pub watch_interval: Duration,
 }
 
 /// Failures kept for `status`.
@@ -174,6 +177,12 @@ pub enum Invalidate {
     Inode(u64),
     /// Only an inode's attributes (safe from inside a read, which holds a page lock).
     Attr(u64),
+    /// A name in a directory (added on the server): the kernel's entry, or its note that
+    /// there is none, is dropped. Never sent from a request in that directory (see `watch`).
+    Entry { parent: u64, name: String },
+    /// A name removed on the server, with the inode it had: the kernel drops the entry and
+    /// tells inotify watchers (IN_DELETE).
+    Deleted { parent: u64, child: u64, name: String },
 }
 
 /// Tells the kernel to forget something (set by the FUSE adapter at mount).
@@ -246,6 +255,8 @@ pub struct Fs {
     content: Option<Arc<ContentCache>>,
     /// Downloads readers left open when they closed, by path, for the next open.
     parked: Mutex<HashMap<String, read::Parked>>,
+    /// Directories being looked at, listed again for changes made on the server.
+    watch: watch::Watch,
 }
 
 impl Fs {
@@ -263,6 +274,7 @@ impl Fs {
                 None
             }
         });
+        let watch = watch::Watch::new(config.watch_interval);
         Fs {
             dirs: dirs.clone(),
             prefetch: (config.prefetch_workers > 0)
@@ -287,6 +299,7 @@ impl Fs {
             local_times: Mutex::new(HashMap::new()),
             content,
             parked: Mutex::new(HashMap::new()),
+            watch,
         }
     }
 
@@ -497,7 +510,11 @@ impl Fs {
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         check_name_length(name)?;
         let dir = self.path(parent)?;
-        let entry = self.find(&dir, name)?;
+        let entry = match self.find(&dir, name) {
+            // Made on the server since the directory was listed? (See `watch`.)
+            Err(FsError::NotFound) if self.relist_for_lookup(parent, &dir) => self.find(&dir, name)?,
+            found => found?,
+        };
         let ino = self.inodes.lock().get_or_insert(parent, name, true);
         Ok(self.tell(self.attr_of(ino, &join(&dir, name), &entry)))
     }
@@ -551,6 +568,7 @@ impl Fs {
             }
             e => e,
         })?;
+        self.watch.listed(ino, self.clock.now());
         let pending: Vec<Entry> = {
             let writing = self.writing.lock();
             writing
@@ -765,6 +783,7 @@ impl Fs {
 
     fn commit(&self, h: &WriteHandle) -> Result<()> {
         let path = h.path();
+        let _busy = self.watch.busy(&[split(&path).0]);
         let keep = |file: &std::fs::File, size: u64| {
             if let Some(c) = &self.content {
                 c.keep_upload(&path, file, size);
@@ -850,6 +869,7 @@ impl Fs {
             return Err(too_big(change.size.unwrap_or_default()));
         }
         let path = if ino == ROOT { String::new() } else { self.entry(ino)?.0 };
+        let _busy = self.watch.busy(&[split(&path).0]);
         if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() || change.owner_change {
             self.changed(&path, false);
         }
@@ -998,6 +1018,7 @@ impl Fs {
         self.check_writable()?;
         self.check_name(name)?;
         let dir = self.path(parent)?;
+        let _busy = self.watch.busy(&[&dir]);
         if self.find(&dir, name).is_ok() {
             return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{} exists", join(&dir, name)))));
         }
@@ -1022,6 +1043,7 @@ impl Fs {
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;
+        let _busy = self.watch.busy(&[&dir]);
         let entry = self.find(&dir, name)?;
         if entry.kind == Kind::Dir {
             return Err(FsError::IsDir);
@@ -1055,6 +1077,7 @@ impl Fs {
     pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;
+        let _busy = self.watch.busy(&[&dir]);
         let entry = self.find(&dir, name)?;
         if entry.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -1090,6 +1113,7 @@ impl Fs {
         self.check_name(new_name)?;
         let (dir, new_dir) = (self.path(parent)?, self.path(new_parent)?);
         trash::refuse(&new_dir, new_name)?;
+        let _busy = self.watch.busy(&[&dir, &new_dir]);
         let entry = self.find(&dir, name)?;
         let (from, to) = (Self::listed_path(&join(&dir, name), &entry), join(&new_dir, new_name));
         if from == to {
@@ -1534,6 +1558,7 @@ pub(crate) mod tests {
             prefetch_workers: 0,
             write_back: None,
             content_cache: None,
+            watch_interval: Duration::ZERO,
         }
     }
 

@@ -74,14 +74,36 @@ pub fn mount(fs: Arc<Fs>, spec: &MountSpec) -> std::io::Result<Mounted> {
     Ok(Mounted { session: session.spawn()? })
 }
 
-/// Close-to-open: tells the kernel that a file changed on the server. The kernel handles the
-/// notification as it is written, holding no lock of an `open` or `read` in progress; inside a
-/// read only attributes are dropped (dropping pages would wait for the page being read).
+/// Tells the kernel that something changed on the server. The kernel handles the notification
+/// as it is written. Files (close-to-open): no lock of an `open` or `read` in progress is
+/// needed; inside a read only attributes are dropped (dropping pages would wait for the page
+/// being read). Names: the kernel takes the directory's lock, which a request in that
+/// directory holds, so these come from the watcher's thread only (see `crate::fs::watch`).
 fn notifier(n: fuser::Notifier) -> crate::fs::Notifier {
     Arc::new(move |what| {
         let (ino, offset) = match what {
             Invalidate::Inode(ino) => (ino, 0),
             Invalidate::Attr(ino) => (ino, -1),
+            Invalidate::Entry { parent, name } => {
+                // ENOENT: the kernel has no entry for the name, so nothing to drop.
+                if let Err(e) = n.inval_entry(INodeNo(parent), &names::to_os(&name)) {
+                    tracing::trace!("invalidating entry {name:?} in {parent}: {e}");
+                }
+                return;
+            }
+            Invalidate::Deleted { parent, child, name } => {
+                let name = names::to_os(&name);
+                // Refused for a directory the kernel still holds entries in (ENOTEMPTY), or
+                // an entry that is not that inode any more: then only dropped.
+                match n.delete(INodeNo(parent), INodeNo(child), &name) {
+                    Ok(()) => tracing::trace!("told the kernel: {name:?} ({child}) left {parent}"),
+                    Err(e) => {
+                        tracing::trace!("deleting entry {name:?} in {parent}: {e}");
+                        let _ = n.inval_entry(INodeNo(parent), &name);
+                    }
+                }
+                return;
+            }
         };
         // ENOENT: the kernel no longer has the inode, so nothing to drop.
         if let Err(e) = n.inval_inode(INodeNo(ino), offset, 0) {
@@ -417,11 +439,15 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.getattr(ino.0) {
-            Ok(a) if a.kind == FileKind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
-            Ok(_) => reply.error(Errno::ENOTDIR),
+        match self.fs.opendir(ino.0) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(self.errno("opendir", &e)),
         }
+    }
+
+    fn releasedir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(ino.0);
+        reply.ok();
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {

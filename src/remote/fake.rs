@@ -54,6 +54,13 @@ pub struct FakeRemote {
     pub modes: Mutex<BTreeMap<String, u32>>,
     /// Commands that changed something (mkdir, delete, rename, chmod, uploads started).
     pub changes: AtomicUsize,
+    /// `list_quick` calls (each also counts in `lists`).
+    pub quick_lists: AtomicUsize,
+    /// `list_quick` gives times in whole minutes and says they are not exact (as `LIST` on
+    /// a server with `MDTM`); else it gives what `list` gives.
+    pub coarse_quick_lists: std::sync::atomic::AtomicBool,
+    /// What `sessions_wanted` answers (other requests wait for a session).
+    pub sessions_wanted: std::sync::atomic::AtomicBool,
 }
 
 impl FakeRemote {
@@ -328,8 +335,23 @@ impl Remote for FakeRemote {
         })
     }
 
+    fn list_quick(&self, dir: &str) -> Result<(Vec<Entry>, bool)> {
+        self.quick_lists.fetch_add(1, Ordering::SeqCst);
+        let mut entries = self.list(dir)?;
+        if !self.coarse_quick_lists.load(Ordering::SeqCst) {
+            return Ok((entries, true));
+        }
+        for e in &mut entries {
+            if let Some(t) = &mut e.mtime {
+                let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                *t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs - secs % 60);
+            }
+        }
+        Ok((entries, false))
+    }
+
     fn sessions_wanted(&self) -> bool {
-        false
+        self.sessions_wanted.load(Ordering::SeqCst)
     }
 
     fn session_stats(&self) -> SessionStats {

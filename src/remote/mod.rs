@@ -10,7 +10,7 @@ pub mod pool;
 use std::io::Read;
 use std::time::SystemTime;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Kind {
     File,
     Dir,
@@ -136,6 +136,13 @@ pub struct SessionStats {
 pub trait Remote: Send + Sync {
     /// All entries of a directory, `.` and `..` excluded.
     fn list(&self, dir: &str) -> Result<Vec<Entry>>;
+    /// A directory's entries from one listing command, without the round trips `list` may add
+    /// for exact times (`MDTM`): cheap enough to repeat every few seconds to see whether a
+    /// directory changed. Times may be coarser than `list`'s; the flag says whether the entries
+    /// are exactly what `list` would give.
+    fn list_quick(&self, dir: &str) -> Result<(Vec<Entry>, bool)> {
+        Ok((self.list(dir)?, true))
+    }
     /// Only the names in a directory: may be cheaper than `list` (no exact times).
     fn list_names(&self, dir: &str) -> Result<Vec<String>> {
         Ok(self.list(dir)?.into_iter().map(|e| e.name).collect())

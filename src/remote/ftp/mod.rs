@@ -286,15 +286,35 @@ impl FtpRemote {
         }
     }
 
+    /// A directory's entries; `exact_times`: with `MDTM` for entries the listing gives no
+    /// seconds for. Also says whether the entries are exact (nothing was left to ask).
+    fn list_with(&self, dir: &str, exact_times: bool) -> Result<(Vec<Entry>, bool)> {
+        let path = self.server_path(dir);
+        let (lines, features) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.clone())))?;
+        let mut entries = parse_listing(&path, &lines, features.mlsd);
+        let (listed, listed_at): (Vec<_>, _) = (entries.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
+        let exact = !features.mdtm || !entries.iter().any(wants_exact_time);
+        if features.mdtm && exact_times {
+            self.fill_exact_times(&path, &mut entries)?;
+        }
+        self.fill_link_targets(&path, &mut entries);
+        if !features.mlsd {
+            times_to_utc(&self.zone, &mut entries, listed, listed_at);
+        }
+        for e in &mut entries {
+            if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {
+                if let Some(rel) = relative_link(&self.base, &path, t) {
+                    *t = rel;
+                }
+            }
+        }
+        Ok((entries.into_iter().map(to_entry).collect(), exact))
+    }
+
     /// Asks for exact times of the entries whose listing time is coarser than a second,
     /// spreading the MDTM requests over a few sessions.
     fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry]) -> Result<()> {
-        let wanted: Vec<usize> = (0..entries.len())
-            .filter(|&i| {
-                let e = &entries[i];
-                e.kind == EntryKind::File && e.mtime.as_ref().is_none_or(|t| t.precision < TimePrecision::Second)
-            })
-            .collect();
+        let wanted: Vec<usize> = (0..entries.len()).filter(|&i| wants_exact_time(&entries[i])).collect();
         if wanted.is_empty() {
             return Ok(());
         }
@@ -374,6 +394,11 @@ fn times_to_utc(
             m.time = zone.to_utc(m.time);
         }
     }
+}
+
+/// A file whose listed time has no seconds: `MDTM` gives them.
+fn wants_exact_time(e: &ListEntry) -> bool {
+    e.kind == EntryKind::File && e.mtime.as_ref().is_none_or(|t| t.precision < TimePrecision::Second)
 }
 
 /// An absolute link target inside the mounted tree, rewritten relative to the link's
@@ -463,25 +488,11 @@ impl FtpRemote {
 
 impl Remote for FtpRemote {
     fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        let path = self.server_path(dir);
-        let (lines, features) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.clone())))?;
-        let mut entries = parse_listing(&path, &lines, features.mlsd);
-        let (listed, listed_at): (Vec<_>, _) = (entries.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
-        if features.mdtm {
-            self.fill_exact_times(&path, &mut entries)?;
-        }
-        self.fill_link_targets(&path, &mut entries);
-        if !features.mlsd {
-            times_to_utc(&self.zone, &mut entries, listed, listed_at);
-        }
-        for e in &mut entries {
-            if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {
-                if let Some(rel) = relative_link(&self.base, &path, t) {
-                    *t = rel;
-                }
-            }
-        }
-        Ok(entries.into_iter().map(to_entry).collect())
+        Ok(self.list_with(dir, true)?.0)
+    }
+
+    fn list_quick(&self, dir: &str) -> Result<(Vec<Entry>, bool)> {
+        self.list_with(dir, false)
     }
 
     fn list_names(&self, dir: &str) -> Result<Vec<String>> {
