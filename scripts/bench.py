@@ -2,6 +2,12 @@
 """Side-by-side benchmark: ftpmount, rclone mount (--vfs-cache-mode writes and off) and raw lftp,
 in one run, against the same local vsftpd, plain and explicit TLS, at 0 ms and ~20 ms RTT.
 
+The browsing workloads (issue 15) compare ftpmount with `rclone mount --vfs-cache-mode full`
+(tool `rclone-full`) by the bytes the server sent, counted from its transfer log: `browse` does
+what a file manager drawing thumbnails does to N images (8 KiB of each, then each whole), twice
+on one mount and once more after a remount with the same cache directory; `head-8k` reads
+8 KiB of each image once.
+
     scripts/bench compare [--quick] [--rtt 0,20] [--security plain,tls] [--tools LIST] [--out DIR]
 
 Prints a markdown table and writes JSON (raw numbers and ratios) to DIR/bench.json. Writes are
@@ -21,20 +27,25 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 USER = "ftpmount-bench"
 NS = "ftpbench"
-TOOLS = ["ftpmount", "ftpmount-wb", "rclone-writes", "rclone-off", "lftp"]
+TOOLS = ["ftpmount", "ftpmount-wb", "rclone-writes", "rclone-off", "rclone-full", "lftp"]
 # ftpmount with --write-back: only writes differ from the default.
 WRITE_BACK_WORKLOADS = {"write", "rsync-small"}
 OURS = ("ftpmount", "ftpmount-wb")
+# The browsing workloads run only for these (rclone-full runs only them).
+BROWSE_WORKLOADS = {"browse", "head-8k"}
+BROWSE_TOOLS = ("ftpmount", "rclone-full")
 
 
 def sh(*args, check=True, **kw):
@@ -57,6 +68,7 @@ class Sizes:
         self.small_files_rtt = 100 if quick else 500
         self.tree_dirs, self.tree_per_dir = (10, 100) if quick else (100, 100)
         self.random_reads = 50 if quick else 200
+        self.images = 30
 
 
 # ---------------------------------------------------------------- servers and links
@@ -85,6 +97,7 @@ class Link:
 class Vsftpd:
     def __init__(self, work, link, tls, port):
         self.port, self.tls, self.link = port, tls, link
+        self.log = work / f"vsftpd-{port}.log"
         conf = work / f"vsftpd-{port}.conf"
         text = f"""listen=YES
 listen_address={link.host}
@@ -105,6 +118,8 @@ secure_chroot_dir=/var/run/vsftpd/empty
 pam_service_name=vsftpd
 max_clients=500
 max_per_ip=0
+vsftpd_log_file={self.log}
+xferlog_enable=YES
 """
         if tls:
             text += f"""ssl_enable=YES
@@ -128,6 +143,41 @@ force_local_data_ssl=YES
     def close(self):
         self.proc.terminate()
         self.proc.wait()
+
+    def mark(self):
+        """A position in the transfer log."""
+        try:
+            return self.log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def settle(self, quiet=1.5, timeout=120):
+        """Waits until the log has not grown for `quiet` seconds (downloads a client closed
+        early are logged when the server notices)."""
+        deadline, size, since = time.time() + timeout, self.mark(), time.time()
+        while time.time() < deadline:
+            time.sleep(0.1)
+            now = self.mark()
+            if now != size:
+                size, since = now, time.time()
+            elif time.time() - since >= quiet:
+                return
+
+    def sent_since(self, mark, end=None):
+        """Downloads logged between `mark` and `end` (default: now): (count, bytes, closed
+        early). vsftpd logs one `OK DOWNLOAD` or `FAIL DOWNLOAD` line per RETR with the bytes
+        it sent, also when the client closed the transfer early."""
+        count = total = early = 0
+        with open(self.log, "rb") as f:
+            f.seek(mark)
+            data = f.read() if end is None else f.read(end - mark)
+            for line in data.decode(errors="replace").splitlines():
+                m = re.search(r"\] (OK|FAIL) DOWNLOAD: .*, (\d+) bytes, ", line)
+                if m:
+                    count += 1
+                    total += int(m.group(2))
+                    early += m.group(1) == "FAIL"
+        return count, total, early
 
 
 class SessionSampler:
@@ -195,7 +245,7 @@ def mounted(path):
 class Mount:
     """ftpmount or rclone mount, in the foreground of a child process."""
 
-    def __init__(self, tool, ctx, server, mnt):
+    def __init__(self, tool, ctx, server, mnt, cache_dir=None):
         self.mnt = mnt
         mnt.mkdir(parents=True, exist_ok=True)
         log = open(ctx.work / f"{tool}.log", "a")
@@ -206,11 +256,14 @@ class Mount:
             cmd = [str(ctx.bin), "mount", f"{scheme}://{USER}@{host}:{server.port}/", str(mnt)]
             cmd += ["--ca-file", str(ctx.work / "ca.pem"), "--tls-max-version", "1.2"] if server.tls else ["--tls", "off"]
             if tool == "ftpmount-wb":
-                cmd += ["--write-back", "--cache-dir", str(ctx.work / "ftpmount-cache")]
+                cmd += ["--write-back", "--cache-dir", str(cache_dir or ctx.work / "ftpmount-cache")]
+            elif cache_dir:
+                cmd += ["--cache-dir", str(cache_dir)]
             env["FTPMOUNT_PASSWORD"] = ctx.password
         else:
             cmd = ["rclone", "mount", ":ftp:/", str(mnt), "--ftp-host", host, "--ftp-port", str(server.port), "--ftp-user", USER]
-            cmd += ["--vfs-cache-mode", "writes" if tool == "rclone-writes" else "off", "--cache-dir", str(ctx.work / "rclone-cache")]
+            mode = {"rclone-writes": "writes", "rclone-off": "off", "rclone-full": "full"}[tool]
+            cmd += ["--vfs-cache-mode", mode, "--cache-dir", str(cache_dir or ctx.work / "rclone-cache")]
             if server.tls:
                 cmd += ["--ftp-explicit-tls", "--ftp-no-check-certificate", "--ftp-disable-tls13"]
             env["RCLONE_FTP_PASS"] = ctx.rclone_pass
@@ -341,12 +394,88 @@ def random_reads(ctx, tool, server, mnt):
     return time.time() - start, None
 
 
+def thumbnail_reads(folder, names):
+    """What a file manager does to draw thumbnails (pcmanfm: a first read, then the whole file
+    from a second open), per image."""
+    for name in names:
+        p = folder / name
+        os.stat(p)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.read(fd, 8192)
+        finally:
+            os.close(fd)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            while os.read(fd, 1 << 16):
+                pass
+        finally:
+            os.close(fd)
+
+
+def browse(ctx, tool, server, mnt):
+    """Thumbnail-like reads of every image: twice on one mount, then once after a remount with
+    the same cache directory. Bytes come from the server's log, counted from one visit's start
+    to the next one's (a transfer the server logs late counts for the visit before)."""
+    names = sorted(os.listdir(ctx.work / "root" / "photos"))
+    cache = ctx.work / f"browse-cache-{tool}"
+    shutil.rmtree(cache, ignore_errors=True)
+    visits, rss = [], 0
+    mount = Mount(tool, ctx, server, mnt, cache_dir=cache)
+    try:
+        for label in ("first", "second", "remount"):
+            if label == "remount":
+                rss = max(rss, mount.close())
+                mount = None
+                mount = Mount(tool, ctx, server, mnt, cache_dir=cache)
+            server.settle()
+            mark = server.mark()
+            start = time.time()
+            thumbnail_reads(mnt / "photos", names)
+            took = time.time() - start
+            server.settle()
+            visits.append({"visit": label, "seconds": round(took, 3), "mark": mark})
+    finally:
+        if mount:
+            rss = max(rss, mount.close())
+    server.settle()
+    marks = [v.pop("mark") for v in visits] + [server.mark()]
+    for v, (a, b) in zip(visits, zip(marks, marks[1:])):
+        count, total, early = server.sent_since(a, b)
+        v.update({"retr": count, "bytes": total, "closed_early": early})
+    return sum(v["seconds"] for v in visits), None, {"visits": visits, "image_bytes": ctx.image_bytes, "rss_MiB": rss}
+
+
+def head_8k(ctx, tool, server, mnt):
+    """8 KiB of each image, once, on a fresh mount: what the server sends for it."""
+    names = sorted(os.listdir(ctx.work / "root" / "photos"))
+    server.settle()
+    mark = server.mark()
+    start = time.time()
+    for name in names:
+        fd = os.open(mnt / "photos" / name, os.O_RDONLY)
+        try:
+            if len(os.read(fd, 8192)) != 8192:
+                raise RuntimeError("short read")
+        finally:
+            os.close(fd)
+    took = time.time() - start
+    server.settle()
+    count, total, early = server.sent_since(mark)
+    return took, None, {"retr": count, "bytes": total, "closed_early": early, "files": len(names)}
+
+
+# Workloads that mount (and remount) by themselves.
+OWN_MOUNTS = {"browse"}
+
 WORKLOADS = [
     ("write", "MiB/s", write_big),
     ("read", "MiB/s", read_big),
     ("rsync-small", "s", rsync_small),
     ("ls-lR", "s", ls_lr),
     ("random-4k", "s", random_reads),
+    ("browse", "bytes", browse),
+    ("head-8k", "bytes", head_8k),
 ]
 
 
@@ -371,6 +500,14 @@ def prepare(ctx):
         sub.mkdir(parents=True)
         for i in range(sizes.tree_per_dir):
             (sub / f"file-{i:04}.txt").write_bytes(b"x" * (i % 100))
+    ctx.image_bytes = 0
+    (root / "photos").mkdir()
+    for i in range(sizes.images):
+        side = 320 + (i * 97) % 280
+        data = png(side + 40, side, rnd)
+        (root / "photos" / f"photo-{i:02}.png").write_bytes(data)
+        ctx.image_bytes += len(data)
+    sizes.image_bytes = ctx.image_bytes
     for name, count in (("small", sizes.small_files_0ms), ("small-rtt", sizes.small_files_rtt)):
         for i in range(count):
             p = ctx.work / name / f"d{i % 10}" / f"f{i:05}.dat"
@@ -383,6 +520,17 @@ def prepare(ctx):
     sh("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", f"{w}/server.key", "-out", f"{w}/server.csr", stderr=subprocess.DEVNULL)
     Path(f"{w}/ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.77.0.2\nbasicConstraints=CA:FALSE\n")
     sh("openssl", "x509", "-req", "-in", f"{w}/server.csr", "-CA", f"{w}/ca.pem", "-CAkey", f"{w}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{w}/ext", "-out", f"{w}/server.pem", stderr=subprocess.DEVNULL)
+
+
+def png(w, h, rnd):
+    """A real PNG of w×h noisy pixels, stored uncompressed (a photo's size for its pixels)."""
+    raw = b"".join(b"\0" + rnd.randbytes(w * 3) for _ in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b"")
 
 
 def ensure_user(password):
@@ -401,12 +549,14 @@ def run_one(ctx, tool, server, workload):
     mount = None
     sessions = SessionSampler(server.link.host, server.port)
     try:
-        if tool != "lftp":
+        if tool != "lftp" and name not in OWN_MOUNTS:
             mount = Mount(tool, ctx, server, mnt)  # a fresh mount per workload: cold caches
-        took, rate = fn(ctx, tool, server, mnt)
+        took, rate, *extra = fn(ctx, tool, server, mnt)
         result = {"seconds": round(took, 3)}
         if rate is not None:
             result["MiB/s"] = round(rate, 1)
+        if extra:
+            result.update(extra[0])
     except Exception as e:  # a tool that fails a workload is reported, not fatal
         result = {"error": str(e)[:200]}
     finally:
@@ -457,6 +607,10 @@ def main():
                             for tool in tools:
                                 if tool == "ftpmount-wb" and w[0] not in WRITE_BACK_WORKLOADS:
                                     continue
+                                if w[0] in BROWSE_WORKLOADS and tool not in BROWSE_TOOLS:
+                                    continue
+                                if tool == "rclone-full" and w[0] not in BROWSE_WORKLOADS:
+                                    continue
                                 r = run_one(ctx, tool, server, w)
                                 row = {"workload": w[0], "security": sec, "rtt_ms": rtt, "tool": tool, **r}
                                 print(json.dumps(row), file=sys.stderr, flush=True)
@@ -486,7 +640,29 @@ def machine():
 def value(r, unit):
     if "error" in r:
         return None
+    if unit == "bytes":  # downloaded: all visits of `browse`
+        return sum(v["bytes"] for v in r["visits"]) if "visits" in r else r["bytes"]
     return r.get("MiB/s") if unit == "MiB/s" else r["seconds"]
+
+
+def better_by(mine, theirs, unit):
+    """> 1: ours is better (more MiB/s, fewer seconds or bytes); None when it cannot be said."""
+    if not mine or not theirs:
+        return None
+    return mine / theirs if unit == "MiB/s" else theirs / mine
+
+
+def mib(n):
+    return f"{n / 1048576:.1f} MiB"
+
+
+def cell(r, unit):
+    if unit != "bytes":
+        v = f"{r['MiB/s']} MiB/s" if unit == "MiB/s" else f"{r['seconds']} s"
+        return f"{v} ({r['peak_sessions']} sess{', ' + str(r['rss_MiB']) + ' MiB RSS' if 'rss_MiB' in r else ''})"
+    if "visits" in r:
+        return " · ".join(f"{v['visit']}: {mib(v['bytes'])} in {v['retr']} RETR, {v['seconds']} s" for v in r["visits"])
+    return f"{mib(r['bytes'])} in {r['retr']} RETR ({r['closed_early']} closed early), {r['seconds']} s"
 
 
 def ratios(results):
@@ -504,8 +680,9 @@ def ratios(results):
                 v = value(r, units[key[0]])
                 if tool in OURS or v is None:
                     continue
-                m = value(mine, units[key[0]])
-                ratio = m / v if units[key[0]] == "MiB/s" else v / m
+                ratio = better_by(value(mine, units[key[0]]), v, units[key[0]])
+                if ratio is None:
+                    continue
                 out.append({"workload": key[0], "security": key[1], "rtt_ms": key[2], "tool": ours, "against": tool, "ftpmount_better_by": round(ratio, 2)})
     return out
 
@@ -517,6 +694,8 @@ def table(results, tools, workloads, sizes):
         "rsync-small": f"rsync -a {sizes.small_files_0ms} (0 ms) / {sizes.small_files_rtt} (RTT) small files, end to end",
         "ls-lR": f"ls -lR {sizes.tree_dirs * sizes.tree_per_dir} files, cold",
         "random-4k": f"{sizes.random_reads} random 4 KiB reads",
+        "browse": f"browse {sizes.images} images ({mib(getattr(sizes, 'image_bytes', 0))}; 8 KiB then whole, each): bytes the server sent",
+        "head-8k": f"8 KiB of each of {sizes.images} images: bytes the server sent",
     }
     lines = ["| workload | security | RTT | " + " | ".join(tools) + " | ftpmount vs each |", "|---" * (len(tools) + 4) + "|"]
     for w in workloads:
@@ -530,18 +709,17 @@ def table(results, tools, workloads, sizes):
                 elif "error" in r:
                     cells.append("fails")
                 else:
-                    v = f"{r['MiB/s']} MiB/s" if w[1] == "MiB/s" else f"{r['seconds']} s"
-                    cells.append(f"{v} ({r['peak_sessions']} sess{', ' + str(r['rss_MiB']) + ' MiB RSS' if 'rss_MiB' in r else ''})")
+                    cells.append(cell(r, w[1]))
             rel = []
             for ours in OURS:
                 mine = rows.get(ours)
                 for t in tools:
                     if t in OURS or t not in rows or not mine:
                         continue
-                    a, b = value(mine, w[1]), value(rows[t], w[1])
-                    if a and b:
+                    ratio = better_by(value(mine, w[1]), value(rows[t], w[1]), w[1])
+                    if ratio is not None:
                         prefix = "wb " if ours == "ftpmount-wb" else ""
-                        rel.append(f"{prefix}{t} {a / b if w[1] == 'MiB/s' else b / a:.2f}×")
+                        rel.append(f"{prefix}{t} {ratio:.2f}×")
             lines.append(f"| {desc[w[0]]} | {key[0]} | {key[1]} ms | " + " | ".join(cells) + " | " + ", ".join(rel) + " |")
     return "\n".join(lines)
 

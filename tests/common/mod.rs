@@ -724,9 +724,21 @@ impl Mount {
     }
 
     pub fn start_with_env(source: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Mount, MountFailure> {
+        Self::start_at_with_env(source, None, args, env)
+    }
+
+    fn start_at_with_env(
+        source: &str,
+        at: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Mount, MountFailure> {
         let dir = TempDir::new("mount");
-        let mountpoint = dir.path().join("mnt");
-        fs::create_dir(&mountpoint).unwrap();
+        let mountpoint = match at {
+            Some(p) => p.to_path_buf(),
+            None => dir.path().join("mnt"),
+        };
+        fs::create_dir_all(&mountpoint).unwrap();
         let log = dir.path().join("ftpmount.log");
         let mut cmd = Command::new(bin());
         cmd.arg("mount").arg(source).arg(&mountpoint).args(args).env_remove("FTPMOUNT_PASSWORD");
@@ -766,6 +778,12 @@ impl Mount {
 
     /// Mounts `server` with the usual options for its TLS mode (trusting the test CA).
     pub fn of(server: &dyn Server, certs: Option<&Certs>, extra: &[&str]) -> Mount {
+        Self::of_at(server, certs, None, extra)
+    }
+
+    /// `of`, at a mountpoint the caller keeps (`None`: a fresh one), to mount again at the same
+    /// path as a desktop does after a reboot (file managers key what they remember by path).
+    pub fn of_at(server: &dyn Server, certs: Option<&Certs>, at: Option<&Path>, extra: &[&str]) -> Mount {
         let ca;
         let mut args: Vec<&str> = Vec::new();
         if let Some(c) = certs {
@@ -776,7 +794,8 @@ impl Mount {
             args.extend(["--tls", "implicit"]);
         }
         args.extend(extra);
-        Mount::start(&server.url(), &args).unwrap_or_else(|f| panic!("mount failed: {f:?}"))
+        Mount::start_at_with_env(&server.url(), at, &args, &[("FTPMOUNT_PASSWORD", PASSWORD)])
+            .unwrap_or_else(|f| panic!("mount failed: {f:?}"))
     }
 
     pub fn path(&self) -> &Path {
