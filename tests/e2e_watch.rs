@@ -20,7 +20,8 @@ const LONG_TTL: &[&str] = &["--dir-timeout", "600s", "--attr-timeout", "600s"];
 const DEADLINE: Duration = Duration::from_secs(15);
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     v.sort();
     v
 }
@@ -126,7 +127,8 @@ fn ls_after_the_watch_ended_shows_what_the_server_has() {
     fs::create_dir(server.root().join("inbox")).unwrap();
     fs::write(server.root().join("inbox/a.txt"), b"a").unwrap();
     // 500 ms: watched for 10 s after a listing.
-    let mount = Mount::of(&server, None, &["--watch-interval", "500ms", "--dir-timeout", "600s", "--attr-timeout", "600s"]);
+    let mount =
+        Mount::of(&server, None, &["--watch-interval", "500ms", "--dir-timeout", "600s", "--attr-timeout", "600s"]);
     let inbox = mount.path().join("inbox");
     assert_eq!(names(&inbox), ["a.txt"]);
     std::thread::sleep(Duration::from_secs(12));
@@ -141,7 +143,8 @@ fn a_directory_made_on_the_server_is_reachable_by_path_within_seconds() {
     let server = Vsftpd::start(TempDir::new("watch-mkdir"), VsftpdOptions::default());
     fs::create_dir(server.root().join("projects")).unwrap();
     let mount = Mount::of(&server, None, LONG_TTL);
-    let unwatched = Mount::of(&server, None, &["--dir-timeout", "600s", "--attr-timeout", "600s", "--watch-interval", "0"]);
+    let unwatched =
+        Mount::of(&server, None, &["--dir-timeout", "600s", "--attr-timeout", "600s", "--watch-interval", "0"]);
     for m in [&mount, &unwatched] {
         assert_eq!(names(&m.path().join("projects")), Vec::<String>::new());
         assert!(fs::metadata(m.path().join("projects/2026")).is_err());
@@ -256,11 +259,7 @@ impl GioMonitor {
 
 /// Commands vsftpd logged (`log_ftp_protocol`).
 fn commands(server: &Vsftpd) -> Vec<String> {
-    server
-        .log()
-        .lines()
-        .filter_map(|l| l.split_once("FTP command: ").map(|(_, c)| c.to_string()))
-        .collect()
+    server.log().lines().filter_map(|l| l.split_once("FTP command: ").map(|(_, c)| c.to_string())).collect()
 }
 
 #[test]

@@ -232,7 +232,13 @@ impl DirCache {
     /// fetched at `fetched`, unless the cached listing changed since `snap` was taken: a change
     /// this mount made meanwhile may be missing from `entries`, and the cache keeps it. Returns
     /// the listing stored.
-    pub fn replace(&self, dir: &str, snap: &Snapshot, mut entries: Vec<Entry>, fetched: Instant) -> Option<Arc<Listing>> {
+    pub fn replace(
+        &self,
+        dir: &str,
+        snap: &Snapshot,
+        mut entries: Vec<Entry>,
+        fetched: Instant,
+    ) -> Option<Arc<Listing>> {
         entries.retain(|e| !super::write::is_own_temp(&e.name));
         let listing = Arc::new(Listing::with_folding(entries, fetched, self.folding));
         let mut cache = self.cache.lock();

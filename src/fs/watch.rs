@@ -374,7 +374,8 @@ impl Fs {
         let known_for = linger + self.config.dir_ttl;
         let mut picks: Vec<(u64, bool, Option<Instant>)> = {
             let mut st = self.watch.state.lock();
-            st.dirs.retain(|_, w| w.opens > 0 || w.listed.is_some_and(|t| now.saturating_duration_since(t) < known_for));
+            st.dirs
+                .retain(|_, w| w.opens > 0 || w.listed.is_some_and(|t| now.saturating_duration_since(t) < known_for));
             if st.dirs.len() > MAX_KNOWN {
                 let mut by_age: Vec<(Option<Instant>, u64)> =
                     st.dirs.iter().filter(|(_, w)| w.opens == 0).map(|(&ino, w)| (w.listed, ino)).collect();
@@ -560,7 +561,13 @@ mod tests {
     }
 
     fn e(name: &str, kind: Kind, size: u64, secs: u64) -> Entry {
-        Entry { name: name.into(), kind, size, mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)), mode: None }
+        Entry {
+            name: name.into(),
+            kind,
+            size,
+            mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            mode: None,
+        }
     }
 
     #[test]
@@ -591,7 +598,11 @@ mod tests {
         let c = diff(&old, &new);
         assert_eq!(c.added, ["became-dir", "new"]);
         assert_eq!(c.removed, ["became-dir", "gone"]);
-        assert_eq!(c.changed, [("grew".to_string(), true), ("touched".to_string(), true)], "a directory's size is no change");
+        assert_eq!(
+            c.changed,
+            [("grew".to_string(), true), ("touched".to_string(), true)],
+            "a directory's size is no change"
+        );
         assert!(diff(&old, &old).is_empty());
     }
 

@@ -840,6 +840,34 @@ pub fn unsent(transfer: &Transfer) -> Option<usize> {
     ok.then_some(queued.max(0) as usize)
 }
 
+/// Bytes that have arrived on a socket and are not read yet (with TLS: still encrypted, so a
+/// little more than the plain bytes they hold).
+pub fn received(socket: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int for a socket descriptor we hold open.
+    let ok = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut queued) } == 0;
+    if ok { queued.max(0) as usize } else { 0 }
+}
+
+/// Caps how much a download's data connection lets the server send ahead of what we have read
+/// (`TCP_WINDOW_CLAMP`): a reader that stops early then costs the server little. Raising it
+/// later lets the window (auto-tuned as usual) grow again. False where the system refuses.
+pub fn clamp_receive_window(transfer: &Transfer, bytes: u32) -> bool {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads one int from a live local for a socket descriptor we hold open.
+    unsafe {
+        libc::setsockopt(
+            transfer.get_ref().get_ref().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_WINDOW_CLAMP,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
 /// How long a server may take to read what its kernel accepted from an upload but it has not
 /// read yet: at most a few MiB (receive buffers), at no less than 64 KiB/s.
 pub fn time_to_read_buffered(sent: u64) -> Duration {
