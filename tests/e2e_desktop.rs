@@ -348,6 +348,15 @@ fn scripted_thumbnail_browsing_downloads_each_image_once() {
     scripted_visit(&photos, &names, &server_dir);
     let remounted = settled(&server, mark);
     report("scripted, after a remount", &remounted, image_bytes);
+    // `status` counts what came from the cache (the second visit above was the kernel's own
+    // page cache, which the daemon never sees; after a remount it is empty).
+    let st = status_json(&mnt);
+    let cc = &st["content_cache"];
+    assert!(cc["hit_bytes"].as_u64().unwrap() >= image_bytes, "{st}");
+    assert_eq!(cc["miss_bytes"].as_u64().unwrap(), 0, "{st}");
+    assert!(cc["files"].as_u64().unwrap() >= IMAGES as u64, "{st}");
+    let text = run_ok(Command::new(bin()).arg("status").arg(&mnt));
+    assert!(text.contains("content cache:") && text.contains("read from it"), "{text}");
 
     // A folder copied in from the local disk, then browsed.
     let local = TempDir::new("local-photos");
@@ -358,6 +367,16 @@ fn scripted_thumbnail_browsing_downloads_each_image_once() {
     let copied = settled(&server, mark);
     report("scripted, a folder just copied in", &copied, new_bytes);
     drop(mount);
+
+    // Turned off: every visit downloads again, and status says so.
+    let mount = Mount::of_at(&server, Some(&certs), Some(&mnt), &["--content-cache-size", "0"]);
+    let mark = log_mark(&server);
+    scripted_visit(&photos, &names[..2], &server_dir);
+    scripted_visit(&photos, &names[..2], &server_dir);
+    let off = settled(&server, mark);
+    assert!(status_json(&mnt)["content_cache"].is_null());
+    drop(mount);
+    assert!(off.retr >= 4, "without the cache each visit downloads: {off:?}");
 
     assert!(
         first.bytes as f64 <= 1.1 * image_bytes as f64,

@@ -927,7 +927,6 @@ pub fn tls_vsftpd(certs: &Certs, root: TempDir, extra: &str) -> Vsftpd {
     )
 }
 
-/// Runs `cmd`, which must succeed; its standard output.
 /// `ftpmount status MOUNTPOINT --json`: the mount's entry.
 pub fn status_json(mountpoint: &Path) -> serde_json::Value {
     let out = Command::new(bin()).args(["status", mountpoint.to_str().unwrap(), "--json"]).output().unwrap();
@@ -936,6 +935,7 @@ pub fn status_json(mountpoint: &Path) -> serde_json::Value {
     all[0].clone()
 }
 
+/// Runs `cmd`, which must succeed; its standard output.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
