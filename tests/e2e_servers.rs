@@ -1,6 +1,7 @@
 //! Every server people really run (issue 14), through a real FUSE mount: a compatibility
 //! core (read, write, overwrite, rsync and a re-run that sends nothing, editor save,
-//! rename/delete/mkdir/rmdir, links, times, case detection, session bound) per server, and a
+//! rename/delete/mkdir/rmdir, links, times, case detection, session bound, the content cache
+//! across a remount, changes made on the server showing up) per server, and a
 //! test reproducing each quirk seen in the wild. The servers: vsftpd (plain, explicit,
 //! implicit), ProFTPD 1.3.8 (plain, explicit with its default TLS options and TLS 1.3,
 //! implicit), Pure-FTPd 1.0.50 (plain, TLS), pyftpdlib (MLSD), an IIS-like pyftpdlib and
@@ -268,6 +269,54 @@ fn core_session_bound(t: &Target) {
 
 type Check = fn(&Target);
 
+/// A file read once is read again after a remount from the content cache (nothing
+/// downloaded), and a change on the server, even one that keeps the size, is seen.
+fn core_content_cache(t: &Target) {
+    let bytes = pseudo_random(700_000, 21);
+    server_file(t, "cache/photo.jpg", &bytes, 1_650_000_000);
+    let cache = TempDir::new("content-cache");
+    let args = ["--cache-dir", cache.path().to_str().unwrap()];
+    let m = t.mount(&args);
+    let f = m.path().join("cache/photo.jpg");
+    run(Command::new("head").arg("-c").arg("8192").arg(&f));
+    assert!(fs::read(&f).unwrap() == bytes, "first read differs");
+    drop(m);
+
+    let m = t.mount(&args);
+    let f = m.path().join("cache/photo.jpg");
+    assert!(fs::read(&f).unwrap() == bytes, "read from the cache differs");
+    let cc = &status_json(m.path())["content_cache"];
+    assert_eq!(cc["miss_bytes"].as_u64(), Some(0), "downloaded again after a remount: {cc}");
+    assert!(cc["hit_bytes"].as_u64().unwrap() >= bytes.len() as u64, "{cc}");
+
+    // Same size, new bytes, a time one minute later (servers that list minutes only see it).
+    let changed = pseudo_random(700_000, 22);
+    server_file(t, "cache/photo.jpg", &changed, 1_650_000_060);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(fs::read(&f).unwrap() == changed, "a changed file was read from the cache");
+}
+
+/// A file made on the server shows up in `ls` of a directory being looked at, without a
+/// remount and long before `--dir-timeout`.
+fn core_changes_on_the_server(t: &Target) {
+    server_file(t, "watched/a.txt", b"a", 1_650_000_000);
+    let m = t.mount(&["--dir-timeout", "600s"]);
+    let dir = m.path().join("watched");
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> =
+            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(), ["a.txt"]);
+    server_file(t, "watched/b.txt", b"b", 1_650_000_100);
+    let start = std::time::Instant::now();
+    while names() != ["a.txt", "b.txt"] {
+        assert!(start.elapsed() < Duration::from_secs(30), "b.txt made on the server never showed: {:?}", names());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 const CORE: &[(&str, Check)] = &[
     ("read", core_read),
     ("write new", core_write_new),
@@ -279,6 +328,8 @@ const CORE: &[(&str, Check)] = &[
     ("times", core_times),
     ("case detection", core_case),
     ("session bound", core_session_bound),
+    ("content cache", core_content_cache),
+    ("changes on the server", core_changes_on_the_server),
 ];
 
 thread_local! {
