@@ -27,9 +27,12 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
+/// Gives a directory's entries as (name, is a directory), or why it could not be read.
+pub type ListDir<'a> = dyn FnMut(&str) -> Result<Vec<(String, bool)>, String> + 'a;
+
 /// Walks the tree from `root` (a `/`-separated path, `""` for the top), depth first in name
-/// order. `list` gives a directory's entries as (name, is a directory); links are not followed.
-pub fn walk(root: &str, folding: Folding, list: &mut dyn FnMut(&str) -> Result<Vec<(String, bool)>, String>) -> Report {
+/// order. `list` gives a directory's entries; links are not followed.
+pub fn walk(root: &str, folding: Folding, list: &mut ListDir<'_>) -> Report {
     let mut report = Report::default();
     let mut stack = vec![root.trim_matches('/').to_string()];
     while let Some(dir) = stack.pop() {

@@ -98,8 +98,8 @@ pub enum CertProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{}", certificate_message(.problem, .cert.as_ref()))]
-    Certificate { problem: CertProblem, cert: Option<CertInfo> },
+    #[error("{}", certificate_message(.problem, .cert.as_deref()))]
+    Certificate { problem: CertProblem, cert: Option<Box<CertInfo>> },
     #[error("{0}")]
     Handshake(String),
     #[error("{0}")]
@@ -699,7 +699,7 @@ impl DataTls {
 
     fn handshake_error(&self, e: io::Error) -> TlsError {
         if let Some((problem, cert)) = self.verifier.last_refusal.lock().take() {
-            return TlsError::Certificate { problem, cert };
+            return TlsError::Certificate { problem, cert: cert.map(Box::new) };
         }
         let rustls_err = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
         match (e.kind(), rustls_err) {
@@ -910,7 +910,7 @@ mod tests {
         // Even unrefused (a relaxed check), a name only in the CN is no pass.
         let relaxed = certificate_report(&cn_only, "localhost", None, None);
         assert!(relaxed.last().unwrap().contains("✗ host name"), "{relaxed:?}");
-        let msg = TlsError::Certificate { problem: mismatch, cert: Some(cn_only.clone()) }.to_string();
+        let msg = TlsError::Certificate { problem: mismatch, cert: Some(Box::new(cn_only.clone())) }.to_string();
         for w in
             ["only in its Common Name (CN=localhost)", "no subjectAltName", "subjectAltName=DNS:localhost", "RFC 6125"]
         {
@@ -918,7 +918,7 @@ mod tests {
         }
         assert!(!msg.contains("not for 'localhost'"), "{msg}");
         let by_ip = CertProblem::HostMismatch { host: "127.0.0.1".into(), names: vec!["localhost".into()] };
-        let msg = TlsError::Certificate { problem: by_ip, cert: Some(cn_only) }.to_string();
+        let msg = TlsError::Certificate { problem: by_ip, cert: Some(Box::new(cn_only)) }.to_string();
         assert!(msg.contains("no subjectAltName") && msg.contains("subjectAltName=IP:127.0.0.1"), "{msg}");
         // A refused name with a subjectAltName is never shown as passed either.
         let with_san = cert(&["localhost"], -1, 30, false);
@@ -950,13 +950,13 @@ mod tests {
         };
         let e = TlsError::Certificate {
             problem: CertProblem::Expired { not_after: cert.not_after },
-            cert: Some(cert.clone()),
+            cert: Some(Box::new(cert.clone())),
         };
         let msg = e.to_string();
         assert!(msg.contains("expired on 2025-03-01 00:00:00 UTC") && msg.contains("aa:bb"), "{msg}");
         let e = TlsError::Certificate {
             problem: CertProblem::HostMismatch { host: "127.0.0.1".into(), names: vec!["ftp.example.com".into()] },
-            cert: Some(cert),
+            cert: Some(Box::new(cert)),
         };
         assert!(e.to_string().contains("[ftp.example.com], not for '127.0.0.1'"), "{e}");
     }

@@ -119,7 +119,8 @@ fn file_found_as(remote: &dyn Remote, name: &str, other: &str) -> Option<bool> {
     let by_size = |p: &str| remote.size(p).map(|s| s.is_some());
     let by_mdtm = |p: &str| remote.mtime(p).map(|t| t.is_some());
     let by_retr = |p: &str| remote.open_read(p, 0).map(|_| true);
-    let methods: [&dyn Fn(&str) -> Result<bool, RemoteError>; 3] = [&by_size, &by_mdtm, &by_retr];
+    type Exists<'a> = &'a dyn Fn(&str) -> Result<bool, RemoteError>;
+    let methods: [Exists; 3] = [&by_size, &by_mdtm, &by_retr];
     for exists in methods {
         if !matches!(exists(name), Ok(true)) {
             continue;

@@ -495,36 +495,36 @@ impl WriteHandle {
     fn spool(&self, st: &mut WriteState, remote: &dyn Remote, spool: &Spool) -> Result<(), RemoteError> {
         let path = self.path();
         // Where the content comes from, and what the handle is if that fails.
-        let (source, on_error): (Option<String>, fn(Option<String>, RemoteError) -> Body) =
-            match std::mem::replace(&mut st.body, Body::Empty) {
-                Body::Spooled { file, reserved, kept } => {
-                    st.body = Body::Spooled { file, reserved, kept };
-                    return Ok(());
+        type OnError = fn(Option<String>, RemoteError) -> Body;
+        let (source, on_error): (Option<String>, OnError) = match std::mem::replace(&mut st.body, Body::Empty) {
+            Body::Spooled { file, reserved, kept } => {
+                st.body = Body::Spooled { file, reserved, kept };
+                return Ok(());
+            }
+            Body::Failed { to, error } => {
+                st.body = Body::Failed { to, error: error.clone() };
+                return Err(error);
+            }
+            Body::Empty => (None, |_, _| Body::Empty),
+            Body::Server => (Some(path.clone()), |_, _| Body::Server),
+            Body::Streaming { upload, to, replay: Some(replay), .. } => {
+                // A jump after sequential writes: the local copy has what was sent.
+                drop(upload);
+                if let Err(e) = remote.delete(&to) {
+                    tracing::debug!("removing the abandoned upload {to}: {e}");
                 }
-                Body::Failed { to, error } => {
+                st.body = replay.into_body();
+                return Ok(());
+            }
+            Body::Streaming { upload, to, replay: None, .. } => {
+                // Rare: a jump after sequential writes. What was sent is fetched back.
+                if let Err(error) = upload.finish() {
                     st.body = Body::Failed { to, error: error.clone() };
                     return Err(error);
                 }
-                Body::Empty => (None, |_, _| Body::Empty),
-                Body::Server => (Some(path.clone()), |_, _| Body::Server),
-                Body::Streaming { upload, to, replay: Some(replay), .. } => {
-                    // A jump after sequential writes: the local copy has what was sent.
-                    drop(upload);
-                    if let Err(e) = remote.delete(&to) {
-                        tracing::debug!("removing the abandoned upload {to}: {e}");
-                    }
-                    st.body = replay.into_body();
-                    return Ok(());
-                }
-                Body::Streaming { upload, to, replay: None, .. } => {
-                    // Rare: a jump after sequential writes. What was sent is fetched back.
-                    if let Err(error) = upload.finish() {
-                        st.body = Body::Failed { to, error: error.clone() };
-                        return Err(error);
-                    }
-                    (Some(to), |to, error| Body::Failed { to: to.expect("streamed somewhere"), error })
-                }
-            };
+                (Some(to), |to, error| Body::Failed { to: to.expect("streamed somewhere"), error })
+            }
+        };
         let filled = spool.file().and_then(|(file, mut reserved, kept)| {
             if let Some(from) = &source {
                 spool.reserve(&mut reserved, st.size)?;

@@ -591,7 +591,7 @@ impl Remote for FtpRemote {
                     }
                     tracing::debug!("{cmd:?} was answered \"{text}\" but did not set the time");
                 }
-                Err((code, text)) if matches!(code, 500 | 501 | 502 | 504) => {
+                Err((500 | 501 | 502 | 504, text)) => {
                     tracing::debug!("{cmd:?} not supported: {text}");
                 }
                 // A refusal about this file (a directory, permissions), or a server that read
@@ -634,7 +634,7 @@ impl Remote for FtpRemote {
         let line = format!("SITE CHMOD {:o} {p}", mode & 0o7777);
         match self.with_session(true, |s| s.command(&line, &[suppaftp::Status::CommandOk]))? {
             Ok(_) => Ok(()),
-            Err((code, text)) if matches!(code, 500 | 502 | 504) => {
+            Err((500 | 502 | 504, text)) => {
                 tracing::info!(
                     "the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored"
                 );
@@ -695,7 +695,7 @@ impl Remote for FtpRemote {
         let setting = match *self.mtime_command.lock() {
             None => "not needed yet".to_string(),
             Some(MtimeCommand::Unsupported) => "impossible: utimensat answers ENOTSUP".to_string(),
-            Some(cmd) => format!("{}", cmd.line("TIME", "PATH")),
+            Some(cmd) => cmd.line("TIME", "PATH").to_string(),
         };
         out.push(("setting times".into(), setting));
         out.push((

@@ -127,7 +127,8 @@ mod tests {
 
     #[test]
     fn replies_map_to_the_right_kind() {
-        let cases: &[(&str, fn(&RemoteError) -> bool)] = &[
+        type Is = fn(&RemoteError) -> bool;
+        let cases: &[(&str, Is)] = &[
             ("550 Failed to open file.", |e| matches!(e, RemoteError::NotFound(_))),
             ("550 Permission denied.", |e| matches!(e, RemoteError::PermissionDenied(_))),
             ("552 Disk quota exceeded", |e| matches!(e, RemoteError::NoSpace(_))),

@@ -83,7 +83,7 @@ impl SessionTls {
     /// The certificate refusal behind the last failure, left in place.
     pub fn peek_certificate_error(&self) -> Option<(tls::CertProblem, Option<tls::CertInfo>)> {
         match &*self.last_error.lock() {
-            Some(tls::TlsError::Certificate { problem, cert }) => Some((problem.clone(), cert.clone())),
+            Some(tls::TlsError::Certificate { problem, cert }) => Some((problem.clone(), cert.as_deref().cloned())),
             _ => None,
         }
     }
