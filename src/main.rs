@@ -11,8 +11,19 @@ use ftpmount::helper::{self, HelperCall, KnownOption};
 use ftpmount::mount::{self, MountRequest};
 use ftpmount::status::StatusRequest;
 
+/// The version and the commit it was built from (see build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FTPMOUNT_COMMIT"), ")");
+
+const MORE: &str = "\
+Passwords come from --password-file, FTPMOUNT_PASSWORD, ~/.netrc, the profile's password_file,
+or a prompt. Connection labels live in ~/.config/ftpmount/config.toml (or
+/etc/ftpmount/config.toml). Unmount with fusermount3 -u MOUNTPOINT.
+
+Documentation: /usr/share/doc/ftpmount (CONFIGURATION.md: every option, fstab and systemd;
+SEMANTICS.md: what the mount does; TROUBLESHOOTING.md), or the project's docs/ directory.";
+
 #[derive(Parser)]
-#[command(name = "ftpmount", version, about = "Mount an FTP or FTPS server as a local directory")]
+#[command(name = "ftpmount", version = VERSION, about = "Mount an FTP or FTPS server as a local directory", after_long_help = MORE)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +47,22 @@ enum Command {
     /// Wait until the uploads queued by a --write-back mount are on the server; exit status 1
     /// if some failed (each is printed, with where its data is kept)
     Sync(SyncArgs),
+    /// Print a completion script for SHELL to standard output, e.g.
+    /// `ftpmount completions bash > /etc/bash_completion.d/ftpmount`
+    Completions(CompletionsArgs),
+    /// Write the man pages (ftpmount.1 and one per subcommand) into DIR
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+struct ManpagesArgs {
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -160,6 +187,19 @@ fn main() -> ExitCode {
         }
         Command::Status(a) => ftpmount::status::run(StatusRequest { mountpoint: a.mountpoint, json: a.json }),
         Command::Sync(a) => ftpmount::status::sync(&a.mountpoint),
+        Command::Completions(a) => {
+            clap_complete::generate(a.shell, &mut Cli::command(), "ftpmount", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpages(a) => {
+            match std::fs::create_dir_all(&a.dir).and_then(|()| clap_mangen::generate_to(Cli::command(), &a.dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ftpmount: writing man pages into {}: {e}", a.dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Collisions(a) => {
             if let Err(e) = ftpmount::logging::init(a.verbose, None) {
                 eprintln!("ftpmount: {e}");

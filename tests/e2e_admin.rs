@@ -10,11 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn is_mounted(path: &Path) -> bool {
-    let want = path.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == Some(want))
-}
-
 /// Unmounts a mount made in the background and waits for its daemon to end.
 struct Detached {
     mountpoint: PathBuf,

@@ -696,7 +696,8 @@ impl Server for FaultProxy {
     }
 }
 
-fn is_mounted(path: &Path) -> bool {
+/// Whether something is mounted at `path` (as /proc/self/mountinfo spells it).
+pub fn is_mounted(path: &Path) -> bool {
     let want = path.to_str().unwrap();
     fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|l| l.split(' ').nth(4) == Some(want))
 }
