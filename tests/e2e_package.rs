@@ -94,7 +94,7 @@ fn the_deb_installs_documents_completes_mounts_from_fstab_and_removes_cleanly() 
     fs::write(
         &fstab,
         format!(
-            "{}  {}  fuse.ftpmount  noauto,_netdev,tls=off,max_connections=3,password_file={}  0 0\n",
+            "{}  {}  fuse.ftpmount  _netdev,noauto,x-systemd.automount,x-systemd.mount-timeout=60,tls=off,max_connections=3,password_file={}  0 0\n",
             server.url(),
             mnt.display(),
             password.display()
