@@ -1,7 +1,8 @@
 //! The Debian package (issue 18), installed for real: `.ci/run` builds it with
 //! `scripts/package` and runs this with `FTPMOUNT_DEB=path/to/ftpmount_*.deb -- --ignored`.
 //! It installs the package with apt-get, reads the man pages, completes in bash through
-//! bash-completion's loader, checks the systemd user unit, mounts a server through an fstab
+//! bash-completion's loader, checks the systemd user unit (and runs its commands as systemd
+//! would, then stops it with SIGTERM), mounts a server through an fstab
 //! line with mount(8) (from a private fstab file, `mount -T`, so /etc/fstab is not touched),
 //! unmounts with umount(8), and removes the package, leaving no helper behind.
 //!
@@ -85,6 +86,7 @@ fn the_deb_installs_documents_completes_mounts_from_fstab_and_removes_cleanly() 
     let root = TempDir::new("root");
     fs::write(root.path().join("hello.txt"), b"hello through fstab").unwrap();
     let server = Vsftpd::start(root, VsftpdOptions::default());
+    the_user_units_commands_mount_and_sigterm_unmounts(unit, &server);
     let dir = TempDir::new("fstab");
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
@@ -117,6 +119,56 @@ fn the_deb_installs_documents_completes_mounts_from_fstab_and_removes_cleanly() 
     }
     let out = sh("dpkg -s ftpmount 2>&1");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Status: install ok installed"));
+}
+
+/// Without a systemd to run the user unit (CI has none), its own command lines are run as
+/// systemd would for `ftpmount@work` (`%i`, `%h` expanded, HOME set, a profile with the label),
+/// and the service is stopped as `KillMode=mixed` does: SIGTERM to ftpmount.
+fn the_user_units_commands_mount_and_sigterm_unmounts(unit: &str, server: &Vsftpd) {
+    let home = TempDir::new("home");
+    let config = home.path().join(".config/ftpmount");
+    fs::create_dir_all(&config).unwrap();
+    fs::write(config.join("work.password"), PASSWORD).unwrap();
+    fs::write(
+        config.join("config.toml"),
+        format!(
+            "[connections.work]\nurl = \"{}\"\ntls = \"off\"\npassword_file = \"{}\"\n",
+            server.url(),
+            config.join("work.password").display()
+        ),
+    )
+    .unwrap();
+    let text = fs::read_to_string(unit).unwrap();
+    let line = |key: &str| -> Vec<String> {
+        let v = text.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("{key} in {unit}"));
+        let v = v.replace("%i", "work").replace("%h", home.path().to_str().unwrap());
+        v.split_whitespace().map(str::to_string).collect()
+    };
+    let (pre, start) = (line("ExecStartPre="), line("ExecStart="));
+    let status = Command::new(&pre[0]).args(&pre[1..]).env("HOME", home.path()).status().unwrap();
+    assert!(status.success(), "{pre:?}");
+    let mut child = Command::new(&start[0])
+        .args(&start[1..])
+        .env("HOME", home.path())
+        .env_remove("FTPMOUNT_PASSWORD")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mnt = home.path().join("ftp/work");
+    let begun = Instant::now();
+    while !is_mounted(&mnt) {
+        assert!(child.try_wait().unwrap().is_none(), "{start:?} exited before mounting");
+        assert!(begun.elapsed() < Duration::from_secs(20), "{start:?} did not mount {}", mnt.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mounted = Mounted(mnt.clone());
+    assert_eq!(fs::read(mnt.join("hello.txt")).unwrap(), b"hello through fstab");
+    // SAFETY: a signal to the child we started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "ftpmount after SIGTERM: {status}");
+    assert!(!is_mounted(&mnt), "SIGTERM unmounted");
+    std::mem::forget(mounted);
 }
 
 /// Unmounts at the end of a failed test.
