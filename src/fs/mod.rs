@@ -1513,7 +1513,6 @@ fn shown(path: &str) -> String {
     format!("/{path}")
 }
 
-/// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
 /// The longest name a directory entry may have, in bytes (Linux NAME_MAX).
 pub const NAME_MAX: usize = 255;
 
@@ -1533,6 +1532,7 @@ fn check_name_length(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
 pub fn split(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
 }

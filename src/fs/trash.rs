@@ -22,7 +22,7 @@ pub fn is_trash(dir: &str, name: &str) -> bool {
 /// Refuses to make `dir/name` when it is (in) a trash folder: ENOTSUP.
 pub fn refuse(dir: &str, name: &str) -> Result<(), FsError> {
     if is_trash(dir, name) {
-        let path = if dir.is_empty() { format!("/{name}") } else { format!("/{dir}/{name}") };
+        let path = super::shown(&super::join(dir, name));
         tracing::debug!("refused to make {path}: no trash folders on the server");
         return Err(FsError::NoTrash(path));
     }

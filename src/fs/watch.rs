@@ -304,7 +304,7 @@ impl Fs {
         }
         if let Some(verified) = self.watch.known(ino) {
             let path = self.path(ino)?;
-            if self.dirs.peek(&path).is_some_and(|l| !self.checked_lately(&l, verified)) {
+            if self.dirs.peek(&path).is_some_and(|l| !self.checked_within(&l, verified, self.watch.interval)) {
                 if let Err(e) = self.recheck(ino, &path) {
                     tracing::debug!("listing /{path} again as it is opened: {e}");
                 }
@@ -315,10 +315,10 @@ impl Fs {
     }
 
     /// Whether `listing` (of a directory last found current at `verified`) was fetched or
-    /// checked less than an interval ago.
-    fn checked_lately(&self, listing: &Listing, verified: Option<Instant>) -> bool {
+    /// checked less than `within` ago.
+    fn checked_within(&self, listing: &Listing, verified: Option<Instant>, within: Duration) -> bool {
         let last = verified.map_or(listing.fetched, |v| v.max(listing.fetched));
-        self.clock.now().saturating_duration_since(last) < self.watch.interval
+        self.clock.now().saturating_duration_since(last) < within
     }
 
     pub fn releasedir(&self, ino: u64) {
@@ -403,8 +403,7 @@ impl Fs {
                 continue;
             };
             let verified = self.watch.known(ino).flatten();
-            let last = |l: &Listing| verified.map_or(l.fetched, |v| v.max(l.fetched));
-            if self.dirs.peek(&path).is_some_and(|l| now.saturating_duration_since(last(&l)) < interval / 2) {
+            if self.dirs.peek(&path).is_some_and(|l| self.checked_within(&l, verified, interval / 2)) {
                 continue;
             }
             match self.recheck(ino, &path) {
@@ -427,7 +426,9 @@ impl Fs {
         }
         let now = self.clock.now();
         let Some(listing) = self.dirs.peek(dir) else { return false };
-        if self.checked_lately(&listing, self.watch.known(parent).flatten()) || !self.watch.may_relist(dir, now) {
+        if self.checked_within(&listing, self.watch.known(parent).flatten(), self.watch.interval)
+            || !self.watch.may_relist(dir, now)
+        {
             return false;
         }
         match self.recheck(parent, dir) {

@@ -831,23 +831,25 @@ pub fn connect_implicit(ep: &Endpoint, tls: Arc<SessionTls>, note: DataNote) -> 
     Ok(Connection { ftp, security: tls_security(&tls), tls: Some(tls), data_note: note })
 }
 
-/// Bytes written to a data connection that the server's side has not taken (acknowledged) yet.
-pub fn unsent(transfer: &Transfer) -> Option<usize> {
+/// Bytes a socket's queue holds, by `request`: `TIOCOUTQ` (sent, not acknowledged yet) or
+/// `FIONREAD` (arrived, not read yet).
+fn queued(socket: &TcpStream, request: libc::Ioctl) -> Option<usize> {
     use std::os::fd::AsRawFd;
     let mut queued: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ writes one int for a socket descriptor we hold open.
-    let ok = unsafe { libc::ioctl(transfer.get_ref().get_ref().as_raw_fd(), libc::TIOCOUTQ, &mut queued) } == 0;
+    // SAFETY: both requests write one int for a socket descriptor we hold open.
+    let ok = unsafe { libc::ioctl(socket.as_raw_fd(), request, &mut queued) } == 0;
     ok.then_some(queued.max(0) as usize)
+}
+
+/// Bytes written to a data connection that the server's side has not taken (acknowledged) yet.
+pub fn unsent(transfer: &Transfer) -> Option<usize> {
+    queued(transfer.get_ref().get_ref(), libc::TIOCOUTQ)
 }
 
 /// Bytes that have arrived on a socket and are not read yet (with TLS: still encrypted, so a
 /// little more than the plain bytes they hold).
 pub fn received(socket: &TcpStream) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut queued: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int for a socket descriptor we hold open.
-    let ok = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut queued) } == 0;
-    if ok { queued.max(0) as usize } else { 0 }
+    queued(socket, libc::FIONREAD).unwrap_or(0)
 }
 
 /// Caps how much a download's data connection lets the server send ahead of what we have read
