@@ -716,7 +716,7 @@ impl Fs {
         let p = self.files_ahead.as_ref()?;
         let (dir, name) = split(path);
         let listing = self.dirs.peek(dir)?;
-        p.opened(dir, name, &listing, &|f| self.writing.lock().contains_key(f))
+        p.opened(dir, name, &listing, self)
     }
 
     /// The modification time the server's listing shows for `path` (not this mount's local
@@ -1364,7 +1364,7 @@ impl Fs {
             if end >= size && !data.is_empty() && h.delivered.load(Ordering::Relaxed) >= size {
                 let (dir, name) = split(&h.path);
                 if let Some(listing) = self.dirs.peek(dir) {
-                    p.read_to_end(dir, name, &listing, &|f| self.writing.lock().contains_key(f));
+                    p.read_to_end(dir, name, &listing, self);
                 }
             }
         }
@@ -1563,6 +1563,16 @@ impl Fs {
 
     pub fn known_inodes(&self) -> usize {
         self.inodes.lock().len()
+    }
+}
+
+impl prefetch_files::View for Fs {
+    fn cached_listing(&self, dir: &str) -> Option<Arc<Listing>> {
+        self.dirs.peek(dir)
+    }
+
+    fn busy(&self, path: &str) -> bool {
+        self.writing.lock().contains_key(path)
     }
 }
 

@@ -68,6 +68,14 @@ const SESSION_POLL: Duration = Duration::from_millis(10);
 /// Bytes a download reads between checks for cancellation and waiting requests.
 const CHUNK: usize = 64 * 1024;
 
+/// What the prefetch needs to know of the filesystem.
+pub trait View {
+    /// The cached listing of `dir`, if any (never asks the server).
+    fn cached_listing(&self, dir: &str) -> Option<Arc<Listing>>;
+    /// Whether `path` is being written here (not to be fetched).
+    fn busy(&self, path: &str) -> bool;
+}
+
 /// Counters for `status`.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PrefetchStats {
@@ -194,7 +202,7 @@ impl FilePrefetcher {
     /// A file of `listing` (directory `dir`) is being opened for reading. Waits for its
     /// download if one is under way; takes it off the queue if it was waiting (the reader
     /// fetches it itself); follows the walk. Returns whether it had been fetched ahead.
-    pub fn opened(&self, dir: &str, name: &str, listing: &Listing, busy: &dyn Fn(&str) -> bool) -> Option<Fetched> {
+    pub fn opened(&self, dir: &str, name: &str, listing: &Listing, view: &dyn View) -> Option<Fetched> {
         let path = super::join(dir, name);
         let mut st = self.state.lock();
         let deadline = Instant::now() + OPEN_WAIT;
@@ -248,7 +256,7 @@ impl FilePrefetcher {
                 st.walks.push(walk);
             }
         }
-        self.top_up(&mut st, dir, listing, busy);
+        self.top_up(&mut st, dir, listing, view);
         fetched
     }
 
@@ -265,7 +273,7 @@ impl FilePrefetcher {
     }
 
     /// A reader of `dir/name` reached the end of the file having read all of it.
-    pub fn read_to_end(&self, dir: &str, name: &str, listing: &Listing, busy: &dyn Fn(&str) -> bool) {
+    pub fn read_to_end(&self, dir: &str, name: &str, listing: &Listing, view: &dyn View) {
         let Some(index) = listing.position(name) else { return };
         let mut st = self.state.lock();
         let Some(walk) = st.walks.iter_mut().find(|w| w.dir == dir) else { return };
@@ -278,45 +286,65 @@ impl FilePrefetcher {
         if walk.run >= TRIGGER {
             walk.active = true;
         }
-        self.top_up(&mut st, dir, listing, busy);
+        self.top_up(&mut st, dir, listing, view);
     }
 
-    /// Queues the files after the cursor of `dir`'s walk, within the bounds.
-    fn top_up(&self, st: &mut State, dir: &str, listing: &Listing, busy: &dyn Fn(&str) -> bool) {
+    /// Queues the files after the cursor of `dir`'s walk, within the bounds. Near the end of
+    /// a directory with no subdirectories left, the window goes on with the first files of the
+    /// next directory of the parent, where a walker such as `cp -r` goes next.
+    fn top_up(&self, st: &mut State, dir: &str, listing: &Listing, view: &dyn View) {
         let Some(walk) = st.walks.iter().find(|w| w.dir == dir) else { return };
         if !walk.active || st.stopped {
             return;
         }
         let (cursor, ahead) = (walk.cursor, walk.ahead.min(self.max_ahead));
-        let mut outstanding = st.outstanding();
-        let mut added = false;
-        let mut files = 0;
-        for e in listing.entries.iter().skip(cursor + 1) {
-            if files >= ahead {
+        let mut window = Window { files: 0, ahead, outstanding: st.outstanding(), added: false };
+        let rest = listing.entries.get(cursor + 1..).unwrap_or_default();
+        self.queue_files(st, dir, rest, view, &mut window);
+        let subdirs_left = rest.iter().any(|e| e.kind == Kind::Dir);
+        if window.files < ahead && !subdirs_left {
+            if let Some((next_dir, next)) = next_sibling_dir(dir, view) {
+                let leading: Vec<_> = next.entries.iter().take_while(|e| e.kind != Kind::Dir).cloned().collect();
+                self.queue_files(st, &next_dir, &leading, view, &mut window);
+            }
+        }
+        if window.added {
+            self.work.notify_all();
+        }
+    }
+
+    fn queue_files(
+        &self,
+        st: &mut State,
+        dir: &str,
+        entries: &[crate::remote::Entry],
+        view: &dyn View,
+        w: &mut Window,
+    ) {
+        for e in entries {
+            if w.files >= w.ahead {
                 break;
             }
             if e.kind != Kind::File {
                 continue;
             }
-            files += 1;
+            w.files += 1;
             let path = super::join(dir, &e.name);
             let Some(mtime) = e.mtime else { continue };
-            if e.size == 0 || e.size > self.limits.file_size || st.known(&path) || busy(&path) {
+            if e.size == 0 || e.size > self.limits.file_size || st.known(&path) || view.busy(&path) {
                 continue;
             }
-            if outstanding + e.size > self.limits.bytes {
+            if w.outstanding + e.size > self.limits.bytes {
+                w.files = w.ahead;
                 break;
             }
             let version = Version::of(e.size, mtime);
             if self.cache.holds_whole(&path, version) {
                 continue;
             }
-            outstanding += e.size;
+            w.outstanding += e.size;
             st.queue.push_back(Item { path, dir: dir.to_string(), version });
-            added = true;
-        }
-        if added {
-            self.work.notify_all();
+            w.added = true;
         }
     }
 
@@ -525,6 +553,30 @@ impl FilePrefetcher {
         drop(st);
         self.done.notify_all();
     }
+}
+
+/// How much of a walk's window is filled.
+struct Window {
+    files: usize,
+    ahead: usize,
+    outstanding: u64,
+    added: bool,
+}
+
+/// The directory after `dir` in its parent's listing, with its cached listing.
+fn next_sibling_dir(dir: &str, view: &dyn View) -> Option<(String, Arc<Listing>)> {
+    if dir.is_empty() {
+        return None;
+    }
+    let (parent, name) = super::split(dir);
+    let parent_listing = view.cached_listing(parent)?;
+    let next = parent_listing.entries.get(parent_listing.position(name)? + 1)?;
+    if next.kind != Kind::Dir {
+        return None;
+    }
+    let path = super::join(parent, &next.name);
+    let listing = view.cached_listing(&path)?;
+    Some((path, listing))
 }
 
 enum Outcome {

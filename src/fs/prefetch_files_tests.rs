@@ -138,6 +138,35 @@ fn a_walk_through_a_directory_is_served_from_files_fetched_ahead_each_downloaded
 }
 
 #[test]
+fn a_walk_goes_on_into_the_next_directory_as_cp_r_does() {
+    let fake = Arc::new(FakeRemote::new());
+    for d in ["a", "b"] {
+        for i in 0..10 {
+            fake.add_file(&format!("t/{d}/f{i:03}"), &data(2000, i), an_hour_ago());
+        }
+    }
+    let r = rig(fake, 4);
+    let t = r.fs.lookup(ROOT, "t").unwrap().ino;
+    r.fs.readdir(t, false).unwrap();
+    let (a, b) = (r.fs.lookup(t, "a").unwrap().ino, r.fs.lookup(t, "b").unwrap().ino);
+    r.fs.readdir(a, false).unwrap();
+    r.fs.readdir(b, false).unwrap();
+    *r.clock.0.lock() += Duration::from_secs(2);
+    for i in 0..10 {
+        r.read(a, &format!("f{i:03}"));
+        r.settle();
+    }
+    assert_eq!(r.downloads_of("t/b/f000"), 1, "the first files of the next directory are fetched");
+    for i in 0..10 {
+        r.read(b, &format!("f{i:03}"));
+        r.settle();
+    }
+    let s = r.fs.prefetch_stats().unwrap();
+    assert_eq!(s.hits, 18, "all but the first two of a: {s:?}");
+    assert_eq!(r.downloads(), 20, "each file once");
+}
+
+#[test]
 fn no_prefetch_without_whole_reads_in_listing_order() {
     let fake = Arc::new(FakeRemote::new());
     folder(&fake, 20);
@@ -208,7 +237,16 @@ fn the_byte_bound_holds_however_many_files_are_wanted() {
     let limits = Limits { files: 100, bytes: 35_000, file_size: 1 << 20, sessions: 1 };
     let p = FilePrefetcher::start(cache.clone(), fake.clone(), limits);
     let listing = Listing::new(fake.list("d").unwrap(), Instant::now());
-    let no = |_: &str| false;
+    struct NoView;
+    impl super::prefetch_files::View for NoView {
+        fn cached_listing(&self, _: &str) -> Option<Arc<Listing>> {
+            None
+        }
+        fn busy(&self, _: &str) -> bool {
+            false
+        }
+    }
+    let no = NoView;
     for name in ["f000", "f001"] {
         assert_eq!(p.opened("d", name, &listing, &no), None);
         p.read_to_end("d", name, &listing, &no);
