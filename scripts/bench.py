@@ -284,7 +284,7 @@ class Mount:
         deadline = time.time() + 30
         while not mounted(mnt):
             if self.proc.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"{tool} did not mount; see {ctx.work / (tool + '.log')}")
+                raise RuntimeError(f"{tool} did not mount; see {ctx.work / (tool + '.log')}")
             time.sleep(0.05)
         self.rss = RssSampler(self.proc.pid)
 
