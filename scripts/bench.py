@@ -268,8 +268,10 @@ class Mount:
                 cmd += ["--max-connections", str(ctx.max_connections)]
             if tool == "ftpmount-wb":
                 cmd += ["--write-back", "--cache-dir", str(cache_dir or ctx.work / "ftpmount-cache")]
-            elif cache_dir:
-                cmd += ["--cache-dir", str(cache_dir)]
+            else:
+                # A fresh content cache per mount, unless a workload keeps one on purpose: the
+                # default (~/.cache/ftpmount) would be warm from the previous workload or run.
+                cmd += ["--cache-dir", str(cache_dir or Path(tempfile.mkdtemp(prefix="ftpmount-cache.", dir=ctx.work)))]
             env["FTPMOUNT_PASSWORD"] = ctx.password
         else:
             cmd = ["rclone", "mount", ":ftp:/", str(mnt), "--ftp-host", host, "--ftp-port", str(server.port), "--ftp-user", USER]
