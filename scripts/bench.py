@@ -9,6 +9,11 @@ on one mount and once more after a remount with the same cache directory; `head-
 8 KiB of each image once.
 
     scripts/bench compare [--quick] [--rtt 0,20] [--security plain,tls] [--tools LIST] [--out DIR]
+                          [--max-connections N] [--tree DIRSxFILES]
+
+`--max-connections N` caps the sessions of every tool that has such a setting (ftpmount
+`--max-connections`, rclone `--ftp-concurrency`, lftp `net:connection-limit`), as on a shared host
+that allows 3–8 sessions per user. `--tree 50x100` sets the tree `ls -lR` walks (default 100x100).
 
 Prints a markdown table and writes JSON (raw numbers and ratios) to DIR/bench.json. Writes are
 timed until the data is on the server, rsync until the server's tree matches the source.
@@ -62,11 +67,13 @@ def need_packages():
 
 
 class Sizes:
-    def __init__(self, quick):
+    def __init__(self, quick, tree=None):
         self.big_mib = 32 if quick else 256
         self.small_files_0ms = 200 if quick else 2000
         self.small_files_rtt = 100 if quick else 500
         self.tree_dirs, self.tree_per_dir = (10, 100) if quick else (100, 100)
+        if tree:
+            self.tree_dirs, self.tree_per_dir = (int(x) for x in tree.lower().split("x"))
         self.random_reads = 50 if quick else 200
         self.images = 30
 
@@ -259,6 +266,8 @@ class Mount:
                 cmd += ["--write-back", "--cache-dir", str(cache_dir or ctx.work / "ftpmount-cache")]
             elif cache_dir:
                 cmd += ["--cache-dir", str(cache_dir)]
+            if ctx.max_connections:
+                cmd += ["--max-connections", str(ctx.max_connections)]
             env["FTPMOUNT_PASSWORD"] = ctx.password
         else:
             cmd = ["rclone", "mount", ":ftp:/", str(mnt), "--ftp-host", host, "--ftp-port", str(server.port), "--ftp-user", USER]
@@ -266,6 +275,8 @@ class Mount:
             cmd += ["--vfs-cache-mode", mode, "--cache-dir", str(cache_dir or ctx.work / "rclone-cache")]
             if server.tls:
                 cmd += ["--ftp-explicit-tls", "--ftp-no-check-certificate", "--ftp-disable-tls13"]
+            if ctx.max_connections:
+                cmd += ["--ftp-concurrency", str(ctx.max_connections)]
             env["RCLONE_FTP_PASS"] = ctx.rclone_pass
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.time() + 30
@@ -288,6 +299,8 @@ class Mount:
 
 def lftp(ctx, server, script, timeout=1800):
     settings = "set net:max-retries 2; set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber yes; "
+    if ctx.max_connections:
+        settings += f"set net:connection-limit {ctx.max_connections}; "
     if server.tls:
         settings += "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:verify-certificate no; set ssl:priority NORMAL:-VERS-TLS1.3; "
     else:
@@ -575,16 +588,21 @@ def main():
     p.add_argument("--security", default=None, help="plain,tls (default both; --quick: tls)")
     p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
+    p.add_argument("--max-connections", type=int, default=None, help="session limit for every tool that has one (default: each tool's own)")
+    p.add_argument("--tree", default=None, help="DIRSxFILES of the tree ls -lR walks (default 100x100; --quick 10x100)")
+    p.add_argument("--bin", default=None, help="an ftpmount binary to measure instead of building this tree (before/after runs)")
     p.add_argument("--out", default=None, help="directory for bench.json (default: a temporary one, printed)")
     args = p.parse_args()
     if os.getuid() != 0:
         raise SystemExit("scripts/bench needs root (vsftpd, FUSE mounts, network namespaces)")
     need_packages()
-    sh("cargo", "build", "--release", "--locked", "--quiet", cwd=REPO)
+    if not args.bin:
+        sh("cargo", "build", "--release", "--locked", "--quiet", cwd=REPO)
 
     ctx = Ctx()
-    ctx.sizes = Sizes(args.quick)
-    ctx.bin = REPO / "target/release/ftpmount"
+    ctx.sizes = Sizes(args.quick, args.tree)
+    ctx.max_connections = args.max_connections
+    ctx.bin = Path(args.bin).resolve() if args.bin else REPO / "target/release/ftpmount"
     ctx.work = Path(tempfile.mkdtemp(prefix="ftpmount-bench."))
     os.chmod(ctx.work, 0o755)
     ctx.password = secrets.token_urlsafe(12)
@@ -622,7 +640,7 @@ def main():
     finally:
         out_dir = Path(args.out) if args.out else ctx.work.parent / f"{ctx.work.name}-results"
         out_dir.mkdir(parents=True, exist_ok=True)
-        report = {"machine": machine(), "sizes": vars(ctx.sizes), "seconds": round(time.time() - started), "results": results, "ratios": ratios(results)}
+        report = {"machine": machine(), "sizes": vars(ctx.sizes), "max_connections": ctx.max_connections, "seconds": round(time.time() - started), "results": results, "ratios": ratios(results)}
         (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
         print(table(results, tools, workloads, ctx.sizes))
         print(f"\nJSON: {out_dir / 'bench.json'}")
