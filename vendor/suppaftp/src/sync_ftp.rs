@@ -942,6 +942,43 @@ where
         cc.read_response_in(expected_code)
     }
 
+    /// Sends `commands` at once, without waiting for a reply in between (command pipelining).
+    ///
+    /// Over a slow link this turns one round trip per command into one for all of them. Read the
+    /// replies afterwards with [`Self::read_response`], one per command, in the order the
+    /// commands were given. Every command is checked (no CR or LF) and encoded before anything is
+    /// sent, so an invalid one sends none.
+    ///
+    /// Not every server reads pipelined commands correctly: a server that drops the rest of its
+    /// input buffer after the first command leaves later replies missing, so set a read timeout
+    /// on the control socket (see [`Self::get_ref`]) and treat a missing or unexpected reply as
+    /// the end of this session. Keep batches small enough (a few KiB) that the server's replies
+    /// never fill the socket buffers while it waits for us to read them.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`FtpError::ConnectionError`] with [`std::io::ErrorKind::InvalidInput`] if a
+    /// command contains CR or LF, or any error writing to the control connection.
+    pub fn send_commands<S: AsRef<str>>(&mut self, commands: &[S]) -> FtpResult<()> {
+        debug!("Sending {} pipelined commands", commands.len());
+        let commands = commands
+            .iter()
+            .map(|c| Command::Custom(c.as_ref().to_string()))
+            .collect();
+        self.control().perform_all(commands)
+    }
+
+    /// Reads the next reply on the control connection and checks that its status is in
+    /// `expected_code`; for commands sent with [`Self::send_commands`].
+    ///
+    /// # Errors
+    ///
+    /// Returns [`FtpError::UnexpectedResponse`] with the reply if its status is not in
+    /// `expected_code`, or an error reading from the control connection.
+    pub fn read_response(&mut self, expected_code: &[Status]) -> FtpResult<Response> {
+        self.control().read_response_in(expected_code)
+    }
+
     /// Perform a custom command using the data connection.
     ///
     /// It returns both the [`Response`] and a [`TransferStream`], which implements both
@@ -3221,5 +3258,68 @@ mod slow_data_tests {
         let stored = server.join().unwrap();
         assert_eq!(stored.len(), payload.len());
         assert!(stored == payload, "stored bytes differ from the upload");
+    }
+}
+
+#[cfg(test)]
+mod pipelining_tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::thread;
+    use std::time::Duration;
+
+    use crate::{FtpError, FtpStream, Status};
+
+    /// A server that reads `count` command lines before answering any of them, so only a client
+    /// that sent them all without waiting gets its replies; it returns the lines it read.
+    fn serve_after(count: usize, replies: &'static [u8]) -> (std::net::SocketAddr, thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut reader = BufReader::new(socket);
+            reader.get_mut().write_all(b"220 ready\r\n").unwrap();
+            let mut lines = Vec::new();
+            for _ in 0..count {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                lines.push(line);
+            }
+            reader.get_mut().write_all(replies).unwrap();
+            lines
+        });
+        (address, server)
+    }
+
+    #[test]
+    fn should_send_commands_without_waiting_and_read_replies_in_order() {
+        let (address, server) = serve_after(
+            3,
+            b"213 20240102030405\r\n550 No such file\r\n211-Status\r\n more\r\n211 End\r\n",
+        );
+        let mut ftp = FtpStream::connect(address).unwrap();
+        ftp.send_commands(&["MDTM a", "MDTM b", "STAT"]).unwrap();
+        let first = ftp.read_response(&[Status::File]).unwrap();
+        assert_eq!(first.as_string().unwrap(), "213 20240102030405");
+        match ftp.read_response(&[Status::File]) {
+            Err(FtpError::UnexpectedResponse(r)) => assert_eq!(r.status, Status::FileUnavailable),
+            other => panic!("expected 550, got {other:?}"),
+        }
+        let multi = ftp.read_response(&[Status::System]).unwrap();
+        assert_eq!(multi.status, Status::System);
+        assert_eq!(server.join().unwrap(), ["MDTM a\r\n", "MDTM b\r\n", "STAT\r\n"]);
+    }
+
+    #[test]
+    fn should_send_nothing_when_one_command_is_invalid() {
+        let (address, server) = serve_after(1, b"200 ok\r\n");
+        let mut ftp = FtpStream::connect(address).unwrap();
+        let err = ftp.send_commands(&["NOOP", "MDTM a\r\nDELE b"]).unwrap_err();
+        assert!(matches!(err, FtpError::ConnectionError(ref e) if e.kind() == std::io::ErrorKind::InvalidInput));
+        drop(ftp);
+        assert!(server.join().unwrap().is_empty(), "nothing reached the server");
     }
 }

@@ -100,6 +100,28 @@ where
 
     /// Sends `command` on the control connection, encoded with [`Self::encoding`].
     pub(super) fn perform(&mut self, command: Command) -> FtpResult<()> {
+        let line = self.encode(command)?;
+        self.reader
+            .get_mut()
+            .write_all(&line)
+            .map_err(FtpError::ConnectionError)
+    }
+
+    /// Sends several commands in one write, without waiting for any reply (pipelining). Every
+    /// command is checked and encoded first, so nothing is sent if one of them is invalid.
+    pub(super) fn perform_all(&mut self, commands: Vec<Command>) -> FtpResult<()> {
+        let mut lines = Vec::new();
+        for command in commands {
+            lines.extend(self.encode(command)?);
+        }
+        self.reader
+            .get_mut()
+            .write_all(&lines)
+            .map_err(FtpError::ConnectionError)
+    }
+
+    /// `command` as the bytes of one control line, in [`Self::encoding`].
+    fn encode(&self, command: Command) -> FtpResult<Vec<u8>> {
         let command = command.to_string();
         crate::command::validate_command_line(&command)?;
         trace!("CC OUT: {}", command.trim_end_matches("\r\n"));
@@ -108,12 +130,7 @@ where
             .encode(&command)
             .map_err(FtpError::ConnectionError)?;
         crate::command::validate_encoded_command_line(&line)?;
-        let line = crate::command::escape_telnet_iac(&line);
-
-        self.reader
-            .get_mut()
-            .write_all(&line)
-            .map_err(FtpError::ConnectionError)
+        Ok(crate::command::escape_telnet_iac(&line).into_owned())
     }
 
     /// Reads one reply and checks that its status is `expected_code`.
