@@ -792,18 +792,21 @@ impl Fs {
         let result = h.commit(self.remote.as_ref(), &keep);
         match result {
             Ok(Some(size)) => {
-                let (mode, pending) = {
+                let (mode, pending, placed_mode, placed_mtime) = {
                     let mut st = h.state.lock();
-                    (st.pending_mode.take(), st.pending_mtime.take())
+                    (st.pending_mode.take(), st.pending_mtime.take(), st.placed_mode.take(), st.placed_mtime.take())
                 };
                 if let Some(mode) = mode {
                     self.apply_mode(&path, mode);
+                }
+                if let Some(t) = placed_mtime {
+                    self.set_times.lock().insert(path.to_string(), t);
                 }
                 // Without a time asked for, the server's is about now; the next listing has
                 // it exactly (asking costs a round trip per file).
                 let mtime = match pending {
                     Some(t) => self.apply_mtime(&path, t).map(|()| Some(t)),
-                    None => Ok(None),
+                    None => Ok(placed_mtime),
                 };
                 if let (Some(c), Ok(Some(t))) = (&self.content, &mtime) {
                     c.uploaded_time(&path, *t);
@@ -813,7 +816,9 @@ impl Fs {
                     None
                 });
                 let (dir, name) = split(&path);
-                let mode = self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode));
+                let mode = placed_mode
+                    .map(|m| m & 0o7777)
+                    .or_else(|| self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode)));
                 let mtime = mtime.or(Some(SystemTime::now()));
                 self.dirs.upsert(dir, Entry { name: name.to_string(), kind: Kind::File, size, mtime, mode });
                 Ok(())

@@ -577,6 +577,79 @@ impl FtpSession {
         Ok(Pipelined::Done(times))
     }
 
+    /// Sends `commands` without waiting, then a `NOOP`, and reads one reply per command: its
+    /// text where its code is one of those expected, else its code and text. A reply no
+    /// command of the batch would give (a `1xx`, or a `2xx`/`3xx` not expected), or a `NOOP`
+    /// answer out of place, is a [`Pipelined::Surprise`]; so is a missing reply with `probe`
+    /// (see [`Self::mdtm_pipelined`]). After an error or a surprise the session is out of step.
+    pub fn pipeline(
+        &mut self,
+        commands: &[(String, &[Status])],
+        probe: Option<Duration>,
+    ) -> Result<Pipelined<Vec<std::result::Result<String, (u16, String)>>>> {
+        let before = self.ftp.get_ref().read_timeout().ok().flatten();
+        if let Some(t) = probe {
+            self.set_reply_timeout(t);
+        }
+        let result = self.pipeline_batch(commands, probe);
+        if probe.is_some() {
+            let _ = self.ftp.get_ref().set_read_timeout(before);
+        }
+        result
+    }
+
+    fn pipeline_batch(
+        &mut self,
+        commands: &[(String, &[Status])],
+        probe: Option<Duration>,
+    ) -> Result<Pipelined<Vec<std::result::Result<String, (u16, String)>>>> {
+        let n = commands.len();
+        let verb = |c: &str| c.split(' ').next().unwrap_or(c).to_string();
+        let what = format!("sending {} at once", commands.iter().map(|(c, _)| verb(c)).collect::<Vec<_>>().join(", "));
+        let mut lines: Vec<&str> = commands.iter().map(|(c, _)| c.as_str()).collect();
+        lines.push("NOOP");
+        self.ftp.send_commands(&lines).map_err(|e| reply::map(&what, e))?;
+        let missing = |i: usize, e: FtpError| match (probe, &e) {
+            (Some(t), FtpError::ConnectionError(io))
+                if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                Ok(Pipelined::Surprise(format!("no reply to command {} of {} within {t:?}", i + 1, n + 1)))
+            }
+            _ => Err(reply::map(&what, e)),
+        };
+        let mut out = Vec::with_capacity(n);
+        for (i, (command, expected)) in commands.iter().enumerate() {
+            match self.ftp.read_response(expected) {
+                Ok(r) => out.push(Ok(reply::text(&r))),
+                Err(FtpError::UnexpectedResponse(r)) => {
+                    let code = reply::code(&r);
+                    if code == 421 {
+                        return Err(reply::map(&what, FtpError::UnexpectedResponse(r)));
+                    }
+                    if code < 400 {
+                        return Ok(Pipelined::Surprise(format!(
+                            "reply {} of {} (to {}) was \"{}\"",
+                            i + 1,
+                            n + 1,
+                            verb(command),
+                            reply::text(&r)
+                        )));
+                    }
+                    out.push(Err((code, reply::text(&r))));
+                }
+                Err(e) => return missing(i, e),
+            }
+        }
+        match self.ftp.read_response(&[Status::CommandOk]) {
+            Ok(_) => Ok(Pipelined::Done(out)),
+            Err(FtpError::UnexpectedResponse(r)) => Ok(Pipelined::Surprise(format!(
+                "the NOOP sent after {n} commands was answered \"{}\"",
+                reply::text(&r)
+            ))),
+            Err(e) => missing(n, e),
+        }
+    }
+
     /// Starts a download at `offset` (`REST` + `RETR`).
     pub fn retr(&mut self, path: &str, offset: u64) -> Result<Transfer> {
         let what = format!("reading {path} from byte {offset}");
@@ -1203,6 +1276,36 @@ mod pipelining_tests {
         let err = s.mdtm_pipelined(&paths(3), None).unwrap_err();
         assert!(err.to_string().contains("/d/f1"), "{err}");
         assert_eq!(s.noop(), Health::Alive, "every reply was read");
+    }
+
+    #[test]
+    fn a_mixed_batch_gives_each_reply_or_a_surprise() {
+        let rename = |line: &str| match line.split(' ').next() {
+            Some("SITE") => vec!["200 SITE CHMOD command ok.".to_string()],
+            Some("MDTM") => vec!["550 Could not set file modification time.".to_string()],
+            Some("RNFR") => vec!["350 Ready for RNTO.".to_string()],
+            Some("RNTO") => vec!["250 Rename successful.".to_string()],
+            _ => vec!["200 NOOP ok.".to_string()],
+        };
+        let batch: Vec<(String, &[Status])> = vec![
+            ("SITE CHMOD 644 /d/.t".into(), &[Status::CommandOk]),
+            ("MDTM 20200101000000 /d/.t".into(), &[Status::File]),
+            ("RNFR /d/.t".into(), &[Status::RequestFilePending]),
+            ("RNTO /d/t".into(), &[Status::RequestedFileActionOk]),
+        ];
+        let (mut s, _h) = server(rename);
+        match s.pipeline(&batch, Some(Duration::from_secs(5))).unwrap() {
+            Pipelined::Done(r) => {
+                assert!(r[0].is_ok() && r[2].is_ok() && r[3].is_ok());
+                assert_eq!(r[1].as_ref().unwrap_err().0, 550);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.noop(), Health::Alive);
+        // A positive reply that does not belong to its command: out of step.
+        let (mut s, _h) =
+            server(move |line| if line.starts_with("RNFR") { vec!["200 Hm.".into()] } else { rename(line) });
+        assert!(matches!(s.pipeline(&batch, None).unwrap(), Pipelined::Surprise(w) if w.contains("RNFR")));
     }
 
     #[test]
