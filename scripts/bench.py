@@ -605,7 +605,8 @@ def main():
     ctx.bin = Path(args.bin).resolve() if args.bin else REPO / "target/release/ftpmount"
     ctx.work = Path(tempfile.mkdtemp(prefix="ftpmount-bench."))
     os.chmod(ctx.work, 0o755)
-    ctx.password = secrets.token_urlsafe(12)
+    # Never starting with "-": `rclone obscure` would take it for an option.
+    ctx.password = "p" + secrets.token_urlsafe(12)
     ctx.rclone_pass = subprocess.run(["rclone", "obscure", ctx.password], capture_output=True, text=True, check=True).stdout.strip()
     ensure_user(ctx.password)
     prepare(ctx)

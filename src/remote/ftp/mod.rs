@@ -719,8 +719,13 @@ impl Remote for FtpRemote {
                          sending commands one at a time from now on"
                     );
                 }
-                // Whether the rename happened is not known: the caller looks.
-                return Err(RemoteError::Connection(format!("{what}: {why}")));
+                drop(lease);
+                // Whether the rename happened is not known: look, on another session. Mode
+                // and time count as not set (the caller sets them on `to`).
+                return match self.size(from) {
+                    Err(RemoteError::NotFound(_)) => Ok(Applied::default()),
+                    _ => self.rename(from, to).map(|()| Applied::default()),
+                };
             }
             Err(e) => {
                 retire(&mut lease, &e);
