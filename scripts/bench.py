@@ -12,11 +12,12 @@ The small-file download workload (issue 16) `cp-small` copies a folder of small 
 the mount with `cp -r` (lftp: `mirror`), cold.
 
     scripts/bench compare [--quick] [--rtt 0,20] [--security plain,tls] [--tools LIST] [--out DIR]
-                          [--workloads LIST] [--max-connections N]
+                          [--workloads LIST] [--max-connections N] [--tree DIRSxFILES]
 
-`--max-connections N` is passed to every tool that has such a setting: ftpmount
-`--max-connections N`, rclone `--ftp-concurrency N`, lftp `net:connection-limit N` and
-`mirror --parallel=N`.
+`--max-connections N` caps the sessions of every tool that has such a setting (ftpmount
+`--max-connections`, rclone `--ftp-concurrency`, lftp `net:connection-limit` and
+`mirror --parallel=N`), as on a shared host that allows 3–8 sessions per user. `--tree 50x100`
+sets the tree `ls -lR` walks (default 100x100).
 
 Prints a markdown table and writes JSON (raw numbers and ratios) to DIR/bench.json. Writes are
 timed until the data is on the server, rsync until the server's tree matches the source.
@@ -70,11 +71,13 @@ def need_packages():
 
 
 class Sizes:
-    def __init__(self, quick):
+    def __init__(self, quick, tree=None):
         self.big_mib = 32 if quick else 256
         self.small_files_0ms = 200 if quick else 2000
         self.small_files_rtt = 100 if quick else 500
         self.tree_dirs, self.tree_per_dir = (10, 100) if quick else (100, 100)
+        if tree:
+            self.tree_dirs, self.tree_per_dir = (int(x) for x in tree.lower().split("x"))
         self.random_reads = 50 if quick else 200
         self.download_small = 100 if quick else 500
         self.images = 30
@@ -303,12 +306,12 @@ class Mount:
 
 def lftp(ctx, server, script, timeout=1800):
     settings = "set net:max-retries 2; set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber yes; "
+    if ctx.max_connections:
+        settings += f"set net:connection-limit {ctx.max_connections}; "
     if server.tls:
         settings += "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:verify-certificate no; set ssl:priority NORMAL:-VERS-TLS1.3; "
     else:
         settings += "set ftp:ssl-allow no; "
-    if ctx.max_connections:
-        settings += f"set net:connection-limit {ctx.max_connections}; "
     full = f"{settings}open -u {USER},{ctx.password} -p {server.port} {server.link.host}; {script}"
     r = subprocess.run(["lftp", "-c", full], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
     if r.returncode != 0:
@@ -615,21 +618,25 @@ def main():
     p.add_argument("--security", default=None, help="plain,tls (default both; --quick: tls)")
     p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
-    p.add_argument("--max-connections", type=int, default=None, help="passed to every tool that has such a setting")
+    p.add_argument("--max-connections", type=int, default=None, help="session limit for every tool that has one (default: each tool's own)")
+    p.add_argument("--tree", default=None, help="DIRSxFILES of the tree ls -lR walks (default 100x100; --quick 10x100)")
+    p.add_argument("--bin", default=None, help="an ftpmount binary to measure instead of building this tree (before/after runs)")
     p.add_argument("--out", default=None, help="directory for bench.json (default: a temporary one, printed)")
     args = p.parse_args()
     if os.getuid() != 0:
         raise SystemExit("scripts/bench needs root (vsftpd, FUSE mounts, network namespaces)")
     need_packages()
-    sh("cargo", "build", "--release", "--locked", "--quiet", cwd=REPO)
+    if not args.bin:
+        sh("cargo", "build", "--release", "--locked", "--quiet", cwd=REPO)
 
     ctx = Ctx()
-    ctx.sizes = Sizes(args.quick)
+    ctx.sizes = Sizes(args.quick, args.tree)
     ctx.max_connections = args.max_connections
-    ctx.bin = REPO / "target/release/ftpmount"
+    ctx.bin = Path(args.bin).resolve() if args.bin else REPO / "target/release/ftpmount"
     ctx.work = Path(tempfile.mkdtemp(prefix="ftpmount-bench."))
     os.chmod(ctx.work, 0o755)
-    ctx.password = secrets.token_urlsafe(12)
+    # Never starting with "-": `rclone obscure` would take it for an option.
+    ctx.password = "p" + secrets.token_urlsafe(12)
     ctx.rclone_pass = subprocess.run(["rclone", "obscure", ctx.password], capture_output=True, text=True, check=True).stdout.strip()
     ensure_user(ctx.password)
     prepare(ctx)

@@ -415,6 +415,9 @@ impl Family {
                 format!("{e} (the call: {how}, after {:.1?}; sent …{verbs})", started.elapsed())
             }),
         };
+        if verdict.is_err() && std::env::var_os("FAULT_MATRIX_VERBOSE").is_some() {
+            eprintln!("{:?} case {id} with {rules}: {verdict:?}\n  {}", self.op, commands.join("\n  "));
+        }
         (verdict, commands)
     }
 

@@ -238,6 +238,8 @@ pub struct Fs {
     spool: Spool,
     /// Files open for writing, by path: their size and time are ours until uploaded.
     writing: Mutex<HashMap<String, Arc<WriteHandle>>>,
+    /// Write handles being released: out of `handles`, maybe not queued for upload yet.
+    releasing: std::sync::atomic::AtomicUsize,
     /// Times we set, for servers whose listings show only minutes or days (e.g. directories
     /// on vsftpd): a listed time that agrees at its precision is shown as the exact one.
     set_times: Mutex<HashMap<String, SystemTime>>,
@@ -302,6 +304,7 @@ impl Fs {
             spool: Spool::new(config.cache_dir.clone(), config.cache_max_size, config.write_back.clone()),
             write_back: config.write_back.clone().map(WriteBack::new),
             writing: Mutex::new(HashMap::new()),
+            releasing: Default::default(),
             set_times: Mutex::new(HashMap::new()),
             case_warned: Mutex::new(HashSet::new()),
             case_confirmed: Mutex::new(HashMap::new()),
@@ -838,18 +841,21 @@ impl Fs {
         let result = h.commit(self.remote.as_ref(), &keep);
         match result {
             Ok(Some(size)) => {
-                let (mode, pending) = {
+                let (mode, pending, placed_mode, placed_mtime) = {
                     let mut st = h.state.lock();
-                    (st.pending_mode.take(), st.pending_mtime.take())
+                    (st.pending_mode.take(), st.pending_mtime.take(), st.placed_mode.take(), st.placed_mtime.take())
                 };
                 if let Some(mode) = mode {
                     self.apply_mode(&path, mode);
+                }
+                if let Some(t) = placed_mtime {
+                    self.set_times.lock().insert(path.to_string(), t);
                 }
                 // Without a time asked for, the server's is about now; the next listing has
                 // it exactly (asking costs a round trip per file).
                 let mtime = match pending {
                     Some(t) => self.apply_mtime(&path, t).map(|()| Some(t)),
-                    None => Ok(None),
+                    None => Ok(placed_mtime),
                 };
                 if let (Some(c), Ok(Some(t))) = (&self.content, &mtime) {
                     c.uploaded_time(&path, *t);
@@ -859,7 +865,9 @@ impl Fs {
                     None
                 });
                 let (dir, name) = split(&path);
-                let mode = self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode));
+                let mode = placed_mode
+                    .map(|m| m & 0o7777)
+                    .or_else(|| self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode)));
                 let mtime = mtime.or(Some(SystemTime::now()));
                 self.dirs.upsert(dir, Entry { name: name.to_string(), kind: Kind::File, size, mtime, mode });
                 Ok(())
@@ -882,7 +890,23 @@ impl Fs {
     }
 
     pub fn release(&self, fh: u64) {
-        let handle = self.handles.lock().remove(&fh);
+        let handle = {
+            let mut handles = self.handles.lock();
+            let handle = handles.remove(&fh);
+            // Counted before the handle leaves `handles`, so `status`/`sync` never see a
+            // closed write-back file neither open nor queued (see `transfers`).
+            if matches!(handle, Some(Handle::Write(_))) {
+                self.releasing.fetch_add(1, Ordering::SeqCst);
+            }
+            handle
+        };
+        struct Released<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Released<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _released = matches!(handle, Some(Handle::Write(_))).then(|| Released(&self.releasing));
         if let Some(Handle::Read(r, _)) = &handle {
             if let Some(p) = r.park(self.server_mtime(&r.path)) {
                 if let Some(old) = self.parked.lock().insert(r.path.clone(), p) {
@@ -1517,6 +1541,16 @@ impl Fs {
                 }
                 _ => {}
             }
+        }
+        // A write handle between its release and its place in the queue (a moment).
+        if self.write_back.is_some() && self.releasing.load(Ordering::SeqCst) > 0 {
+            out.push(TransferStatus {
+                path: "(a file being closed)".into(),
+                direction: "upload".into(),
+                bytes: None,
+                state: "closing (write-back)".into(),
+                seconds: 0.0,
+            });
         }
         for (path, uploading) in self.queued_uploads() {
             let state = if uploading { "uploading (write-back)" } else { "queued (write-back)" };
