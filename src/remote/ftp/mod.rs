@@ -744,7 +744,7 @@ impl Remote for FtpRemote {
         if chmod.is_some() {
             match replies.next().expect("one reply per command") {
                 Ok(_) => applied.mode = true,
-                Err((code, text)) if matches!(code, 500 | 502 | 504) => {
+                Err((500 | 502 | 504, text)) => {
                     tracing::info!(
                         "the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored"
                     );

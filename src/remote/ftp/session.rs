@@ -112,6 +112,9 @@ impl Pipelining {
     }
 }
 
+/// One pipelined command's reply: its text where the code was expected, else code and text.
+pub type Reply = std::result::Result<String, (u16, String)>;
+
 /// What came of commands sent without waiting (see [`FtpSession::mdtm_pipelined`]).
 #[derive(Debug)]
 pub enum Pipelined<T> {
@@ -586,7 +589,7 @@ impl FtpSession {
         &mut self,
         commands: &[(String, &[Status])],
         probe: Option<Duration>,
-    ) -> Result<Pipelined<Vec<std::result::Result<String, (u16, String)>>>> {
+    ) -> Result<Pipelined<Vec<Reply>>> {
         let before = self.ftp.get_ref().read_timeout().ok().flatten();
         if let Some(t) = probe {
             self.set_reply_timeout(t);
@@ -602,7 +605,7 @@ impl FtpSession {
         &mut self,
         commands: &[(String, &[Status])],
         probe: Option<Duration>,
-    ) -> Result<Pipelined<Vec<std::result::Result<String, (u16, String)>>>> {
+    ) -> Result<Pipelined<Vec<Reply>>> {
         let n = commands.len();
         let verb = |c: &str| c.split(' ').next().unwrap_or(c).to_string();
         let what = format!("sending {} at once", commands.iter().map(|(c, _)| verb(c)).collect::<Vec<_>>().join(", "));
