@@ -8,7 +8,16 @@ what a file manager drawing thumbnails does to N images (8 KiB of each, then eac
 on one mount and once more after a remount with the same cache directory; `head-8k` reads
 8 KiB of each image once.
 
+The small-file download workload (issue 16) `cp-small` copies a folder of small files out of
+the mount with `cp -r` (lftp: `mirror`), cold.
+
     scripts/bench compare [--quick] [--rtt 0,20] [--security plain,tls] [--tools LIST] [--out DIR]
+                          [--workloads LIST] [--max-connections N] [--tree DIRSxFILES]
+
+`--max-connections N` caps the sessions of every tool that has such a setting (ftpmount
+`--max-connections`, rclone `--ftp-concurrency`, lftp `net:connection-limit` and
+`mirror --parallel=N`), as on a shared host that allows 3–8 sessions per user. `--tree 50x100`
+sets the tree `ls -lR` walks (default 100x100).
 
 Prints a markdown table and writes JSON (raw numbers and ratios) to DIR/bench.json. Writes are
 timed until the data is on the server, rsync until the server's tree matches the source.
@@ -62,12 +71,15 @@ def need_packages():
 
 
 class Sizes:
-    def __init__(self, quick):
+    def __init__(self, quick, tree=None):
         self.big_mib = 32 if quick else 256
         self.small_files_0ms = 200 if quick else 2000
         self.small_files_rtt = 100 if quick else 500
         self.tree_dirs, self.tree_per_dir = (10, 100) if quick else (100, 100)
+        if tree:
+            self.tree_dirs, self.tree_per_dir = (int(x) for x in tree.lower().split("x"))
         self.random_reads = 50 if quick else 200
+        self.download_small = 100 if quick else 500
         self.images = 30
 
 
@@ -255,15 +267,21 @@ class Mount:
             scheme = "ftps" if server.tls else "ftp"
             cmd = [str(ctx.bin), "mount", f"{scheme}://{USER}@{host}:{server.port}/", str(mnt)]
             cmd += ["--ca-file", str(ctx.work / "ca.pem"), "--tls-max-version", "1.2"] if server.tls else ["--tls", "off"]
+            if ctx.max_connections:
+                cmd += ["--max-connections", str(ctx.max_connections)]
             if tool == "ftpmount-wb":
                 cmd += ["--write-back", "--cache-dir", str(cache_dir or ctx.work / "ftpmount-cache")]
-            elif cache_dir:
-                cmd += ["--cache-dir", str(cache_dir)]
+            else:
+                # A fresh content cache per mount, unless a workload keeps one on purpose: the
+                # default (~/.cache/ftpmount) would be warm from the previous workload or run.
+                cmd += ["--cache-dir", str(cache_dir or Path(tempfile.mkdtemp(prefix="ftpmount-cache.", dir=ctx.work)))]
             env["FTPMOUNT_PASSWORD"] = ctx.password
         else:
             cmd = ["rclone", "mount", ":ftp:/", str(mnt), "--ftp-host", host, "--ftp-port", str(server.port), "--ftp-user", USER]
             mode = {"rclone-writes": "writes", "rclone-off": "off", "rclone-full": "full"}[tool]
             cmd += ["--vfs-cache-mode", mode, "--cache-dir", str(cache_dir or ctx.work / "rclone-cache")]
+            if ctx.max_connections:
+                cmd += ["--ftp-concurrency", str(ctx.max_connections)]
             if server.tls:
                 cmd += ["--ftp-explicit-tls", "--ftp-no-check-certificate", "--ftp-disable-tls13"]
             env["RCLONE_FTP_PASS"] = ctx.rclone_pass
@@ -271,7 +289,7 @@ class Mount:
         deadline = time.time() + 30
         while not mounted(mnt):
             if self.proc.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"{tool} did not mount; see {ctx.work / (tool + '.log')}")
+                raise RuntimeError(f"{tool} did not mount; see {ctx.work / (tool + '.log')}")
             time.sleep(0.05)
         self.rss = RssSampler(self.proc.pid)
 
@@ -288,6 +306,8 @@ class Mount:
 
 def lftp(ctx, server, script, timeout=1800):
     settings = "set net:max-retries 2; set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber yes; "
+    if ctx.max_connections:
+        settings += f"set net:connection-limit {ctx.max_connections}; "
     if server.tls:
         settings += "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:verify-certificate no; set ssl:priority NORMAL:-VERS-TLS1.3; "
     else:
@@ -354,7 +374,7 @@ def rsync_small(ctx, tool, server, mnt):
     want = server_tree(src)
     start = time.time()
     if tool == "lftp":
-        lftp(ctx, server, f"mirror -R --parallel=1 {src} {dest_name}")
+        lftp(ctx, server, f"mirror -R --parallel={ctx.max_connections or 1} {src} {dest_name}")
     else:
         r = subprocess.run(["rsync", "-a", f"{src}/", str(mnt / dest_name)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
         if r.returncode != 0:
@@ -363,6 +383,24 @@ def rsync_small(ctx, tool, server, mnt):
         wait_until(lambda: server_tree(ctx.work / "root" / dest_name) == want)
     took = time.time() - start
     shutil.rmtree(ctx.work / "root" / dest_name, ignore_errors=True)
+    return took, None
+
+
+def cp_small(ctx, tool, server, mnt):
+    """A folder of small files copied out of the mount (`cp -r`; lftp: `mirror`), cold."""
+    dest = ctx.work / f"cp-{tool}"
+    shutil.rmtree(dest, ignore_errors=True)
+    want = server_tree(ctx.work / "root" / "dl")
+    start = time.time()
+    if tool == "lftp":
+        lftp(ctx, server, f"mirror --parallel={ctx.max_connections or 1} dl {dest}")
+    else:
+        subprocess.run(["cp", "-r", str(mnt / "dl"), str(dest)], check=True, timeout=1800)
+    took = time.time() - start
+    got = server_tree(dest)
+    shutil.rmtree(dest, ignore_errors=True)
+    if got != want:
+        raise RuntimeError(f"the copy differs: {len(got)} files, {len(want)} expected")
     return took, None
 
 
@@ -473,6 +511,7 @@ WORKLOADS = [
     ("read", "MiB/s", read_big),
     ("rsync-small", "s", rsync_small),
     ("ls-lR", "s", ls_lr),
+    ("cp-small", "s", cp_small),
     ("random-4k", "s", random_reads),
     ("browse", "bytes", browse),
     ("head-8k", "bytes", head_8k),
@@ -508,6 +547,10 @@ def prepare(ctx):
         (root / "photos" / f"photo-{i:02}.png").write_bytes(data)
         ctx.image_bytes += len(data)
     sizes.image_bytes = ctx.image_bytes
+    for i in range(sizes.download_small):
+        p = root / "dl" / f"d{i % 10}" / f"f{i:05}.dat"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rnd.randbytes(rnd.randrange(1, 16 * 1024)))
     for name, count in (("small", sizes.small_files_0ms), ("small-rtt", sizes.small_files_rtt)):
         for i in range(count):
             p = ctx.work / name / f"d{i % 10}" / f"f{i:05}.dat"
@@ -575,19 +618,25 @@ def main():
     p.add_argument("--security", default=None, help="plain,tls (default both; --quick: tls)")
     p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
+    p.add_argument("--max-connections", type=int, default=None, help="session limit for every tool that has one (default: each tool's own)")
+    p.add_argument("--tree", default=None, help="DIRSxFILES of the tree ls -lR walks (default 100x100; --quick 10x100)")
+    p.add_argument("--bin", default=None, help="an ftpmount binary to measure instead of building this tree (before/after runs)")
     p.add_argument("--out", default=None, help="directory for bench.json (default: a temporary one, printed)")
     args = p.parse_args()
     if os.getuid() != 0:
         raise SystemExit("scripts/bench needs root (vsftpd, FUSE mounts, network namespaces)")
     need_packages()
-    sh("cargo", "build", "--release", "--locked", "--quiet", cwd=REPO)
+    if not args.bin:
+        sh("cargo", "build", "--release", "--locked", "--quiet", cwd=REPO)
 
     ctx = Ctx()
-    ctx.sizes = Sizes(args.quick)
-    ctx.bin = REPO / "target/release/ftpmount"
+    ctx.sizes = Sizes(args.quick, args.tree)
+    ctx.max_connections = args.max_connections
+    ctx.bin = Path(args.bin).resolve() if args.bin else REPO / "target/release/ftpmount"
     ctx.work = Path(tempfile.mkdtemp(prefix="ftpmount-bench."))
     os.chmod(ctx.work, 0o755)
-    ctx.password = secrets.token_urlsafe(12)
+    # Never starting with "-": `rclone obscure` would take it for an option.
+    ctx.password = "p" + secrets.token_urlsafe(12)
     ctx.rclone_pass = subprocess.run(["rclone", "obscure", ctx.password], capture_output=True, text=True, check=True).stdout.strip()
     ensure_user(ctx.password)
     prepare(ctx)
@@ -622,7 +671,7 @@ def main():
     finally:
         out_dir = Path(args.out) if args.out else ctx.work.parent / f"{ctx.work.name}-results"
         out_dir.mkdir(parents=True, exist_ok=True)
-        report = {"machine": machine(), "sizes": vars(ctx.sizes), "seconds": round(time.time() - started), "results": results, "ratios": ratios(results)}
+        report = {"machine": machine(), "sizes": vars(ctx.sizes), "max_connections": ctx.max_connections, "seconds": round(time.time() - started), "results": results, "ratios": ratios(results)}
         (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
         print(table(results, tools, workloads, ctx.sizes))
         print(f"\nJSON: {out_dir / 'bench.json'}")
@@ -693,6 +742,7 @@ def table(results, tools, workloads, sizes):
         "read": f"{sizes.big_mib} MiB read",
         "rsync-small": f"rsync -a {sizes.small_files_0ms} (0 ms) / {sizes.small_files_rtt} (RTT) small files, end to end",
         "ls-lR": f"ls -lR {sizes.tree_dirs * sizes.tree_per_dir} files, cold",
+        "cp-small": f"cp -r {sizes.download_small} small files out of the mount (lftp: mirror), cold",
         "random-4k": f"{sizes.random_reads} random 4 KiB reads",
         "browse": f"browse {sizes.images} images ({mib(getattr(sizes, 'image_bytes', 0))}; 8 KiB then whole, each): bytes the server sent",
         "head-8k": f"8 KiB of each of {sizes.images} images: bytes the server sent",

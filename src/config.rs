@@ -131,6 +131,11 @@ pub struct Options {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Mount")]
     #[serde(default, deserialize_with = "de_size")]
     pub content_cache_size: Option<u64>,
+    /// When a program reads the files of a directory one after another (cp -r, tar, grep -r,
+    /// rsync from the mount), download up to this many of the next small files in the
+    /// background into the content cache; 0 = off (default 32; needs the content cache)
+    #[arg(long, value_name = "N", help_heading = "Mount")]
+    pub prefetch_files: Option<usize>,
     /// Return from close() once the data is in the local spool and upload in the background,
     /// several files at once; fsync, `ftpmount sync` and unmount wait for the uploads, and
     /// uploads a crash interrupted resume at the next mount of the same source
@@ -192,6 +197,7 @@ impl Options {
             cache_dir: self.cache_dir.or(profile.cache_dir),
             cache_max_size: self.cache_max_size.or(profile.cache_max_size),
             content_cache_size: self.content_cache_size.or(profile.content_cache_size),
+            prefetch_files: self.prefetch_files.or(profile.prefetch_files),
             assume_free_space: self.assume_free_space.or(profile.assume_free_space),
             read_only: self.read_only || profile.read_only,
             write_back: self.write_back || profile.write_back,

@@ -33,6 +33,8 @@ pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(3);
 pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
 /// File content kept between opens and mounts.
 pub const DEFAULT_CONTENT_CACHE_SIZE: u64 = 4 << 30;
+/// Files fetched ahead of a reader walking a directory, at most.
+pub const DEFAULT_PREFETCH_FILES: usize = 32;
 
 /// `$XDG_CACHE_HOME/ftpmount` or `~/.cache/ftpmount`.
 fn default_cache_dir() -> PathBuf {
@@ -205,6 +207,9 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         case,
         // A quarter of the sessions at most, so a walk never crowds out reads and writes.
         prefetch_workers: (max / 4).clamp(1, 4),
+        prefetch_files: p.options.prefetch_files.unwrap_or(DEFAULT_PREFETCH_FILES),
+        // The same share for files fetched ahead: a quarter of the sessions (one at least).
+        prefetch_file_sessions: (max / 4).max(1),
         write_back: p.options.write_back.then_some(queue),
         content_cache,
         watch_interval: p.options.watch_interval.unwrap_or(DEFAULT_WATCH_INTERVAL),

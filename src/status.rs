@@ -42,6 +42,9 @@ pub struct MountStatus {
     /// The content cache's counters (`None`: off).
     #[serde(default)]
     pub content_cache: Option<crate::fs::content::ContentStats>,
+    /// Files fetched ahead for readers walking a directory (`None`: off).
+    #[serde(default)]
+    pub prefetch: Option<crate::fs::prefetch_files::PrefetchStats>,
 }
 
 fn uid() -> u32 {
@@ -200,6 +203,7 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         listing_cache_hits: hits,
         listing_cache_misses: misses,
         content_cache: fs.content_stats(),
+        prefetch: fs.prefetch_stats(),
         transfers,
         queued_uploads,
         failed_uploads: fs.failed_uploads(),
@@ -369,6 +373,23 @@ pub fn render(st: &MountStatus) -> String {
             )
         }
         None => out += "  content cache: off\n",
+    }
+    match &st.prefetch {
+        Some(p) => {
+            out += &format!(
+                "  prefetch: {} hits ({}); {} files ({}) fetched ahead, {} never read, {} waiting; \
+                 {} walks (up to {} files ahead)\n",
+                p.hits,
+                human_bytes(p.hit_bytes),
+                p.files,
+                human_bytes(p.bytes),
+                human_bytes(p.unused_bytes),
+                human_bytes(p.waiting_bytes),
+                p.walks,
+                p.max_files
+            )
+        }
+        None => out += "  prefetch: off\n",
     }
     if !st.server_profile.is_empty() {
         out += "  server profile:\n";

@@ -297,6 +297,16 @@ impl ContentCache {
         }
     }
 
+    /// Whether every byte of `path` at `version` is held (without touching the LRU order).
+    pub fn holds_whole(&self, path: &str, version: Version) -> bool {
+        let idx = self.index.lock();
+        idx.peek_entry(path).is_some_and(|e| {
+            *e.version.lock() == version
+                && e.uploaded.lock().is_none()
+                && e.ranges.lock().covered_from(0) >= version.size
+        })
+    }
+
     /// Keeps the content of a file this mount just uploaded (`size` bytes of `from`). Its
     /// version is confirmed by [`ContentCache::uploaded_time`] or by the next open.
     pub fn keep_upload(self: &Arc<Self>, path: &str, from: &File, size: u64) {
@@ -502,6 +512,14 @@ impl CachedFile {
     /// Whether the byte at `offset` is held.
     pub fn holds(&self, offset: u64) -> bool {
         self.entry.uploaded.lock().is_none() && self.entry.ranges.lock().covered_from(offset) > 0
+    }
+
+    /// How many bytes from `offset` on are held without a gap.
+    pub fn covered_from(&self, offset: u64) -> u64 {
+        if self.entry.uploaded.lock().is_some() {
+            return 0;
+        }
+        self.entry.ranges.lock().covered_from(offset)
     }
 
     /// Whether every byte of the file is held.

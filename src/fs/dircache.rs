@@ -44,6 +44,11 @@ impl Listing {
         self.index.get(name).map(|&i| &self.entries[i])
     }
 
+    /// Where `name` is in the listing's order.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
     /// Other names in this directory that fold to the same name as `name`.
     pub fn case_variants(&self, name: &str) -> Vec<&str> {
         let Some((f, by_key)) = &self.folded else { return Vec::new() };

@@ -17,6 +17,9 @@ mod names_tests;
 #[cfg(test)]
 mod posix_tests;
 pub mod prefetch;
+pub mod prefetch_files;
+#[cfg(test)]
+mod prefetch_files_tests;
 pub mod read;
 pub mod space;
 pub mod spool;
@@ -113,6 +116,10 @@ pub struct FsConfig {
     pub case: CaseRules,
     /// Background loaders of subdirectory listings (0: none).
     pub prefetch_workers: usize,
+    /// `--prefetch-files`: the most files fetched ahead of a reader walking a directory (0:
+    /// off; needs the content cache), and the sessions those downloads may use.
+    pub prefetch_files: usize,
+    pub prefetch_file_sessions: usize,
     /// `--write-back`: the source's queue directory.
     pub write_back: Option<std::path::PathBuf>,
     /// The content cache: its directory (this source's) and most bytes; `None`: off.
@@ -255,6 +262,8 @@ pub struct Fs {
     local_times: Mutex<HashMap<String, LocalTimes>>,
     /// File content kept on disk between opens and mounts (`None`: off).
     content: Option<Arc<ContentCache>>,
+    /// Fetches the next files of a directory a reader walks through (`None`: off).
+    files_ahead: Option<Arc<prefetch_files::FilePrefetcher>>,
     /// Downloads readers left open when they closed, by path, for the next open.
     parked: Mutex<HashMap<String, read::Parked>>,
     /// Directories being looked at, listed again for changes made on the server.
@@ -277,7 +286,12 @@ impl Fs {
             }
         });
         let watch = watch::Watch::new(config.watch_interval);
+        let files_ahead = content.as_ref().filter(|_| config.prefetch_files > 0).map(|c| {
+            let limits = prefetch_files::Limits::new(config.prefetch_files, config.prefetch_file_sessions);
+            prefetch_files::FilePrefetcher::start(c.clone(), remote.clone(), limits)
+        });
         Fs {
+            files_ahead,
             dirs: dirs.clone(),
             prefetch: (config.prefetch_workers > 0)
                 .then(|| prefetch::Prefetcher::start(dirs, remote.clone(), config.prefetch_workers)),
@@ -317,8 +331,16 @@ impl Fs {
         self.content.as_ref().map(|c| c.stats())
     }
 
+    /// The prefetch's counters, for `status` (`None`: off).
+    pub fn prefetch_stats(&self) -> Option<prefetch_files::PrefetchStats> {
+        self.files_ahead.as_ref().map(|p| p.stats())
+    }
+
     /// What the content cache holds of `path` is no longer the file's.
     fn forget_content(&self, path: &str) {
+        if let Some(p) = &self.files_ahead {
+            p.forget(path);
+        }
         if let Some(c) = &self.content {
             c.forget(path);
         }
@@ -330,6 +352,9 @@ impl Fs {
 
     fn forget_content_under(&self, dir: &str) {
         let prefix = format!("{dir}/");
+        if let Some(p) = &self.files_ahead {
+            p.forget_under(dir);
+        }
         if let Some(c) = &self.content {
             c.forget_under(dir);
         }
@@ -661,11 +686,24 @@ impl Fs {
             };
             return Ok(self.write_handle(path, true, size, mode));
         }
+        // A reader walking the directory: its download, if under way, is waited for first.
+        let fetched = self.walk_opened(&path);
         // Close-to-open: the size and time are checked with the server (or a listing younger
         // than a second); just uploaded, the writer knows them.
-        let attr = self.revalidate(ino, &path, entry)?;
+        let attr = match self.revalidate(ino, &path, entry) {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(p) = &self.files_ahead {
+                    p.served(fetched, false);
+                }
+                return Err(e);
+            }
+        };
         let (size, mtime) = (attr.size, self.server_mtime(&path));
         let cached = self.content.as_ref().zip(mtime).and_then(|(c, t)| c.open_file(&path, Version::of(size, t)));
+        if let Some(p) = &self.files_ahead {
+            p.served(fetched, cached.as_ref().is_some_and(|c| c.complete()));
+        }
         let handle = ReadHandle::new(path.clone(), size, cached);
         let parked = self.parked.lock().remove(&path);
         match parked {
@@ -674,6 +712,14 @@ impl Fs {
             None => {}
         }
         Ok(self.add_handle(Handle::Read(Arc::new(handle), ino)))
+    }
+
+    /// Tells the prefetch that `path` is opened for reading (see [`prefetch_files`]).
+    fn walk_opened(&self, path: &str) -> Option<prefetch_files::Fetched> {
+        let p = self.files_ahead.as_ref()?;
+        let (dir, name) = split(path);
+        let listing = self.dirs.peek(dir)?;
+        p.opened(dir, name, &listing, self)
     }
 
     /// The modification time the server's listing shows for `path` (not this mount's local
@@ -795,18 +841,21 @@ impl Fs {
         let result = h.commit(self.remote.as_ref(), &keep);
         match result {
             Ok(Some(size)) => {
-                let (mode, pending) = {
+                let (mode, pending, placed_mode, placed_mtime) = {
                     let mut st = h.state.lock();
-                    (st.pending_mode.take(), st.pending_mtime.take())
+                    (st.pending_mode.take(), st.pending_mtime.take(), st.placed_mode.take(), st.placed_mtime.take())
                 };
                 if let Some(mode) = mode {
                     self.apply_mode(&path, mode);
+                }
+                if let Some(t) = placed_mtime {
+                    self.set_times.lock().insert(path.to_string(), t);
                 }
                 // Without a time asked for, the server's is about now; the next listing has
                 // it exactly (asking costs a round trip per file).
                 let mtime = match pending {
                     Some(t) => self.apply_mtime(&path, t).map(|()| Some(t)),
-                    None => Ok(None),
+                    None => Ok(placed_mtime),
                 };
                 if let (Some(c), Ok(Some(t))) = (&self.content, &mtime) {
                     c.uploaded_time(&path, *t);
@@ -816,7 +865,9 @@ impl Fs {
                     None
                 });
                 let (dir, name) = split(&path);
-                let mode = self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode));
+                let mode = placed_mode
+                    .map(|m| m & 0o7777)
+                    .or_else(|| self.dirs.fresh(dir).and_then(|l| l.get(name).and_then(|e| e.mode)));
                 let mtime = mtime.or(Some(SystemTime::now()));
                 self.dirs.upsert(dir, Entry { name: name.to_string(), kind: Kind::File, size, mtime, mode });
                 Ok(())
@@ -1331,6 +1382,16 @@ impl Fs {
         let size = h.size();
         let expected = if offset >= size { 0 } else { len.min((size - offset) as usize) };
         let mut data = h.read(self.remote.as_ref(), offset, len)?;
+        if let Some(p) = &self.files_ahead {
+            // Read whole, to the end: a step of a walk through the directory.
+            let end = offset + data.len() as u64;
+            if end >= size && !data.is_empty() && h.delivered.load(Ordering::Relaxed) >= size {
+                let (dir, name) = split(&h.path);
+                if let Some(listing) = self.dirs.peek(dir) {
+                    p.read_to_end(dir, name, &listing, self);
+                }
+            }
+        }
         if h.take_grown() {
             let end = h.size();
             let now = match self.remote.stat(&h.path) {
@@ -1410,10 +1471,16 @@ impl Fs {
         if let Some(c) = &self.content {
             c.flush_if_due();
         }
+        if let Some(p) = &self.files_ahead {
+            p.tick();
+        }
     }
 
     /// Ends what readers left open and saves what the content cache holds (at unmount).
     pub fn close_reads(&self) {
+        if let Some(p) = &self.files_ahead {
+            p.stop();
+        }
         let parked: Vec<read::Parked> = self.parked.lock().drain().map(|(_, p)| p).collect();
         for p in parked {
             p.end();
@@ -1533,6 +1600,16 @@ impl Fs {
     }
 }
 
+impl prefetch_files::View for Fs {
+    fn cached_listing(&self, dir: &str) -> Option<Arc<Listing>> {
+        self.dirs.peek(dir)
+    }
+
+    fn busy(&self, path: &str) -> bool {
+        self.writing.lock().contains_key(path)
+    }
+}
+
 fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
 }
@@ -1585,6 +1662,8 @@ pub(crate) mod tests {
             cache_max_size: 1 << 30,
             case: CaseRules::none(),
             prefetch_workers: 0,
+            prefetch_files: 0,
+            prefetch_file_sessions: 0,
             write_back: None,
             content_cache: None,
             watch_interval: Duration::ZERO,

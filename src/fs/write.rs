@@ -24,7 +24,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use crate::remote::{Remote, RemoteError, WriteStream};
+use crate::remote::{Applied, Remote, RemoteError, WriteStream};
 
 use super::spool::{Kept, Reservation, Spool};
 use super::writeback::Journal;
@@ -81,6 +81,10 @@ pub struct WriteState {
     pub pending_mtime: Option<SystemTime>,
     /// Permission bits asked for while changes were pending; set after the upload.
     pub pending_mode: Option<u32>,
+    /// The pending bits and time that the upload set along with its rename (on the temporary,
+    /// before: see [`Remote::rename_upload`]); whoever applies the pending ones takes these.
+    pub placed_mode: Option<u32>,
+    pub placed_mtime: Option<SystemTime>,
 }
 
 pub struct WriteHandle {
@@ -200,7 +204,15 @@ impl WriteHandle {
             uploading: Mutex::new(None),
             job: Mutex::new(()),
             gone: AtomicBool::new(false),
-            state: Mutex::new(WriteState { body, size, dirty, pending_mtime: None, pending_mode: None }),
+            state: Mutex::new(WriteState {
+                body,
+                size,
+                dirty,
+                pending_mtime: None,
+                pending_mode: None,
+                placed_mode: None,
+                placed_mtime: None,
+            }),
             opened: std::time::Instant::now(),
             closed_at: Mutex::new(None),
         }
@@ -579,7 +591,13 @@ impl WriteHandle {
         let result = self.upload(&mut st, remote, size, &path);
         *self.uploading.lock() = None;
         match result {
-            Ok(()) => {
+            Ok(applied) => {
+                if applied.mode {
+                    st.placed_mode = st.pending_mode.take();
+                }
+                if applied.mtime {
+                    st.placed_mtime = st.pending_mtime.take();
+                }
                 if let Body::Spooled { file, .. } = &st.body {
                     keep(file, size);
                 }
@@ -600,7 +618,7 @@ impl WriteHandle {
     /// Sends the content wherever it is (spool, stream in progress, nothing) and puts it in
     /// place. A streamed upload that broke, and an upload from the spool whose connection
     /// broke, are sent again from the local copy (write-back's queue does its own retries).
-    fn upload(&self, st: &mut WriteState, remote: &dyn Remote, size: u64, path: &str) -> Result<(), RemoteError> {
+    fn upload(&self, st: &mut WriteState, remote: &dyn Remote, size: u64, path: &str) -> Result<Applied, RemoteError> {
         let mut attempt = 1;
         loop {
             let result = self.upload_once(st, remote, size, path);
@@ -620,7 +638,14 @@ impl WriteHandle {
         }
     }
 
-    fn upload_once(&self, st: &mut WriteState, remote: &dyn Remote, size: u64, path: &str) -> Result<(), RemoteError> {
+    fn upload_once(
+        &self,
+        st: &mut WriteState,
+        remote: &dyn Remote,
+        size: u64,
+        path: &str,
+    ) -> Result<Applied, RemoteError> {
+        let meta = (st.pending_mode, st.pending_mtime);
         if let Body::Spooled { file, .. } = &mut st.body {
             // Read in place: with write-back the content stays for a retry if this fails.
             let to = self.upload_path(path);
@@ -634,11 +659,11 @@ impl WriteHandle {
                     }
                     return Err(error);
                 }
-                self.finish_upload(remote, upload, &to, size, path)
+                self.finish_upload(remote, upload, &to, size, path, meta)
             })
         } else {
             match std::mem::replace(&mut st.body, Body::Server) {
-                Body::Server | Body::Spooled { .. } => Ok(()),
+                Body::Server | Body::Spooled { .. } => Ok(Applied::default()),
                 Body::Failed { to, error } => {
                     if let Err(e) = remote.delete(&to) {
                         tracing::debug!("removing the incomplete upload {to}: {e}");
@@ -646,7 +671,7 @@ impl WriteHandle {
                     Err(error)
                 }
                 Body::Streaming { upload, to, written, replay } => {
-                    let result = self.finish_upload(remote, upload, &to, written, path);
+                    let result = self.finish_upload(remote, upload, &to, written, path, meta);
                     match (result, replay) {
                         // Kept for a second attempt (`upload` moves it to the spool).
                         (Err(e), Some(replay)) if e.is_transient() => {
@@ -654,22 +679,23 @@ impl WriteHandle {
                             Err(e)
                         }
                         // Kept for `commit` to show what was sent.
-                        (Ok(()), Some(replay)) => {
+                        (Ok(applied), Some(replay)) => {
                             st.body = replay.into_body();
-                            Ok(())
+                            Ok(applied)
                         }
                         (result, _) => result,
                     }
                 }
                 Body::Empty => {
                     let to = self.upload_path(path);
-                    remote.open_write(&to, false).and_then(|u| self.finish_upload(remote, u, &to, 0, path))
+                    remote.open_write(&to, false).and_then(|u| self.finish_upload(remote, u, &to, 0, path, meta))
                 }
             }
         }
     }
 
-    /// Ends an upload, checks what arrived, and puts it in place; cleans up on failure.
+    /// Ends an upload, checks what arrived, and puts it in place, with the pending `meta`
+    /// (mode, time) where that is free (says which); cleans up on failure.
     fn finish_upload(
         &self,
         remote: &dyn Remote,
@@ -677,11 +703,12 @@ impl WriteHandle {
         to: &str,
         sent: u64,
         path: &str,
-    ) -> Result<(), RemoteError> {
+        meta: (Option<u32>, Option<SystemTime>),
+    ) -> Result<Applied, RemoteError> {
         let outcome = upload
             .finish()
             .and_then(|()| verify_size(remote, to, sent))
-            .and_then(|()| if to != path { replace(remote, to, path) } else { Ok(()) })
+            .and_then(|()| if to != path { replace_upload(remote, to, path, meta) } else { Ok(Applied::default()) })
             .map_err(|e| match e {
                 RemoteError::PermissionDenied(why) if to != path && self.temp_refused.is_some() => {
                     self.learn_temp_refused(&why);
@@ -724,10 +751,28 @@ fn verify_size(remote: &dyn Remote, path: &str, sent: u64) -> Result<(), RemoteE
 /// A rename whose reply was lost or garbled may have happened all the same: when `from` is
 /// gone afterwards, it did, and deleting `to` then would delete the file just put in place.
 pub fn replace(remote: &dyn Remote, from: &str, to: &str) -> Result<(), RemoteError> {
-    let first = match remote.rename(from, to) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
-    };
+    match remote.rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(first) => replace_refused(remote, from, to, first),
+    }
+}
+
+/// [`replace`] for an upload's temporary, setting its pending mode and time on the way where
+/// the server allows that without extra round trips (see [`Remote::rename_upload`]).
+fn replace_upload(
+    remote: &dyn Remote,
+    from: &str,
+    to: &str,
+    (mode, mtime): (Option<u32>, Option<SystemTime>),
+) -> Result<Applied, RemoteError> {
+    match remote.rename_upload(from, to, mode, mtime) {
+        Ok(applied) => Ok(applied),
+        Err(first) => replace_refused(remote, from, to, first).map(|()| Applied::default()),
+    }
+}
+
+/// What [`replace`] does once the plain rename failed with `first`.
+fn replace_refused(remote: &dyn Remote, from: &str, to: &str, first: RemoteError) -> Result<(), RemoteError> {
     if matches!(remote.size(from), Err(RemoteError::NotFound(_))) {
         tracing::info!("renaming {from} to {to} reported a failure ({first}), but it happened");
         return Ok(());

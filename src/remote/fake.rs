@@ -61,6 +61,41 @@ pub struct FakeRemote {
     pub coarse_quick_lists: std::sync::atomic::AtomicBool,
     /// What `sessions_wanted` answers (other requests wait for a session).
     pub sessions_wanted: std::sync::atomic::AtomicBool,
+    /// Every download started, by path, in order.
+    pub downloads: Mutex<Vec<String>>,
+    /// While closed, downloads deliver no bytes (they wait until it opens).
+    pub gate: Arc<Gate>,
+}
+
+/// Holds downloads back while closed (see [`FakeRemote::gate`]).
+#[derive(Default)]
+pub struct Gate {
+    closed: Mutex<bool>,
+    opened: parking_lot::Condvar,
+    /// Downloads waiting at the gate now.
+    pub waiting: AtomicUsize,
+}
+
+impl Gate {
+    pub fn close(&self) {
+        *self.closed.lock() = true;
+    }
+
+    pub fn open(&self) {
+        *self.closed.lock() = false;
+        self.opened.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut closed = self.closed.lock();
+        if *closed {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while *closed {
+                self.opened.wait(&mut closed);
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl FakeRemote {
@@ -175,6 +210,7 @@ impl Remote for FakeRemote {
 
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {
         self.opens.fetch_add(1, Ordering::SeqCst);
+        self.downloads.lock().push(path.to_string());
         self.fault()?;
         let path = &self.resolve(path);
         match self.nodes.lock().get(path) {
@@ -186,7 +222,7 @@ impl Remote for FakeRemote {
                     rest.truncate(sent);
                     error
                 });
-                Ok(Box::new(FakeStream(Cursor::new(rest), failure)))
+                Ok(Box::new(FakeStream(Cursor::new(rest), failure, self.gate.clone())))
             }
             Some(Node::Dir) => Err(RemoteError::IsADirectory(format!("{path} is a directory"))),
             None => Err(RemoteError::NotFound(format!("{path} not found"))),
@@ -407,10 +443,11 @@ impl Drop for FakeUpload {
 }
 
 /// A download: its bytes, and the failure its final reply reports, if any.
-struct FakeStream(Cursor<Vec<u8>>, Option<RemoteError>);
+struct FakeStream(Cursor<Vec<u8>>, Option<RemoteError>, Arc<Gate>);
 
 impl Read for FakeStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.2.pass();
         match self.0.read(buf)? {
             0 if !buf.is_empty() => self.1.take().map_or(Ok(0), |e| Err(std::io::Error::other(e))),
             n => Ok(n),

@@ -96,6 +96,13 @@ impl RemoteError {
 
 pub type Result<T> = std::result::Result<T, RemoteError>;
 
+/// What [`Remote::rename_upload`] set along with the rename.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub mode: bool,
+    pub mtime: bool,
+}
+
 /// An open download. Reading yields the file's bytes from the offset it was opened at;
 /// dropping it ends the transfer and gives the session back.
 pub trait ReadStream: Read + Send {
@@ -169,6 +176,13 @@ pub trait Remote: Send + Sync {
     }
     /// Renames; `to` may exist (then it is replaced where the server allows).
     fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Renames an upload's temporary `from` onto `to` like [`Remote::rename`], and sets
+    /// `mode` and `mtime` on `from` before, where that costs no extra round trip (commands sent
+    /// without waiting). Says which of the two were set; the caller applies the others. After
+    /// an error nothing is known to be set.
+    fn rename_upload(&self, from: &str, to: &str, _mode: Option<u32>, _mtime: Option<SystemTime>) -> Result<Applied> {
+        self.rename(from, to).map(|()| Applied::default())
+    }
     fn delete(&self, path: &str) -> Result<()>;
     fn mkdir(&self, path: &str) -> Result<()>;
     fn rmdir(&self, path: &str) -> Result<()>;

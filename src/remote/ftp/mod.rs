@@ -17,20 +17,28 @@ use std::time::SystemTime;
 use suppaftp::FtpError;
 
 use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
-use self::session::{EarlyClose, Endpoint, Features, FtpSession, Transfer};
+use self::session::{EarlyClose, Endpoint, Features, FtpSession, Pipelined, Pipelining, Transfer};
 use self::zone::ServerZone;
 use super::pool::{self, Clock, Health, Lease, Pool, PoolConfig};
-use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
+use super::{Applied, Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
 use crate::names::Charset;
 
 pub use self::session::{Security, TlsMode};
 pub use self::zone::UtcOffset;
 
-/// MDTM requests per batch; batches of one listing run on several sessions at once. Each MDTM
-/// is a round trip (suppaftp cannot pipeline), so over a slow link the batches are small and
-/// spread over up to `MDTM_SESSIONS` sessions (never more than the pool allows).
+/// MDTM requests per batch where the server answers one command at a time; batches of one
+/// listing run on several sessions at once. Each MDTM is then a round trip, so over a slow link
+/// the batches are small and spread over up to `MDTM_SESSIONS` sessions (never more than the
+/// pool allows).
 const MDTM_BATCH: usize = 16;
 const MDTM_SESSIONS: usize = 16;
+/// Where the server takes commands sent without waiting: MDTMs per batch (one round trip
+/// each), and the most bytes of command lines per batch, so the server never has much unread.
+const PIPELINE_BATCH: usize = 64;
+const PIPELINE_BYTES: usize = 16 << 10;
+/// How long the first pipelined batch waits for each reply: a server that drops commands sent
+/// after the first would otherwise cost a whole --io-timeout before the fallback.
+const PIPELINE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest an idle session's NOOP may take before the server counts as not answering.
 const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -311,53 +319,171 @@ impl FtpRemote {
         Ok((entries.into_iter().map(to_entry).collect(), exact))
     }
 
-    /// Asks for exact times of the entries whose listing time is coarser than a second,
-    /// spreading the MDTM requests over a few sessions.
+    /// Asks for exact times of the entries whose listing time is coarser than a second: in
+    /// pipelined batches where the server takes them (one round trip per batch), else one
+    /// `MDTM` at a time, spread over a few sessions.
     fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry]) -> Result<()> {
         let wanted: Vec<usize> = (0..entries.len()).filter(|&i| wants_exact_time(&entries[i])).collect();
         if wanted.is_empty() {
             return Ok(());
         }
-        let batches: Vec<&[usize]> = wanted.chunks(MDTM_BATCH).collect();
-        let next = AtomicUsize::new(0);
         let paths: Vec<String> = wanted.iter().map(|&i| join(dir, &entries[i].name)).collect();
-        let index_of: std::collections::HashMap<usize, usize> =
-            wanted.iter().enumerate().map(|(k, &i)| (i, k)).collect();
-        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> =
-            wanted.iter().map(|_| parking_lot::Mutex::new(None)).collect();
-        // Leave a session for other requests while a big directory loads.
-        let spare = self.pool.stats().limit.saturating_sub(1).max(1);
-        let workers = batches.len().min(MDTM_SESSIONS).min(spare);
-        std::thread::scope(|scope| -> Result<()> {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| -> Result<()> {
-                        loop {
-                            let b = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(batch) = batches.get(b) else { return Ok(()) };
-                            self.with_session(true, |s| {
-                                for i in batch.iter() {
-                                    let k = index_of[i];
-                                    *results[k].lock() = s.mdtm(&paths[k])?;
-                                }
-                                Ok(())
-                            })?;
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().expect("MDTM worker panicked")?;
-            }
-            Ok(())
-        })?;
-        for (k, &i) in wanted.iter().enumerate() {
-            if let Some(t) = *results[k].lock() {
+        let times = match self.exact_times_pipelined(&paths)? {
+            Some(times) => times,
+            None => self.exact_times_one_by_one(&paths)?,
+        };
+        for (&i, t) in wanted.iter().zip(times) {
+            if let Some(t) = t {
                 entries[i].mtime = Some(listing::ListedTime { time: t, precision: TimePrecision::Second });
             }
         }
         Ok(())
     }
+
+    /// How many sessions a directory's time requests may use: a few, never all (a session
+    /// stays free for other requests while a big directory loads).
+    fn mdtm_workers(&self, batches: usize) -> usize {
+        let spare = self.pool.stats().limit.saturating_sub(1).max(1);
+        batches.min(MDTM_SESSIONS).min(spare)
+    }
+
+    /// Runs `batch` for every batch of `paths` (by index) on up to [`Self::mdtm_workers`]
+    /// threads; the first error ends the run.
+    fn run_batches(
+        &self,
+        batches: &[std::ops::Range<usize>],
+        batch: impl Fn(std::ops::Range<usize>) -> Result<()> + Sync,
+    ) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = (0..self.mdtm_workers(batches.len()))
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        while !stop.load(Ordering::Relaxed) {
+                            let Some(b) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else { return Ok(()) };
+                            if let Err(e) = batch(b.clone()) {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            let mut first = Ok(());
+            for h in handles {
+                let r = h.join().expect("MDTM worker panicked");
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
+    }
+
+    /// One `MDTM` per round trip, in small batches over several sessions.
+    fn exact_times_one_by_one(&self, paths: &[String]) -> Result<Vec<Option<SystemTime>>> {
+        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> =
+            paths.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let batches: Vec<_> =
+            (0..paths.len()).step_by(MDTM_BATCH).map(|a| a..(a + MDTM_BATCH).min(paths.len())).collect();
+        self.run_batches(&batches, |range| {
+            self.with_session(true, |s| {
+                for k in range.clone() {
+                    *results[k].lock() = s.mdtm(&paths[k])?;
+                }
+                Ok(())
+            })
+        })?;
+        Ok(results.into_iter().map(|m| m.into_inner()).collect())
+    }
+
+    /// All `MDTM`s sent without waiting, in batches of at most [`PIPELINE_BATCH`] commands
+    /// (and [`PIPELINE_BYTES`]). `None` when the server does not take them well (learnt here
+    /// at the first surprise and kept for the mount): then the caller asks one at a time.
+    fn exact_times_pipelined(&self, paths: &[String]) -> Result<Option<Vec<Option<SystemTime>>>> {
+        let Some(features) = self.pool.connector().features.get().cloned() else { return Ok(None) };
+        if Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Refused {
+            return Ok(None);
+        }
+        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> =
+            paths.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let surprised = std::sync::atomic::AtomicBool::new(false);
+        let io_timeout = self.pool.connector().endpoint.io_timeout;
+        let batches = pipeline_batches(paths);
+        let ran = self.run_batches(&batches, |range| {
+            if surprised.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let untried = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Untried;
+            let probe = untried.then(|| io_timeout.min(PIPELINE_PROBE_TIMEOUT));
+            let mut attempt = 0;
+            loop {
+                let mut lease = self.pool.checkout()?;
+                match lease.mdtm_pipelined(&paths[range.clone()], probe) {
+                    Ok(Pipelined::Done(times)) => {
+                        for (k, t) in range.clone().zip(times) {
+                            *results[k].lock() = t;
+                        }
+                        if untried && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == 0 {
+                            tracing::debug!("the server takes pipelined commands: MDTM in batches of {PIPELINE_BATCH}");
+                        }
+                        return Ok(());
+                    }
+                    Ok(Pipelined::Surprise(why)) => {
+                        lease.mark_broken();
+                        surprised.store(true, Ordering::Relaxed);
+                        if features.pipelining.swap(Pipelining::Refused as u8, Ordering::Relaxed)
+                            != Pipelining::Refused as u8
+                        {
+                            tracing::info!(
+                                "the server did not answer commands sent without waiting as expected ({why}); \
+                                 asking for file times one at a time from now on"
+                            );
+                        }
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        // Replies may still be on their way: never reuse the session.
+                        retire(&mut lease, &e);
+                        lease.mark_broken();
+                        drop(lease);
+                        if attempt == 0 && e.is_transient() {
+                            tracing::debug!("asking the times again on a fresh session after: {e}");
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        });
+        ran?;
+        if surprised.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        Ok(Some(results.into_iter().map(|m| m.into_inner()).collect()))
+    }
+}
+
+/// `paths` cut into pipelined batches: at most [`PIPELINE_BATCH`] commands and about
+/// [`PIPELINE_BYTES`] of command lines each (one at least).
+fn pipeline_batches(paths: &[String]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (k, p) in paths.iter().enumerate() {
+        let line = p.len() + "MDTM \r\n".len();
+        if k > start && (k - start >= PIPELINE_BATCH || bytes + line > PIPELINE_BYTES) {
+            out.push(start..k);
+            (start, bytes) = (k, 0);
+        }
+        bytes += line;
+    }
+    if start < paths.len() {
+        out.push(start..paths.len());
+    }
+    out
 }
 
 /// Turns the times of a LIST listing (received at `listed_at`) into UTC. `listed` holds the
@@ -545,6 +671,103 @@ impl Remote for FtpRemote {
         self.with_session(false, |s| s.rename(&f, &t))
     }
 
+    /// `SITE CHMOD` and the time-setting command this server takes, on the temporary, then
+    /// `RNFR`/`RNTO`, all sent at once: one round trip instead of four. Only where the server
+    /// took commands sent without waiting (or has not been tried yet: the first batch is then a
+    /// probe) and how to set times is already known.
+    fn rename_upload(&self, from: &str, to: &str, mode: Option<u32>, mtime: Option<SystemTime>) -> Result<Applied> {
+        let (f, t) = (self.server_path(from), self.server_path(to));
+        let Some(features) = self.pool.connector().features.get().cloned() else {
+            return self.rename(from, to).map(|()| Applied::default());
+        };
+        let state = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed));
+        let set_time = match (*self.mtime_command.lock(), mtime) {
+            (Some(cmd), Some(time)) if cmd != MtimeCommand::Unsupported => {
+                Some(cmd.line(&listing::format_ftp_time(time), &f))
+            }
+            _ => None,
+        };
+        let chmod = mode
+            .filter(|_| !self.chmod_unsupported.load(Ordering::Relaxed))
+            .map(|m| format!("SITE CHMOD {:o} {f}", m & 0o7777));
+        if state == Pipelining::Refused || (set_time.is_none() && chmod.is_none()) {
+            return self.rename(from, to).map(|()| Applied::default());
+        }
+        const CHMOD_OK: [suppaftp::Status; 1] = [suppaftp::Status::CommandOk];
+        const RNFR_OK: [suppaftp::Status; 1] = [suppaftp::Status::RequestFilePending];
+        const RNTO_OK: [suppaftp::Status; 2] = [suppaftp::Status::RequestedFileActionOk, suppaftp::Status::CommandOk];
+        let mut commands: Vec<(String, &[suppaftp::Status])> = Vec::new();
+        if let Some(c) = &chmod {
+            commands.push((c.clone(), &CHMOD_OK));
+        }
+        if let Some(c) = &set_time {
+            commands.push((c.clone(), &MTIME_SET_OK));
+        }
+        commands.push((format!("RNFR {f}"), &RNFR_OK));
+        commands.push((format!("RNTO {t}"), &RNTO_OK));
+        let probe = (state == Pipelining::Untried)
+            .then(|| self.pool.connector().endpoint.io_timeout.min(PIPELINE_PROBE_TIMEOUT));
+        let what = format!("renaming {f} to {t}");
+        let mut lease = self.pool.checkout()?;
+        let replies = match lease.pipeline(&commands, probe) {
+            Ok(Pipelined::Done(replies)) => replies,
+            Ok(Pipelined::Surprise(why)) => {
+                lease.mark_broken();
+                if features.pipelining.swap(Pipelining::Refused as u8, Ordering::Relaxed) != Pipelining::Refused as u8 {
+                    tracing::info!(
+                        "the server did not answer commands sent without waiting as expected ({why}); \
+                         sending commands one at a time from now on"
+                    );
+                }
+                drop(lease);
+                // Whether the rename happened is not known: look, on another session. Mode
+                // and time count as not set (the caller sets them on `to`).
+                return match self.size(from) {
+                    Err(RemoteError::NotFound(_)) => Ok(Applied::default()),
+                    _ => self.rename(from, to).map(|()| Applied::default()),
+                };
+            }
+            Err(e) => {
+                retire(&mut lease, &e);
+                lease.mark_broken();
+                return Err(e);
+            }
+        };
+        drop(lease);
+        if state == Pipelining::Untried
+            && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == Pipelining::Untried as u8
+        {
+            tracing::debug!("the server takes pipelined commands");
+        }
+        let mut replies = replies.into_iter();
+        let mut applied = Applied::default();
+        if chmod.is_some() {
+            match replies.next().expect("one reply per command") {
+                Ok(_) => applied.mode = true,
+                Err((500 | 502 | 504, text)) => {
+                    tracing::info!(
+                        "the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored"
+                    );
+                    self.chmod_unsupported.store(true, Ordering::Relaxed);
+                }
+                Err((_, text)) => tracing::debug!("{f}: SITE CHMOD refused ({text}); tried again after the rename"),
+            }
+        }
+        if set_time.is_some() {
+            match replies.next().expect("one reply per command") {
+                Ok(_) => applied.mtime = true,
+                Err((_, text)) => {
+                    tracing::debug!("{f}: setting the time refused ({text}); tried again after the rename")
+                }
+            }
+        }
+        let (rnfr, rnto) = (replies.next().expect("RNFR reply"), replies.next().expect("RNTO reply"));
+        match rnfr.and(rnto) {
+            Ok(_) => Ok(applied),
+            Err((code, text)) => Err(reply_error(&what, code, &text)),
+        }
+    }
+
     fn delete(&self, path: &str) -> Result<()> {
         let p = self.server_path(path);
         self.with_session(false, |s| s.delete(&p))
@@ -691,6 +914,16 @@ impl Remote for FtpRemote {
         )];
         if !f.mlsd {
             out.push(("time zone".into(), self.zone.describe()));
+        }
+        if !f.mlsd && f.mdtm {
+            let how = match Pipelining::from_u8(f.pipelining.load(Ordering::Relaxed)) {
+                Pipelining::Untried => "not needed yet".to_string(),
+                Pipelining::Works => format!("sent without waiting, {PIPELINE_BATCH} per round trip"),
+                Pipelining::Refused => {
+                    "one per round trip: the server did not answer commands sent without waiting in order".to_string()
+                }
+            };
+            out.push(("file times (MDTM)".into(), how));
         }
         let setting = match *self.mtime_command.lock() {
             None => "not needed yet".to_string(),
@@ -1068,6 +1301,18 @@ impl Drop for FtpReadStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelined_batches_are_bounded_by_count_and_bytes() {
+        let short: Vec<String> = (0..150).map(|i| format!("/d/{i}")).collect();
+        assert_eq!(pipeline_batches(&short), vec![0..64, 64..128, 128..150]);
+        let long: Vec<String> = (0..10).map(|i| format!("/{i}{}", "x".repeat(5000))).collect();
+        let b = pipeline_batches(&long);
+        assert_eq!(b, vec![0..3, 3..6, 6..9, 9..10]);
+        let huge = vec!["y".repeat(40_000)];
+        assert_eq!(pipeline_batches(&huge), vec![0..1], "one at least");
+        assert!(pipeline_batches(&[]).is_empty());
+    }
 
     #[test]
     fn absolute_link_targets_inside_the_mount_become_relative() {

@@ -86,6 +86,43 @@ pub struct Features {
     pub early_close: std::sync::atomic::AtomicU8,
     /// Set once MLSD named a link without its target and LIST was asked for it.
     pub link_targets_from_list: AtomicBool,
+    /// Whether the server takes commands sent without waiting (see [`Pipelining`]).
+    pub pipelining: std::sync::atomic::AtomicU8,
+}
+
+/// What is known of a server's answers to commands sent without waiting for each reply.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipelining {
+    /// Not tried yet: the first batch is a probe, with a short reply timeout.
+    Untried = 0,
+    /// A batch came back complete and in order.
+    Works = 1,
+    /// Replies went missing or came out of place once: one command at a time from now on.
+    Refused = 2,
+}
+
+impl Pipelining {
+    pub fn from_u8(v: u8) -> Pipelining {
+        match v {
+            1 => Pipelining::Works,
+            2 => Pipelining::Refused,
+            _ => Pipelining::Untried,
+        }
+    }
+}
+
+/// One pipelined command's reply: its text where the code was expected, else code and text.
+pub type Reply = std::result::Result<String, (u16, String)>;
+
+/// What came of commands sent without waiting (see [`FtpSession::mdtm_pipelined`]).
+#[derive(Debug)]
+pub enum Pipelined<T> {
+    Done(T),
+    /// The replies did not fit the commands (missing, extra, out of place, or an answer that
+    /// one command alone does not give): the session is out of step, and the server should be
+    /// asked one command at a time.
+    Surprise(String),
 }
 
 /// How a server answers when a download's data connection is closed before the end.
@@ -130,6 +167,7 @@ impl Features {
             foreign_names_told: AtomicBool::new(false),
             early_close: Default::default(),
             link_targets_from_list: AtomicBool::new(false),
+            pipelining: Default::default(),
         }
     }
 }
@@ -434,6 +472,184 @@ impl FtpSession {
             Ok(r) => Ok(super::listing::parse_mdtm_reply(&reply::text(&r))),
             Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => Ok(None),
             Err(e) => Err(reply::map(&format!("asking the time of {path} (MDTM)"), e)),
+        }
+    }
+
+    /// The exact modification times of `paths` (`MDTM`), asked all at once and followed by a
+    /// `NOOP`: one round trip for the batch. The replies must come one per command, in order,
+    /// with the `NOOP`'s `200` last; anything else is a [`Pipelined::Surprise`]. A syntax error
+    /// (`500`–`504`) is asked again alone, and must be the same then. With `probe`, replies get
+    /// that long at most, and one that does not come is a surprise (a server that dropped the
+    /// commands after the first), not a timeout. After an error or a surprise the session is
+    /// out of step: the caller must not reuse it.
+    pub fn mdtm_pipelined(
+        &mut self,
+        paths: &[String],
+        probe: Option<Duration>,
+    ) -> Result<Pipelined<Vec<Option<SystemTime>>>> {
+        let before = self.ftp.get_ref().read_timeout().ok().flatten();
+        if let Some(t) = probe {
+            self.set_reply_timeout(t);
+        }
+        let result = self.mdtm_batch(paths, probe);
+        if probe.is_some() {
+            let _ = self.ftp.get_ref().set_read_timeout(before);
+        }
+        result
+    }
+
+    fn mdtm_batch(&mut self, paths: &[String], probe: Option<Duration>) -> Result<Pipelined<Vec<Option<SystemTime>>>> {
+        let n = paths.len();
+        let what = format!("asking the times of {n} files at once (MDTM)");
+        let mut lines: Vec<String> = paths.iter().map(|p| format!("MDTM {p}")).collect();
+        lines.push("NOOP".to_string());
+        self.ftp.send_commands(&lines).map_err(|e| reply::map(&what, e))?;
+        let missing = |i: usize, e: &FtpError| match (probe, e) {
+            (Some(t), FtpError::ConnectionError(io))
+                if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                Some(format!("no reply to command {} of {} within {t:?}", i + 1, n + 1))
+            }
+            _ => None,
+        };
+        let (mut times, mut odd, mut refused) = (Vec::with_capacity(n), Vec::new(), None);
+        for (i, path) in paths.iter().enumerate() {
+            match self.ftp.read_response(&[Status::File]) {
+                Ok(r) => times.push(super::listing::parse_mdtm_reply(&reply::text(&r))),
+                Err(FtpError::UnexpectedResponse(r)) => {
+                    let code = reply::code(&r);
+                    match code {
+                        // The connection is ending: nothing more will come.
+                        421 => return Err(reply::map(&what, FtpError::UnexpectedResponse(r))),
+                        // What a server may answer MDTM alone: kept as it would be then.
+                        500..=504 => odd.push((i, code)),
+                        505..=599 => {}
+                        400..=499 => {
+                            refused.get_or_insert_with(|| {
+                                reply::map(
+                                    &format!("asking the time of {path} (MDTM)"),
+                                    FtpError::UnexpectedResponse(r),
+                                )
+                            });
+                        }
+                        _ => {
+                            return Ok(Pipelined::Surprise(format!(
+                                "reply {} of {} to {n} MDTM and a NOOP was \"{}\"",
+                                i + 1,
+                                n + 1,
+                                reply::text(&r)
+                            )));
+                        }
+                    }
+                    times.push(None);
+                }
+                Err(e) => {
+                    return match missing(i, &e) {
+                        Some(why) => Ok(Pipelined::Surprise(why)),
+                        None => Err(reply::map(&what, e)),
+                    };
+                }
+            }
+        }
+        match self.ftp.read_response(&[Status::CommandOk]) {
+            Ok(_) => {}
+            Err(FtpError::UnexpectedResponse(r)) => {
+                return Ok(Pipelined::Surprise(format!(
+                    "the NOOP sent after {n} MDTM was answered \"{}\"",
+                    reply::text(&r)
+                )));
+            }
+            Err(e) => {
+                return match missing(n, &e) {
+                    Some(why) => Ok(Pipelined::Surprise(why)),
+                    None => Err(reply::map(&what, e)),
+                };
+            }
+        }
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        for (i, code) in odd {
+            if self.mdtm(&paths[i])?.is_some() {
+                return Ok(Pipelined::Surprise(format!(
+                    "MDTM {} was answered {code} among others but with a time alone",
+                    paths[i]
+                )));
+            }
+        }
+        Ok(Pipelined::Done(times))
+    }
+
+    /// Sends `commands` without waiting, then a `NOOP`, and reads one reply per command: its
+    /// text where its code is one of those expected, else its code and text. A reply no
+    /// command of the batch would give (a `1xx`, or a `2xx`/`3xx` not expected), or a `NOOP`
+    /// answer out of place, is a [`Pipelined::Surprise`]; so is a missing reply with `probe`
+    /// (see [`Self::mdtm_pipelined`]). After an error or a surprise the session is out of step.
+    pub fn pipeline(
+        &mut self,
+        commands: &[(String, &[Status])],
+        probe: Option<Duration>,
+    ) -> Result<Pipelined<Vec<Reply>>> {
+        let before = self.ftp.get_ref().read_timeout().ok().flatten();
+        if let Some(t) = probe {
+            self.set_reply_timeout(t);
+        }
+        let result = self.pipeline_batch(commands, probe);
+        if probe.is_some() {
+            let _ = self.ftp.get_ref().set_read_timeout(before);
+        }
+        result
+    }
+
+    fn pipeline_batch(
+        &mut self,
+        commands: &[(String, &[Status])],
+        probe: Option<Duration>,
+    ) -> Result<Pipelined<Vec<Reply>>> {
+        let n = commands.len();
+        let verb = |c: &str| c.split(' ').next().unwrap_or(c).to_string();
+        let what = format!("sending {} at once", commands.iter().map(|(c, _)| verb(c)).collect::<Vec<_>>().join(", "));
+        let mut lines: Vec<&str> = commands.iter().map(|(c, _)| c.as_str()).collect();
+        lines.push("NOOP");
+        self.ftp.send_commands(&lines).map_err(|e| reply::map(&what, e))?;
+        let missing = |i: usize, e: FtpError| match (probe, &e) {
+            (Some(t), FtpError::ConnectionError(io))
+                if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                Ok(Pipelined::Surprise(format!("no reply to command {} of {} within {t:?}", i + 1, n + 1)))
+            }
+            _ => Err(reply::map(&what, e)),
+        };
+        let mut out = Vec::with_capacity(n);
+        for (i, (command, expected)) in commands.iter().enumerate() {
+            match self.ftp.read_response(expected) {
+                Ok(r) => out.push(Ok(reply::text(&r))),
+                Err(FtpError::UnexpectedResponse(r)) => {
+                    let code = reply::code(&r);
+                    if code == 421 {
+                        return Err(reply::map(&what, FtpError::UnexpectedResponse(r)));
+                    }
+                    if code < 400 {
+                        return Ok(Pipelined::Surprise(format!(
+                            "reply {} of {} (to {}) was \"{}\"",
+                            i + 1,
+                            n + 1,
+                            verb(command),
+                            reply::text(&r)
+                        )));
+                    }
+                    out.push(Err((code, reply::text(&r))));
+                }
+                Err(e) => return missing(i, e),
+            }
+        }
+        match self.ftp.read_response(&[Status::CommandOk]) {
+            Ok(_) => Ok(Pipelined::Done(out)),
+            Err(FtpError::UnexpectedResponse(r)) => Ok(Pipelined::Surprise(format!(
+                "the NOOP sent after {n} commands was answered \"{}\"",
+                reply::text(&r)
+            ))),
+            Err(e) => missing(n, e),
         }
     }
 
@@ -941,5 +1157,187 @@ mod tests {
         assert!(data_ip("198.51.100.9".parse().unwrap(), peer).is_err(), "third host refused");
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(data_ip("192.168.1.2".parse().unwrap(), local), Ok(local));
+    }
+}
+
+/// Commands sent without waiting (the vendored suppaftp's `send_commands`/`read_response`),
+/// against small fake servers that take them well or badly.
+#[cfg(test)]
+mod pipelining_tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server that greets, then reads command lines and answers each with `answer` (its
+    /// reply lines, possibly none); a NOOP gets `200` unless `answer` says otherwise.
+    fn server(answer: impl Fn(&str) -> Vec<String> + Send + 'static) -> (FtpSession, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(socket);
+            reader.get_mut().write_all(b"220 hi\r\n").unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                for reply in answer(line.trim_end()) {
+                    if reader.get_mut().write_all(format!("{reply}\r\n").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+                line.clear();
+            }
+        });
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let ftp = Ftp::connect_with_stream(tcp).unwrap();
+        let c = Connection { ftp, security: Security::Plain, tls: None, data_note: DataNote::default() };
+        (FtpSession::new(c), handle)
+    }
+
+    fn paths(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("/d/f{i}")).collect()
+    }
+
+    /// `MDTM /d/fN` answered with a time N seconds after 2020-01-01, `/d/gone` with 550.
+    fn honest(line: &str) -> Vec<String> {
+        match line.strip_prefix("MDTM /d/f") {
+            Some(n) => vec![format!("213 202001010000{:02}", n.parse::<u32>().unwrap() % 60)],
+            None if line == "NOOP" => vec!["200 NOOP ok.".into()],
+            None => vec!["550 Could not get file modification time.".into()],
+        }
+    }
+
+    fn stamp(secs: u64) -> Option<SystemTime> {
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800 + secs))
+    }
+
+    #[test]
+    fn replies_in_order_give_every_time() {
+        let (mut s, _h) = server(honest);
+        let mut asked = paths(3);
+        asked.insert(1, "/d/gone".into());
+        match s.mdtm_pipelined(&asked, Some(Duration::from_secs(5))).unwrap() {
+            Pipelined::Done(times) => assert_eq!(times, vec![stamp(0), None, stamp(1), stamp(2)]),
+            other => panic!("{other:?}"),
+        }
+        // The session is in step afterwards.
+        assert_eq!(s.noop(), Health::Alive);
+    }
+
+    #[test]
+    fn a_server_that_drops_commands_is_a_surprise_not_a_long_wait() {
+        // Answers the first MDTM of what arrives together, and nothing else.
+        let (mut s, _h) = server({
+            let answered = AtomicBool::new(false);
+            move |line| if answered.swap(true, Ordering::Relaxed) { vec![] } else { honest(line) }
+        });
+        let start = std::time::Instant::now();
+        match s.mdtm_pipelined(&paths(5), Some(Duration::from_millis(300))).unwrap() {
+            Pipelined::Surprise(why) => assert!(why.contains("no reply to command 2 of 6"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn replies_out_of_place_are_a_surprise() {
+        // One MDTM is answered twice: the NOOP's reply is not where it belongs.
+        let (mut s, _h) = server(|line| {
+            let mut r = honest(line);
+            if line == "MDTM /d/f1" {
+                r.push("213 20200101000001".into());
+            }
+            r
+        });
+        match s.mdtm_pipelined(&paths(3), None).unwrap() {
+            Pipelined::Surprise(why) => assert!(why.contains("NOOP"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A reply that no MDTM gives.
+        let (mut s, _h) = server(|line| if line == "MDTM /d/f0" { vec!["200 What?".into()] } else { honest(line) });
+        assert!(matches!(s.mdtm_pipelined(&paths(2), None).unwrap(), Pipelined::Surprise(_)));
+    }
+
+    #[test]
+    fn a_syntax_error_only_when_pipelined_is_a_surprise() {
+        // A server that garbles commands that arrive together, but answers one alone.
+        let (mut s, _h) = server({
+            let seen = std::sync::atomic::AtomicUsize::new(0);
+            move |line| {
+                let n = seen.fetch_add(1, Ordering::Relaxed);
+                if n == 1 { vec!["500 Unknown command.".into()] } else { honest(line) }
+            }
+        });
+        match s.mdtm_pipelined(&paths(3), None).unwrap() {
+            Pipelined::Surprise(why) => assert!(why.contains("/d/f1"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_of_one_file_is_an_error_after_the_batch() {
+        let (mut s, _h) = server(|line| if line == "MDTM /d/f1" { vec!["450 Busy.".into()] } else { honest(line) });
+        let err = s.mdtm_pipelined(&paths(3), None).unwrap_err();
+        assert!(err.to_string().contains("/d/f1"), "{err}");
+        assert_eq!(s.noop(), Health::Alive, "every reply was read");
+    }
+
+    #[test]
+    fn a_mixed_batch_gives_each_reply_or_a_surprise() {
+        let rename = |line: &str| match line.split(' ').next() {
+            Some("SITE") => vec!["200 SITE CHMOD command ok.".to_string()],
+            Some("MDTM") => vec!["550 Could not set file modification time.".to_string()],
+            Some("RNFR") => vec!["350 Ready for RNTO.".to_string()],
+            Some("RNTO") => vec!["250 Rename successful.".to_string()],
+            _ => vec!["200 NOOP ok.".to_string()],
+        };
+        let batch: Vec<(String, &[Status])> = vec![
+            ("SITE CHMOD 644 /d/.t".into(), &[Status::CommandOk]),
+            ("MDTM 20200101000000 /d/.t".into(), &[Status::File]),
+            ("RNFR /d/.t".into(), &[Status::RequestFilePending]),
+            ("RNTO /d/t".into(), &[Status::RequestedFileActionOk]),
+        ];
+        let (mut s, _h) = server(rename);
+        match s.pipeline(&batch, Some(Duration::from_secs(5))).unwrap() {
+            Pipelined::Done(r) => {
+                assert!(r[0].is_ok() && r[2].is_ok() && r[3].is_ok());
+                assert_eq!(r[1].as_ref().unwrap_err().0, 550);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.noop(), Health::Alive);
+        // A positive reply that does not belong to its command: out of step.
+        let (mut s, _h) =
+            server(move |line| if line.starts_with("RNFR") { vec!["200 Hm.".into()] } else { rename(line) });
+        assert!(matches!(s.pipeline(&batch, None).unwrap(), Pipelined::Surprise(w) if w.contains("RNFR")));
+    }
+
+    #[test]
+    fn pipelined_commands_go_out_in_one_write() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            socket.write_all(b"220 hi\r\n").unwrap();
+            // Everything arrives before any reply was sent.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"NOOP\r\n") {
+                let n = socket.read(&mut buf).unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            let text = String::from_utf8(got).unwrap();
+            let replies: String = text.lines().map(|l| format!("{}\r\n", honest(l)[0])).collect();
+            socket.write_all(replies.as_bytes()).unwrap();
+            text
+        });
+        let tcp = TcpStream::connect(addr).unwrap();
+        let ftp = Ftp::connect_with_stream(tcp).unwrap();
+        let c = Connection { ftp, security: Security::Plain, tls: None, data_note: DataNote::default() };
+        let mut s = FtpSession::new(c);
+        assert!(matches!(s.mdtm_pipelined(&paths(4), None).unwrap(), Pipelined::Done(t) if t.len() == 4));
+        assert_eq!(h.join().unwrap(), "MDTM /d/f0\r\nMDTM /d/f1\r\nMDTM /d/f2\r\nMDTM /d/f3\r\nNOOP\r\n");
     }
 }
