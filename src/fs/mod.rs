@@ -695,6 +695,7 @@ impl Fs {
             Err(e) => {
                 if let Some(p) = &self.files_ahead {
                     p.served(fetched, false);
+                    p.reader_closed(&path);
                 }
                 return Err(e);
             }
@@ -717,6 +718,7 @@ impl Fs {
     /// Tells the prefetch that `path` is opened for reading (see [`prefetch_files`]).
     fn walk_opened(&self, path: &str) -> Option<prefetch_files::Fetched> {
         let p = self.files_ahead.as_ref()?;
+        p.reader_opened(path);
         let (dir, name) = split(path);
         let listing = self.dirs.peek(dir)?;
         p.opened(dir, name, &listing, self)
@@ -908,6 +910,9 @@ impl Fs {
         }
         let _released = matches!(handle, Some(Handle::Write(_))).then(|| Released(&self.releasing));
         if let Some(Handle::Read(r, _)) = &handle {
+            if let Some(p) = &self.files_ahead {
+                p.reader_closed(&r.path);
+            }
             if let Some(p) = r.park(self.server_mtime(&r.path)) {
                 if let Some(old) = self.parked.lock().insert(r.path.clone(), p) {
                     old.end();

@@ -131,6 +131,9 @@ struct State {
     in_flight: HashMap<String, (Item, bool)>,
     /// Fetched whole, not opened yet.
     ready: HashMap<String, Ready>,
+    /// Files open for reading now, and by how many: their readers download them, so a
+    /// prefetch of them would send the same bytes twice.
+    reading: HashMap<String, usize>,
     stopped: bool,
 }
 
@@ -142,7 +145,10 @@ impl State {
     }
 
     fn known(&self, path: &str) -> bool {
-        self.in_flight.contains_key(path) || self.ready.contains_key(path) || self.queue.iter().any(|i| i.path == path)
+        self.in_flight.contains_key(path)
+            || self.ready.contains_key(path)
+            || self.reading.contains_key(path)
+            || self.queue.iter().any(|i| i.path == path)
     }
 
     fn drop_queued_in(&mut self, dir: &str) {
@@ -258,6 +264,25 @@ impl FilePrefetcher {
         }
         self.top_up(&mut st, dir, listing, view);
         fetched
+    }
+
+    /// A reader opens `path` (before [`Self::opened`], whether or not its directory is
+    /// listed): until [`Self::reader_closed`], the file is not fetched ahead.
+    pub fn reader_opened(&self, path: &str) {
+        let mut st = self.state.lock();
+        *st.reading.entry(path.to_string()).or_default() += 1;
+        st.queue.retain(|i| i.path != path);
+    }
+
+    /// A reader of `path` closed it (or its open failed).
+    pub fn reader_closed(&self, path: &str) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.reading.get_mut(path) {
+            *n -= 1;
+            if *n == 0 {
+                st.reading.remove(path);
+            }
+        }
     }
 
     /// After `opened`, once the content cache was asked: whether what was fetched ahead is
@@ -476,7 +501,11 @@ impl FilePrefetcher {
             return Some(None);
         }
         let mut st = self.state.lock();
-        let item = st.queue.pop_front();
+        // Opened by a reader since it was queued: left to that reader.
+        let mut item = st.queue.pop_front();
+        while item.as_ref().is_some_and(|i| st.reading.contains_key(&i.path)) {
+            item = st.queue.pop_front();
+        }
         if let Some(i) = &item {
             st.in_flight.insert(i.path.clone(), (i.clone(), false));
         }

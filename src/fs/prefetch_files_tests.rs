@@ -368,3 +368,24 @@ fn off_without_the_content_cache_or_with_zero_files() {
     let r = rig(fake, 0);
     assert!(r.fs.prefetch_stats().is_none());
 }
+
+#[test]
+fn a_file_open_in_another_reader_is_not_fetched_ahead_too() {
+    // A file manager reads several images at once: one reader holds f004 while another
+    // walks past it. f004 is its reader's to download; the prefetch leaves it alone.
+    let fake = Arc::new(FakeRemote::new());
+    let files = folder(&fake, 20);
+    let r = rig(fake, 8);
+    let d = r.list();
+    let held = r.fs.open(r.fs.lookup(d, "f004").unwrap().ino, READ).unwrap();
+    for i in 0..3 {
+        assert_eq!(&r.read(d, &format!("f{i:03}")), &files[i]);
+    }
+    r.settle();
+    assert_eq!(r.downloads_of("d/f004"), 0, "f004 is left to the reader that has it open");
+    let read = r.fs.read(held, 0, 1 << 20).unwrap();
+    assert_eq!(read, files[4]);
+    r.fs.release(held);
+    assert_eq!(r.downloads_of("d/f004"), 1, "f004 was sent once");
+    assert!(r.downloads_of("d/f005") == 1, "the files after it are fetched ahead as before");
+}
