@@ -11,7 +11,7 @@
 //! `<key>.json` (path, version, the ranges held). The ranges are written only after the
 //! bytes are on disk, so a crash can lose ranges but never claim bytes that are not there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 /// A file bigger than this share of the limit is not kept: it would push out everything else.
@@ -107,6 +107,34 @@ struct Entry {
     dirty: AtomicBool,
     /// Dropped from the cache (evicted, or the file changed): readers stop storing.
     dropped: AtomicBool,
+    /// Downloads of this version under way, and where each has got to: a reader about to
+    /// need bytes one of them is bringing waits for them instead of fetching them again.
+    downloads: Mutex<Downloads>,
+    /// Signalled when a download moves on or ends.
+    progress: Condvar,
+}
+
+#[derive(Default)]
+struct Downloads {
+    next_id: u64,
+    /// The offset each download has reached, by id.
+    at: HashMap<u64, u64>,
+}
+
+impl Entry {
+    fn new(path: String, key: String, version: Version, ranges: Ranges, dirty: bool) -> Entry {
+        Entry {
+            path,
+            key,
+            version: Mutex::new(version),
+            uploaded: Mutex::new(None),
+            ranges: Mutex::new(ranges),
+            dirty: AtomicBool::new(dirty),
+            dropped: AtomicBool::new(false),
+            downloads: Mutex::new(Downloads::default()),
+            progress: Condvar::new(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,15 +225,7 @@ impl ContentCache {
                 Some(m) if data_len == Some(m.version.size) && key.starts_with(&key_of(&m.path)) => {
                     let held = m.ranges.total();
                     idx.used += held;
-                    let entry = Entry {
-                        path: m.path.clone(),
-                        key,
-                        version: Mutex::new(m.version),
-                        uploaded: Mutex::new(None),
-                        ranges: Mutex::new(m.ranges),
-                        dirty: AtomicBool::new(false),
-                        dropped: AtomicBool::new(false),
-                    };
+                    let entry = Entry::new(m.path.clone(), key, m.version, m.ranges, false);
                     // Two entries for one path (a crash between writing one and removing the
                     // other): the newer stays.
                     if let Some(old) = idx.entries.put(m.path, Arc::new(entry)) {
@@ -272,15 +292,7 @@ impl ContentCache {
             tracing::debug!("content cache: creating {}: {e}", data.display());
             return None;
         }
-        let entry = Arc::new(Entry {
-            path: path.to_string(),
-            key,
-            version: Mutex::new(version),
-            uploaded: Mutex::new(None),
-            ranges: Mutex::new(Ranges::default()),
-            dirty: AtomicBool::new(true),
-            dropped: AtomicBool::new(false),
-        });
+        let entry = Arc::new(Entry::new(path.to_string(), key, version, Ranges::default(), true));
         idx.entries.put(path.to_string(), entry.clone());
         Some(entry)
     }
@@ -526,6 +538,61 @@ impl CachedFile {
     pub fn complete(&self) -> bool {
         let size = self.entry.version.lock().size;
         self.entry.ranges.lock().covered_from(0) >= size
+    }
+
+    /// Waits for the byte at `at` when another download of this file is at most `within`
+    /// bytes before it and moving. `Ok` once the byte is held; otherwise the caller is to
+    /// download it, under the mark returned (taken in the same step, so of two readers
+    /// arriving at once, one downloads and the other waits). Gives up waiting when that
+    /// download ends or makes no progress for `patience`.
+    pub fn wait_for(&self, at: u64, within: u64, patience: Duration) -> Result<(), Downloading> {
+        let e = &self.entry;
+        let mut d = e.downloads.lock();
+        let mut waited_out = false;
+        loop {
+            if self.holds(at) {
+                return Ok(());
+            }
+            let heading_here = d.at.values().any(|&pos| pos <= at && at - pos <= within);
+            if !heading_here || waited_out || e.dropped.load(Ordering::Relaxed) {
+                return Err(self.mark(&mut d, at));
+            }
+            waited_out = e.progress.wait_for(&mut d, patience).timed_out();
+        }
+    }
+
+    /// Marks a download of this file from `from` on (see [`Self::wait_for`]); it ends when
+    /// the mark is dropped.
+    pub fn downloading(&self, from: u64) -> Downloading {
+        self.mark(&mut self.entry.downloads.lock(), from)
+    }
+
+    fn mark(&self, d: &mut Downloads, from: u64) -> Downloading {
+        let id = d.next_id;
+        d.next_id += 1;
+        d.at.insert(id, from);
+        Downloading { entry: self.entry.clone(), id }
+    }
+}
+
+/// A download of a cached file under way (see [`CachedFile::downloading`]).
+pub struct Downloading {
+    entry: Arc<Entry>,
+    id: u64,
+}
+
+impl Downloading {
+    /// The download has reached `pos` (its bytes before that are stored).
+    pub fn at(&self, pos: u64) {
+        self.entry.downloads.lock().at.insert(self.id, pos);
+        self.entry.progress.notify_all();
+    }
+}
+
+impl Drop for Downloading {
+    fn drop(&mut self) {
+        self.entry.downloads.lock().at.remove(&self.id);
+        self.entry.progress.notify_all();
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::content::CachedFile;
+use super::content::{CachedFile, Downloading};
 use crate::remote::{ReadStream, Remote, RemoteError, Result};
 
 /// How reading from a transfer failed.
@@ -46,7 +46,13 @@ struct Open {
     pos: u64,
     since: Instant,
     last_used: Instant,
+    /// Shows other readers of the file where this download is (it fills the cache).
+    mark: Option<Downloading>,
 }
+
+/// How long a reader waits for another reader's download of the same file to move on before
+/// it starts its own (that reader may have stopped reading).
+const SHARE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// At most this much of what has already arrived is kept when a download ends early.
 const KEEP_ARRIVED: usize = 8 << 20;
@@ -55,12 +61,15 @@ impl Open {
     /// Ends the download: what has already arrived goes to the cache (the server sent it
     /// anyway), and the server's reply is waited for beside the caller.
     fn end(mut self, cache: Option<&CachedFile>) {
+        // Readers waiting for this download stop waiting now, not after the server's reply.
+        let mark = self.mark.take();
         if let Some(c) = cache {
             let arrived = self.stream.take_arrived(KEEP_ARRIVED);
             if !arrived.is_empty() {
                 c.downloaded(self.pos, &arrived);
             }
         }
+        drop(mark);
         std::thread::spawn(move || drop(self));
     }
 }
@@ -115,9 +124,17 @@ struct State {
     probe: bool,
     /// What the content cache holds of this version of the file; downloads fill it.
     cache: Option<CachedFile>,
+    /// This reader is to download the bytes the current read wants (see
+    /// [`CachedFile::wait_for`]): the mark, until its transfer is opened.
+    claim: Option<Downloading>,
 }
 
 impl State {
+    /// Whether the open stream can serve `at` (it is there, or a small skip ahead).
+    fn reusable(&self, at: u64) -> bool {
+        self.stream.as_ref().is_some_and(|o| at >= o.pos && at - o.pos <= SKIP_LIMIT)
+    }
+
     /// Records bytes read from the server at `at`.
     fn record(&mut self, at: u64, bytes: &[u8]) {
         self.window.push(at, bytes);
@@ -125,6 +142,13 @@ impl State {
             if !c.downloaded(at, bytes) {
                 self.cache = None;
             }
+        }
+    }
+
+    /// Tells readers waiting for the stream's bytes that it moved on (after `record`).
+    fn moved_on(&self) {
+        if let Some(Open { mark: Some(m), pos, .. }) = &self.stream {
+            m.at(*pos);
         }
     }
 }
@@ -192,15 +216,34 @@ impl ReadHandle {
         let len = len.min((size - offset) as usize);
         let mut st = self.state.lock();
         let mut out = st.window.get(offset, len).to_vec();
-        if out.len() < len {
-            if let Some(c) = &st.cache {
-                out.extend(c.read(offset + out.len() as u64, len - out.len()));
+        while out.len() < len {
+            let at = offset + out.len() as u64;
+            let Some(c) = &st.cache else { break };
+            let held = c.read(at, len - out.len());
+            if !held.is_empty() {
+                out.extend(held);
+                continue;
+            }
+            // Another reader's download of this file is about to bring these bytes (a file
+            // manager's thumbnailer and its sniffer read an image at once): wait for them
+            // rather than have the server send them twice.
+            if st.reusable(at) {
+                break;
+            }
+            match c.wait_for(at, SKIP_LIMIT, SHARE_PATIENCE) {
+                Ok(()) => {}
+                Err(mark) => {
+                    st.claim = Some(mark);
+                    break;
+                }
             }
         }
         st.probe = want > len;
         if out.len() < len {
             let at = offset + out.len() as u64;
-            out.extend_from_slice(&self.read_stream(&mut st, remote, at, len - out.len())?);
+            let read = self.read_stream(&mut st, remote, at, len - out.len());
+            st.claim = None;
+            out.extend_from_slice(&read?);
         }
         if want > len && out.len() == len {
             out.extend_from_slice(&self.past_end(&mut st, want - len));
@@ -234,8 +277,7 @@ impl ReadHandle {
         len: usize,
         short_is_broken: bool,
     ) -> std::result::Result<Vec<u8>, StreamError> {
-        let reusable = st.stream.as_ref().is_some_and(|o| at >= o.pos && at - o.pos <= SKIP_LIMIT);
-        if !reusable {
+        if !st.reusable(at) {
             // Ending a transfer waits for the server's reply (a round trip): let that happen
             // beside the new request, which takes another session (or this one, once freed).
             if let Some(old) = st.stream.take() {
@@ -247,8 +289,15 @@ impl ReadHandle {
             let cached_start = st.cache.as_ref().is_some_and(|c| c.holds(0));
             let from = if st.window.data.is_empty() && at <= SKIP_LIMIT && !cached_start { 0 } else { at };
             let now = Instant::now();
+            let mark = match st.claim.take() {
+                Some(m) => {
+                    m.at(from);
+                    Some(m)
+                }
+                None => st.cache.as_ref().map(|c| c.downloading(from)),
+            };
             let stream = remote.open_read(&self.path, from).map_err(StreamError::Start)?;
-            st.stream = Some(Open { stream, pos: from, since: now, last_used: now });
+            st.stream = Some(Open { stream, pos: from, since: now, last_used: now, mark });
         }
         let mut result = read_at(st, at, len);
         let open = st.stream.as_mut().expect("just set");
@@ -363,6 +412,7 @@ fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Vec<u8>> 
         open.pos += skipped.len() as u64;
         let short = skipped.len() < skip;
         st.record(from, &skipped);
+        st.moved_on();
         if short {
             return Ok(Vec::new());
         }
@@ -371,6 +421,7 @@ fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Vec<u8>> 
     let buf = fill(&mut open.stream, len)?;
     open.pos += buf.len() as u64;
     st.record(offset, &buf);
+    st.moved_on();
     Ok(buf)
 }
 
@@ -444,6 +495,53 @@ mod tests {
         assert_eq!(h.read(&fake, 3 << 20, 100).unwrap(), &d[3 << 20..(3 << 20) + 100]);
         assert_eq!(h.read(&fake, 10, 100).unwrap(), &d[10..110], "backwards restarts");
         assert_eq!(fake.opens.load(Ordering::SeqCst), 3);
+    }
+
+    /// Two handles on one file, sharing a content cache entry.
+    fn two_readers(fake: &FakeRemote, d: &[u8]) -> (ReadHandle, ReadHandle, tempfile::TempDir) {
+        fake.add_file("f", d, SystemTime::now());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = super::super::content::ContentCache::open(dir.path(), 1 << 30).unwrap();
+        let version = super::super::content::Version::of(d.len() as u64, SystemTime::UNIX_EPOCH);
+        let handle = || ReadHandle::new("f".into(), d.len() as u64, cache.open_file("f", version));
+        (handle(), handle(), dir)
+    }
+
+    fn read_whole(h: &ReadHandle, fake: &FakeRemote, size: usize, pause: Duration) -> Vec<u8> {
+        let mut got = Vec::new();
+        while got.len() < size {
+            got.extend(h.read(fake, got.len() as u64, 64 * 1024).unwrap());
+            std::thread::sleep(pause);
+        }
+        got
+    }
+
+    #[test]
+    fn two_readers_of_a_file_at_once_share_one_download() {
+        let fake = FakeRemote::new();
+        let d = data(3 << 20);
+        let (a, b, _dir) = two_readers(&fake, &d);
+        std::thread::scope(|s| {
+            let first = s.spawn(|| read_whole(&a, &fake, d.len(), Duration::from_millis(2)));
+            std::thread::sleep(Duration::from_millis(20));
+            let second = s.spawn(|| read_whole(&b, &fake, d.len(), Duration::ZERO));
+            assert!(first.join().unwrap() == d, "the first reader's bytes");
+            assert!(second.join().unwrap() == d, "the second reader's bytes");
+        });
+        assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "one download served both");
+    }
+
+    #[test]
+    fn a_reader_that_stops_is_not_waited_for_long() {
+        let fake = FakeRemote::new();
+        let d = data(3 << 20);
+        let (a, b, _dir) = two_readers(&fake, &d);
+        // The first reader takes 128 KiB and keeps the file open, reading no more.
+        assert_eq!(a.read(&fake, 0, 128 * 1024).unwrap(), &d[..128 * 1024]);
+        let start = Instant::now();
+        assert!(read_whole(&b, &fake, d.len(), Duration::ZERO) == d);
+        assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
+        assert_eq!(fake.opens.load(Ordering::SeqCst), 2, "the second reader fetched the rest itself");
     }
 
     #[test]
