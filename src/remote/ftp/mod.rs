@@ -992,6 +992,9 @@ impl Remote for FtpRemote {
                     Err(e) => return Err(e),
                 }
             }
+            if s.features.mdtm && Pipelining::from_u8(s.features.pipelining.load(Ordering::Relaxed)) == Pipelining::Works {
+                return self.size_and_time_pipelined(s, &p);
+            }
             let size = match s.size(&p) {
                 Ok(Some(n)) => n,
                 Ok(None) => return Err(RemoteError::Unsupported(format!("{p}: the server does not tell its size"))),
@@ -1000,6 +1003,46 @@ impl Remote for FtpRemote {
             };
             Ok(Some((size, if s.features.mdtm { self.zone.from_mdtm(s.mdtm(&p)?) } else { None })))
         })
+    }
+}
+
+impl FtpRemote {
+    /// `SIZE` and `MDTM` of `p` sent at once (one round trip: an open's revalidation), on a
+    /// server known to take commands sent without waiting. A surprise in the replies leaves
+    /// the session out of step: it is retired and the server asked one command at a time
+    /// from then on (the caller's retry does that).
+    fn size_and_time_pipelined(&self, s: &mut FtpSession, p: &str) -> Result<Option<(u64, Option<SystemTime>)>> {
+        const ANSWER: [suppaftp::Status; 1] = [suppaftp::Status::File];
+        let commands = [(format!("SIZE {p}"), &ANSWER[..]), (format!("MDTM {p}"), &ANSWER[..])];
+        let replies = match s.pipeline(&commands, None)? {
+            Pipelined::Done(replies) => replies,
+            Pipelined::Surprise(why) => {
+                s.features.pipelining.store(Pipelining::Refused as u8, Ordering::Relaxed);
+                tracing::info!(
+                    "the server did not answer SIZE and MDTM sent at once as expected ({why}); \
+                     sending commands one at a time from now on"
+                );
+                return Err(RemoteError::Connection(format!("asking the size and time of {p}: {why}")));
+            }
+        };
+        let mut replies = replies.into_iter();
+        let size = match replies.next().expect("one reply per command") {
+            Ok(text) => text.rsplit(' ').next().and_then(|n| n.trim().parse::<u64>().ok()),
+            Err((550, _)) => return Ok(None),
+            Err((code, text)) if code >= 500 => {
+                return Err(RemoteError::Unsupported(format!("{p}: the server does not tell its size ({code} {text})")));
+            }
+            Err((code, text)) => return Err(reply_error(&format!("asking the size of {p} (SIZE)"), code, &text)),
+        };
+        let Some(size) = size else {
+            return Err(RemoteError::Unsupported(format!("{p}: the server's SIZE reply has no size")));
+        };
+        let mtime = match replies.next().expect("one reply per command") {
+            Ok(text) => listing::parse_mdtm_reply(&text),
+            Err((code, _)) if code >= 500 => None,
+            Err((code, text)) => return Err(reply_error(&format!("asking the time of {p} (MDTM)"), code, &text)),
+        };
+        Ok(Some((size, self.zone.from_mdtm(mtime))))
     }
 }
 

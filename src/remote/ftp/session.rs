@@ -245,6 +245,9 @@ pub struct FtpSession {
     pub security: Security,
     pub tls: Option<Arc<SessionTls>>,
     pub data_note: DataNote,
+    /// A `REST` not known to be used up (the transfer after it failed): the next transfer
+    /// sends its own offset, even 0, so it cannot start where that one asked.
+    rest_pending: bool,
 }
 
 /// Set when a data connection went to the control peer instead of the private address the
@@ -292,6 +295,7 @@ impl FtpSession {
             security: c.security,
             tls: c.tls,
             data_note: c.data_note,
+            rest_pending: false,
         }
     }
 
@@ -653,18 +657,32 @@ impl FtpSession {
         }
     }
 
-    /// Starts a download at `offset` (`REST` + `RETR`).
+    /// Starts a download at `offset` (`REST` + `RETR`; from the start, `RETR` alone: a round
+    /// trip less for every whole-file read).
     pub fn retr(&mut self, path: &str, offset: u64) -> Result<Transfer> {
         let what = format!("reading {path} from byte {offset}");
         let offset =
             usize::try_from(offset).map_err(|_| RemoteError::Unsupported(format!("{what}: offset too large")))?;
-        self.ftp.resume_transfer(offset).map_err(|e| reply::map(&what, e))?;
-        self.ftp.retr_as_stream(path).map_err(|e| self.tls_detail(&what, e))
+        self.restart_at(offset, &what)?;
+        let stream = self.ftp.retr_as_stream(path).map_err(|e| self.tls_detail(&what, e))?;
+        self.rest_pending = false;
+        Ok(stream)
+    }
+
+    /// `REST offset` where needed: for an offset, or to undo a `REST` not used up.
+    fn restart_at(&mut self, offset: usize, what: &str) -> Result<()> {
+        if offset > 0 || self.rest_pending {
+            self.rest_pending = true;
+            self.ftp.resume_transfer(offset).map_err(|e| reply::map(what, e))?;
+            self.rest_pending = offset > 0;
+        }
+        Ok(())
     }
 
     /// Starts an upload (`STOR`, or `APPE` to append).
     pub fn stor(&mut self, path: &str, append: bool) -> Result<Transfer> {
         let what = format!("uploading {path}");
+        self.restart_at(0, &what)?;
         let r = if append { self.ftp.append_with_stream(path) } else { self.ftp.put_with_stream(path) };
         r.map_err(|e| self.tls_detail(&what, e))
     }
