@@ -208,8 +208,9 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         // A quarter of the sessions at most, so a walk never crowds out reads and writes.
         prefetch_workers: (max / 4).clamp(1, 4),
         prefetch_files: p.options.prefetch_files.unwrap_or(DEFAULT_PREFETCH_FILES),
-        // The same share for files fetched ahead: a quarter of the sessions (one at least).
-        prefetch_file_sessions: (max / 4).max(1),
+        // Files fetched ahead: half of the sessions (one at least). They start only on a
+        // session nobody waits for and give it back as soon as somebody does.
+        prefetch_file_sessions: (max / 2).max(1),
         write_back: p.options.write_back.then_some(queue),
         content_cache,
         watch_interval: p.options.watch_interval.unwrap_or(DEFAULT_WATCH_INTERVAL),
