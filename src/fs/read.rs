@@ -2,7 +2,9 @@
 //! sequential, skipped forward over small gaps, restarted at the new offset for far jumps,
 //! and given back to the pool when idle or when other requests wait for a session.
 
+use std::collections::VecDeque;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -23,6 +25,66 @@ impl StreamError {
         match self {
             StreamError::Start(e) | StreamError::Broken(e) => e,
         }
+    }
+}
+
+/// Bytes for a reply. Bytes read from the server are shared with the window of recent bytes
+/// (see [`Window`]) rather than copied: a read of a file at full speed moves every byte once
+/// from the TLS stream into a buffer and from there into the kernel.
+#[derive(Clone, Debug, Default)]
+pub struct Bytes {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Bytes {
+    /// The first `n` bytes (all if there are fewer).
+    pub fn truncate(&mut self, n: usize) {
+        self.end = self.end.min(self.start + n);
+    }
+
+    /// The bytes at `from..to` of these.
+    fn slice(&self, from: usize, to: usize) -> Bytes {
+        Bytes { buf: self.buf.clone(), start: self.start + from, end: self.start + to.min(self.len()) }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        let end = v.len();
+        Bytes { buf: Arc::new(v), start: 0, end }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl PartialEq<[u8]> for Bytes {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&[u8]> for Bytes {
+    fn eq(&self, other: &&[u8]) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Vec<u8>> for Bytes {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == other[..]
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Bytes {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        **self == other[..]
     }
 }
 
@@ -68,42 +130,87 @@ impl Open {
 /// The bytes most recently read from the server. The kernel sends a file's read-ahead as
 /// several requests at once, which reach us slightly out of order; serving the late ones from
 /// here keeps one stream going instead of restarting the transfer for each (a restart costs
-/// several round trips).
+/// several round trips). Kept as the buffers they were read into (no copy), and buffers that
+/// leave it are used again for the next reads (no allocation, no zeroing).
 #[derive(Default)]
 struct Window {
-    start: u64,
-    data: Vec<u8>,
+    /// Consecutive pieces of the file: each starts where the one before ends.
+    chunks: VecDeque<(u64, Bytes)>,
+    held: usize,
+    /// Buffers no one else holds any more, for the next reads.
+    spare: Vec<Vec<u8>>,
 }
 
 /// How much of the recent past a window keeps (the kernel's read-ahead is at most 1 MiB).
 const WINDOW: usize = 2 << 20;
+/// How many unused buffers a window keeps for the next reads.
+const SPARE: usize = 4;
 
 impl Window {
-    fn end(&self) -> u64 {
-        self.start + self.data.len() as u64
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
     }
 
-    /// The bytes at `offset..offset + len` that the window holds, from `offset` on.
-    fn get(&self, offset: u64, len: usize) -> &[u8] {
-        if offset < self.start || offset >= self.end() {
-            return &[];
+    fn end(&self) -> Option<u64> {
+        self.chunks.back().map(|(at, b)| at + b.len() as u64)
+    }
+
+    /// The bytes at `offset..offset + len` that the window holds, from `offset` on: shared
+    /// when one piece holds them all, else copied together.
+    fn get(&self, offset: u64, len: usize) -> Bytes {
+        let Some(i) = self.chunks.iter().position(|(at, b)| offset >= *at && offset < at + b.len() as u64) else {
+            return Bytes::default();
+        };
+        let (at, first) = &self.chunks[i];
+        let from = (offset - at) as usize;
+        if first.len() - from >= len || i + 1 == self.chunks.len() {
+            return first.slice(from, from + len);
         }
-        let from = (offset - self.start) as usize;
-        &self.data[from..(from + len).min(self.data.len())]
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&first[from..]);
+        for (_, b) in self.chunks.iter().skip(i + 1) {
+            if out.len() >= len {
+                break;
+            }
+            out.extend_from_slice(&b[..(len - out.len()).min(b.len())]);
+        }
+        out.into()
     }
 
     /// Records bytes read from the server at `at`.
-    fn push(&mut self, at: u64, bytes: &[u8]) {
-        if at != self.end() {
-            self.start = at;
-            self.data.clear();
+    fn push(&mut self, at: u64, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
         }
-        self.data.extend_from_slice(bytes);
-        if self.data.len() > 2 * WINDOW {
-            let drop = self.data.len() - WINDOW;
-            self.data.drain(..drop);
-            self.start += drop as u64;
+        if self.end() != Some(at) {
+            while let Some((_, old)) = self.chunks.pop_front() {
+                self.recycle(old);
+            }
+            self.held = 0;
         }
+        self.held += bytes.len();
+        self.chunks.push_back((at, bytes));
+        while self.chunks.front().is_some_and(|(_, b)| self.held - b.len() >= WINDOW) {
+            let (_, old) = self.chunks.pop_front().expect("just seen");
+            self.held -= old.len();
+            self.recycle(old);
+        }
+    }
+
+    fn recycle(&mut self, b: Bytes) {
+        if self.spare.len() < SPARE {
+            if let Ok(buf) = Arc::try_unwrap(b.buf) {
+                self.spare.push(buf);
+            }
+        }
+    }
+
+    /// A buffer of `len` bytes to read into (a spare one when there is one).
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        // Only bytes never used before are zeroed (a spare buffer was filled already).
+        buf.resize(len, 0);
+        buf
     }
 }
 
@@ -119,13 +226,13 @@ struct State {
 
 impl State {
     /// Records bytes read from the server at `at`.
-    fn record(&mut self, at: u64, bytes: &[u8]) {
-        self.window.push(at, bytes);
+    fn record(&mut self, at: u64, bytes: &Bytes) {
         if let Some(c) = &self.cache {
             if !c.downloaded(at, bytes) {
                 self.cache = None;
             }
         }
+        self.window.push(at, bytes.clone());
     }
 }
 
@@ -183,37 +290,38 @@ impl ReadHandle {
         self.state.try_lock().is_none_or(|st| st.stream.is_some())
     }
 
-    pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Bytes> {
         let size = self.size();
         if offset >= size || len == 0 {
-            return Ok(Vec::new());
+            return Ok(Bytes::default());
         }
         let want = len;
         let len = len.min((size - offset) as usize);
         let mut st = self.state.lock();
-        let mut out = st.window.get(offset, len).to_vec();
-        if out.len() < len {
+        let mut out = Gather::default();
+        out.add(st.window.get(offset, len));
+        if out.len < len {
             if let Some(c) = &st.cache {
-                out.extend(c.read(offset + out.len() as u64, len - out.len()));
+                out.add(c.read(offset + out.len as u64, len - out.len).into());
             }
         }
         st.probe = want > len;
-        if out.len() < len {
-            let at = offset + out.len() as u64;
-            out.extend_from_slice(&self.read_stream(&mut st, remote, at, len - out.len())?);
+        if out.len < len {
+            let at = offset + out.len as u64;
+            out.add(self.read_stream(&mut st, remote, at, len - out.len)?);
         }
-        if want > len && out.len() == len {
-            out.extend_from_slice(&self.past_end(&mut st, want - len));
+        if want > len && out.len == len {
+            out.add(self.past_end(&mut st, want - len));
         }
-        self.delivered.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(out)
+        self.delivered.fetch_add(out.len as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(out.into_bytes())
     }
 
     /// Reads `len` bytes at `at` from the open stream (skipping a small gap) or a new one. A
     /// transfer that breaks (a dropped connection, a restarted server) is started again at the
     /// same offset, up to [`RESTARTS`] times; the pool waits for a restarting server meanwhile
     /// (`--reconnect-timeout`).
-    fn read_stream(&self, st: &mut State, remote: &dyn Remote, at: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_stream(&self, st: &mut State, remote: &dyn Remote, at: u64, len: usize) -> Result<Bytes> {
         let mut restarts = 0;
         loop {
             match self.read_stream_once(st, remote, at, len, restarts < RESTARTS) {
@@ -233,7 +341,7 @@ impl ReadHandle {
         at: u64,
         len: usize,
         short_is_broken: bool,
-    ) -> std::result::Result<Vec<u8>, StreamError> {
+    ) -> std::result::Result<Bytes, StreamError> {
         let reusable = st.stream.as_ref().is_some_and(|o| at >= o.pos && at - o.pos <= SKIP_LIMIT);
         if !reusable {
             // Ending a transfer waits for the server's reply (a round trip): let that happen
@@ -245,7 +353,7 @@ impl ReadHandle {
             // read-ahead requests for the beginning find their bytes in the window (unless
             // the cache has the beginning).
             let cached_start = st.cache.as_ref().is_some_and(|c| c.holds(0));
-            let from = if st.window.data.is_empty() && at <= SKIP_LIMIT && !cached_start { 0 } else { at };
+            let from = if st.window.is_empty() && at <= SKIP_LIMIT && !cached_start { 0 } else { at };
             let now = Instant::now();
             let stream = remote.open_read(&self.path, from).map_err(StreamError::Start)?;
             st.stream = Some(Open { stream, pos: from, since: now, last_used: now });
@@ -333,14 +441,14 @@ impl ReadHandle {
 
     /// At the old end of the file, with the stream still there: up to `n` more bytes, which
     /// a file that grew has (close-to-open: what the transfer delivers is the truth).
-    fn past_end(&self, st: &mut State, n: usize) -> Vec<u8> {
+    fn past_end(&self, st: &mut State, n: usize) -> Bytes {
         let size = self.size();
-        let Some(open) = st.stream.as_mut().filter(|o| o.pos == size) else { return Vec::new() };
-        let extra = fill(&mut open.stream, n).unwrap_or_default();
+        let Some(open) = st.stream.as_mut().filter(|o| o.pos == size) else { return Bytes::default() };
+        let extra = fill(&mut open.stream, Vec::new(), n).unwrap_or_default();
         open.pos += extra.len() as u64;
         // Past the size this version has: the cache is for that version only.
         st.cache = None;
-        st.window.push(size, &extra);
+        st.window.push(size, extra.clone());
         if extra.len() < n {
             st.stream = None;
         }
@@ -354,31 +462,71 @@ impl ReadHandle {
 
 /// From the open stream: skips to `offset` (keeping the skipped bytes), then reads up to
 /// `len` bytes (fewer only at the end of the file).
-fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let open = st.stream.as_mut().expect("a stream is open");
-    let from = open.pos;
+fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let from = st.stream.as_ref().expect("a stream is open").pos;
     let skip = (offset - from) as usize;
     if skip > 0 {
-        let skipped = fill(&mut open.stream, skip)?;
+        let buf = st.window.buffer(skip);
+        let open = st.stream.as_mut().expect("a stream is open");
+        let skipped = fill(&mut open.stream, buf, skip)?;
         open.pos += skipped.len() as u64;
         let short = skipped.len() < skip;
         st.record(from, &skipped);
         if short {
-            return Ok(Vec::new());
+            return Ok(Bytes::default());
         }
     }
+    let buf = st.window.buffer(len);
     let open = st.stream.as_mut().expect("a stream is open");
-    let buf = fill(&mut open.stream, len)?;
-    open.pos += buf.len() as u64;
-    st.record(offset, &buf);
-    Ok(buf)
+    let got = fill(&mut open.stream, buf, len)?;
+    open.pos += got.len() as u64;
+    st.record(offset, &got);
+    Ok(got)
 }
 
-/// Up to `len` bytes from `r`, fewer only at its end (without zeroing a buffer first).
-fn fill(r: &mut dyn Read, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(len);
-    r.take(len as u64).read_to_end(&mut buf)?;
-    Ok(buf)
+/// Up to `len` bytes from `r` read into `buf` (at least `len` long), fewer only at its end.
+fn fill(r: &mut dyn Read, mut buf: Vec<u8>, len: usize) -> std::io::Result<Bytes> {
+    buf.resize(buf.len().max(len), 0);
+    let mut got = 0;
+    while got < len {
+        match r.read(&mut buf[got..len]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf.into())
+}
+
+/// The pieces of one reply: the first kept as it is, more copied together.
+#[derive(Default)]
+struct Gather {
+    first: Bytes,
+    more: Vec<u8>,
+    len: usize,
+}
+
+impl Gather {
+    fn add(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        self.len += b.len();
+        if self.first.is_empty() {
+            self.first = b;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.first);
+            }
+            self.more.extend_from_slice(&b);
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        if self.more.is_empty() { self.first } else { self.more.into() }
+    }
 }
 
 #[cfg(test)]
@@ -400,7 +548,7 @@ mod tests {
         let h = ReadHandle::new("f".into(), d.len() as u64, None);
         let mut got = Vec::new();
         for off in (0..d.len()).step_by(64 * 1024) {
-            got.extend(h.read(&fake, off as u64, 64 * 1024).unwrap());
+            got.extend_from_slice(&h.read(&fake, off as u64, 64 * 1024).unwrap());
         }
         assert_eq!(got, d);
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1);
@@ -422,6 +570,37 @@ mod tests {
             }
         }
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "no restarts");
+    }
+
+    #[test]
+    fn the_window_serves_pieces_and_spans_them() {
+        let d = data(3 * WINDOW);
+        let mut w = Window::default();
+        let piece = 300 * 1024;
+        for at in (0..d.len()).step_by(piece) {
+            let mut buf = w.buffer(piece.min(d.len() - at));
+            let n = buf.len();
+            buf.copy_from_slice(&d[at..at + n]);
+            w.push(at as u64, buf.into());
+        }
+        let end = d.len() as u64;
+        assert_eq!(w.end(), Some(end));
+        assert!(w.held >= WINDOW && w.held < WINDOW + piece, "{}", w.held);
+        let start = end - w.held as u64;
+        assert!(w.get(start - 1, 10).is_empty(), "before the window");
+        assert!(w.get(end, 10).is_empty(), "past it");
+        for (at, len) in [(start, 100), (start + piece as u64 - 50, 100), (start + 10, 3 * piece), (end - 20, 100)] {
+            let want = &d[at as usize..(at as usize + len).min(d.len())];
+            assert_eq!(w.get(at, len), want, "at {at}, {len} bytes");
+        }
+        // A buffer that leaves the window is read into again.
+        let first = w.chunks[0].1.as_ptr();
+        w.push(end, Bytes::from(vec![0; piece]));
+        assert_eq!(w.buffer(10).as_ptr(), first);
+        // Not where the last piece ended: the window starts again there.
+        w.push(7, Bytes::from(vec![1, 2, 3]));
+        assert_eq!((w.held, w.end()), (3, Some(10)));
+        assert_eq!(w.get(8, 10), &[2u8, 3][..]);
     }
 
     #[test]
