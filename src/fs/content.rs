@@ -499,6 +499,11 @@ impl CachedFile {
         true
     }
 
+    /// Whether the entry was dropped (evicted, the file changed, the disk refused).
+    pub fn dropped(&self) -> bool {
+        self.entry.dropped.load(Ordering::Relaxed)
+    }
+
     /// Whether the byte at `offset` is held.
     pub fn holds(&self, offset: u64) -> bool {
         self.entry.uploaded.lock().is_none() && self.entry.ranges.lock().covered_from(offset) > 0

@@ -768,6 +768,11 @@ impl Fs {
                 Ok(())
             }
             Handle::Write(h) if h.opener == pid => self.commit(&h),
+            // What was read is in the content cache when `close` returns.
+            Handle::Read(h, _) => {
+                h.settle();
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -221,15 +221,20 @@ struct State {
     /// The current read wants bytes past `size`: keep the stream at the end to look for more.
     probe: bool,
     /// What the content cache holds of this version of the file; downloads fill it.
-    cache: Option<CachedFile>,
+    cache: Option<Arc<CachedFile>>,
+    /// Bytes were handed to the cache writer (see [`CacheWriter`]).
+    storing: bool,
 }
 
 impl State {
     /// Records bytes read from the server at `at`.
     fn record(&mut self, at: u64, bytes: &Bytes) {
         if let Some(c) = &self.cache {
-            if !c.downloaded(at, bytes) {
+            if c.dropped() {
                 self.cache = None;
+            } else {
+                CacheWriter::get().store(c, at, bytes.clone());
+                self.storing = true;
             }
         }
         self.window.push(at, bytes.clone());
@@ -242,7 +247,7 @@ impl State {
 pub struct Parked {
     stream: Open,
     window: Window,
-    cache: Option<CachedFile>,
+    cache: Option<Arc<CachedFile>>,
     pub size: u64,
     pub mtime: Option<std::time::SystemTime>,
 }
@@ -254,7 +259,7 @@ impl Parked {
 
     /// Ends the download no one came back for (see [`Open::end`]).
     pub fn end(self) {
-        self.stream.end(self.cache.as_ref());
+        self.stream.end(self.cache.as_deref());
     }
 }
 
@@ -279,7 +284,7 @@ impl ReadHandle {
             path,
             size: size.into(),
             grown: Default::default(),
-            state: Mutex::new(State { cache, ..State::default() }),
+            state: Mutex::new(State { cache: cache.map(Arc::new), ..State::default() }),
             delivered: Default::default(),
             opened: Instant::now(),
         }
@@ -347,7 +352,7 @@ impl ReadHandle {
             // Ending a transfer waits for the server's reply (a round trip): let that happen
             // beside the new request, which takes another session (or this one, once freed).
             if let Some(old) = st.stream.take() {
-                old.end(st.cache.as_ref());
+                old.end(st.cache.as_deref());
             }
             // The first read of a file near its start: start at 0, so the kernel's other
             // read-ahead requests for the beginning find their bytes in the window (unless
@@ -392,7 +397,7 @@ impl ReadHandle {
         if let Some(mut st) = self.state.try_lock() {
             if st.stream.as_ref().is_some_and(|o| o.last_used.elapsed() >= idle) {
                 if let Some(old) = st.stream.take() {
-                    old.end(st.cache.as_ref());
+                    old.end(st.cache.as_deref());
                 }
             }
         }
@@ -405,14 +410,24 @@ impl ReadHandle {
     /// The open download, for the next open of the file (see [`Parked`]); none while a read
     /// is in progress or when the transfer is at the end.
     pub fn park(&self, mtime: Option<std::time::SystemTime>) -> Option<Parked> {
+        self.settle();
         let mut st = self.state.try_lock()?;
         let stream = st.stream.take().filter(|o| o.pos < self.size())?;
         if self.size() - stream.pos > PARK_UP_TO {
-            stream.end(st.cache.as_ref());
+            stream.end(st.cache.as_deref());
             return None;
         }
         let (window, cache) = (std::mem::take(&mut st.window), st.cache.take());
         Some(Parked { stream, window, cache, size: self.size(), mtime })
+    }
+
+    /// Returns once what this handle downloaded is in the content cache (at close: the next
+    /// open finds it there, as if it had been written at once).
+    pub fn settle(&self) {
+        let storing = std::mem::take(&mut self.state.lock().storing);
+        if storing {
+            CacheWriter::get().settle();
+        }
     }
 
     /// Continues a download a reader of the same version left (see [`Parked`]).
@@ -457,6 +472,94 @@ impl ReadHandle {
             self.grown.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         extra
+    }
+}
+
+/// Writes downloaded bytes into the content cache beside the readers, so a read does not wait
+/// for the disk (on a fast link, writing every byte into the cache's file costs about as much
+/// as everything else a read does). At most [`QUEUED`] bytes wait; a reader that gets further
+/// ahead waits for the writer. One per process; the buffers are shared, not copied.
+struct CacheWriter {
+    queue: Mutex<Queue>,
+    more: parking_lot::Condvar,
+    room: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    bytes: usize,
+}
+
+enum Job {
+    Store(Arc<CachedFile>, u64, Bytes),
+    /// Answered once every job before it is done.
+    Mark(std::sync::mpsc::Sender<()>),
+}
+
+/// How many downloaded bytes may wait for the cache writer.
+const QUEUED: usize = 4 << 20;
+/// Longest wait at close for the cache writer (a disk that stopped answering).
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
+impl CacheWriter {
+    fn get() -> &'static CacheWriter {
+        static WRITER: std::sync::OnceLock<&'static CacheWriter> = std::sync::OnceLock::new();
+        WRITER.get_or_init(|| {
+            let w: &'static CacheWriter = Box::leak(Box::new(CacheWriter {
+                queue: Mutex::new(Queue::default()),
+                more: parking_lot::Condvar::new(),
+                room: parking_lot::Condvar::new(),
+            }));
+            std::thread::Builder::new().name("cache-writer".into()).spawn(move || w.run()).expect("a thread");
+            w
+        })
+    }
+
+    fn store(&self, c: &Arc<CachedFile>, at: u64, bytes: Bytes) {
+        let mut q = self.queue.lock();
+        while q.bytes >= QUEUED {
+            self.room.wait(&mut q);
+        }
+        q.bytes += bytes.len();
+        q.jobs.push_back(Job::Store(c.clone(), at, bytes));
+        self.more.notify_one();
+    }
+
+    /// Waits until what was handed over before is written.
+    fn settle(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.queue.lock().jobs.push_back(Job::Mark(tx));
+        self.more.notify_one();
+        let _ = rx.recv_timeout(SETTLE_WAIT);
+    }
+
+    fn run(&self) {
+        loop {
+            let job = {
+                let mut q = self.queue.lock();
+                loop {
+                    if let Some(j) = q.jobs.pop_front() {
+                        break j;
+                    }
+                    self.more.wait(&mut q);
+                }
+            };
+            match job {
+                Job::Store(c, at, bytes) => {
+                    // A refusal drops the entry; its reader sees that and stops handing over.
+                    c.downloaded(at, &bytes);
+                    drop(c);
+                    let mut q = self.queue.lock();
+                    q.bytes -= bytes.len();
+                    drop(bytes);
+                    self.room.notify_all();
+                }
+                Job::Mark(tx) => {
+                    let _ = tx.send(());
+                }
+            }
+        }
     }
 }
 
