@@ -224,6 +224,10 @@ struct State {
     cache: Option<Arc<CachedFile>>,
     /// Bytes were handed to the cache writer (see [`CacheWriter`]).
     storing: bool,
+    /// Bytes of this file waiting for the cache writer.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes not kept because the cache writer was behind.
+    skipped: u64,
 }
 
 impl State {
@@ -232,9 +236,10 @@ impl State {
         if let Some(c) = &self.cache {
             if c.dropped() {
                 self.cache = None;
-            } else {
-                CacheWriter::get().store(c, at, bytes.clone());
+            } else if CacheWriter::get().store(c, at, bytes.clone(), &self.queued) {
                 self.storing = true;
+            } else {
+                self.skipped += bytes.len() as u64;
             }
         }
         self.window.push(at, bytes.clone());
@@ -424,7 +429,13 @@ impl ReadHandle {
     /// Returns once what this handle downloaded is in the content cache (at close: the next
     /// open finds it there, as if it had been written at once).
     pub fn settle(&self) {
-        let storing = std::mem::take(&mut self.state.lock().storing);
+        let (storing, skipped) = {
+            let mut st = self.state.lock();
+            (std::mem::take(&mut st.storing), std::mem::take(&mut st.skipped))
+        };
+        if skipped > 0 {
+            tracing::debug!("{}: {skipped} bytes read faster than the content cache could keep them", self.path);
+        }
         if storing {
             CacheWriter::get().settle();
         }
@@ -477,8 +488,10 @@ impl ReadHandle {
 
 /// Writes downloaded bytes into the content cache beside the readers, so a read does not wait
 /// for the disk (on a fast link, writing every byte into the cache's file costs about as much
-/// as everything else a read does). At most [`QUEUED`] bytes wait; a reader that gets further
-/// ahead waits for the writer. One per process; the buffers are shared, not copied.
+/// as everything else a read does, and a busy disk throttles it further). A download more than
+/// [`AHEAD`] bytes ahead of the writer is not slowed down: what it reads meanwhile is not kept
+/// (the cache holds ranges; a later read fetches the holes). At most [`QUEUED`] bytes wait in
+/// all. One per process; the buffers are shared, not copied.
 struct CacheWriter {
     queue: Mutex<Queue>,
     more: parking_lot::Condvar,
@@ -492,13 +505,17 @@ struct Queue {
 }
 
 enum Job {
-    Store(Arc<CachedFile>, u64, Bytes),
+    /// Bytes to keep, and the count of its reader's bytes waiting here.
+    Store(Arc<CachedFile>, u64, Bytes, Arc<std::sync::atomic::AtomicUsize>),
     /// Answered once every job before it is done.
     Mark(std::sync::mpsc::Sender<()>),
 }
 
-/// How many downloaded bytes may wait for the cache writer.
-const QUEUED: usize = 4 << 20;
+/// How many downloaded bytes of one file may wait for the cache writer before the download
+/// goes on without keeping them (a file smaller than this is always kept whole).
+const AHEAD: usize = 4 << 20;
+/// How many downloaded bytes may wait for the cache writer in all (readers then wait).
+const QUEUED: usize = 16 << 20;
 /// Longest wait at close for the cache writer (a disk that stopped answering).
 const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
@@ -516,14 +533,21 @@ impl CacheWriter {
         })
     }
 
-    fn store(&self, c: &Arc<CachedFile>, at: u64, bytes: Bytes) {
+    /// Hands bytes over to be kept; false when its reader is too far ahead (not kept).
+    fn store(&self, c: &Arc<CachedFile>, at: u64, bytes: Bytes, queued: &Arc<std::sync::atomic::AtomicUsize>) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if queued.load(Relaxed) + bytes.len() > AHEAD.max(bytes.len()) {
+            return false;
+        }
         let mut q = self.queue.lock();
         while q.bytes >= QUEUED {
             self.room.wait(&mut q);
         }
         q.bytes += bytes.len();
-        q.jobs.push_back(Job::Store(c.clone(), at, bytes));
+        queued.fetch_add(bytes.len(), Relaxed);
+        q.jobs.push_back(Job::Store(c.clone(), at, bytes, queued.clone()));
         self.more.notify_one();
+        true
     }
 
     /// Waits until what was handed over before is written.
@@ -546,10 +570,11 @@ impl CacheWriter {
                 }
             };
             match job {
-                Job::Store(c, at, bytes) => {
+                Job::Store(c, at, bytes, queued) => {
                     // A refusal drops the entry; its reader sees that and stops handing over.
                     c.downloaded(at, &bytes);
                     drop(c);
+                    queued.fetch_sub(bytes.len(), std::sync::atomic::Ordering::Relaxed);
                     let mut q = self.queue.lock();
                     q.bytes -= bytes.len();
                     drop(bytes);
