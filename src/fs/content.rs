@@ -499,6 +499,11 @@ impl CachedFile {
         true
     }
 
+    /// Counts bytes downloaded but not kept (the cache's writes were behind).
+    pub fn not_kept(&self, n: u64) {
+        self.cache.miss_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Whether the entry was dropped (evicted, the file changed, the disk refused).
     pub fn dropped(&self) -> bool {
         self.entry.dropped.load(Ordering::Relaxed)

@@ -239,6 +239,7 @@ impl State {
             } else if CacheWriter::get().store(c, at, bytes.clone(), &self.queued) {
                 self.storing = true;
             } else {
+                c.not_kept(bytes.len() as u64);
                 self.skipped += bytes.len() as u64;
             }
         }
@@ -729,6 +730,23 @@ mod tests {
         w.push(7, Bytes::from(vec![1, 2, 3]));
         assert_eq!((w.held, w.end()), (3, Some(10)));
         assert_eq!(w.get(8, 10), &[2u8, 3][..]);
+    }
+
+    #[test]
+    fn a_download_far_ahead_of_the_cache_writer_is_not_held_back() {
+        use crate::fs::content::{ContentCache, Version};
+        use std::sync::atomic::AtomicUsize;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ContentCache::open(dir.path(), 1 << 30).unwrap();
+        let c = Arc::new(cache.open_file("f", Version { size: 8 << 20, mtime: 1 }).unwrap());
+        let w = CacheWriter::get();
+        let queued = Arc::new(AtomicUsize::new(AHEAD));
+        assert!(!w.store(&c, 0, Bytes::from(vec![7; 4096]), &queued), "4 MiB already wait: not kept");
+        queued.store(AHEAD - 4096, Ordering::SeqCst);
+        assert!(w.store(&c, 0, Bytes::from(vec![7; 4096]), &queued), "room for it");
+        w.settle();
+        assert!(c.holds(0) && !c.holds(4096));
+        assert_eq!(queued.load(Ordering::SeqCst), AHEAD - 4096, "its bytes no longer wait");
     }
 
     #[test]
