@@ -52,7 +52,7 @@ fn read_all(fs: &Fs, ino: u64) -> super::Result<Vec<u8>> {
         if chunk.is_empty() {
             break;
         }
-        out.extend(chunk);
+        out.extend_from_slice(&chunk);
     }
     fs.release(fh);
     Ok(out)
@@ -116,7 +116,7 @@ fn a_file_that_grows_after_open_is_read_whole_and_its_size_corrected() {
     assert_eq!(s.fs.getattr(f.ino).unwrap().size, 8893, "size corrected");
     assert!(s.told.lock().contains(&Invalidate::Attr(f.ino)), "attributes only, from inside a read");
     let rest = s.fs.read(fh, first.len() as u64, 128 * 1024).unwrap();
-    assert_eq!([first, rest].concat(), data(8893), "reads go on past the old size");
+    assert_eq!([&first[..], &rest[..]].concat(), data(8893), "reads go on past the old size");
     s.fs.release(fh);
 }
 

@@ -518,7 +518,21 @@ impl CachedFile {
             idx.used -= (new - added).min(idx.used);
         }
         self.entry.dirty.store(true, Ordering::Relaxed);
+        // Readers waiting for these bytes (see `wait_for`); the lock orders this after their
+        // check, so none misses it.
+        drop(self.entry.downloads.lock());
+        self.entry.progress.notify_all();
         true
+    }
+
+    /// Counts bytes downloaded but not kept (the cache's writes were behind).
+    pub fn not_kept(&self, n: u64) {
+        self.cache.miss_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Whether the entry was dropped (evicted, the file changed, the disk refused).
+    pub fn dropped(&self) -> bool {
+        self.entry.dropped.load(Ordering::Relaxed)
     }
 
     /// Whether the byte at `offset` is held.
@@ -540,12 +554,13 @@ impl CachedFile {
         self.entry.ranges.lock().covered_from(0) >= size
     }
 
-    /// Waits for the byte at `at` when another download of this file is at most `within`
-    /// bytes before it and moving. `Ok` once the byte is held; otherwise the caller is to
+    /// Waits for the byte at `at` when another download of this file is near it (at most
+    /// `before` bytes before it, or at most `after` bytes past it with its bytes still on the
+    /// way to the cache) and moving. `Ok` once the byte is held; otherwise the caller is to
     /// download it, under the mark returned (taken in the same step, so of two readers
     /// arriving at once, one downloads and the other waits). Gives up waiting when that
     /// download ends or makes no progress for `patience`.
-    pub fn wait_for(&self, at: u64, within: u64, patience: Duration) -> Result<(), Downloading> {
+    pub fn wait_for(&self, at: u64, before: u64, after: u64, patience: Duration) -> Result<(), Downloading> {
         let e = &self.entry;
         let mut d = e.downloads.lock();
         let mut waited_out = false;
@@ -553,7 +568,7 @@ impl CachedFile {
             if self.holds(at) {
                 return Ok(());
             }
-            let heading_here = d.at.values().any(|&pos| pos <= at && at - pos <= within);
+            let heading_here = d.at.values().any(|&pos| pos <= at + after && at <= pos + before);
             if !heading_here || waited_out || e.dropped.load(Ordering::Relaxed) {
                 return Err(self.mark(&mut d, at));
             }

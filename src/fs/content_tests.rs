@@ -36,7 +36,7 @@ fn read(fs: &Fs, name: &str, len: usize) -> Vec<u8> {
         if chunk.is_empty() {
             break;
         }
-        out.extend(chunk);
+        out.extend_from_slice(&chunk);
     }
     fs.release(fh);
     out

@@ -773,11 +773,11 @@ impl Fs {
         Ok((self.tell(self.attr_of(ino, &path, &entry)), fh))
     }
 
-    pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<read::Bytes> {
         match self.handle(fh)? {
             Handle::Read(h, ino) => self.read_checked(&h, ino, offset, len),
             Handle::Write(h) | Handle::ReadQueued(h) => {
-                Ok(h.read_spooled(self.remote.as_ref(), &self.spool, offset, len)?)
+                Ok(h.read_spooled(self.remote.as_ref(), &self.spool, offset, len)?.into())
             }
         }
     }
@@ -819,6 +819,11 @@ impl Fs {
                 Ok(())
             }
             Handle::Write(h) if h.opener == pid => self.commit(&h),
+            // What was read is in the content cache when `close` returns.
+            Handle::Read(h, _) => {
+                h.settle();
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -1383,7 +1388,7 @@ impl Fs {
     /// A read, with the transfer's word on the size: more bytes than the size shown (the
     /// file grew) correct the size; fewer (after one restart) are the end only if the
     /// server now says so, else an error, never a silently short file.
-    fn read_checked(&self, h: &ReadHandle, ino: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_checked(&self, h: &ReadHandle, ino: u64, offset: u64, len: usize) -> Result<read::Bytes> {
         let size = h.size();
         let expected = if offset >= size { 0 } else { len.min((size - offset) as usize) };
         let mut data = h.read(self.remote.as_ref(), offset, len)?;

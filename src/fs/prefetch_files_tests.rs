@@ -87,7 +87,7 @@ impl Rig {
             if chunk.is_empty() {
                 break;
             }
-            out.extend(chunk);
+            out.extend_from_slice(&chunk);
         }
         self.fs.release(fh);
         out

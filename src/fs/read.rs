@@ -2,7 +2,9 @@
 //! sequential, skipped forward over small gaps, restarted at the new offset for far jumps,
 //! and given back to the pool when idle or when other requests wait for a session.
 
+use std::collections::VecDeque;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -26,6 +28,66 @@ impl StreamError {
     }
 }
 
+/// Bytes for a reply. Bytes read from the server are shared with the window of recent bytes
+/// (see [`Window`]) rather than copied: a read of a file at full speed moves every byte once
+/// from the TLS stream into a buffer and from there into the kernel.
+#[derive(Clone, Debug, Default)]
+pub struct Bytes {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Bytes {
+    /// The first `n` bytes (all if there are fewer).
+    pub fn truncate(&mut self, n: usize) {
+        self.end = self.end.min(self.start + n);
+    }
+
+    /// The bytes at `from..to` of these.
+    fn slice(&self, from: usize, to: usize) -> Bytes {
+        Bytes { buf: self.buf.clone(), start: self.start + from, end: self.start + to.min(self.len()) }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        let end = v.len();
+        Bytes { buf: Arc::new(v), start: 0, end }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl PartialEq<[u8]> for Bytes {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&[u8]> for Bytes {
+    fn eq(&self, other: &&[u8]) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Vec<u8>> for Bytes {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == other[..]
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Bytes {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        **self == other[..]
+    }
+}
+
 /// How often one read starts a broken transfer again before it fails.
 const RESTARTS: usize = 2;
 /// A forward jump up to this size is read and discarded rather than restarting the transfer:
@@ -46,8 +108,9 @@ struct Open {
     pos: u64,
     since: Instant,
     last_used: Instant,
-    /// Shows other readers of the file where this download is (it fills the cache).
-    mark: Option<Downloading>,
+    /// Shows other readers of the file where this download is (it fills the cache); shared
+    /// with the cache writer's jobs, so it lasts until the download's bytes are written.
+    mark: Option<Arc<Downloading>>,
 }
 
 /// How long a reader waits for another reader's download of the same file to move on before
@@ -77,42 +140,87 @@ impl Open {
 /// The bytes most recently read from the server. The kernel sends a file's read-ahead as
 /// several requests at once, which reach us slightly out of order; serving the late ones from
 /// here keeps one stream going instead of restarting the transfer for each (a restart costs
-/// several round trips).
+/// several round trips). Kept as the buffers they were read into (no copy), and buffers that
+/// leave it are used again for the next reads (no allocation, no zeroing).
 #[derive(Default)]
 struct Window {
-    start: u64,
-    data: Vec<u8>,
+    /// Consecutive pieces of the file: each starts where the one before ends.
+    chunks: VecDeque<(u64, Bytes)>,
+    held: usize,
+    /// Buffers no one else holds any more, for the next reads.
+    spare: Vec<Vec<u8>>,
 }
 
 /// How much of the recent past a window keeps (the kernel's read-ahead is at most 1 MiB).
 const WINDOW: usize = 2 << 20;
+/// How many unused buffers a window keeps for the next reads.
+const SPARE: usize = 4;
 
 impl Window {
-    fn end(&self) -> u64 {
-        self.start + self.data.len() as u64
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
     }
 
-    /// The bytes at `offset..offset + len` that the window holds, from `offset` on.
-    fn get(&self, offset: u64, len: usize) -> &[u8] {
-        if offset < self.start || offset >= self.end() {
-            return &[];
+    fn end(&self) -> Option<u64> {
+        self.chunks.back().map(|(at, b)| at + b.len() as u64)
+    }
+
+    /// The bytes at `offset..offset + len` that the window holds, from `offset` on: shared
+    /// when one piece holds them all, else copied together.
+    fn get(&self, offset: u64, len: usize) -> Bytes {
+        let Some(i) = self.chunks.iter().position(|(at, b)| offset >= *at && offset < at + b.len() as u64) else {
+            return Bytes::default();
+        };
+        let (at, first) = &self.chunks[i];
+        let from = (offset - at) as usize;
+        if first.len() - from >= len || i + 1 == self.chunks.len() {
+            return first.slice(from, from + len);
         }
-        let from = (offset - self.start) as usize;
-        &self.data[from..(from + len).min(self.data.len())]
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&first[from..]);
+        for (_, b) in self.chunks.iter().skip(i + 1) {
+            if out.len() >= len {
+                break;
+            }
+            out.extend_from_slice(&b[..(len - out.len()).min(b.len())]);
+        }
+        out.into()
     }
 
     /// Records bytes read from the server at `at`.
-    fn push(&mut self, at: u64, bytes: &[u8]) {
-        if at != self.end() {
-            self.start = at;
-            self.data.clear();
+    fn push(&mut self, at: u64, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
         }
-        self.data.extend_from_slice(bytes);
-        if self.data.len() > 2 * WINDOW {
-            let drop = self.data.len() - WINDOW;
-            self.data.drain(..drop);
-            self.start += drop as u64;
+        if self.end() != Some(at) {
+            while let Some((_, old)) = self.chunks.pop_front() {
+                self.recycle(old);
+            }
+            self.held = 0;
         }
+        self.held += bytes.len();
+        self.chunks.push_back((at, bytes));
+        while self.chunks.front().is_some_and(|(_, b)| self.held - b.len() >= WINDOW) {
+            let (_, old) = self.chunks.pop_front().expect("just seen");
+            self.held -= old.len();
+            self.recycle(old);
+        }
+    }
+
+    fn recycle(&mut self, b: Bytes) {
+        if self.spare.len() < SPARE {
+            if let Ok(buf) = Arc::try_unwrap(b.buf) {
+                self.spare.push(buf);
+            }
+        }
+    }
+
+    /// A buffer of `len` bytes to read into (a spare one when there is one).
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        // Only bytes never used before are zeroed (a spare buffer was filled already).
+        buf.resize(len, 0);
+        buf
     }
 }
 
@@ -123,10 +231,16 @@ struct State {
     /// The current read wants bytes past `size`: keep the stream at the end to look for more.
     probe: bool,
     /// What the content cache holds of this version of the file; downloads fill it.
-    cache: Option<CachedFile>,
+    cache: Option<Arc<CachedFile>>,
     /// This reader is to download the bytes the current read wants (see
     /// [`CachedFile::wait_for`]): the mark, until its transfer is opened.
     claim: Option<Downloading>,
+    /// Bytes were handed to the cache writer (see [`CacheWriter`]).
+    storing: bool,
+    /// Bytes of this file waiting for the cache writer.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes not kept because the cache writer was behind.
+    skipped: u64,
 }
 
 impl State {
@@ -136,13 +250,22 @@ impl State {
     }
 
     /// Records bytes read from the server at `at`.
-    fn record(&mut self, at: u64, bytes: &[u8]) {
-        self.window.push(at, bytes);
+    fn record(&mut self, at: u64, bytes: &Bytes) {
         if let Some(c) = &self.cache {
-            if !c.downloaded(at, bytes) {
+            if c.dropped() {
                 self.cache = None;
+            } else if CacheWriter::get().store(c, at, bytes.clone(), &self.queued, self.mark()) {
+                self.storing = true;
+            } else {
+                c.not_kept(bytes.len() as u64);
+                self.skipped += bytes.len() as u64;
             }
         }
+        self.window.push(at, bytes.clone());
+    }
+
+    fn mark(&self) -> Option<Arc<Downloading>> {
+        self.stream.as_ref().and_then(|o| o.mark.clone())
     }
 
     /// Tells readers waiting for the stream's bytes that it moved on (after `record`).
@@ -159,7 +282,7 @@ impl State {
 pub struct Parked {
     stream: Open,
     window: Window,
-    cache: Option<CachedFile>,
+    cache: Option<Arc<CachedFile>>,
     pub size: u64,
     pub mtime: Option<std::time::SystemTime>,
 }
@@ -171,7 +294,7 @@ impl Parked {
 
     /// Ends the download no one came back for (see [`Open::end`]).
     pub fn end(self) {
-        self.stream.end(self.cache.as_ref());
+        self.stream.end(self.cache.as_deref());
     }
 }
 
@@ -196,7 +319,7 @@ impl ReadHandle {
             path,
             size: size.into(),
             grown: Default::default(),
-            state: Mutex::new(State { cache, ..State::default() }),
+            state: Mutex::new(State { cache: cache.map(Arc::new), ..State::default() }),
             delivered: Default::default(),
             opened: Instant::now(),
         }
@@ -207,21 +330,22 @@ impl ReadHandle {
         self.state.try_lock().is_none_or(|st| st.stream.is_some())
     }
 
-    pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Bytes> {
         let size = self.size();
         if offset >= size || len == 0 {
-            return Ok(Vec::new());
+            return Ok(Bytes::default());
         }
         let want = len;
         let len = len.min((size - offset) as usize);
         let mut st = self.state.lock();
-        let mut out = st.window.get(offset, len).to_vec();
-        while out.len() < len {
-            let at = offset + out.len() as u64;
+        let mut out = Gather::default();
+        out.add(st.window.get(offset, len));
+        while out.len < len {
+            let at = offset + out.len as u64;
             let Some(c) = &st.cache else { break };
-            let held = c.read(at, len - out.len());
+            let held = c.read(at, len - out.len);
             if !held.is_empty() {
-                out.extend(held);
+                out.add(held.into());
                 continue;
             }
             // Another reader's download of this file is about to bring these bytes (a file
@@ -230,7 +354,7 @@ impl ReadHandle {
             if st.reusable(at) {
                 break;
             }
-            match c.wait_for(at, SKIP_LIMIT, SHARE_PATIENCE) {
+            match c.wait_for(at, SKIP_LIMIT, AHEAD as u64, SHARE_PATIENCE) {
                 Ok(()) => {}
                 Err(mark) => {
                     st.claim = Some(mark);
@@ -239,24 +363,24 @@ impl ReadHandle {
             }
         }
         st.probe = want > len;
-        if out.len() < len {
-            let at = offset + out.len() as u64;
-            let read = self.read_stream(&mut st, remote, at, len - out.len());
+        if out.len < len {
+            let at = offset + out.len as u64;
+            let read = self.read_stream(&mut st, remote, at, len - out.len);
             st.claim = None;
-            out.extend_from_slice(&read?);
+            out.add(read?);
         }
-        if want > len && out.len() == len {
-            out.extend_from_slice(&self.past_end(&mut st, want - len));
+        if want > len && out.len == len {
+            out.add(self.past_end(&mut st, want - len));
         }
-        self.delivered.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(out)
+        self.delivered.fetch_add(out.len as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(out.into_bytes())
     }
 
     /// Reads `len` bytes at `at` from the open stream (skipping a small gap) or a new one. A
     /// transfer that breaks (a dropped connection, a restarted server) is started again at the
     /// same offset, up to [`RESTARTS`] times; the pool waits for a restarting server meanwhile
     /// (`--reconnect-timeout`).
-    fn read_stream(&self, st: &mut State, remote: &dyn Remote, at: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_stream(&self, st: &mut State, remote: &dyn Remote, at: u64, len: usize) -> Result<Bytes> {
         let mut restarts = 0;
         loop {
             match self.read_stream_once(st, remote, at, len, restarts < RESTARTS) {
@@ -276,18 +400,18 @@ impl ReadHandle {
         at: u64,
         len: usize,
         short_is_broken: bool,
-    ) -> std::result::Result<Vec<u8>, StreamError> {
+    ) -> std::result::Result<Bytes, StreamError> {
         if !st.reusable(at) {
             // Ending a transfer waits for the server's reply (a round trip): let that happen
             // beside the new request, which takes another session (or this one, once freed).
             if let Some(old) = st.stream.take() {
-                old.end(st.cache.as_ref());
+                old.end(st.cache.as_deref());
             }
             // The first read of a file near its start: start at 0, so the kernel's other
             // read-ahead requests for the beginning find their bytes in the window (unless
             // the cache has the beginning).
             let cached_start = st.cache.as_ref().is_some_and(|c| c.holds(0));
-            let from = if st.window.data.is_empty() && at <= SKIP_LIMIT && !cached_start { 0 } else { at };
+            let from = if st.window.is_empty() && at <= SKIP_LIMIT && !cached_start { 0 } else { at };
             let now = Instant::now();
             let mark = match st.claim.take() {
                 Some(m) => {
@@ -297,7 +421,7 @@ impl ReadHandle {
                 None => st.cache.as_ref().map(|c| c.downloading(from)),
             };
             let stream = remote.open_read(&self.path, from).map_err(StreamError::Start)?;
-            st.stream = Some(Open { stream, pos: from, since: now, last_used: now, mark });
+            st.stream = Some(Open { stream, pos: from, since: now, last_used: now, mark: mark.map(Arc::new) });
         }
         let mut result = read_at(st, at, len);
         let open = st.stream.as_mut().expect("just set");
@@ -333,7 +457,7 @@ impl ReadHandle {
         if let Some(mut st) = self.state.try_lock() {
             if st.stream.as_ref().is_some_and(|o| o.last_used.elapsed() >= idle) {
                 if let Some(old) = st.stream.take() {
-                    old.end(st.cache.as_ref());
+                    old.end(st.cache.as_deref());
                 }
             }
         }
@@ -346,14 +470,30 @@ impl ReadHandle {
     /// The open download, for the next open of the file (see [`Parked`]); none while a read
     /// is in progress or when the transfer is at the end.
     pub fn park(&self, mtime: Option<std::time::SystemTime>) -> Option<Parked> {
+        self.settle();
         let mut st = self.state.try_lock()?;
         let stream = st.stream.take().filter(|o| o.pos < self.size())?;
         if self.size() - stream.pos > PARK_UP_TO {
-            stream.end(st.cache.as_ref());
+            stream.end(st.cache.as_deref());
             return None;
         }
         let (window, cache) = (std::mem::take(&mut st.window), st.cache.take());
         Some(Parked { stream, window, cache, size: self.size(), mtime })
+    }
+
+    /// Returns once what this handle downloaded is in the content cache (at close: the next
+    /// open finds it there, as if it had been written at once).
+    pub fn settle(&self) {
+        let (storing, skipped) = {
+            let mut st = self.state.lock();
+            (std::mem::take(&mut st.storing), std::mem::take(&mut st.skipped))
+        };
+        if skipped > 0 {
+            tracing::debug!("{}: {skipped} bytes read faster than the content cache could keep them", self.path);
+        }
+        if storing {
+            CacheWriter::get().settle();
+        }
     }
 
     /// Continues a download a reader of the same version left (see [`Parked`]).
@@ -382,14 +522,14 @@ impl ReadHandle {
 
     /// At the old end of the file, with the stream still there: up to `n` more bytes, which
     /// a file that grew has (close-to-open: what the transfer delivers is the truth).
-    fn past_end(&self, st: &mut State, n: usize) -> Vec<u8> {
+    fn past_end(&self, st: &mut State, n: usize) -> Bytes {
         let size = self.size();
-        let Some(open) = st.stream.as_mut().filter(|o| o.pos == size) else { return Vec::new() };
-        let extra = fill(&mut open.stream, n).unwrap_or_default();
+        let Some(open) = st.stream.as_mut().filter(|o| o.pos == size) else { return Bytes::default() };
+        let extra = fill(&mut open.stream, Vec::new(), n).unwrap_or_default();
         open.pos += extra.len() as u64;
         // Past the size this version has: the cache is for that version only.
         st.cache = None;
-        st.window.push(size, &extra);
+        st.window.push(size, extra.clone());
         if extra.len() < n {
             st.stream = None;
         }
@@ -401,35 +541,185 @@ impl ReadHandle {
     }
 }
 
+/// Writes downloaded bytes into the content cache beside the readers, so a read does not wait
+/// for the disk (on a fast link, writing every byte into the cache's file costs about as much
+/// as everything else a read does, and a busy disk throttles it further). A download more than
+/// [`AHEAD`] bytes ahead of the writer is not slowed down: what it reads meanwhile is not kept
+/// (the cache holds ranges; a later read fetches the holes). At most [`QUEUED`] bytes wait in
+/// all. One per process; the buffers are shared, not copied.
+struct CacheWriter {
+    queue: Mutex<Queue>,
+    more: parking_lot::Condvar,
+    room: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    bytes: usize,
+}
+
+enum Job {
+    /// Bytes to keep, the count of its reader's bytes waiting here, and the download's mark
+    /// (other readers wait for these bytes while it lasts).
+    Store(Arc<CachedFile>, u64, Bytes, Arc<std::sync::atomic::AtomicUsize>, Option<Arc<Downloading>>),
+    /// Answered once every job before it is done.
+    Mark(std::sync::mpsc::Sender<()>),
+}
+
+/// How many downloaded bytes of one file may wait for the cache writer before the download
+/// goes on without keeping them (a file smaller than this is always kept whole).
+const AHEAD: usize = 4 << 20;
+/// How many downloaded bytes may wait for the cache writer in all (readers then wait).
+const QUEUED: usize = 16 << 20;
+/// Longest wait at close for the cache writer (a disk that stopped answering).
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
+impl CacheWriter {
+    fn get() -> &'static CacheWriter {
+        static WRITER: std::sync::OnceLock<&'static CacheWriter> = std::sync::OnceLock::new();
+        WRITER.get_or_init(|| {
+            let w: &'static CacheWriter = Box::leak(Box::new(CacheWriter {
+                queue: Mutex::new(Queue::default()),
+                more: parking_lot::Condvar::new(),
+                room: parking_lot::Condvar::new(),
+            }));
+            std::thread::Builder::new().name("cache-writer".into()).spawn(move || w.run()).expect("a thread");
+            w
+        })
+    }
+
+    /// Hands bytes over to be kept; false when its reader is too far ahead (not kept).
+    fn store(
+        &self,
+        c: &Arc<CachedFile>,
+        at: u64,
+        bytes: Bytes,
+        queued: &Arc<std::sync::atomic::AtomicUsize>,
+        mark: Option<Arc<Downloading>>,
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if queued.load(Relaxed) + bytes.len() > AHEAD.max(bytes.len()) {
+            return false;
+        }
+        let mut q = self.queue.lock();
+        while q.bytes >= QUEUED {
+            self.room.wait(&mut q);
+        }
+        q.bytes += bytes.len();
+        queued.fetch_add(bytes.len(), Relaxed);
+        q.jobs.push_back(Job::Store(c.clone(), at, bytes, queued.clone(), mark));
+        self.more.notify_one();
+        true
+    }
+
+    /// Waits until what was handed over before is written.
+    fn settle(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.queue.lock().jobs.push_back(Job::Mark(tx));
+        self.more.notify_one();
+        let _ = rx.recv_timeout(SETTLE_WAIT);
+    }
+
+    fn run(&self) {
+        loop {
+            let job = {
+                let mut q = self.queue.lock();
+                loop {
+                    if let Some(j) = q.jobs.pop_front() {
+                        break j;
+                    }
+                    self.more.wait(&mut q);
+                }
+            };
+            match job {
+                Job::Store(c, at, bytes, queued, mark) => {
+                    // A refusal drops the entry; its reader sees that and stops handing over.
+                    c.downloaded(at, &bytes);
+                    drop((c, mark));
+                    queued.fetch_sub(bytes.len(), std::sync::atomic::Ordering::Relaxed);
+                    let mut q = self.queue.lock();
+                    q.bytes -= bytes.len();
+                    drop(bytes);
+                    self.room.notify_all();
+                }
+                Job::Mark(tx) => {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
+}
+
 /// From the open stream: skips to `offset` (keeping the skipped bytes), then reads up to
 /// `len` bytes (fewer only at the end of the file).
-fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let open = st.stream.as_mut().expect("a stream is open");
-    let from = open.pos;
+fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let from = st.stream.as_ref().expect("a stream is open").pos;
     let skip = (offset - from) as usize;
     if skip > 0 {
-        let skipped = fill(&mut open.stream, skip)?;
+        let buf = st.window.buffer(skip);
+        let open = st.stream.as_mut().expect("a stream is open");
+        let skipped = fill(&mut open.stream, buf, skip)?;
         open.pos += skipped.len() as u64;
         let short = skipped.len() < skip;
         st.record(from, &skipped);
         st.moved_on();
         if short {
-            return Ok(Vec::new());
+            return Ok(Bytes::default());
         }
     }
+    let buf = st.window.buffer(len);
     let open = st.stream.as_mut().expect("a stream is open");
-    let buf = fill(&mut open.stream, len)?;
-    open.pos += buf.len() as u64;
-    st.record(offset, &buf);
+    let got = fill(&mut open.stream, buf, len)?;
+    open.pos += got.len() as u64;
+    st.record(offset, &got);
     st.moved_on();
-    Ok(buf)
+    Ok(got)
 }
 
-/// Up to `len` bytes from `r`, fewer only at its end (without zeroing a buffer first).
-fn fill(r: &mut dyn Read, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(len);
-    r.take(len as u64).read_to_end(&mut buf)?;
-    Ok(buf)
+/// Up to `len` bytes from `r` read into `buf` (at least `len` long), fewer only at its end.
+fn fill(r: &mut dyn Read, mut buf: Vec<u8>, len: usize) -> std::io::Result<Bytes> {
+    buf.resize(buf.len().max(len), 0);
+    let mut got = 0;
+    while got < len {
+        match r.read(&mut buf[got..len]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf.into())
+}
+
+/// The pieces of one reply: the first kept as it is, more copied together.
+#[derive(Default)]
+struct Gather {
+    first: Bytes,
+    more: Vec<u8>,
+    len: usize,
+}
+
+impl Gather {
+    fn add(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        self.len += b.len();
+        if self.first.is_empty() {
+            self.first = b;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.first);
+            }
+            self.more.extend_from_slice(&b);
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        if self.more.is_empty() { self.first } else { self.more.into() }
+    }
 }
 
 #[cfg(test)]
@@ -451,7 +741,7 @@ mod tests {
         let h = ReadHandle::new("f".into(), d.len() as u64, None);
         let mut got = Vec::new();
         for off in (0..d.len()).step_by(64 * 1024) {
-            got.extend(h.read(&fake, off as u64, 64 * 1024).unwrap());
+            got.extend_from_slice(&h.read(&fake, off as u64, 64 * 1024).unwrap());
         }
         assert_eq!(got, d);
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1);
@@ -473,6 +763,55 @@ mod tests {
             }
         }
         assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "no restarts");
+    }
+
+    #[test]
+    fn the_window_serves_pieces_and_spans_them() {
+        let d = data(3 * WINDOW);
+        let mut w = Window::default();
+        let piece = 300 * 1024;
+        for at in (0..d.len()).step_by(piece) {
+            let mut buf = w.buffer(piece.min(d.len() - at));
+            let n = buf.len();
+            buf.copy_from_slice(&d[at..at + n]);
+            w.push(at as u64, buf.into());
+        }
+        let end = d.len() as u64;
+        assert_eq!(w.end(), Some(end));
+        assert!(w.held >= WINDOW && w.held < WINDOW + piece, "{}", w.held);
+        let start = end - w.held as u64;
+        assert!(w.get(start - 1, 10).is_empty(), "before the window");
+        assert!(w.get(end, 10).is_empty(), "past it");
+        for (at, len) in [(start, 100), (start + piece as u64 - 50, 100), (start + 10, 3 * piece), (end - 20, 100)] {
+            let want = &d[at as usize..(at as usize + len).min(d.len())];
+            assert_eq!(w.get(at, len), want, "at {at}, {len} bytes");
+        }
+        // A buffer that leaves the window is read into again.
+        let first = w.chunks[0].1.as_ptr();
+        w.push(end, Bytes::from(vec![0; piece]));
+        let reused = w.buffer(10);
+        assert_eq!(reused.as_ptr(), first);
+        // Not where the last piece ended: the window starts again there.
+        w.push(7, Bytes::from(vec![1, 2, 3]));
+        assert_eq!((w.held, w.end()), (3, Some(10)));
+        assert_eq!(w.get(8, 10), &[2u8, 3][..]);
+    }
+
+    #[test]
+    fn a_download_far_ahead_of_the_cache_writer_is_not_held_back() {
+        use crate::fs::content::{ContentCache, Version};
+        use std::sync::atomic::AtomicUsize;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ContentCache::open(dir.path(), 1 << 30).unwrap();
+        let c = Arc::new(cache.open_file("f", Version { size: 8 << 20, mtime: 1 }).unwrap());
+        let w = CacheWriter::get();
+        let queued = Arc::new(AtomicUsize::new(AHEAD));
+        assert!(!w.store(&c, 0, Bytes::from(vec![7; 4096]), &queued, None), "4 MiB already wait: not kept");
+        queued.store(AHEAD - 4096, Ordering::SeqCst);
+        assert!(w.store(&c, 0, Bytes::from(vec![7; 4096]), &queued, None), "room for it");
+        w.settle();
+        assert!(c.holds(0) && !c.holds(4096));
+        assert_eq!(queued.load(Ordering::SeqCst), AHEAD - 4096, "its bytes no longer wait");
     }
 
     #[test]
@@ -510,7 +849,7 @@ mod tests {
     fn read_whole(h: &ReadHandle, fake: &FakeRemote, size: usize, pause: Duration) -> Vec<u8> {
         let mut got = Vec::new();
         while got.len() < size {
-            got.extend(h.read(fake, got.len() as u64, 64 * 1024).unwrap());
+            got.extend_from_slice(&h.read(fake, got.len() as u64, 64 * 1024).unwrap());
             std::thread::sleep(pause);
         }
         got
