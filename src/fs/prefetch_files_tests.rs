@@ -378,8 +378,8 @@ fn a_file_open_in_another_reader_is_not_fetched_ahead_too() {
     let r = rig(fake, 8);
     let d = r.list();
     let held = r.fs.open(r.fs.lookup(d, "f004").unwrap().ino, READ).unwrap();
-    for i in 0..3 {
-        assert_eq!(&r.read(d, &format!("f{i:03}")), &files[i]);
+    for (i, want) in files.iter().enumerate().take(3) {
+        assert_eq!(&r.read(d, &format!("f{i:03}")), want);
     }
     r.settle();
     assert_eq!(r.downloads_of("d/f004"), 0, "f004 is left to the reader that has it open");
