@@ -584,18 +584,25 @@ impl Fs {
     /// (for readdirplus, which hands the kernel full entries).
     pub fn readdir(&self, ino: u64, lookup: bool) -> Result<Vec<DirEntry>> {
         let dir = self.path(ino)?;
-        if ino != ROOT && self.getattr(ino)?.kind != FileKind::Dir {
-            return Err(FsError::NotDir);
-        }
         // Never ENOENT here: the C library takes it from getdents for the end of a directory
-        // removed meanwhile, and `ls` would show a directory it could not list as empty.
-        let listing = self.listing(&dir).map_err(|e| match e {
+        // removed meanwhile, and `ls` would show a directory it could not list as empty. That
+        // holds for the look at the parent's listing too (the fault matrix saw a refused `CWD`
+        // into the parent turn a directory of 20 files into an empty one).
+        let not_listed = |e: FsError| match e {
             FsError::Remote(RemoteError::NotFound(why)) => {
                 self.dirs.invalidate(split(&dir).0);
                 FsError::Remote(RemoteError::Protocol(format!("{why} (the directory could not be listed)")))
             }
+            FsError::NotFound => {
+                self.dirs.invalidate(split(&dir).0);
+                FsError::Remote(RemoteError::Protocol(format!("/{dir} is no longer on the server")))
+            }
             e => e,
-        })?;
+        };
+        if ino != ROOT && self.getattr(ino).map_err(not_listed)?.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let listing = self.listing(&dir).map_err(not_listed)?;
         self.watch.listed(ino, self.clock.now());
         let pending: Vec<Entry> = {
             let writing = self.writing.lock();
@@ -1716,6 +1723,21 @@ pub(crate) mod tests {
         let fake = Arc::new(FakeRemote::new());
         fake.add_file("d/x", b"1", SystemTime::now());
         let fs = fs_with(fake.clone());
+        let d = fs.lookup(ROOT, "d").unwrap();
+        fake.remove("d/x");
+        fake.remove("d");
+        let Err(err) = fs.readdir(d.ino, false) else { panic!("listed a directory the server lacks") };
+        assert_eq!(err.errno(), libc::EIO, "{err}");
+    }
+
+    #[test]
+    fn a_directory_gone_from_its_parents_listing_is_an_error_not_an_empty_directory() {
+        // readdir looks the directory up in its parent's listing first; ENOENT from there
+        // would read as the end of the directory too.
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("d/x", b"1", SystemTime::now());
+        let config = FsConfig { dir_ttl: Duration::ZERO, ..test_config() };
+        let fs = Fs::new(fake.clone(), config, Arc::new(SystemClock));
         let d = fs.lookup(ROOT, "d").unwrap();
         fake.remove("d/x");
         fake.remove("d");
