@@ -416,7 +416,14 @@ impl Family {
             }),
         };
         if verdict.is_err() && std::env::var_os("FAULT_MATRIX_VERBOSE").is_some() {
-            eprintln!("{:?} case {id} with {rules}: {verdict:?}\n  {}", self.op, commands.join("\n  "));
+            let log = self.mount.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "{:?} case {id} with {rules}: {verdict:?}\n  {}\n  the mount's log, last lines:\n  {}",
+                self.op,
+                commands.join("\n  "),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n  ")
+            );
         }
         (verdict, commands)
     }

@@ -584,18 +584,10 @@ impl Fs {
     /// (for readdirplus, which hands the kernel full entries).
     pub fn readdir(&self, ino: u64, lookup: bool) -> Result<Vec<DirEntry>> {
         let dir = self.path(ino)?;
-        if ino != ROOT && self.getattr(ino)?.kind != FileKind::Dir {
+        if ino != ROOT && self.listed_dir_attr(ino)?.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
-        // Never ENOENT here: the C library takes it from getdents for the end of a directory
-        // removed meanwhile, and `ls` would show a directory it could not list as empty.
-        let listing = self.listing(&dir).map_err(|e| match e {
-            FsError::Remote(RemoteError::NotFound(why)) => {
-                self.dirs.invalidate(split(&dir).0);
-                FsError::Remote(RemoteError::Protocol(format!("{why} (the directory could not be listed)")))
-            }
-            e => e,
-        })?;
+        let listing = self.listing(&dir).map_err(|e| self.not_listed(&dir, e))?;
         self.watch.listed(ino, self.clock.now());
         let pending: Vec<Entry> = {
             let writing = self.writing.lock();
@@ -623,6 +615,30 @@ impl Fs {
             out.push(DirEntry { ino: child, name: e.name.clone(), attr });
         }
         Ok(out)
+    }
+
+    /// The attributes of a directory being listed (`readdir`, and readdirplus's `.`).
+    pub fn listed_dir_attr(&self, ino: u64) -> Result<Attr> {
+        self.getattr(ino).map_err(|e| self.not_listed(&self.path(ino).unwrap_or_default(), e))
+    }
+
+    /// Never ENOENT while listing a directory: the C library takes it from getdents for the
+    /// end of a directory removed meanwhile, and `ls` would show a directory it could not list
+    /// as empty. That holds for the look at the parent's listing too (the fault matrix saw a
+    /// refused `CWD` into the parent, while readdirplus asked for the directory's own
+    /// attributes, turn a directory of 20 files into an empty one).
+    fn not_listed(&self, dir: &str, e: FsError) -> FsError {
+        match e {
+            FsError::Remote(RemoteError::NotFound(why)) => {
+                self.dirs.invalidate(split(dir).0);
+                FsError::Remote(RemoteError::Protocol(format!("{why} (the directory could not be listed)")))
+            }
+            FsError::NotFound => {
+                self.dirs.invalidate(split(dir).0);
+                FsError::Remote(RemoteError::Protocol(format!("/{dir} could not be found on the server")))
+            }
+            e => e,
+        }
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -1721,6 +1737,21 @@ pub(crate) mod tests {
         let fake = Arc::new(FakeRemote::new());
         fake.add_file("d/x", b"1", SystemTime::now());
         let fs = fs_with(fake.clone());
+        let d = fs.lookup(ROOT, "d").unwrap();
+        fake.remove("d/x");
+        fake.remove("d");
+        let Err(err) = fs.readdir(d.ino, false) else { panic!("listed a directory the server lacks") };
+        assert_eq!(err.errno(), libc::EIO, "{err}");
+    }
+
+    #[test]
+    fn a_directory_gone_from_its_parents_listing_is_an_error_not_an_empty_directory() {
+        // readdir looks the directory up in its parent's listing first; ENOENT from there
+        // would read as the end of the directory too.
+        let fake = Arc::new(FakeRemote::new());
+        fake.add_file("d/x", b"1", SystemTime::now());
+        let config = FsConfig { dir_ttl: Duration::ZERO, ..test_config() };
+        let fs = Fs::new(fake.clone(), config, Arc::new(SystemClock));
         let d = fs.lookup(ROOT, "d").unwrap();
         fake.remove("d/x");
         fake.remove("d");

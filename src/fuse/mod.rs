@@ -472,7 +472,7 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(self.errno("readdirplus", &e)),
         };
         let ttl = self.ttl();
-        let dir_attr = match self.fs.getattr(ino.0) {
+        let dir_attr = match self.fs.listed_dir_attr(ino.0) {
             Ok(a) => to_fuse(&a),
             Err(e) => return reply.error(self.errno("readdirplus", &e)),
         };

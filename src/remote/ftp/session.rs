@@ -436,8 +436,13 @@ impl FtpSession {
             match self.listing("LIST -a") {
                 Ok(listing) => return self.read_listing(listing, &what),
                 Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => {
+                    // The option, or this directory (unreadable, gone)? Only a plain `LIST`
+                    // that works where `LIST -a` did not tells; a directory's refusal must not
+                    // hide dot files in every other directory for the rest of the mount.
+                    let listing = self.listing("LIST").map_err(|e| reply::map(&what, e))?;
                     tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&r));
                     self.features.list_dash_a.store(false, Ordering::Relaxed);
+                    return self.read_listing(listing, &what);
                 }
                 Err(e) => return Err(reply::map(&what, e)),
             }
