@@ -1,0 +1,397 @@
+//! Unit tests of `Fs` against the fake remote; the settings and helpers other test modules share.
+
+use super::*;
+use crate::remote::fake::FakeRemote;
+use crate::remote::pool::SystemClock;
+
+/// The settings unit tests share: long TTLs, no prefetch, no case checks.
+pub(super) fn test_config() -> FsConfig {
+    FsConfig {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(1),
+        read_only: false,
+        uid: 1000,
+        gid: 1000,
+        dir_cache_capacity: 64,
+        cache_dir: std::env::temp_dir().join("ftpmount-unit-spool"),
+        cache_max_size: 1 << 30,
+        case: CaseRules::none(),
+        prefetch_workers: 0,
+        prefetch_files: 0,
+        prefetch_file_sessions: 0,
+        write_back: None,
+        content_cache: None,
+        watch_interval: Duration::ZERO,
+    }
+}
+
+pub(crate) fn fs_with(fake: Arc<FakeRemote>) -> Fs {
+    Fs::new(fake, test_config(), Arc::new(SystemClock))
+}
+
+#[test]
+fn stat_of_every_entry_costs_one_listing() {
+    let fake = Arc::new(FakeRemote::new());
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for i in 0..100 {
+        fake.add_file(&format!("d/f{i}"), b"abc", t);
+    }
+    let fs = fs_with(fake.clone());
+    let d = fs.lookup(ROOT, "d").unwrap();
+    assert_eq!(d.kind, FileKind::Dir);
+    for i in 0..100 {
+        let a = fs.lookup(d.ino, &format!("f{i}")).unwrap();
+        assert_eq!((a.size, a.mtime, a.uid), (3, t, 1000));
+    }
+    assert_eq!(fake.lists.load(Ordering::SeqCst), 2, "root + d");
+    assert!(matches!(fs.lookup(d.ino, "missing"), Err(FsError::NotFound)));
+    assert_eq!(fake.lists.load(Ordering::SeqCst), 2, "negative answer from the cached listing");
+}
+
+#[test]
+fn reads_return_the_file_bytes() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("a b/ü.txt", b"hello world", SystemTime::now());
+    let fs = fs_with(fake);
+    let dir = fs.lookup(ROOT, "a b").unwrap();
+    let f = fs.lookup(dir.ino, "ü.txt").unwrap();
+    let fh = fs.open(f.ino, OpenMode { read: true, ..Default::default() }).unwrap();
+    assert_eq!(fs.read(fh, 6, 100).unwrap(), b"world");
+    fs.release(fh);
+    assert!(matches!(fs.read(fh, 0, 1), Err(FsError::BadHandle)));
+}
+
+#[test]
+fn a_directory_that_cannot_be_listed_is_an_error_not_an_empty_directory() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("d/x", b"1", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    let d = fs.lookup(ROOT, "d").unwrap();
+    fake.remove("d/x");
+    fake.remove("d");
+    let Err(err) = fs.readdir(d.ino, false) else { panic!("listed a directory the server lacks") };
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+}
+
+#[test]
+fn a_directory_gone_from_its_parents_listing_is_an_error_not_an_empty_directory() {
+    // readdir looks the directory up in its parent's listing first; ENOENT from there
+    // would read as the end of the directory too.
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("d/x", b"1", SystemTime::now());
+    let config = FsConfig { dir_ttl: Duration::ZERO, ..test_config() };
+    let fs = Fs::new(fake.clone(), config, Arc::new(SystemClock));
+    let d = fs.lookup(ROOT, "d").unwrap();
+    fake.remove("d/x");
+    fake.remove("d");
+    let Err(err) = fs.readdir(d.ino, false) else { panic!("listed a directory the server lacks") };
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+}
+
+#[test]
+fn create_without_truncation_of_a_file_that_exists_keeps_its_content() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("f.txt", b"keep me", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    // As `touch` does when its lookup failed: O_CREAT, no O_TRUNC.
+    let (attr, fh) =
+        fs.create(ROOT, "f.txt", OpenMode { write: true, pid: 7, ..Default::default() }, false).unwrap();
+    assert_eq!(attr.size, 7);
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert_eq!(fake.file("f.txt").unwrap(), b"keep me");
+}
+
+#[test]
+fn a_file_unlinked_while_open_for_update_can_still_be_read_through_it() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("f", b"Hello", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    let f = fs.lookup(ROOT, "f").unwrap();
+    let fh = fs.open(f.ino, OpenMode { read: true, write: true, pid: 7, ..Default::default() }).unwrap();
+    fs.write(fh, 5, b", World!").unwrap();
+    fs.unlink(ROOT, "f").unwrap();
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"Hello, World!");
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert!(fake.paths().is_empty(), "not brought back at close: {:?}", fake.paths());
+}
+
+#[test]
+fn a_directory_just_made_is_known_empty_with_two_links() {
+    let fake = Arc::new(FakeRemote::new());
+    let fs = fs_with(fake.clone());
+    let d = fs.mkdir(ROOT, "d").unwrap();
+    let lists = fake.lists.load(Ordering::SeqCst);
+    assert_eq!(fs.getattr(d.ino).unwrap().nlink, 2);
+    assert!(fs.readdir(d.ino, false).unwrap().is_empty());
+    assert_eq!(fake.lists.load(Ordering::SeqCst), lists, "no listing asked for");
+}
+
+#[test]
+fn readdir_lists_entries_and_refuses_files() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("x", b"1", SystemTime::now());
+    fake.add_dir("y");
+    let fs = fs_with(fake);
+    let names: Vec<String> = fs.readdir(ROOT, false).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["x", "y"]);
+    let x = fs.lookup(ROOT, "x").unwrap();
+    assert!(matches!(fs.readdir(x.ino, false), Err(FsError::NotDir)));
+}
+
+fn write_mode() -> OpenMode {
+    OpenMode { write: true, truncate: true, pid: 7, ..Default::default() }
+}
+
+#[test]
+fn a_failed_replace_keeps_the_old_file_and_leaves_no_temporary() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("f.txt", b"old", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    let f = fs.lookup(ROOT, "f.txt").unwrap();
+    let fh = fs.open(f.ino, write_mode()).unwrap();
+    *fake.fail_uploads.lock() = Some(RemoteError::NoSpace("552 quota".into()));
+    fs.write(fh, 0, b"new content").unwrap();
+    let err = fs.flush(fh, 7).unwrap_err();
+    assert_eq!(err.errno(), libc::ENOSPC);
+    fs.release(fh);
+    assert_eq!(fake.file("f.txt").unwrap(), b"old");
+    assert_eq!(fake.paths(), ["f.txt"], "temporary removed");
+}
+
+#[test]
+fn a_failed_new_file_is_removed() {
+    let fake = Arc::new(FakeRemote::new());
+    let fs = fs_with(fake.clone());
+    let (_, fh) = fs.create(ROOT, "new.bin", write_mode(), true).unwrap();
+    *fake.fail_uploads.lock() = Some(RemoteError::Connection("426 broken".into()));
+    fs.write(fh, 0, &[1u8; 1000]).unwrap();
+    assert_eq!(fs.flush(fh, 7).unwrap_err().errno(), libc::EIO);
+    fs.release(fh);
+    assert!(fake.paths().is_empty(), "{:?}", fake.paths());
+}
+
+#[test]
+fn replace_deletes_first_where_rename_over_is_refused() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("f.txt", b"old", SystemTime::now());
+    fake.refuse_rename_over.store(true, Ordering::SeqCst);
+    let fs = fs_with(fake.clone());
+    let f = fs.lookup(ROOT, "f.txt").unwrap();
+    let fh = fs.open(f.ino, write_mode()).unwrap();
+    fs.write(fh, 0, b"new").unwrap();
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert_eq!(fake.file("f.txt").unwrap(), b"new");
+    assert_eq!(fake.paths(), ["f.txt"]);
+}
+
+/// Writes `data` to a new file `name` and closes it; the close's result.
+fn write_new(fs: &Fs, name: &str, data: &[u8]) -> Result<()> {
+    let (_, fh) = fs.create(ROOT, name, write_mode(), false)?;
+    fs.write(fh, 0, data)?;
+    let closed = fs.flush(fh, 7);
+    fs.release(fh);
+    closed
+}
+
+#[test]
+fn new_files_upload_under_a_temporary_name_and_are_renamed_into_place() {
+    let fake = Arc::new(FakeRemote::new());
+    let fs = fs_with(fake.clone());
+    fake.refuse_renames.store(true, Ordering::SeqCst);
+    // Had it gone to its own name, the refused rename would not matter.
+    assert_eq!(write_new(&fs, "a.txt", b"one").unwrap_err().errno(), libc::EACCES);
+    assert!(fake.paths().is_empty(), "neither a partial a.txt nor the temporary: {:?}", fake.paths());
+}
+
+#[test]
+fn where_renames_are_refused_new_files_go_to_their_own_name_from_then_on() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.refuse_renames.store(true, Ordering::SeqCst);
+    let fs = fs_with(fake.clone());
+    let err = write_new(&fs, "first.txt", b"1").unwrap_err();
+    assert!(err.to_string().contains("write first.txt again"), "{err}");
+    write_new(&fs, "first.txt", b"1").unwrap();
+    write_new(&fs, "second.txt", b"2").unwrap();
+    assert_eq!(fake.paths(), ["first.txt", "second.txt"]);
+    assert_eq!(fake.file("second.txt").unwrap(), b"2");
+}
+
+#[test]
+fn a_new_file_whose_upload_failed_can_be_opened_with_truncation_and_written_again() {
+    let fake = Arc::new(FakeRemote::new());
+    let fs = fs_with(fake.clone());
+    *fake.fail_uploads.lock() = Some(RemoteError::Connection("426 broken".into()));
+    let (attr, fh) = fs.create(ROOT, "n.txt", write_mode(), false).unwrap();
+    fs.write(fh, 0, b"lost").unwrap();
+    assert!(fs.flush(fh, 7).is_err());
+    fs.release(fh);
+    *fake.fail_uploads.lock() = None;
+    // The kernel still has the inode: open(O_TRUNC) on it writes the file anew.
+    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, ..Default::default() }).unwrap();
+    fs.write(fh, 0, b"kept").unwrap();
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert_eq!(fake.file("n.txt").unwrap(), b"kept");
+    let plain_open = fs.open(fs.lookup(ROOT, "n.txt").unwrap().ino, OpenMode { read: true, ..Default::default() });
+    assert!(plain_open.is_ok());
+}
+
+#[test]
+fn this_mounts_uploads_in_flight_are_not_listed_but_others_temporaries_are() {
+    let fake = Arc::new(FakeRemote::new());
+    let t = SystemTime::now();
+    fake.add_file(&format!(".a.txt.ftpmount-{}-7.part", std::process::id()), b"in flight", t);
+    fake.add_file(".b.txt.ftpmount-1-7.part", b"a leftover", t);
+    fake.add_file(".c.ftpmount-x.part", b"just a name", t);
+    let fs = fs_with(fake);
+    let names: Vec<String> = fs.readdir(ROOT, false).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, [".b.txt.ftpmount-1-7.part", ".c.ftpmount-x.part"]);
+    assert!(write::is_own_temp(split(&write::temp_name("d/e.txt")).1));
+}
+
+#[test]
+fn a_directory_that_refuses_every_upload_does_not_turn_temporary_names_off() {
+    let fake = Arc::new(FakeRemote::new());
+    *fake.refuse_uploads_in.lock() = Some("locked".into());
+    fake.add_dir("locked");
+    let fs = fs_with(fake.clone());
+    let dir = fs.lookup(ROOT, "locked").unwrap();
+    let (_, fh) = fs.create(dir.ino, "x", write_mode(), false).unwrap();
+    assert_eq!(fs.write(fh, 0, b"x").unwrap_err().errno(), libc::EACCES);
+    fs.release(fh);
+    // Elsewhere new files still go through a temporary name (a refused rename shows it).
+    fake.refuse_renames.store(true, Ordering::SeqCst);
+    assert_eq!(write_new(&fs, "a.txt", b"one").unwrap_err().errno(), libc::EACCES);
+    assert!(fake.paths().iter().all(|p| p.starts_with("locked")), "{:?}", fake.paths());
+}
+
+#[test]
+fn where_hidden_names_are_refused_new_files_go_to_their_own_name_at_once() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.refuse_hidden_uploads.store(true, Ordering::SeqCst);
+    let fs = fs_with(fake.clone());
+    write_new(&fs, "a.txt", b"streamed").unwrap();
+    assert_eq!(fake.file("a.txt").unwrap(), b"streamed");
+    // Spooled (written out of order) as well.
+    let (_, fh) = fs.create(ROOT, "b.txt", write_mode(), false).unwrap();
+    fs.write(fh, 3, b"def").unwrap();
+    fs.write(fh, 0, b"abc").unwrap();
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert_eq!(fake.file("b.txt").unwrap(), b"abcdef");
+    assert_eq!(fake.paths(), ["a.txt", "b.txt"]);
+}
+
+#[test]
+fn jumps_after_streaming_move_to_the_spool_without_losing_bytes() {
+    let fake = Arc::new(FakeRemote::new());
+    let fs = fs_with(fake.clone());
+    let (_, fh) = fs.create(ROOT, "f", write_mode(), false).unwrap();
+    fs.write(fh, 0, b"hello ").unwrap();
+    fs.write(fh, 6, b"world").unwrap();
+    fs.write(fh, 0, b"H").unwrap();
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert_eq!(fake.file("f").unwrap(), b"Hello world");
+    assert_eq!(fs.getattr(fs.lookup(ROOT, "f").unwrap().ino).unwrap().size, 11, "cache updated at once");
+}
+
+#[test]
+fn another_process_closing_an_inherited_descriptor_does_not_commit() {
+    let fake = Arc::new(FakeRemote::new());
+    let fs = fs_with(fake.clone());
+    let (_, fh) = fs.create(ROOT, "f", write_mode(), false).unwrap();
+    fs.write(fh, 0, b"part one, ").unwrap();
+    fs.flush(fh, 99).unwrap();
+    assert!(fake.file("f").is_none_or(|d| d.is_empty()), "nothing committed by pid 99");
+    fs.write(fh, 10, b"part two").unwrap();
+    fs.flush(fh, 7).unwrap();
+    assert_eq!(fake.file("f").unwrap(), b"part one, part two");
+    fs.release(fh);
+}
+
+#[test]
+fn an_append_whose_download_fails_in_its_final_reply_changes_nothing() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("log.txt", b"first line\n", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    let f = fs.lookup(ROOT, "log.txt").unwrap();
+    // RETR answered 125, no bytes, then "425 Unable to build data connection", every time.
+    for _ in 0..3 {
+        let refused = RemoteError::Connection("425 Unable to build data connection".into());
+        *fake.cut_next_download.lock() = Some((0, refused));
+        let fh = fs.open(f.ino, OpenMode { write: true, append: true, pid: 7, ..Default::default() }).unwrap();
+        let err = fs.write(fh, 11, b"new line\n").unwrap_err();
+        assert_eq!(err.errno(), libc::EIO, "{err}");
+        let _ = fs.flush(fh, 7);
+        fs.release(fh);
+        assert_eq!(fake.file("log.txt").unwrap(), b"first line\n", "no NUL bytes, no half change");
+    }
+    assert_eq!(fake.paths(), ["log.txt"], "no temporary left");
+}
+
+#[test]
+fn a_download_that_ends_early_with_a_good_reply_is_not_taken_for_the_file() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("f", b"0123456789", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    let f = fs.lookup(ROOT, "f").unwrap();
+    let fh = fs.open(f.ino, OpenMode { read: true, write: true, pid: 7, ..Default::default() }).unwrap();
+    *fake.cut_next_download.lock() = Some((0, RemoteError::Connection("426 aborted".into())));
+    assert!(fs.read(fh, 0, 10).is_err(), "a failed fill is an error, not an empty file");
+    fs.release(fh);
+    assert_eq!(fake.file("f").unwrap(), b"0123456789");
+}
+
+#[test]
+fn a_broken_upload_is_sent_again_from_the_local_copy() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("old.txt", b"old", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    // Streamed (sequential writes), then spooled (written out of order), then a replace.
+    fake.break_next_uploads.store(1, Ordering::SeqCst);
+    write_new(&fs, "streamed.bin", &[7u8; 100_000]).unwrap();
+    fake.break_next_uploads.store(1, Ordering::SeqCst);
+    let (_, fh) = fs.create(ROOT, "spooled.txt", write_mode(), false).unwrap();
+    fs.write(fh, 3, b"def").unwrap();
+    fs.write(fh, 0, b"abc").unwrap();
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    fake.break_next_uploads.store(1, Ordering::SeqCst);
+    let f = fs.lookup(ROOT, "old.txt").unwrap();
+    let fh = fs.open(f.ino, write_mode()).unwrap();
+    fs.write(fh, 0, b"new").unwrap();
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert_eq!(fake.file("streamed.bin").unwrap(), vec![7u8; 100_000]);
+    assert_eq!(fake.file("spooled.txt").unwrap(), b"abcdef");
+    assert_eq!(fake.file("old.txt").unwrap(), b"new");
+    assert_eq!(fake.paths(), ["old.txt", "spooled.txt", "streamed.bin"], "no temporaries left");
+    // Broken twice in a row: the close reports it, and nothing half-done stays.
+    fake.break_next_uploads.store(2, Ordering::SeqCst);
+    assert_eq!(write_new(&fs, "twice.txt", b"x").unwrap_err().errno(), libc::EIO);
+    assert_eq!(fake.paths(), ["old.txt", "spooled.txt", "streamed.bin"]);
+}
+
+#[test]
+fn names_with_line_breaks_are_refused_before_any_command() {
+    let fake = Arc::new(FakeRemote::new());
+    let fs = fs_with(fake.clone());
+    let err = fs.create(ROOT, "a\r\nDELE victim", write_mode(), false).unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL);
+    assert_eq!(fs.mkdir(ROOT, "x\ny").unwrap_err().errno(), libc::EINVAL);
+}
+
+#[test]
+fn remote_failures_surface_as_errors_not_garbage() {
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("x", b"1", SystemTime::now());
+    let fs = fs_with(fake.clone());
+    fake.fail_next(1);
+    let err = fs.lookup(ROOT, "x").unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(fs.lookup(ROOT, "x").is_ok(), "the next try works");
+}

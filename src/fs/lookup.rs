@@ -1,0 +1,249 @@
+//! Names and attributes: `lookup`, `getattr`, `readlink`, `readdir`, and the close-to-open
+//! check an `open` makes (`revalidate`). Answers from cached listings; asks the server when a
+//! listing is missing or too old.
+
+use super::*;
+
+impl Fs {
+    pub(super) fn attr_of(&self, ino: u64, path: &str, e: &Entry) -> Attr {
+        let (kind, default_perm) = match e.kind {
+            Kind::Dir => (FileKind::Dir, 0o755),
+            Kind::Symlink(_) => (FileKind::Symlink, 0o777),
+            Kind::File | Kind::Other => (FileKind::File, 0o644),
+        };
+        let mut perm = e.mode.map(|m| (m & 0o7777) as u16).unwrap_or(default_perm);
+        if self.config.read_only {
+            perm &= !0o222;
+        }
+        let mut size = e.size;
+        let mut mtime = e.mtime.map(|t| self.exact_time(path, t)).unwrap_or(self.mounted_at);
+        let writing = self.writing.lock().get(path).cloned();
+        if let Some(shown) = writing.map(|w| w.shown()) {
+            size = shown.size;
+            if let Some(t) = shown.mtime {
+                mtime = t;
+            }
+            if let Some(m) = shown.mode {
+                perm = (m & 0o7777) as u16;
+            }
+        }
+        let (mtime, ctime) = self.local_times(path, mtime);
+        let nlink = if kind == FileKind::Dir { self.dir_nlink(path) } else { 1 };
+        Attr { ino, kind, size, mtime, ctime, perm, nlink, uid: self.config.uid, gid: self.config.gid }
+    }
+
+    /// The time we set on `path`, if the listed time agrees with it at the listing's precision.
+    pub(super) fn exact_time(&self, path: &str, listed: SystemTime) -> SystemTime {
+        let set = self.set_times.lock();
+        let Some(&ours) = set.get(path) else { return listed };
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let (l, o) = (secs(listed), secs(ours));
+        if l == o || l == o - o % 60 || l == o - o % 86_400 { ours } else { listed }
+    }
+
+    pub(super) fn root_attr(&self) -> Attr {
+        let (mtime, ctime) = self.local_times("", self.mounted_at);
+        Attr {
+            ino: ROOT,
+            kind: FileKind::Dir,
+            size: 0,
+            mtime,
+            ctime,
+            nlink: self.dir_nlink(""),
+            perm: if self.config.read_only { 0o555 } else { 0o755 },
+            uid: self.config.uid,
+            gid: self.config.gid,
+        }
+    }
+
+    /// A file being written that the server does not list yet.
+    pub(super) fn pending_entry(&self, path: &str) -> Option<Entry> {
+        self.writing.lock().contains_key(path).then(|| Entry {
+            name: split(path).1.to_string(),
+            kind: Kind::File,
+            size: 0,
+            mtime: Some(SystemTime::now()),
+            mode: None,
+        })
+    }
+
+    /// The entry `name` in directory `dir`, from the listing or from files being written;
+    /// on a server that folds case, also an entry whose name folds to `name`.
+    pub(super) fn find(&self, dir: &str, name: &str) -> Result<Entry> {
+        let listing = self.listing(dir)?;
+        if let Some(e) = listing.get(name) {
+            return Ok(e.clone());
+        }
+        // Before files being written: one opened as `myfile.txt` may be `MyFile.txt`.
+        if self.config.case.folded_lookups() {
+            if let Some(e) = self.folded_match(dir, &listing, name) {
+                return Ok(e);
+            }
+        }
+        self.pending_entry(&join(dir, name)).ok_or(FsError::NotFound)
+    }
+
+    /// `path` (of an entry found as `entry`) spelled as the server lists it: after a folded
+    /// lookup the kernel's name differs, and handles, caches and times must use one name.
+    pub(super) fn listed_path(path: &str, entry: &Entry) -> String {
+        let (dir, name) = split(path);
+        if name == entry.name { path.to_string() } else { join(dir, &entry.name) }
+    }
+
+    /// Like `find`, but only the exact name.
+    pub(super) fn find_exact(&self, dir: &str, name: &str) -> Option<Entry> {
+        let listing = self.listing(dir).ok()?;
+        listing.get(name).cloned().or_else(|| self.pending_entry(&join(dir, name)))
+    }
+
+    /// Finds `name` in directory `parent`; a found entry counts as a kernel reference.
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        check_name_length(name)?;
+        let dir = self.path(parent)?;
+        let entry = match self.find(&dir, name) {
+            // Made on the server since the directory was listed? (See `watch`.)
+            Err(FsError::NotFound) if self.relist_for_lookup(parent, &dir) => self.find(&dir, name)?,
+            found => found?,
+        };
+        let ino = self.inodes.lock().get_or_insert(parent, name, true);
+        Ok(self.tell(self.attr_of(ino, &join(&dir, name), &entry)))
+    }
+
+    /// Counts a kernel reference to `name` in `parent` (an entry handed out by readdirplus).
+    pub fn remember(&self, parent: u64, name: &str) {
+        self.inodes.lock().get_or_insert(parent, name, true);
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.lock().forget(ino, n);
+    }
+
+    /// The entry of `ino` from its parent's listing (refreshed when stale).
+    pub(super) fn entry(&self, ino: u64) -> Result<(String, Entry)> {
+        let path = self.path(ino)?;
+        let (dir, name) = split(&path);
+        let entry = self.find(dir, name)?;
+        Ok((Self::listed_path(&path, &entry), entry))
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        if ino == ROOT {
+            return Ok(self.root_attr());
+        }
+        let (path, entry) = self.entry(ino)?;
+        Ok(self.tell(self.attr_of(ino, &path, &entry)))
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<String> {
+        match self.entry(ino)?.1.kind {
+            Kind::Symlink(Some(target)) => Ok(target),
+            Kind::Symlink(None) => Err(FsError::Unsupported("the server does not show this link's target")),
+            _ => Err(FsError::Invalid("not a symbolic link".into())),
+        }
+    }
+
+    /// All entries of a directory, with attributes. `lookup` counts kernel references
+    /// (for readdirplus, which hands the kernel full entries).
+    pub fn readdir(&self, ino: u64, lookup: bool) -> Result<Vec<DirEntry>> {
+        let dir = self.path(ino)?;
+        if ino != ROOT && self.listed_dir_attr(ino)?.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let listing = self.listing(&dir).map_err(|e| self.not_listed(&dir, e))?;
+        self.watch.listed(ino, self.clock.now());
+        let pending: Vec<Entry> = {
+            let writing = self.writing.lock();
+            writing
+                .keys()
+                .filter(|p| split(p).0 == dir && listing.get(split(p).1).is_none())
+                .map(|p| Entry { name: split(p).1.to_string(), kind: Kind::File, size: 0, mtime: None, mode: None })
+                .collect()
+        };
+        if let Some(p) = &self.prefetch {
+            // A walk usually goes on into the subdirectories: have them listed meanwhile.
+            p.want(
+                listing
+                    .entries
+                    .iter()
+                    .filter(|e| e.kind == Kind::Dir && !e.name.starts_with('.'))
+                    .map(|e| join(&dir, &e.name))
+                    .filter(|d| self.dirs.fresh(d).is_none()),
+            );
+        }
+        let mut out = Vec::with_capacity(listing.entries.len() + pending.len());
+        for e in listing.entries.iter().chain(pending.iter()) {
+            let child = self.inodes.lock().get_or_insert(ino, &e.name, lookup);
+            let attr = self.tell(self.attr_of(child, &join(&dir, &e.name), e));
+            out.push(DirEntry { ino: child, name: e.name.clone(), attr });
+        }
+        Ok(out)
+    }
+
+    /// The attributes of a directory being listed (`readdir`, and readdirplus's `.`).
+    pub fn listed_dir_attr(&self, ino: u64) -> Result<Attr> {
+        self.getattr(ino).map_err(|e| self.not_listed(&self.path(ino).unwrap_or_default(), e))
+    }
+
+    /// Never ENOENT while listing a directory: the C library takes it from getdents for the
+    /// end of a directory removed meanwhile, and `ls` would show a directory it could not list
+    /// as empty. That holds for the look at the parent's listing too (the fault matrix saw a
+    /// refused `CWD` into the parent, while readdirplus asked for the directory's own
+    /// attributes, turn a directory of 20 files into an empty one).
+    pub(super) fn not_listed(&self, dir: &str, e: FsError) -> FsError {
+        match e {
+            FsError::Remote(RemoteError::NotFound(why)) => {
+                self.dirs.invalidate(split(dir).0);
+                FsError::Remote(RemoteError::Protocol(format!("{why} (the directory could not be listed)")))
+            }
+            FsError::NotFound => {
+                self.dirs.invalidate(split(dir).0);
+                FsError::Remote(RemoteError::Protocol(format!("/{dir} could not be found on the server")))
+            }
+            e => e,
+        }
+    }
+
+    /// Close-to-open consistency: the size and time of a file being opened for reading, from
+    /// its parent's listing if that is younger than [`OPEN_FRESHNESS`], else asked of the
+    /// server with one cheap command (the listing is corrected). When they differ from what
+    /// the kernel was last given, the kernel drops its cached attributes and pages.
+    pub(super) fn revalidate(&self, ino: u64, path: &str, mut entry: Entry) -> Result<Attr> {
+        let (dir, name) = split(path);
+        let ours = self.writing.lock().contains_key(path);
+        let young =
+            self.dirs.peek(dir).is_some_and(|l| self.clock.now().saturating_duration_since(l.fetched) < OPEN_FRESHNESS);
+        if !ours && !young {
+            match self.remote.stat(path) {
+                Ok(Some((size, mtime))) => {
+                    let mtime = mtime.or(entry.mtime);
+                    if size != entry.size || mtime != entry.mtime {
+                        tracing::debug!("{path}: changed on the server ({} -> {size} bytes)", entry.size);
+                        entry.size = size;
+                        entry.mtime = mtime;
+                        self.dirs.upsert(dir, entry.clone());
+                    }
+                }
+                Ok(None) => {
+                    self.dirs.remove_entry(dir, name);
+                    self.forget_content(path);
+                    self.notify(Invalidate::Inode(ino));
+                    return Err(FsError::NotFound);
+                }
+                // The server cannot tell: the listing stays the answer.
+                Err(RemoteError::Unsupported(e)) => tracing::trace!("{e}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let attr = self.attr_of(ino, path, &entry);
+        self.told_changed(&attr);
+        Ok(attr)
+    }
+
+    /// Records `attr` as the kernel's, telling the kernel to drop what it had if it differs.
+    pub(super) fn told_changed(&self, attr: &Attr) {
+        let before = self.told.lock().insert(attr.ino, (attr.size, attr.mtime));
+        if before.is_some_and(|t| t != (attr.size, attr.mtime)) {
+            self.notify(Invalidate::Inode(attr.ino));
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! What `status` shows: transfers under way, failed uploads, recent errors and counters.
+
+use super::*;
+
+impl Fs {
+    /// Open files with data moving or waiting to move, for `status`.
+    pub fn transfers(&self) -> Vec<TransferStatus> {
+        let handles: Vec<Handle> = self.handles.lock().values().map(Handle::clone).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            match h {
+                Handle::Read(r, _) if r.in_flight() => out.push(TransferStatus {
+                    path: shown(&r.path),
+                    direction: "download".into(),
+                    bytes: Some(r.delivered.load(Ordering::Relaxed)),
+                    state: "streaming".into(),
+                    seconds: r.opened.elapsed().as_secs_f64(),
+                }),
+                // Closed, its release (which queues it) still on the way: `sync` waits for it.
+                Handle::Write(w)
+                    if w.closed_at.lock().is_some_and(|t| t.elapsed() < RELEASE_WAIT)
+                        && matches!(w.progress(), write::WriteProgress::Spooled(_)) =>
+                {
+                    out.push(TransferStatus {
+                        path: shown(&w.path()),
+                        direction: "upload".into(),
+                        bytes: None,
+                        state: "closing (write-back)".into(),
+                        seconds: w.opened.elapsed().as_secs_f64(),
+                    });
+                }
+                Handle::Write(w) => {
+                    let (bytes, state) = match w.progress() {
+                        write::WriteProgress::Streaming(n) => (Some(n), "streaming"),
+                        write::WriteProgress::Spooled(n) => (Some(n), "spooled, uploads at close"),
+                        write::WriteProgress::Busy => (None, "busy"),
+                        write::WriteProgress::Idle => continue,
+                    };
+                    out.push(TransferStatus {
+                        path: shown(&w.path()),
+                        direction: "upload".into(),
+                        bytes,
+                        state: state.into(),
+                        seconds: w.opened.elapsed().as_secs_f64(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        // A write handle between its release and its place in the queue (a moment).
+        if self.write_back.is_some() && self.releasing.load(Ordering::SeqCst) > 0 {
+            out.push(TransferStatus {
+                path: "(a file being closed)".into(),
+                direction: "upload".into(),
+                bytes: None,
+                state: "closing (write-back)".into(),
+                seconds: 0.0,
+            });
+        }
+        for (path, uploading) in self.queued_uploads() {
+            let state = if uploading { "uploading (write-back)" } else { "queued (write-back)" };
+            out.push(TransferStatus {
+                path: shown(&path),
+                direction: "upload".into(),
+                bytes: None,
+                state: state.into(),
+                seconds: 0.0,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// Final write-back failures: "PATH: ERROR (data kept in FILE)".
+    pub fn failed_uploads(&self) -> Vec<String> {
+        self.write_back().map(|wb| wb.failures()).unwrap_or_default()
+    }
+
+    /// Listing cache hits and misses.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        (self.dirs.hits.load(Ordering::Relaxed), self.dirs.misses.load(Ordering::Relaxed))
+    }
+
+    /// Records a failure reported to an application; true if it is the first of its kind.
+    pub fn note_error(&self, op: &str, e: &FsError) -> bool {
+        let mut log = self.errors.lock();
+        if log.recent.len() == RECENT_ERRORS {
+            log.recent.pop_front();
+        }
+        log.recent.push_back((SystemTime::now(), format!("{op}: {e}")));
+        log.kinds.insert(e.kind())
+    }
+
+    /// The latest failures, oldest first.
+    pub fn recent_errors(&self) -> Vec<(SystemTime, String)> {
+        self.errors.lock().recent.iter().cloned().collect()
+    }
+
+    pub fn open_handles(&self) -> usize {
+        self.handles.lock().len()
+    }
+
+    pub fn known_inodes(&self) -> usize {
+        self.inodes.lock().len()
+    }
+}
