@@ -4,13 +4,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::clock::SystemClock;
 use crate::config::{self, Options};
 use crate::fs::case;
 use crate::mount::{self, Prepared};
 use crate::remote::Remote;
 use crate::remote::ftp::FtpRemote;
 use crate::remote::ftp::diagnose::{self, Stage, Status};
-use crate::remote::pool::SystemClock;
 
 pub struct CheckRequest {
     pub source: String,

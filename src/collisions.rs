@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::casefold::{self, Folding};
+use crate::clock::SystemClock;
 use crate::config::Options;
 use crate::remote::ftp::FtpRemote;
-use crate::remote::pool::SystemClock;
 use crate::remote::{Kind, Remote};
 
 /// One group: names in `dir` that are one name under the folding.

@@ -7,6 +7,7 @@
 
 pub mod casefold;
 pub mod check;
+pub mod clock;
 pub mod collisions;
 pub mod config;
 pub mod error;

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::SystemClock;
 use crate::config::{self, Options, Target};
 use crate::fs::case::{self, CaseRules, CollisionPolicy, ServerCase};
 use crate::fs::{Fs, FsConfig};
 use crate::remote::Remote;
 use crate::remote::ftp::{FtpRemote, TlsMode, session::Endpoint};
-use crate::remote::pool::SystemClock;
 use crate::tls::{TlsClient, TlsOptions};
 
 pub struct MountRequest {

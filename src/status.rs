@@ -210,7 +210,7 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         recent_errors: fs
             .recent_errors()
             .into_iter()
-            .map(|(at, msg)| format!("{} {msg}", crate::tls::format_utc(at)))
+            .map(|(at, msg)| format!("{} {msg}", crate::clock::format_utc(at)))
             .collect(),
         log_file: log_file.map(|p| p.display().to_string()),
     }

@@ -28,6 +28,8 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::clock::format_utc;
+
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     /// Extra trusted roots (PEM); the system store is always used too.
@@ -106,12 +108,6 @@ pub enum TlsError {
     Io(io::Error),
     #[error("{0}")]
     Config(String),
-}
-
-/// Formats a time as `2025-03-01 00:00:00 UTC`.
-pub fn format_utc(t: SystemTime) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    time::OffsetDateTime::from(t).format(&fmt).unwrap_or_else(|_| format!("{t:?}"))
 }
 
 fn certificate_message(problem: &CertProblem, cert: Option<&CertInfo>) -> String {

@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use super::inode::ROOT;
 use super::tests::test_config;
 use super::{Fs, Invalidate, OpenMode};
+use crate::clock::Clock;
 use crate::remote::fake::FakeRemote;
-use crate::remote::pool::Clock;
 
 struct ManualClock(Mutex<Instant>);
 

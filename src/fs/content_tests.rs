@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use super::inode::ROOT;
 use super::tests::test_config;
 use super::{Fs, FsConfig, OpenMode};
+use crate::clock::SystemClock;
 use crate::remote::fake::FakeRemote;
-use crate::remote::pool::SystemClock;
 
 fn data(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()

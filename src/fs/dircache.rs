@@ -11,7 +11,7 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
 use crate::casefold::{self, Folding};
-use crate::remote::pool::Clock;
+use crate::clock::Clock;
 use crate::remote::{self, Entry, Remote, RemoteError};
 
 #[derive(Clone)]
@@ -320,8 +320,8 @@ impl DirCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
     use crate::remote::fake::FakeRemote;
-    use crate::remote::pool::SystemClock;
     use std::sync::atomic::Ordering;
     use std::time::SystemTime;
 

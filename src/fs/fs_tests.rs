@@ -1,8 +1,8 @@
 //! Unit tests of `Fs` against the fake remote; the settings and helpers other test modules share.
 
 use super::*;
+use crate::clock::SystemClock;
 use crate::remote::fake::FakeRemote;
-use crate::remote::pool::SystemClock;
 
 /// The settings unit tests share: long TTLs, no prefetch, no case checks.
 pub(super) fn test_config() -> FsConfig {
@@ -94,8 +94,7 @@ fn create_without_truncation_of_a_file_that_exists_keeps_its_content() {
     fake.add_file("f.txt", b"keep me", SystemTime::now());
     let fs = fs_with(fake.clone());
     // As `touch` does when its lookup failed: O_CREAT, no O_TRUNC.
-    let (attr, fh) =
-        fs.create(ROOT, "f.txt", OpenMode { write: true, pid: 7, ..Default::default() }, false).unwrap();
+    let (attr, fh) = fs.create(ROOT, "f.txt", OpenMode { write: true, pid: 7, ..Default::default() }, false).unwrap();
     assert_eq!(attr.size, 7);
     fs.flush(fh, 7).unwrap();
     fs.release(fh);

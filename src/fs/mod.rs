@@ -28,11 +28,11 @@ mod content_tests;
 pub mod dircache;
 pub mod inode;
 mod lookup;
+#[cfg(test)]
+mod names_tests;
 mod namespace;
 mod open;
 mod paths;
-#[cfg(test)]
-mod names_tests;
 #[cfg(test)]
 mod posix_tests;
 pub mod prefetch;
@@ -65,8 +65,8 @@ use self::read::ReadHandle;
 use self::spool::Spool;
 use self::write::WriteHandle;
 use self::writeback::WriteBack;
+use crate::clock::Clock;
 use crate::error::FsError;
-use crate::remote::pool::Clock;
 use crate::remote::{Entry, Kind, Remote, RemoteError};
 
 pub use self::paths::{NAME_MAX, split};
@@ -470,7 +470,6 @@ impl Fs {
         if self.config.read_only { Err(FsError::ReadOnly) } else { Ok(()) }
     }
 }
-
 
 #[cfg(test)]
 #[path = "fs_tests.rs"]

@@ -81,8 +81,8 @@ fn work(p: Weak<Prefetcher>, dirs: &DirCache, remote: &dyn Remote) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
     use crate::remote::fake::FakeRemote;
-    use crate::remote::pool::SystemClock;
     use std::time::{Instant, SystemTime};
 
     #[test]

@@ -13,9 +13,9 @@ use super::inode::ROOT;
 use super::prefetch_files::{FilePrefetcher, Limits};
 use super::tests::test_config;
 use super::{Fs, FsConfig, OpenMode};
+use crate::clock::Clock;
 use crate::remote::Remote;
 use crate::remote::fake::FakeRemote;
-use crate::remote::pool::Clock;
 
 const READ: OpenMode = OpenMode { read: true, write: false, truncate: false, append: false, pid: 1, create_mode: None };
 const WAIT: Duration = Duration::from_secs(10);
@@ -362,7 +362,7 @@ fn off_without_the_content_cache_or_with_zero_files() {
     let off = Fs::new(
         fake.clone(),
         FsConfig { prefetch_files: 8, prefetch_file_sessions: 2, ..test_config() },
-        Arc::new(crate::remote::pool::SystemClock),
+        Arc::new(crate::clock::SystemClock),
     );
     assert!(off.prefetch_stats().is_none(), "no content cache: no prefetch");
     let r = rig(fake, 0);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::remote::pool::Clock;
+use crate::clock::Clock;
 use crate::remote::{Result, Space};
 
 /// How long an answer is shown before the server is asked again.

@@ -547,10 +547,10 @@ impl Fs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use crate::fs::inode::ROOT;
     use crate::fs::tests::test_config;
     use crate::remote::fake::FakeRemote;
-    use crate::remote::pool::Clock;
     use std::sync::atomic::Ordering;
     use std::time::SystemTime;
 
@@ -875,7 +875,7 @@ mod tests {
     fn without_a_watch_interval_nothing_is_listed_again() {
         let fake = Arc::new(FakeRemote::new());
         fake.add_dir("d");
-        let fs = Fs::new(fake.clone(), test_config(), Arc::new(crate::remote::pool::SystemClock));
+        let fs = Fs::new(fake.clone(), test_config(), Arc::new(crate::clock::SystemClock));
         let d = fs.lookup(ROOT, "d").unwrap();
         fs.readdir(d.ino, false).unwrap();
         fs.opendir(d.ino).unwrap();

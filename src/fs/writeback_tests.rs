@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 use super::inode::ROOT;
 use super::tests::test_config;
 use super::{Fs, FsConfig, OpenMode, SetAttr};
+use crate::clock::SystemClock;
 use crate::remote::fake::FakeRemote;
-use crate::remote::pool::SystemClock;
 
 fn config(queue: &std::path::Path) -> FsConfig {
     FsConfig { write_back: Some(queue.to_path_buf()), ..test_config() }

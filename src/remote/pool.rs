@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::{RemoteError, Result, SessionStats};
+use crate::clock::Clock;
 
 /// The first pause before reconnecting to a server that cannot be reached, doubling up to
 /// [`MAX_BACKOFF`]: a restart of a second or two is ridden out with few attempts.
@@ -45,19 +46,6 @@ pub enum Health {
     Dead,
     /// No answer in time: the server or the network is stuck, and every idle session with it.
     Unresponsive,
-}
-
-/// Where the pool gets its time from, so tests can move it by hand.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> Instant;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -623,7 +611,7 @@ mod tests {
         conn.refuse_connects.store(usize::MAX, SeqCst);
         let mut cfg = PoolConfig::new(2);
         cfg.reconnect_for = Duration::from_millis(500);
-        let pool = Pool::new(conn, cfg, Arc::new(SystemClock));
+        let pool = Pool::new(conn, cfg, Arc::new(crate::clock::SystemClock));
         let started = Instant::now();
         assert!(matches!(pool.checkout(), Err(RemoteError::Connection(_))));
         assert!(started.elapsed() >= Duration::from_millis(500));

@@ -19,8 +19,9 @@ use suppaftp::FtpError;
 use self::listing::{EntryKind, ListEntry, Skip, TimePrecision};
 use self::session::{EarlyClose, Endpoint, Features, FtpSession, Pipelined, Pipelining, Transfer};
 use self::zone::ServerZone;
-use super::pool::{self, Clock, Health, Lease, Pool, PoolConfig};
+use super::pool::{self, Health, Lease, Pool, PoolConfig};
 use super::{Applied, Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
+use crate::clock::Clock;
 use crate::names::Charset;
 
 pub use self::session::{Security, TlsMode};
@@ -992,7 +993,9 @@ impl Remote for FtpRemote {
                     Err(e) => return Err(e),
                 }
             }
-            if s.features.mdtm && Pipelining::from_u8(s.features.pipelining.load(Ordering::Relaxed)) == Pipelining::Works {
+            if s.features.mdtm
+                && Pipelining::from_u8(s.features.pipelining.load(Ordering::Relaxed)) == Pipelining::Works
+            {
                 return self.size_and_time_pipelined(s, &p);
             }
             let size = match s.size(&p) {
@@ -1030,7 +1033,9 @@ impl FtpRemote {
             Ok(text) => text.rsplit(' ').next().and_then(|n| n.trim().parse::<u64>().ok()),
             Err((550, _)) => return Ok(None),
             Err((code, text)) if code >= 500 => {
-                return Err(RemoteError::Unsupported(format!("{p}: the server does not tell its size ({code} {text})")));
+                return Err(RemoteError::Unsupported(format!(
+                    "{p}: the server does not tell its size ({code} {text})"
+                )));
             }
             Err((code, text)) => return Err(reply_error(&format!("asking the size of {p} (SIZE)"), code, &text)),
         };
