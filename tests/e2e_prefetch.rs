@@ -22,16 +22,6 @@ struct Sent {
     files: BTreeMap<String, (usize, u64)>,
 }
 
-/// `…] OK DOWNLOAD: Client "127.0.0.1", "/dir/file", 123 bytes, 4.5Kbyte/sec`.
-fn parse_transfer(line: &str) -> Option<(&str, &str, u64)> {
-    let (_, rest) = line.split_once("] OK ").or_else(|| line.split_once("] FAIL "))?;
-    let (kind, rest) = rest.split_once(": Client \"")?;
-    let (_, rest) = rest.split_once("\", \"")?;
-    let end = rest.rfind(" bytes, ")?;
-    let (path, n) = rest[..end].rsplit_once("\", ")?;
-    Some((kind, path, n.parse().ok()?))
-}
-
 fn sent_since(log: &str, mark: usize) -> Sent {
     let mut s = Sent::default();
     for line in log.get(mark..).unwrap_or("").lines() {

@@ -949,6 +949,17 @@ pub fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// Deterministic bytes for file contents.
+/// One line of vsftpd's transfer log: kind (`DOWNLOAD`, `UPLOAD`), path and bytes, as in
+/// `…] OK DOWNLOAD: Client "127.0.0.1", "/dir/file", 123 bytes, 4.5Kbyte/sec`.
+pub fn parse_transfer(line: &str) -> Option<(&str, &str, u64)> {
+    let (_, rest) = line.split_once("] OK ").or_else(|| line.split_once("] FAIL "))?;
+    let (kind, rest) = rest.split_once(": Client \"")?;
+    let (_, rest) = rest.split_once("\", \"")?;
+    let end = rest.rfind(" bytes, ")?;
+    let (path, n) = rest[..end].rsplit_once("\", ")?;
+    Some((kind, path, n.parse().ok()?))
+}
+
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
     (0..len)
