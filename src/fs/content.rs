@@ -559,8 +559,16 @@ impl CachedFile {
     /// way to the cache) and moving. `Ok` once the byte is held; otherwise the caller is to
     /// download it, under the mark returned (taken in the same step, so of two readers
     /// arriving at once, one downloads and the other waits). Gives up waiting when that
-    /// download ends or makes no progress for `patience`.
-    pub fn wait_for(&self, at: u64, before: u64, after: u64, patience: Duration) -> Result<(), Downloading> {
+    /// download ends or makes no progress for `patience`. The caller's own download (`own`)
+    /// is never waited for.
+    pub fn wait_for(
+        &self,
+        at: u64,
+        before: u64,
+        after: u64,
+        patience: Duration,
+        own: Option<&Downloading>,
+    ) -> Result<(), Downloading> {
         let e = &self.entry;
         let mut d = e.downloads.lock();
         let mut waited_out = false;
@@ -568,7 +576,9 @@ impl CachedFile {
             if self.holds(at) {
                 return Ok(());
             }
-            let heading_here = d.at.values().any(|&pos| pos <= at + after && at <= pos + before);
+            let heading_here =
+                d.at.iter()
+                    .any(|(&id, &pos)| own.is_none_or(|o| o.id != id) && pos <= at + after && at <= pos + before);
             if !heading_here || waited_out || e.dropped.load(Ordering::Relaxed) {
                 return Err(self.mark(&mut d, at));
             }

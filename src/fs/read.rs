@@ -354,7 +354,9 @@ impl ReadHandle {
             if st.reusable(at) {
                 break;
             }
-            match c.wait_for(at, SKIP_LIMIT, AHEAD as u64, SHARE_PATIENCE) {
+            // Never for this reader's own download: it cannot move while this read waits.
+            let own = st.mark();
+            match c.wait_for(at, SKIP_LIMIT, AHEAD as u64, SHARE_PATIENCE, own.as_deref()) {
                 Ok(()) => {}
                 Err(mark) => {
                     st.claim = Some(mark);
