@@ -164,23 +164,12 @@ fn log_mark(server: &Vsftpd) -> usize {
 /// Waits until every `RETR` since `mark` has its transfer line (an early close is logged when
 /// the server notices it) and the log has been quiet for a moment; then what was sent.
 fn settled(server: &Vsftpd, mark: usize) -> Sent {
-    let start = Instant::now();
-    let mut last = String::new();
-    let mut quiet_since = Instant::now();
-    loop {
-        let log = server.log();
-        let tail = log.get(mark..).unwrap_or("");
+    let every_retr_logged = |tail: &str| {
         let retr_commands = tail.lines().filter(|l| l.contains("FTP command:") && l.contains("\"RETR ")).count();
-        let transfers = tail.lines().filter(|l| l.contains(" DOWNLOAD: ")).count();
-        if tail != last {
-            last = tail.to_string();
-            quiet_since = Instant::now();
-        } else if retr_commands == transfers && quiet_since.elapsed() > Duration::from_millis(700) {
-            return sent_since(&log, mark);
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the server's log did not settle:\n{tail}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        retr_commands == tail.lines().filter(|l| l.contains(" DOWNLOAD: ")).count()
+    };
+    let log = settled_log(server, mark, Duration::from_millis(700), Duration::from_secs(60), every_retr_logged);
+    sent_since(&log, mark)
 }
 
 /// The server's commands since `mark` that name a file (for the read pattern: `REST` offsets

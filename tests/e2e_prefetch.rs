@@ -40,21 +40,8 @@ fn sent_since(log: &str, mark: usize) -> Sent {
 /// Waits until the server's log has been quiet for a moment (prefetches and their transfer
 /// lines have landed); then what was sent since `mark`.
 fn settled(server: &Vsftpd, mark: usize) -> Sent {
-    let start = Instant::now();
-    let mut last = String::new();
-    let mut quiet_since = Instant::now();
-    loop {
-        let log = server.log();
-        let tail = log.get(mark..).unwrap_or("");
-        if tail != last {
-            last = tail.to_string();
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() > Duration::from_millis(1500) {
-            return sent_since(&log, mark);
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "the server's log did not settle");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let log = settled_log(server, mark, Duration::from_millis(1500), Duration::from_secs(120), |_| true);
+    sent_since(&log, mark)
 }
 
 /// `n` files of 1 B to 16 KiB (`f000.dat`…) in `dir`, dated in the past; their total size.

@@ -960,6 +960,32 @@ pub fn parse_transfer(line: &str) -> Option<(&str, &str, u64)> {
     Some((kind, path, n.parse().ok()?))
 }
 
+/// Waits until `server`'s log since `mark` is `ready` and has not changed for `quiet` (at most
+/// `limit` in all); then the whole log.
+pub fn settled_log(
+    server: &Vsftpd,
+    mark: usize,
+    quiet: Duration,
+    limit: Duration,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let start = Instant::now();
+    let mut last = String::new();
+    let mut quiet_since = Instant::now();
+    loop {
+        let log = server.log();
+        let tail = log.get(mark..).unwrap_or("");
+        if tail != last {
+            last = tail.to_string();
+            quiet_since = Instant::now();
+        } else if ready(tail) && quiet_since.elapsed() > quiet {
+            return log;
+        }
+        assert!(start.elapsed() < limit, "the server's log did not settle:\n{tail}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
     (0..len)
