@@ -92,8 +92,8 @@ fn sigterm_during_an_upload_lets_it_finish_and_exits_cleanly() {
     // The application's upload is not cut short: its close still reports success...
     writer.join().unwrap().expect("the write in progress completes");
     // ...the daemon says it ended well, and the server has every byte.
-    let status = mount.unmount();
-    assert!(status.success(), "exit status {status}");
+    let (status, log) = mount.unmount_with_log();
+    assert!(status.success(), "exit status {status}; the mount's log:\n{log}");
     assert!(fs::read(server.root().join("upload.bin")).unwrap() == data);
 }
 

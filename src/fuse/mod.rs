@@ -46,7 +46,17 @@ pub struct Mounted {
 impl Mounted {
     /// Waits until the filesystem is unmounted.
     pub fn join(self) -> std::io::Result<()> {
-        self.session.join()
+        match self.session.join() {
+            // The kernel ended the connection rather than unmounting it quietly: this happens
+            // when a lazy unmount (ours, on a signal) races a file still being closed, and after
+            // `umount -f` or an abort through /sys/fs/fuse/connections. Either way the mount is
+            // gone; what was not saved is reported by the caller from its own bookkeeping.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                tracing::info!("the kernel closed the FUSE connection (aborted, not a plain unmount)");
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 

@@ -817,6 +817,12 @@ impl Mount {
         self.stop()
     }
 
+    /// Unmounts and returns the daemon's exit status and everything it logged.
+    pub fn unmount_with_log(mut self) -> (ExitStatus, String) {
+        let status = self.stop();
+        (status, self.log())
+    }
+
     /// A crash: kills the daemon with SIGKILL (it cleans nothing up), then clears the dead
     /// mount as a user would, with fusermount3 -u (lazily if that is refused).
     pub fn kill_daemon(&mut self) {
