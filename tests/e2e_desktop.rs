@@ -282,7 +282,12 @@ fn the_transfer_log_counts_what_the_server_sent() {
     let whole = settled(&server, mark);
     eprintln!("issue 15 | a whole read of it: {whole:?}");
     // What had arrived of the first download is in the content cache; the rest comes now.
-    assert!(whole.bytes < size as u64 && head.bytes + whole.bytes >= size as u64, "{head:?} then {whole:?}");
+    assert!(
+        whole.bytes < size as u64 && head.bytes + whole.bytes >= size as u64,
+        "{head:?} then {whole:?}; the server's downloads: {:?}\n{}",
+        retr_pattern(&server, mark, "big.bin"),
+        mount.log()
+    );
 }
 
 /// What a file manager does per image to draw its thumbnail, by hand: `gio info` of every file

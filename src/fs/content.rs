@@ -90,6 +90,15 @@ impl Ranges {
         }
     }
 
+    /// Where the run of missing bytes that ends at `offset` starts: the end of the last range
+    /// before it, or 0 (`offset` itself when that byte is held).
+    pub fn missing_from(&self, offset: u64) -> u64 {
+        match self.0.range(..=offset).next_back() {
+            Some((_, &e)) => e.min(offset),
+            None => 0,
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.0.iter().map(|(s, e)| e - s).sum()
     }
@@ -546,6 +555,14 @@ impl CachedFile {
             return 0;
         }
         self.entry.ranges.lock().covered_from(offset)
+    }
+
+    /// Where the run of missing bytes that ends at `offset` starts (see [`Ranges::missing_from`]).
+    pub fn missing_from(&self, offset: u64) -> u64 {
+        if self.entry.uploaded.lock().is_some() {
+            return 0;
+        }
+        self.entry.ranges.lock().missing_from(offset)
     }
 
     /// Whether every byte of the file is held.

@@ -157,10 +157,6 @@ const WINDOW: usize = 2 << 20;
 const SPARE: usize = 4;
 
 impl Window {
-    fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
     fn end(&self) -> Option<u64> {
         self.chunks.back().map(|(at, b)| at + b.len() as u64)
     }
@@ -244,6 +240,16 @@ struct State {
 }
 
 impl State {
+    /// Where a new download that is to serve `at` starts: at the first of the missing bytes
+    /// just before it, when they are few. The kernel's read-ahead requests arrive out of order
+    /// (more so on a busy machine); a download started at the later one would leave the
+    /// earlier one to a second download, and the server would send those bytes twice.
+    fn start_for(&self, at: u64) -> u64 {
+        let window_end = self.window.end().filter(|&e| e <= at).unwrap_or(0);
+        let missing_from = self.cache.as_ref().map_or(0, |c| c.missing_from(at)).max(window_end);
+        if at - missing_from <= SKIP_LIMIT { missing_from } else { at }
+    }
+
     /// Whether the open stream can serve `at` (it is there, or a small skip ahead).
     fn reusable(&self, at: u64) -> bool {
         self.stream.as_ref().is_some_and(|o| at >= o.pos && at - o.pos <= SKIP_LIMIT)
@@ -409,11 +415,7 @@ impl ReadHandle {
             if let Some(old) = st.stream.take() {
                 old.end(st.cache.as_deref());
             }
-            // The first read of a file near its start: start at 0, so the kernel's other
-            // read-ahead requests for the beginning find their bytes in the window (unless
-            // the cache has the beginning).
-            let cached_start = st.cache.as_ref().is_some_and(|c| c.holds(0));
-            let from = if st.window.is_empty() && at <= SKIP_LIMIT && !cached_start { 0 } else { at };
+            let from = st.start_for(at);
             let now = Instant::now();
             let mark = match st.claim.take() {
                 Some(m) => {
@@ -883,6 +885,24 @@ mod tests {
         assert!(read_whole(&b, &fake, d.len(), Duration::ZERO) == d);
         assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
         assert_eq!(fake.opens.load(Ordering::SeqCst), 2, "the second reader fetched the rest itself");
+    }
+
+    #[test]
+    fn read_ahead_arriving_out_of_order_after_a_cached_head_takes_one_download() {
+        let fake = FakeRemote::new();
+        let d = data(4 << 20);
+        let (a, b, _dir) = two_readers(&fake, &d);
+        // An earlier reader (`head`) left the first bytes in the cache.
+        let head = 96_251;
+        assert_eq!(a.read(&fake, 0, head).unwrap(), &d[..head]);
+        a.close_if_idle(Duration::ZERO);
+        a.settle();
+        // A whole read: the kernel's request for the second chunk comes before the first's.
+        const CHUNK: usize = 128 * 1024;
+        let (first, second) = (head, head + 12 * 4096);
+        assert_eq!(b.read(&fake, second as u64, CHUNK).unwrap(), &d[second..second + CHUNK]);
+        assert_eq!(b.read(&fake, first as u64, CHUNK).unwrap(), &d[first..first + CHUNK]);
+        assert_eq!(fake.opens.load(Ordering::SeqCst), 2, "the head's download and one more");
     }
 
     #[test]
