@@ -204,15 +204,17 @@ impl Fs {
     }
 
     /// Close-to-open consistency: the size and time of a file being opened for reading, from
-    /// its parent's listing if that is younger than [`OPEN_FRESHNESS`], else asked of the
-    /// server with one cheap command (the listing is corrected). When they differ from what
-    /// the kernel was last given, the kernel drops its cached attributes and pages.
-    pub(super) fn revalidate(&self, ino: u64, path: &str, mut entry: Entry) -> Result<Attr> {
+    /// its parent's listing if that is younger than [`OPEN_FRESHNESS`] (or when the caller
+    /// knows them as freshly: `just_fetched`, all of the file downloaded as listed by a
+    /// transfer begun since), else asked of the server with one cheap command (the listing is
+    /// corrected). When they differ from what the kernel was last given, the kernel drops its
+    /// cached attributes and pages.
+    pub(super) fn revalidate(&self, ino: u64, path: &str, mut entry: Entry, just_fetched: bool) -> Result<Attr> {
         let (dir, name) = split(path);
         let ours = self.writing.lock().contains_key(path);
         let young =
             self.dirs.peek(dir).is_some_and(|l| self.clock.now().saturating_duration_since(l.fetched) < OPEN_FRESHNESS);
-        if !ours && !young {
+        if !ours && !young && !just_fetched {
             match self.remote.stat(path) {
                 Ok(Some((size, mtime))) => {
                     let mtime = mtime.or(entry.mtime);

@@ -311,7 +311,7 @@ impl Fs {
         let watch = watch::Watch::new(config.watch_interval);
         let files_ahead = content.as_ref().filter(|_| config.prefetch_files > 0).map(|c| {
             let limits = prefetch_files::Limits::new(config.prefetch_files, config.prefetch_file_sessions);
-            prefetch_files::FilePrefetcher::start(c.clone(), remote.clone(), limits)
+            prefetch_files::FilePrefetcher::start(c.clone(), remote.clone(), limits, clock.clone())
         });
         Fs {
             files_ahead,

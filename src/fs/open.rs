@@ -59,15 +59,18 @@ impl Fs {
             let size = if mode.truncate {
                 self.attr_of(ino, &path, &entry).size
             } else {
-                self.revalidate(ino, &path, entry)?.size
+                self.revalidate(ino, &path, entry, false)?.size
             };
             return Ok(self.write_handle(path, true, size, mode));
         }
         // A reader walking the directory: its download, if under way, is waited for first.
         let fetched = self.walk_opened(&path);
         // Close-to-open: the size and time are checked with the server (or a listing younger
-        // than a second); just uploaded, the writer knows them.
-        let attr = match self.revalidate(ino, &path, entry) {
+        // than a second, or a download of all of it begun less than a second ago); just
+        // uploaded, the writer knows them.
+        let listed = self.server_mtime(&path).map(|t| Version::of(entry.size, t));
+        let just_fetched = fetched.zip(listed).is_some_and(|(f, v)| f.confirms(v, self.clock.now(), OPEN_FRESHNESS));
+        let attr = match self.revalidate(ino, &path, entry, just_fetched) {
             Ok(a) => a,
             Err(e) => {
                 if let Some(p) = &self.files_ahead {

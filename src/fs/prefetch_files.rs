@@ -26,6 +26,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::content::{ContentCache, Version};
 use super::dircache::Listing;
+use crate::clock::Clock;
 use crate::remote::{Kind, Remote};
 
 /// Files bigger than this are left to the reader (a big file is a stream, not a round trip).
@@ -121,6 +122,9 @@ struct Walk {
 struct Ready {
     bytes: u64,
     at: Instant,
+    version: Version,
+    /// When the download that brought the whole file began, if it did (see [`Fetched`]).
+    began: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -161,6 +165,8 @@ pub struct FilePrefetcher {
     limits: Limits,
     cache: Arc<ContentCache>,
     remote: Arc<dyn Remote>,
+    /// The mount's clock, for when a download began (see [`Fetched::began`]).
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
     /// Workers wait here for work.
     work: Condvar,
@@ -173,19 +179,40 @@ pub struct FilePrefetcher {
     unused_bytes: AtomicU64,
 }
 
-/// What `opened` found: the file had been fetched ahead (its bytes).
+/// What `opened` found: the file had been fetched ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fetched(pub u64);
+pub struct Fetched {
+    pub bytes: u64,
+    /// The version (listed size and time) it was fetched as.
+    pub version: Version,
+    /// When the download that brought all of it began: the server's answer about the file's
+    /// bytes is at least that recent. `None` when part of it was in the cache before.
+    pub began: Option<Instant>,
+}
+
+impl Fetched {
+    /// Whether this download tells what the file is at `now` as well as a listing younger
+    /// than `freshness` would: all of the file, as `version`, from a transfer begun since.
+    pub fn confirms(&self, version: Version, now: Instant, freshness: Duration) -> bool {
+        self.version == version && self.began.is_some_and(|b| now.saturating_duration_since(b) < freshness)
+    }
+}
 
 impl FilePrefetcher {
     /// Starts `workers` background downloaders (at most that many sessions are used); they end
     /// soon after the prefetcher is dropped or stopped.
-    pub fn start(cache: Arc<ContentCache>, remote: Arc<dyn Remote>, limits: Limits) -> Arc<FilePrefetcher> {
+    pub fn start(
+        cache: Arc<ContentCache>,
+        remote: Arc<dyn Remote>,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<FilePrefetcher> {
         let p = Arc::new(FilePrefetcher {
             max_ahead: limits.files.max(1),
             limits,
             cache,
             remote,
+            clock,
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -218,7 +245,7 @@ impl FilePrefetcher {
             }
         }
         st.queue.retain(|i| i.path != path);
-        let fetched = st.ready.remove(&path).map(|r| Fetched(r.bytes));
+        let fetched = st.ready.remove(&path).map(|r| Fetched { bytes: r.bytes, version: r.version, began: r.began });
         let Some(index) = listing.position(name) else { return fetched };
         let now = Instant::now();
         let pos = st.walks.iter().position(|w| w.dir == dir);
@@ -288,7 +315,7 @@ impl FilePrefetcher {
     /// After `opened`, once the content cache was asked: whether what was fetched ahead is
     /// what the reader gets (the version matched, the cache holds it whole).
     pub fn served(&self, fetched: Option<Fetched>, whole: bool) {
-        let Some(Fetched(bytes)) = fetched else { return };
+        let Some(Fetched { bytes, .. }) = fetched else { return };
         if whole {
             self.hits.fetch_add(1, Ordering::Relaxed);
             self.hit_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -522,8 +549,9 @@ impl FilePrefetcher {
         let size = item.version.size;
         let from = cached.covered_from(0);
         if from >= size {
-            return Outcome::Done(0);
+            return Outcome::Done(0, None);
         }
+        let began = self.clock.now();
         let mut stream = match self.remote.open_read(&item.path, from) {
             Ok(s) => s,
             Err(e) => {
@@ -564,17 +592,18 @@ impl FilePrefetcher {
             self.cache.forget(&item.path);
             return Outcome::Failed;
         }
-        Outcome::Done(size - from)
+        Outcome::Done(size - from, (from == 0).then_some(began))
     }
 
     fn finished(&self, item: Item, outcome: Outcome) {
         let mut st = self.state.lock();
         let cancelled = st.in_flight.remove(&item.path).is_none_or(|(_, c)| c);
         match outcome {
-            Outcome::Done(n) if !cancelled => {
+            Outcome::Done(n, began) if !cancelled => {
                 self.files.fetch_add(1, Ordering::Relaxed);
                 self.bytes.fetch_add(n, Ordering::Relaxed);
-                st.ready.insert(item.path, Ready { bytes: item.version.size, at: Instant::now() });
+                let ready = Ready { bytes: item.version.size, at: Instant::now(), version: item.version, began };
+                st.ready.insert(item.path, ready);
             }
             Outcome::Yielded if !cancelled && !st.stopped => st.queue.push_front(item),
             _ => {}
@@ -609,8 +638,9 @@ fn next_sibling_dir(dir: &str, view: &dyn View) -> Option<(String, Arc<Listing>)
 }
 
 enum Outcome {
-    /// The file is held whole now; the bytes this download brought.
-    Done(u64),
+    /// The file is held whole now; the bytes this download brought, and when it began if it
+    /// brought all of them.
+    Done(u64, Option<Instant>),
     /// Given up for a waiting request; to be continued.
     Yielded,
     Failed,

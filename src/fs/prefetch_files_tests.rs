@@ -235,7 +235,8 @@ fn the_byte_bound_holds_however_many_files_are_wanted() {
     }
     let cache = ContentCache::open(dir.path(), 1 << 30).unwrap();
     let limits = Limits { files: 100, bytes: 35_000, file_size: 1 << 20, sessions: 1 };
-    let p = FilePrefetcher::start(cache.clone(), fake.clone(), limits);
+    let clock = Arc::new(Manual(Mutex::new(Instant::now())));
+    let p = FilePrefetcher::start(cache.clone(), fake.clone(), limits, clock);
     let listing = Listing::new(fake.list("d").unwrap(), Instant::now());
     struct NoView;
     impl super::prefetch_files::View for NoView {
@@ -310,7 +311,8 @@ fn a_file_changed_or_deleted_on_the_server_is_read_as_it_is_now() {
     r.read(d, "f001");
     r.settle();
     assert_eq!(r.downloads_of("d/f003"), 1, "fetched ahead");
-    // Changed on the server after it was fetched: open sees the new version.
+    // Changed on the server more than a second after it was fetched: open sees the new version.
+    *r.clock.0.lock() += Duration::from_secs(2);
     let new = b"changed on the server".to_vec();
     fake.add_file("d/f003", &new, an_hour_ago() + Duration::from_secs(60));
     // Deleted: open says so.
@@ -322,6 +324,27 @@ fn a_file_changed_or_deleted_on_the_server_is_read_as_it_is_now() {
     r.settle();
     let s = r.fs.prefetch_stats().unwrap();
     assert!(s.unused_bytes >= files[3].len() as u64 + files[4].len() as u64, "{s:?}");
+}
+
+#[test]
+fn a_file_fetched_ahead_less_than_a_second_ago_needs_no_check_at_open() {
+    let fake = Arc::new(FakeRemote::new());
+    let files = folder(&fake, 12);
+    let r = rig(fake.clone(), 8);
+    let d = r.list();
+    r.read(d, "f000");
+    r.read(d, "f001");
+    r.settle();
+    // All of f002 came from the server just now (by the mount's clock): as good an answer
+    // to close-to-open as a listing younger than a second.
+    let asked = fake.stats.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(r.read(d, "f002"), files[2]);
+    assert_eq!(fake.stats.load(std::sync::atomic::Ordering::SeqCst), asked, "no SIZE/MDTM for f002");
+    // A second later the same answer is too old: f003's open asks.
+    r.settle();
+    *r.clock.0.lock() += Duration::from_secs(2);
+    assert_eq!(r.read(d, "f003"), files[3]);
+    assert_eq!(fake.stats.load(std::sync::atomic::Ordering::SeqCst), asked + 1, "f003 was checked");
 }
 
 #[test]
