@@ -77,7 +77,10 @@ fn port_range(n: u16) -> (u16, u16) {
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
     let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // A connect to a port nobody listens on yet can pick that same port as its own source
+    // port and connect to itself (TCP simultaneous open): that is not the server listening.
+    let listening = || TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().unwrap().port() != port);
+    while !listening() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("server exited with {status}: {}", fs::read_to_string(log).unwrap_or_default());
         }
