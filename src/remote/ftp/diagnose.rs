@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::connect;
 use super::session::{self, DataNote, Endpoint, FtpSession, Security, TlsMode};
 use super::tls_adapter::SessionTls;
 use crate::remote::RemoteError;
@@ -58,7 +59,7 @@ pub fn diagnose(ep: &Endpoint, base: &str, writable: bool, report: &mut dyn FnMu
         report(s);
         ok
     };
-    match session::resolve(ep) {
+    match connect::resolve(ep) {
         Ok(addrs) => {
             let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
             emit(Stage::pass("DNS", format!("{} is {}", ep.host, list.join(", "))));
@@ -66,7 +67,7 @@ pub fn diagnose(ep: &Endpoint, base: &str, writable: bool, report: &mut dyn FnMu
         Err(e) => return emit(Stage::fail("DNS", e)),
     }
     let started = Instant::now();
-    match session::tcp_connect(ep) {
+    match connect::tcp_connect(ep) {
         Ok(tcp) => {
             let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -104,7 +105,7 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
         },
     };
     let result = match (ep.tls, &tls) {
-        (TlsMode::Implicit, Some(t)) => session::connect_implicit(ep, t.clone(), note),
+        (TlsMode::Implicit, Some(t)) => connect::connect_implicit(ep, t.clone(), note),
         (TlsMode::Off, _) | (_, None) => {
             let ftp = greeting(ep, &note, emit)?;
             emit(Stage::warn("TLS", "off (--tls off): the password and all files cross the network unencrypted"));
@@ -112,7 +113,7 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
         }
         (_, Some(t)) => {
             let ftp = greeting(ep, &note, emit)?;
-            session::upgrade_explicit(ep, ftp, t.clone(), note)
+            connect::upgrade_explicit(ep, ftp, t.clone(), note)
         }
     };
     let conn = match result {
@@ -167,7 +168,7 @@ fn secure(ep: &Endpoint, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session:
 }
 
 fn greeting(ep: &Endpoint, note: &DataNote, emit: &mut dyn FnMut(Stage) -> bool) -> Option<session::Ftp> {
-    match session::connect_plain(ep, note) {
+    match connect::connect_plain(ep, note) {
         Ok(ftp) => {
             emit(Stage::pass("greeting", session::welcome(&ftp)));
             Some(ftp)

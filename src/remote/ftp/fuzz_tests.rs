@@ -17,9 +17,9 @@ use suppaftp::FtpError;
 use suppaftp::Status;
 use suppaftp::types::Response;
 
+use super::connect::data_ip;
 use super::listing::{EntryKind, ListEntry, Skip, format_ftp_time, parse_list_line, parse_mdtm_reply, parse_mlsd_line};
 use super::reply::{code, map, map_reply, text};
-use super::session::data_ip;
 
 /// Wall-clock bound per fuzz loop; the iteration counts are sized to stay far below it in a
 /// release build, and it only cuts the tail of a slow debug run.

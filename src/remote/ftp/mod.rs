@@ -1,11 +1,13 @@
 //! The FTP(S) implementation of [`Remote`]: the only module that talks to suppaftp.
 
+pub mod connect;
 pub mod diagnose;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod listing;
 pub mod reply;
 pub mod session;
+pub mod socket;
 pub mod tls_adapter;
 pub mod zone;
 
@@ -1099,11 +1101,11 @@ impl FtpWriteStream {
     /// (Retrying is safe: a write that timed out took nothing.)
     fn while_taking<T>(&mut self, mut op: impl FnMut(&mut Transfer) -> io::Result<T>) -> io::Result<T> {
         let transfer = self.transfer.as_mut().expect("transfer present until finish");
-        let mut least = session::unsent(transfer);
+        let mut least = socket::unsent(transfer);
         loop {
             match op(transfer) {
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    match (session::unsent(transfer), least) {
+                    match (socket::unsent(transfer), least) {
                         (Some(now), Some(before)) if now < before => least = Some(now),
                         _ => return Err(e),
                     }
@@ -1156,7 +1158,7 @@ impl WriteStream for FtpWriteStream {
         // then its kernel may still hold up to a few MiB it has not read, and nothing shows
         // how fast it reads them: the reply gets time for that at a floor rate.
         let drained = io::Write::flush(&mut transfer)
-            .and_then(|()| session::wait_until_taken(&transfer, self.io_timeout, || self.lease.closed_by_server()));
+            .and_then(|()| socket::wait_until_taken(&transfer, self.io_timeout, || self.lease.closed_by_server()));
         if let Err(e) = drained {
             if e.kind() == io::ErrorKind::TimedOut {
                 // Unfinished: dropping the stream with its transfer cuts the session (see Drop).
@@ -1168,7 +1170,7 @@ impl WriteStream for FtpWriteStream {
             }
             return Err(self.why_broken(transfer, &what, e));
         }
-        self.lease.set_reply_timeout(self.io_timeout + session::time_to_read_buffered(self.sent));
+        self.lease.set_reply_timeout(self.io_timeout + socket::time_to_read_buffered(self.sent));
         let finished = transfer.finish();
         self.lease.set_reply_timeout(self.io_timeout);
         finished.map_err(|e| {
@@ -1214,7 +1216,7 @@ const OPEN_WINDOW: u32 = 64 << 20;
 
 impl FtpReadStream {
     fn new(transfer: Transfer, lease: Lease<FtpConnector>, what: String) -> FtpReadStream {
-        let window = if session::clamp_receive_window(&transfer, FIRST_WINDOW) { FIRST_WINDOW } else { OPEN_WINDOW };
+        let window = if socket::clamp_receive_window(&transfer, FIRST_WINDOW) { FIRST_WINDOW } else { OPEN_WINDOW };
         FtpReadStream { transfer: Some(transfer), lease, failed: false, what, read: 0, window }
     }
 
@@ -1226,7 +1228,7 @@ impl FtpReadStream {
         }
         self.window = self.window.saturating_mul(2).min(OPEN_WINDOW);
         if let Some(t) = &self.transfer {
-            if !session::clamp_receive_window(t, self.window) {
+            if !socket::clamp_receive_window(t, self.window) {
                 self.window = OPEN_WINDOW;
             }
         }
@@ -1276,7 +1278,7 @@ impl ReadStream for FtpReadStream {
         let Ok(socket) = socket else { return Vec::new() };
         // Only what is already here: reading more would open the window for the server to
         // send more, which is what ending the download is meant to stop.
-        let max = max.min(session::received(&socket));
+        let max = max.min(socket::received(&socket));
         if max == 0 || socket.set_nonblocking(true).is_err() {
             return Vec::new();
         }

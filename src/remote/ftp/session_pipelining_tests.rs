@@ -2,7 +2,7 @@
 //! against small fake servers that take them well or badly.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 
 use super::*;
 
