@@ -1,0 +1,224 @@
+//! Exact modification times for a listing whose times are coarser than a second (LIST
+//! shows none for this year's files, or no year for older ones): `MDTM` per file, pipelined
+//! in batches where the server takes it, else one at a time over a few sessions; and the
+//! listing's times turned into UTC (the server's zone is learnt by comparing LIST with MDTM).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use super::listing::{self, EntryKind, ListEntry, TimePrecision};
+use super::session::{Pipelined, Pipelining};
+use super::zone::{self, ServerZone};
+use super::{
+    FtpRemote, MDTM_BATCH, MDTM_SESSIONS, PIPELINE_BATCH, PIPELINE_BYTES, PIPELINE_PROBE_TIMEOUT, join, retire,
+};
+use crate::remote::Result;
+
+impl FtpRemote {
+    /// Asks for exact times of the entries whose listing time is coarser than a second: in
+    /// pipelined batches where the server takes them (one round trip per batch), else one
+    /// `MDTM` at a time, spread over a few sessions.
+    pub(super) fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry]) -> Result<()> {
+        let wanted: Vec<usize> = (0..entries.len()).filter(|&i| wants_exact_time(&entries[i])).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<String> = wanted.iter().map(|&i| join(dir, &entries[i].name)).collect();
+        let times = match self.exact_times_pipelined(&paths)? {
+            Some(times) => times,
+            None => self.exact_times_one_by_one(&paths)?,
+        };
+        for (&i, t) in wanted.iter().zip(times) {
+            if let Some(t) = t {
+                entries[i].mtime = Some(listing::ListedTime { time: t, precision: TimePrecision::Second });
+            }
+        }
+        Ok(())
+    }
+
+    /// How many sessions a directory's time requests may use: a few, never all (a session
+    /// stays free for other requests while a big directory loads).
+    fn mdtm_workers(&self, batches: usize) -> usize {
+        let spare = self.pool.stats().limit.saturating_sub(1).max(1);
+        batches.min(MDTM_SESSIONS).min(spare)
+    }
+
+    /// Runs `batch` for every batch of `paths` (by index) on up to [`Self::mdtm_workers`]
+    /// threads; the first error ends the run.
+    fn run_batches(
+        &self,
+        batches: &[std::ops::Range<usize>],
+        batch: impl Fn(std::ops::Range<usize>) -> Result<()> + Sync,
+    ) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = (0..self.mdtm_workers(batches.len()))
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        while !stop.load(Ordering::Relaxed) {
+                            let Some(b) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else { return Ok(()) };
+                            if let Err(e) = batch(b.clone()) {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            let mut first = Ok(());
+            for h in handles {
+                let r = h.join().expect("MDTM worker panicked");
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
+    }
+
+    /// One `MDTM` per round trip, in small batches over several sessions.
+    fn exact_times_one_by_one(&self, paths: &[String]) -> Result<Vec<Option<SystemTime>>> {
+        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> =
+            paths.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let batches: Vec<_> =
+            (0..paths.len()).step_by(MDTM_BATCH).map(|a| a..(a + MDTM_BATCH).min(paths.len())).collect();
+        self.run_batches(&batches, |range| {
+            self.with_session(true, |s| {
+                for k in range.clone() {
+                    *results[k].lock() = s.mdtm(&paths[k])?;
+                }
+                Ok(())
+            })
+        })?;
+        Ok(results.into_iter().map(|m| m.into_inner()).collect())
+    }
+
+    /// All `MDTM`s sent without waiting, in batches of at most [`PIPELINE_BATCH`] commands
+    /// (and [`PIPELINE_BYTES`]). `None` when the server does not take them well (learnt here
+    /// at the first surprise and kept for the mount): then the caller asks one at a time.
+    fn exact_times_pipelined(&self, paths: &[String]) -> Result<Option<Vec<Option<SystemTime>>>> {
+        let Some(features) = self.pool.connector().features.get().cloned() else { return Ok(None) };
+        if Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Refused {
+            return Ok(None);
+        }
+        let results: Vec<parking_lot::Mutex<Option<SystemTime>>> =
+            paths.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let surprised = std::sync::atomic::AtomicBool::new(false);
+        let io_timeout = self.pool.connector().endpoint.io_timeout;
+        let batches = pipeline_batches(paths);
+        let ran = self.run_batches(&batches, |range| {
+            if surprised.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let untried = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Untried;
+            let probe = untried.then(|| io_timeout.min(PIPELINE_PROBE_TIMEOUT));
+            let mut attempt = 0;
+            loop {
+                let mut lease = self.pool.checkout()?;
+                match lease.mdtm_pipelined(&paths[range.clone()], probe) {
+                    Ok(Pipelined::Done(times)) => {
+                        for (k, t) in range.clone().zip(times) {
+                            *results[k].lock() = t;
+                        }
+                        if untried && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == 0 {
+                            tracing::debug!("the server takes pipelined commands: MDTM in batches of {PIPELINE_BATCH}");
+                        }
+                        return Ok(());
+                    }
+                    Ok(Pipelined::Surprise(why)) => {
+                        lease.mark_broken();
+                        surprised.store(true, Ordering::Relaxed);
+                        if features.pipelining.swap(Pipelining::Refused as u8, Ordering::Relaxed)
+                            != Pipelining::Refused as u8
+                        {
+                            tracing::info!(
+                                "the server did not answer commands sent without waiting as expected ({why}); \
+                                 asking for file times one at a time from now on"
+                            );
+                        }
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        // Replies may still be on their way: never reuse the session.
+                        retire(&mut lease, &e);
+                        lease.mark_broken();
+                        drop(lease);
+                        if attempt == 0 && e.is_transient() {
+                            tracing::debug!("asking the times again on a fresh session after: {e}");
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        });
+        ran?;
+        if surprised.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        Ok(Some(results.into_iter().map(|m| m.into_inner()).collect()))
+    }
+}
+
+/// `paths` cut into pipelined batches: at most [`PIPELINE_BATCH`] commands and about
+/// [`PIPELINE_BYTES`] of command lines each (one at least).
+pub(super) fn pipeline_batches(paths: &[String]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (k, p) in paths.iter().enumerate() {
+        let line = p.len() + "MDTM \r\n".len();
+        if k > start && (k - start >= PIPELINE_BATCH || bytes + line > PIPELINE_BYTES) {
+            out.push(start..k);
+            (start, bytes) = (k, 0);
+        }
+        bytes += line;
+    }
+    if start < paths.len() {
+        out.push(start..paths.len());
+    }
+    out
+}
+
+/// Turns the times of a LIST listing (received at `listed_at`) into UTC. `listed` holds the
+/// times as LIST showed them; entries whose time changed since came from MDTM. The first
+/// listing with files to compare teaches the server's zone (see [`zone`]); files changed in
+/// the last minutes are not compared, as one changed between LIST and MDTM would make an
+/// offset of its own.
+pub(super) fn times_to_utc(
+    zone: &ServerZone,
+    entries: &mut [ListEntry],
+    listed: Vec<Option<listing::ListedTime>>,
+    listed_at: SystemTime,
+) {
+    if zone.wants_comparison() {
+        let recent = listed_at.checked_sub(zone::RECENT).unwrap_or(listed_at);
+        let pairs: Vec<_> = entries
+            .iter()
+            .zip(&listed)
+            .filter_map(|(e, l)| match (&e.mtime, l) {
+                (Some(m), Some(l))
+                    if m.precision == TimePrecision::Second && l.precision < m.precision && m.time < recent =>
+                {
+                    Some((l.clone(), m.time))
+                }
+                _ => None,
+            })
+            .collect();
+        zone.learn(&pairs);
+    }
+    let (list_zone, mdtm_zone) = (zone.list_zone(), zone.mdtm_zone());
+    for (e, l) in entries.iter_mut().zip(listed) {
+        if let Some(m) = &mut e.mtime {
+            let zone = if Some(&*m) == l.as_ref() { list_zone } else { mdtm_zone };
+            m.time = zone.to_utc(m.time);
+        }
+    }
+}
+
+/// A file whose listed time has no seconds: `MDTM` gives them.
+pub(super) fn wants_exact_time(e: &ListEntry) -> bool {
+    e.kind == EntryKind::File && e.mtime.as_ref().is_none_or(|t| t.precision < TimePrecision::Second)
+}
