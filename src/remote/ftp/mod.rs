@@ -2,9 +2,11 @@
 
 pub mod connect;
 pub mod diagnose;
+mod file_attrs;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod listing;
+mod profile;
 pub mod reply;
 pub mod session;
 pub mod socket;
@@ -13,14 +15,13 @@ mod times;
 pub mod tls_adapter;
 pub mod zone;
 
-use std::io;
-
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use self::file_attrs::MtimeCommand;
 use self::listing::{EntryKind, ListEntry, Skip};
-use self::session::{EarlyClose, Endpoint, Features, FtpSession, Pipelined, Pipelining, Transfer};
+use self::session::{Endpoint, Features, FtpSession, Pipelined, Pipelining, Transfer};
 use self::streams::{FtpReadStream, FtpWriteStream};
 use self::times::{times_to_utc, wants_exact_time};
 use self::zone::ServerZone;
@@ -78,56 +79,6 @@ impl pool::Connector for FtpConnector {
     fn close(&self, session: FtpSession) {
         session.quit();
     }
-}
-
-/// How this server lets us set modification times; found out on first use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MtimeCommand {
-    Mfmt,
-    /// `MDTM YYYYMMDDHHMMSS path` (vsftpd, IIS); other servers read it as a file name.
-    MdtmSet,
-    /// `SITE UTIME YYYYMMDDhhmmss path` (ProFTPD's mod_site_misc).
-    SiteUtime,
-    /// `SITE UTIME path atime mtime ctime UTC` (ProFTPD, and servers following it).
-    SiteUtime5,
-    Unsupported,
-}
-
-/// Replies that mean a time was set.
-const MTIME_SET_OK: [suppaftp::Status; 3] =
-    [suppaftp::Status::File, suppaftp::Status::CommandOk, suppaftp::Status::RequestedFileActionOk];
-
-impl MtimeCommand {
-    /// What to try, in order: what FEAT advertises first; commands FEAT cannot show after.
-    fn candidates(features: &Features) -> Vec<MtimeCommand> {
-        let mut all = Vec::new();
-        if features.mfmt {
-            all.push(MtimeCommand::Mfmt);
-        }
-        all.push(MtimeCommand::MdtmSet);
-        all.extend([MtimeCommand::SiteUtime, MtimeCommand::SiteUtime5]);
-        all
-    }
-
-    fn line(self, stamp: &str, path: &str) -> String {
-        match self {
-            MtimeCommand::Mfmt => format!("MFMT {stamp} {path}"),
-            MtimeCommand::MdtmSet => format!("MDTM {stamp} {path}"),
-            MtimeCommand::SiteUtime => format!("SITE UTIME {stamp} {path}"),
-            MtimeCommand::SiteUtime5 => format!("SITE UTIME {path} {stamp} {stamp} {stamp} UTC"),
-            MtimeCommand::Unsupported => unreachable!("never sent"),
-        }
-    }
-}
-
-fn no_time_setting(path: &str) -> RemoteError {
-    RemoteError::Unsupported(format!(
-        "setting the time of {path}: the server offers no way to set modification times (see the log)"
-    ))
-}
-
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 pub struct FtpRemote {
@@ -198,35 +149,6 @@ impl FtpRemote {
             avbl: Default::default(),
         };
         Ok((remote, security))
-    }
-
-    /// Finds out now what the profile would otherwise learn on first use (`check`): the
-    /// listing (time zone, link targets) and, where writable, how times are set, on a hidden
-    /// file that is removed again.
-    pub fn probe_profile(&self, writable: bool) {
-        if let Err(e) = self.list("") {
-            tracing::debug!("profile probe: {e}");
-        }
-        if let Err(e) = self.space("") {
-            tracing::debug!("profile probe: {e}");
-        }
-        if !writable {
-            return;
-        }
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let name = format!(".ftpmount-profile-probe-{}-{nanos:x}", std::process::id());
-        let stamp = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_577_934_245);
-        let probed = self.open_write(&name, false).and_then(|mut up| {
-            io::Write::write_all(&mut up, b"x").map_err(|e| RemoteError::Connection(e.to_string()))?;
-            up.finish()
-        });
-        match probed.and_then(|()| self.set_mtime(&name, stamp)) {
-            Ok(()) | Err(RemoteError::Unsupported(_)) => {}
-            Err(e) => tracing::debug!("profile probe: {e}"),
-        }
-        if let Err(e) = self.delete(&name) {
-            tracing::warn!("could not remove the probe file /{name}: {e}; remove it by hand");
-        }
     }
 
     /// Closes idle sessions past their time; the mount's janitor calls it.
@@ -470,101 +392,8 @@ impl Remote for FtpRemote {
         self.with_session(false, |s| s.rename(&f, &t))
     }
 
-    /// `SITE CHMOD` and the time-setting command this server takes, on the temporary, then
-    /// `RNFR`/`RNTO`, all sent at once: one round trip instead of four. Only where the server
-    /// took commands sent without waiting (or has not been tried yet: the first batch is then a
-    /// probe) and how to set times is already known.
     fn rename_upload(&self, from: &str, to: &str, mode: Option<u32>, mtime: Option<SystemTime>) -> Result<Applied> {
-        let (f, t) = (self.server_path(from), self.server_path(to));
-        let Some(features) = self.pool.connector().features.get().cloned() else {
-            return self.rename(from, to).map(|()| Applied::default());
-        };
-        let state = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed));
-        let set_time = match (*self.mtime_command.lock(), mtime) {
-            (Some(cmd), Some(time)) if cmd != MtimeCommand::Unsupported => {
-                Some(cmd.line(&listing::format_ftp_time(time), &f))
-            }
-            _ => None,
-        };
-        let chmod = mode
-            .filter(|_| !self.chmod_unsupported.load(Ordering::Relaxed))
-            .map(|m| format!("SITE CHMOD {:o} {f}", m & 0o7777));
-        if state == Pipelining::Refused || (set_time.is_none() && chmod.is_none()) {
-            return self.rename(from, to).map(|()| Applied::default());
-        }
-        const CHMOD_OK: [suppaftp::Status; 1] = [suppaftp::Status::CommandOk];
-        const RNFR_OK: [suppaftp::Status; 1] = [suppaftp::Status::RequestFilePending];
-        const RNTO_OK: [suppaftp::Status; 2] = [suppaftp::Status::RequestedFileActionOk, suppaftp::Status::CommandOk];
-        let mut commands: Vec<(String, &[suppaftp::Status])> = Vec::new();
-        if let Some(c) = &chmod {
-            commands.push((c.clone(), &CHMOD_OK));
-        }
-        if let Some(c) = &set_time {
-            commands.push((c.clone(), &MTIME_SET_OK));
-        }
-        commands.push((format!("RNFR {f}"), &RNFR_OK));
-        commands.push((format!("RNTO {t}"), &RNTO_OK));
-        let probe = (state == Pipelining::Untried)
-            .then(|| self.pool.connector().endpoint.io_timeout.min(PIPELINE_PROBE_TIMEOUT));
-        let what = format!("renaming {f} to {t}");
-        let mut lease = self.pool.checkout()?;
-        let replies = match lease.pipeline(&commands, probe) {
-            Ok(Pipelined::Done(replies)) => replies,
-            Ok(Pipelined::Surprise(why)) => {
-                lease.mark_broken();
-                if features.pipelining.swap(Pipelining::Refused as u8, Ordering::Relaxed) != Pipelining::Refused as u8 {
-                    tracing::info!(
-                        "the server did not answer commands sent without waiting as expected ({why}); \
-                         sending commands one at a time from now on"
-                    );
-                }
-                drop(lease);
-                // Whether the rename happened is not known: look, on another session. Mode
-                // and time count as not set (the caller sets them on `to`).
-                return match self.size(from) {
-                    Err(RemoteError::NotFound(_)) => Ok(Applied::default()),
-                    _ => self.rename(from, to).map(|()| Applied::default()),
-                };
-            }
-            Err(e) => {
-                retire(&mut lease, &e);
-                lease.mark_broken();
-                return Err(e);
-            }
-        };
-        drop(lease);
-        if state == Pipelining::Untried
-            && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == Pipelining::Untried as u8
-        {
-            tracing::debug!("the server takes pipelined commands");
-        }
-        let mut replies = replies.into_iter();
-        let mut applied = Applied::default();
-        if chmod.is_some() {
-            match replies.next().expect("one reply per command") {
-                Ok(_) => applied.mode = true,
-                Err((500 | 502 | 504, text)) => {
-                    tracing::info!(
-                        "the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored"
-                    );
-                    self.chmod_unsupported.store(true, Ordering::Relaxed);
-                }
-                Err((_, text)) => tracing::debug!("{f}: SITE CHMOD refused ({text}); tried again after the rename"),
-            }
-        }
-        if set_time.is_some() {
-            match replies.next().expect("one reply per command") {
-                Ok(_) => applied.mtime = true,
-                Err((_, text)) => {
-                    tracing::debug!("{f}: setting the time refused ({text}); tried again after the rename")
-                }
-            }
-        }
-        let (rnfr, rnto) = (replies.next().expect("RNFR reply"), replies.next().expect("RNTO reply"));
-        match rnfr.and(rnto) {
-            Ok(_) => Ok(applied),
-            Err((code, text)) => Err(reply_error(&what, code, &text)),
-        }
+        self.rename_upload_at_once(from, to, mode, mtime)
     }
 
     fn delete(&self, path: &str) -> Result<()> {
@@ -583,64 +412,7 @@ impl Remote for FtpRemote {
     }
 
     fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
-        let p = self.server_path(path);
-        let stamp = listing::format_ftp_time(time);
-        match *self.mtime_command.lock() {
-            Some(MtimeCommand::Unsupported) => return Err(no_time_setting(&p)),
-            Some(cmd) => {
-                return match self.with_session(true, |s| s.command(&cmd.line(&stamp, &p), &MTIME_SET_OK))? {
-                    Ok(_) => Ok(()),
-                    Err((code, text)) => Err(reply_error(&format!("setting the time of {p}"), code, &text)),
-                };
-            }
-            None => {}
-        }
-        let features = self.pool.checkout()?.features.clone();
-        let candidates = MtimeCommand::candidates(&features);
-        for cmd in candidates {
-            match self.with_session(true, |s| s.command(&cmd.line(&stamp, &p), &MTIME_SET_OK))? {
-                // Read as asking for the time of a file with an odd name, and answered: no.
-                Ok(text) if cmd == MtimeCommand::MdtmSet && listing::parse_mdtm_reply(&text).is_some() => {}
-                Ok(text) => {
-                    // Accepted; a form the server does not mean as "set" is caught by reading
-                    // the time back (where it can be read).
-                    let read_back = if features.mdtm { self.mtime(path).ok().flatten() } else { Some(time) };
-                    // Within 2 s: FAT volumes keep even seconds.
-                    if read_back.is_some_and(|t| secs(t).abs_diff(secs(time)) <= 2) {
-                        tracing::debug!("setting modification times with {cmd:?}");
-                        *self.mtime_command.lock() = Some(cmd);
-                        return Ok(());
-                    }
-                    tracing::debug!("{cmd:?} was answered \"{text}\" but did not set the time");
-                }
-                Err((500 | 501 | 502 | 504, text)) => {
-                    tracing::debug!("{cmd:?} not supported: {text}");
-                }
-                // A refusal about this file (a directory, permissions), or a server that read
-                // the command as naming another file (inetutils answers "MDTM time path" with
-                // 550 "no such file"). Only an existing file refused a form FEAT did not
-                // promise shows the second; otherwise nothing is learnt from it.
-                Err((code, text)) => {
-                    let advertised = cmd == MtimeCommand::Mfmt;
-                    let is_file = || {
-                        matches!(self.stat(path), Ok(Some(_)))
-                            && !self.with_session(true, |s| s.is_dir(&p)).unwrap_or(true)
-                    };
-                    if advertised || !is_file() {
-                        return Err(reply_error(&format!("setting the time of {p}"), code, &text));
-                    }
-                    tracing::debug!("{cmd:?} refused for an existing file ({text}); trying another way");
-                }
-            }
-        }
-        *self.mtime_command.lock() = Some(MtimeCommand::Unsupported);
-        tracing::warn!(
-            "this server cannot set modification times (it takes none of MFMT, MDTM with a time, SITE UTIME): \
-             files keep the time of their upload, so `touch -d`, `cp -p` and `rsync -a` report \
-             \"Operation not supported\", and rsync sends unchanged files again on every run. With rsync, \
-             use --size-only (or --checksum)"
-        );
-        Err(no_time_setting(&p))
+        self.set_time(path, time)
     }
 
     fn refuses_name(&self, name: &str) -> Option<String> {
@@ -648,23 +420,7 @@ impl Remote for FtpRemote {
     }
 
     fn chmod(&self, path: &str, mode: u32) -> Result<()> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.chmod_unsupported.load(Relaxed) {
-            return Err(RemoteError::Unsupported("the server does not support SITE CHMOD".into()));
-        }
-        let p = self.server_path(path);
-        let line = format!("SITE CHMOD {:o} {p}", mode & 0o7777);
-        match self.with_session(true, |s| s.command(&line, &[suppaftp::Status::CommandOk]))? {
-            Ok(_) => Ok(()),
-            Err((500 | 502 | 504, text)) => {
-                tracing::info!(
-                    "the server does not support SITE CHMOD ({text}); permission changes are accepted and ignored"
-                );
-                self.chmod_unsupported.store(true, Relaxed);
-                Err(RemoteError::Unsupported("the server does not support SITE CHMOD".into()))
-            }
-            Err((code, text)) => Err(reply_error(&format!("changing the mode of {p}"), code, &text)),
-        }
+        self.set_mode(path, mode)
     }
 
     /// `AVBL path` (draft-peterson-streamlined-ftp-command-extensions): Serv-U and a few
@@ -699,64 +455,7 @@ impl Remote for FtpRemote {
     }
 
     fn profile(&self) -> Vec<(String, String)> {
-        // Never waits for a session: `status` must answer while all are busy.
-        let Some(f) = self.pool.connector().features.get().cloned() else { return Vec::new() };
-        let mut out = vec![(
-            "listings".to_string(),
-            if f.mlsd {
-                "MLSD (exact times, UTC)".to_string()
-            } else if f.mdtm {
-                "LIST, with MDTM for exact file times".to_string()
-            } else {
-                "LIST only (times to the minute or day)".to_string()
-            },
-        )];
-        if !f.mlsd {
-            out.push(("time zone".into(), self.zone.describe()));
-        }
-        if !f.mlsd && f.mdtm {
-            let how = match Pipelining::from_u8(f.pipelining.load(Ordering::Relaxed)) {
-                Pipelining::Untried => "not needed yet".to_string(),
-                Pipelining::Works => format!("sent without waiting, {PIPELINE_BATCH} per round trip"),
-                Pipelining::Refused => {
-                    "one per round trip: the server did not answer commands sent without waiting in order".to_string()
-                }
-            };
-            out.push(("file times (MDTM)".into(), how));
-        }
-        let setting = match *self.mtime_command.lock() {
-            None => "not needed yet".to_string(),
-            Some(MtimeCommand::Unsupported) => "impossible: utimensat answers ENOTSUP".to_string(),
-            Some(cmd) => cmd.line("TIME", "PATH").to_string(),
-        };
-        out.push(("setting times".into(), setting));
-        out.push((
-            "free space".into(),
-            match Avbl::from_u8(self.avbl.load(Ordering::Relaxed)) {
-                Avbl::NotAsked => "not asked yet".into(),
-                Avbl::Answers => "told by AVBL".into(),
-                Avbl::Refused => "unknown: the server answers no AVBL (df shows 0, file managers \"unknown\")".into(),
-            },
-        ));
-        if f.link_targets_from_list.load(Ordering::Relaxed) {
-            out.push(("link targets".into(), "MLSD shows none: read from LIST".into()));
-        }
-        out.push((
-            "early close of a download".into(),
-            EarlyClose::describe(f.early_close.load(Ordering::Relaxed)).into(),
-        ));
-        if let Security::Tls(version) = self.security {
-            let ran_out = self.pool.connector().endpoint.tls_client.as_ref().is_some_and(|c| c.tls13_tickets_ran_out());
-            let tls = match (version, ran_out) {
-                (_, true) => "TLS 1.2 for new sessions: the server gives too few TLS 1.3 tickets for every data \
-                              connection to resume the control session"
-                    .to_string(),
-                (Some(v), false) => format!("{v}; data connections resume the control session"),
-                (None, false) => "TLS; data connections resume the control session".to_string(),
-            };
-            out.push(("TLS".into(), tls));
-        }
-        out
+        self.describe_server()
     }
 
     fn sessions_wanted(&self) -> bool {
