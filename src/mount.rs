@@ -147,54 +147,95 @@ fn check_mountpoint(path: &Path) -> Result<(), String> {
 }
 
 fn serve(req: MountRequest, p: Prepared) -> ExitCode {
-    let mut ready = if req.daemon {
-        match daemonize() {
-            Ok(Some(pipe)) => Some(pipe),
-            Ok(None) => unreachable!("the parent exits inside daemonize"),
-            Err(e) => {
-                eprintln!("ftpmount: cannot go to the background: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        None
+    let mut ready = match go_to_background(req.daemon) {
+        Ok(pipe) => pipe,
+        Err(code) => return code,
     };
     // Signals are handled by one thread; block them before any other thread starts.
     let signals = block_signals();
-    let fail = |ready: &mut Option<std::fs::File>, msg: String| {
-        let line = format!("ftpmount: cannot mount {}: {msg}", config::redact(&req.source));
-        match ready.take() {
-            Some(mut pipe) => {
-                let _ = writeln!(pipe, "{line}");
-            }
-            None => eprintln!("{line}"),
-        }
-        ExitCode::FAILURE
-    };
-
     let max = p.options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-    let (remote, security) = match FtpRemote::connect(p.endpoint.clone(), max, &p.target.path, Arc::new(SystemClock)) {
+    let (remote, security) = match connect(&p, max) {
         Ok(r) => r,
-        Err(e) => return fail(&mut ready, e.to_string()),
+        Err(msg) => return cannot_mount(&req, &mut ready, msg),
     };
-    // The data channel, before the mount exists: a blocked passive port range fails here
-    // with the same words as `ftpmount check`, not later as "Input/output error".
+    let fs = Arc::new(Fs::new(
+        remote.clone() as Arc<dyn Remote>,
+        fs_config(&p, remote.as_ref(), max),
+        Arc::new(SystemClock),
+    ));
+    fs.resume_write_back();
+    // One session stays free for the application's own requests.
+    fs.start_write_back(max.saturating_sub(1));
+    let mounted = match mount_fuse(&req, &p, &fs, &remote) {
+        Ok(m) => m,
+        Err(msg) => {
+            remote.close();
+            return cannot_mount(&req, &mut ready, msg);
+        }
+    };
+    // Before saying "mounted": whoever waits for that may ask for the status at once.
+    let _status = start_status_server(&req, &fs, &remote);
+    announce(&req, &mut ready, &remote, security, max);
+    spawn_janitor(fs.clone(), remote.clone());
+    // After the mount: the watcher tells the kernel through the session's notifier.
+    fs.start_watching();
+    spawn_signal_handler(signals, req.mountpoint.clone());
+    let result = mounted.join();
+    finish(&req, &fs, &remote, result)
+}
+
+/// With `--daemon`: forks, and returns the pipe the parent waits on for "mounted" or the
+/// reason it could not be.
+fn go_to_background(daemon: bool) -> Result<Option<std::fs::File>, ExitCode> {
+    if !daemon {
+        return Ok(None);
+    }
+    match daemonize() {
+        Ok(Some(pipe)) => Ok(Some(pipe)),
+        Ok(None) => unreachable!("the parent exits inside daemonize"),
+        Err(e) => {
+            eprintln!("ftpmount: cannot go to the background: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Says why the mount could not be made: on stderr, or through the pipe to the parent.
+fn cannot_mount(req: &MountRequest, ready: &mut Option<std::fs::File>, msg: String) -> ExitCode {
+    let line = format!("ftpmount: cannot mount {}: {msg}", config::redact(&req.source));
+    match ready.take() {
+        Some(mut pipe) => {
+            let _ = writeln!(pipe, "{line}");
+        }
+        None => eprintln!("{line}"),
+    }
+    ExitCode::FAILURE
+}
+
+/// The session pool, checked end to end before the mount exists: a blocked passive port range
+/// fails here with the same words as `ftpmount check`, not later as "Input/output error".
+fn connect(p: &Prepared, max: usize) -> Result<(Arc<FtpRemote>, crate::remote::ftp::Security), String> {
+    let (remote, security) = FtpRemote::connect(p.endpoint.clone(), max, &p.target.path, Arc::new(SystemClock))
+        .map_err(|e| e.to_string())?;
     if let Err(e) = remote.list_names("") {
         remote.close();
-        return fail(&mut ready, e.to_string());
+        return Err(e.to_string());
     }
-    let remote = Arc::new(remote);
+    Ok((Arc::new(remote), security))
+}
+
+/// The filesystem's settings from the options (and, for case folding, from the server).
+fn fs_config(p: &Prepared, remote: &dyn Remote, max: usize) -> FsConfig {
     let read_only = p.options.read_only;
-    let case = case_rules(&p.options, remote.as_ref(), read_only);
     let cache_dir = p.options.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let queue = write_back_queue(&cache_dir, &p);
+    let queue = write_back_queue(&cache_dir, p);
     let content_limit = p.options.content_cache_size.unwrap_or(DEFAULT_CONTENT_CACHE_SIZE);
     let content_cache =
-        (content_limit > 0).then(|| (crate::fs::content::cache_dir(&cache_dir, &source_identity(&p)), content_limit));
+        (content_limit > 0).then(|| (crate::fs::content::cache_dir(&cache_dir, &source_identity(p)), content_limit));
     if !p.options.write_back {
         warn_about_left_uploads(&queue);
     }
-    let fs_config = FsConfig {
+    FsConfig {
         dir_ttl: p.options.dir_timeout.unwrap_or(Duration::from_secs(30)),
         attr_ttl: p.options.attr_timeout.unwrap_or(Duration::from_secs(10)),
         read_only,
@@ -204,7 +245,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         dir_cache_capacity: 4096,
         cache_dir,
         cache_max_size: p.options.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE),
-        case,
+        case: case_rules(&p.options, remote, read_only),
         // A quarter of the sessions at most, so a walk never crowds out reads and writes.
         prefetch_workers: (max / 4).clamp(1, 4),
         prefetch_files: p.options.prefetch_files.unwrap_or(DEFAULT_PREFETCH_FILES),
@@ -214,11 +255,16 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         write_back: p.options.write_back.then_some(queue),
         content_cache,
         watch_interval: p.options.watch_interval.unwrap_or(DEFAULT_WATCH_INTERVAL),
-    };
-    let fs = Arc::new(Fs::new(remote.clone() as Arc<dyn Remote>, fs_config, Arc::new(SystemClock)));
-    fs.resume_write_back();
-    // One session stays free for the application's own requests.
-    fs.start_write_back(max.saturating_sub(1));
+    }
+}
+
+/// The FUSE mount itself, with `statfs` answered from the server's free space where it tells.
+fn mount_fuse(
+    req: &MountRequest,
+    p: &Prepared,
+    fs: &Arc<Fs>,
+    remote: &Arc<FtpRemote>,
+) -> Result<crate::fuse::Mounted, String> {
     let asker = remote.clone();
     let space = crate::fs::space::SpaceCache::new(
         Arc::new(move || asker.space("")),
@@ -228,24 +274,21 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     let spec = crate::fuse::MountSpec {
         mountpoint: &req.mountpoint,
         fsname: format!("ftpmount:{}", p.target.host),
-        read_only,
+        read_only: p.options.read_only,
         allow_other: p.options.allow_other,
         space,
     };
-    let mounted = match crate::fuse::mount(fs.clone(), &spec) {
-        Ok(m) => m,
-        Err(e) => {
-            remote.close();
-            return fail(&mut ready, format!("mounting at {} failed: {e}", req.mountpoint.display()));
-        }
-    };
-    // Before saying "mounted": whoever waits for that may ask for the status at once.
-    let _status = match crate::status::StatusServer::start(
-        fs.clone(),
-        remote.clone() as Arc<dyn Remote>,
-        &req.mountpoint,
-        req.log_file.clone(),
-    ) {
+    crate::fuse::mount(fs.clone(), &spec).map_err(|e| format!("mounting at {} failed: {e}", req.mountpoint.display()))
+}
+
+/// The socket `ftpmount status` and `sync` talk to; the mount works without it.
+fn start_status_server(
+    req: &MountRequest,
+    fs: &Arc<Fs>,
+    remote: &Arc<FtpRemote>,
+) -> Option<crate::status::StatusServer> {
+    let remote = remote.clone() as Arc<dyn Remote>;
+    match crate::status::StatusServer::start(fs.clone(), remote, &req.mountpoint, req.log_file.clone()) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(
@@ -254,7 +297,17 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
             );
             None
         }
-    };
+    }
+}
+
+/// "Mounted …, unmount with …": in the log, and to the waiting parent of a daemon.
+fn announce(
+    req: &MountRequest,
+    ready: &mut Option<std::fs::File>,
+    remote: &FtpRemote,
+    security: crate::remote::ftp::Security,
+    max: usize,
+) {
     let note = format!(
         "ftpmount: mounted {} at {} ({security}, up to {max} sessions). Unmount with: fusermount3 -u {}",
         remote.describe(),
@@ -269,16 +322,16 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     if let Some(mut pipe) = ready.take() {
         let _ = writeln!(pipe, "OK {note}");
     }
-    spawn_janitor(fs.clone(), remote.clone());
-    // After the mount: the watcher tells the kernel through the session's notifier.
-    fs.start_watching();
-    spawn_signal_handler(signals, req.mountpoint.clone());
-    let result = mounted.join();
-    // Files still open when the mount went away (lazy unmount): put their changes up.
+}
+
+/// After the unmount: files still open (a lazy unmount) and queued uploads are put up, the
+/// sessions closed, and anything not saved reported. The exit code says whether all was.
+fn finish(req: &MountRequest, fs: &Fs, remote: &FtpRemote, result: std::io::Result<()>) -> ExitCode {
     let failed = fs.flush_all();
     fs.close_reads();
     let (failed_uploads, left) = fs.finish_write_back(WRITE_BACK_DRAIN_LIMIT);
     remote.close();
+    let queue = || fs.config().write_back.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
     if failed > 0 {
         tracing::error!(
             "{failed} file(s) with unsaved changes could not be uploaded at unmount (see the errors above)"
@@ -294,7 +347,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
         tracing::error!(
             "write-back: {left} upload(s) could not be finished; they stay queued in {} and resume at the next \
              mount of {} with --write-back",
-            fs.config().write_back.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+            queue(),
             config::redact(&req.source)
         );
     }
