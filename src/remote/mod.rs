@@ -3,6 +3,7 @@
 //! Paths are relative to the mount's root, `/`-separated, without a leading slash (`""` is the
 //! root). Nothing here knows about inodes, and nothing above this module knows about FTP.
 
+#[cfg(test)]
 pub mod fake;
 pub mod ftp;
 pub mod pool;
