@@ -519,17 +519,24 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
-impl Server for Vsftpd {
-    fn port(&self) -> u16 {
-        self.port
-    }
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-    fn tls(&self) -> Tls {
-        self.tls
-    }
+/// `Server` for a server process the tests started: its port, TLS mode and root directory.
+macro_rules! started_server {
+    ($($t:ty),*) => {$(
+        impl Server for $t {
+            fn port(&self) -> u16 {
+                self.port
+            }
+            fn root(&self) -> &Path {
+                self.root.path()
+            }
+            fn tls(&self) -> Tls {
+                self.tls
+            }
+        }
+    )*};
 }
+
+started_server!(Vsftpd, PyFtpd);
 
 /// pyftpdlib: a different server, with MLSD, run from tests/servers/pyftpd.py.
 pub struct PyFtpd {
@@ -564,18 +571,6 @@ impl PyFtpd {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("pyftpd.log")).unwrap_or_default()
-    }
-}
-
-impl Server for PyFtpd {
-    fn port(&self) -> u16 {
-        self.port
-    }
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-    fn tls(&self) -> Tls {
-        self.tls
     }
 }
 
