@@ -444,3 +444,7 @@ fn format_uptime(d: Duration) -> String {
         _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
     }
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;
