@@ -191,8 +191,7 @@ impl Drop for StatusServer {
 fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Path>, started: Instant) -> MountStatus {
     let (hits, misses) = fs.cache_counts();
     let transfers = fs.transfers();
-    let queued_uploads =
-        transfers.iter().filter(|t| t.state.starts_with("spooled") || t.state.ends_with("(write-back)")).count();
+    let queued_uploads = transfers.iter().filter(|t| t.state.waits_for_upload()).count();
     MountStatus {
         mountpoint: mountpoint.to_string(),
         source: remote.describe(),
@@ -269,7 +268,7 @@ pub fn sync(mountpoint: &Path) -> ExitCode {
             }
         };
         // Files still open are the application's to close; only the queue is waited for.
-        let queued = st.transfers.iter().filter(|t| t.state.ends_with("(write-back)")).count();
+        let queued = st.transfers.iter().filter(|t| t.state.is_write_back()).count();
         if queued == 0 {
             if st.failed_uploads.is_empty() {
                 return ExitCode::SUCCESS;

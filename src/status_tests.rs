@@ -66,3 +66,41 @@ fn the_text_form_of_an_idle_mount() {
         )
     );
 }
+
+/// The status socket's wire format and `status`'s text: a renamed variant must fail here.
+#[test]
+fn transfer_names_are_todays_strings() {
+    use crate::fs::{Direction, TransferState};
+    fn same<T>(value: T, name: &str)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Display + PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(serde_json::to_value(&value).unwrap(), serde_json::Value::from(name));
+        assert_eq!(serde_json::from_value::<T>(name.into()).unwrap(), value);
+        assert_eq!(value.to_string(), name);
+    }
+    same(Direction::Download, "download");
+    same(Direction::Upload, "upload");
+    same(TransferState::Streaming, "streaming");
+    same(TransferState::Spooled, "spooled, uploads at close");
+    same(TransferState::Busy, "busy");
+    same(TransferState::Closing, "closing (write-back)");
+    same(TransferState::Uploading, "uploading (write-back)");
+    same(TransferState::Queued, "queued (write-back)");
+}
+
+#[test]
+fn sync_waits_for_the_write_back_queue_and_status_counts_spooled_files_too() {
+    use crate::fs::TransferState::*;
+    for (state, write_back, waits) in [
+        (Streaming, false, false),
+        (Spooled, false, true),
+        (Busy, false, false),
+        (Closing, true, true),
+        (Uploading, true, true),
+        (Queued, true, true),
+    ] {
+        assert_eq!(state.is_write_back(), write_back, "{state}");
+        assert_eq!(state.waits_for_upload(), waits, "{state}");
+    }
+}

@@ -11,9 +11,9 @@ impl Fs {
             match h {
                 Handle::Read(r, _) if r.in_flight() => out.push(TransferStatus {
                     path: shown(&r.path),
-                    direction: "download".into(),
+                    direction: Direction::Download,
                     bytes: Some(r.delivered.load(Ordering::Relaxed)),
-                    state: "streaming".into(),
+                    state: TransferState::Streaming,
                     seconds: r.opened.elapsed().as_secs_f64(),
                 }),
                 // Closed, its release (which queues it) still on the way: `sync` waits for it.
@@ -23,24 +23,24 @@ impl Fs {
                 {
                     out.push(TransferStatus {
                         path: shown(&w.path()),
-                        direction: "upload".into(),
+                        direction: Direction::Upload,
                         bytes: None,
-                        state: "closing (write-back)".into(),
+                        state: TransferState::Closing,
                         seconds: w.opened.elapsed().as_secs_f64(),
                     });
                 }
                 Handle::Write(w) => {
                     let (bytes, state) = match w.progress() {
-                        write::WriteProgress::Streaming(n) => (Some(n), "streaming"),
-                        write::WriteProgress::Spooled(n) => (Some(n), "spooled, uploads at close"),
-                        write::WriteProgress::Busy => (None, "busy"),
+                        write::WriteProgress::Streaming(n) => (Some(n), TransferState::Streaming),
+                        write::WriteProgress::Spooled(n) => (Some(n), TransferState::Spooled),
+                        write::WriteProgress::Busy => (None, TransferState::Busy),
                         write::WriteProgress::Idle => continue,
                     };
                     out.push(TransferStatus {
                         path: shown(&w.path()),
-                        direction: "upload".into(),
+                        direction: Direction::Upload,
                         bytes,
-                        state: state.into(),
+                        state,
                         seconds: w.opened.elapsed().as_secs_f64(),
                     });
                 }
@@ -51,19 +51,19 @@ impl Fs {
         if self.write_back.is_some() && self.releasing.load(Ordering::SeqCst) > 0 {
             out.push(TransferStatus {
                 path: "(a file being closed)".into(),
-                direction: "upload".into(),
+                direction: Direction::Upload,
                 bytes: None,
-                state: "closing (write-back)".into(),
+                state: TransferState::Closing,
                 seconds: 0.0,
             });
         }
         for (path, uploading) in self.queued_uploads() {
-            let state = if uploading { "uploading (write-back)" } else { "queued (write-back)" };
+            let state = if uploading { TransferState::Uploading } else { TransferState::Queued };
             out.push(TransferStatus {
                 path: shown(&path),
-                direction: "upload".into(),
+                direction: Direction::Upload,
                 bytes: None,
-                state: state.into(),
+                state,
                 seconds: 0.0,
             });
         }
