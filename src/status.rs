@@ -29,7 +29,8 @@ pub struct MountStatus {
     /// Files with changes held locally: spooled and uploaded at close, or closed and waiting
     /// in the write-back queue.
     pub queued_uploads: usize,
-    /// Write-back uploads that failed for good: "PATH: ERROR (data kept in FILE)".
+    /// Write-back uploads that failed for good, as [`FailedUpload`](crate::fs::writeback::FailedUpload)
+    /// shows them: "PATH: ERROR (data kept in FILE)".
     #[serde(default)]
     pub failed_uploads: Vec<String>,
     /// The latest failures reported to applications, oldest first.
@@ -205,7 +206,9 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         prefetch: fs.prefetch_stats(),
         transfers,
         queued_uploads,
-        failed_uploads: fs.failed_uploads(),
+        // As text: that is all `status` and `sync` print, and the line does not parse back
+        // into its parts unambiguously (a path may hold ": ").
+        failed_uploads: fs.failed_uploads().iter().map(ToString::to_string).collect(),
         recent_errors: fs
             .recent_errors()
             .into_iter()

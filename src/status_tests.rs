@@ -104,3 +104,17 @@ fn sync_waits_for_the_write_back_queue_and_status_counts_spooled_files_too() {
         assert_eq!(state.waits_for_upload(), waits, "{state}");
     }
 }
+
+/// The line the log, `status` and `sync` show, and the status socket sends, for a failure.
+#[test]
+fn a_failed_upload_reads_as_todays_line() {
+    use crate::fs::writeback::FailedUpload;
+    let kept = FailedUpload {
+        path: "ro/x.bin".into(),
+        error: "permission denied: 553 no".into(),
+        kept_in: Some("/q/failed/1.data".into()),
+    };
+    assert_eq!(kept.to_string(), "ro/x.bin: permission denied: 553 no (data kept in /q/failed/1.data)");
+    let lost = FailedUpload { path: "y".into(), error: "no space".into(), kept_in: None };
+    assert_eq!(lost.to_string(), "y: no space (data kept in nowhere: it could not be moved)");
+}

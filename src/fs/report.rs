@@ -71,8 +71,8 @@ impl Fs {
         out
     }
 
-    /// Final write-back failures: "PATH: ERROR (data kept in FILE)".
-    pub fn failed_uploads(&self) -> Vec<String> {
+    /// Write-back uploads that failed for good during this mount.
+    pub fn failed_uploads(&self) -> Vec<writeback::FailedUpload> {
         self.write_back().map(|wb| wb.failures()).unwrap_or_default()
     }
 
