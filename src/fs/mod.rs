@@ -238,11 +238,13 @@ enum Handle {
 pub struct TransferStatus {
     /// The file's path as the mount shows it (`/dir/name`).
     pub path: String,
+    /// To or from the server.
     pub direction: Direction,
     /// Bytes moved so far (unknown while the file is busy).
     pub bytes: Option<u64>,
+    /// Where the transfer stands.
     pub state: TransferState,
-    /// Since the file was opened.
+    /// Seconds since the file was opened (0 for the write-back queue).
     pub seconds: f64,
 }
 

@@ -3,7 +3,8 @@
 use super::*;
 
 impl Fs {
-    /// Open files with data moving or waiting to move, for `status`.
+    /// Open files with data moving or waiting to move, and the write-back queue, for
+    /// `status`; sorted by path.
     pub fn transfers(&self) -> Vec<TransferStatus> {
         let handles: Vec<Handle> = self.handles.lock().values().map(Handle::clone).collect();
         let mut out = Vec::new();
@@ -76,7 +77,7 @@ impl Fs {
         self.write_back().map(|wb| wb.failures()).unwrap_or_default()
     }
 
-    /// Listing cache hits and misses.
+    /// Listing cache (hits, misses) since the mount started.
     pub fn cache_counts(&self) -> (u64, u64) {
         (self.dirs.hits.load(Ordering::Relaxed), self.dirs.misses.load(Ordering::Relaxed))
     }
@@ -91,15 +92,17 @@ impl Fs {
         log.kinds.insert(e.kind())
     }
 
-    /// The latest failures, oldest first.
+    /// The latest failures, oldest first: (when, "OPERATION: ERROR").
     pub fn recent_errors(&self) -> Vec<(SystemTime, String)> {
         self.errors.lock().recent.iter().cloned().collect()
     }
 
+    /// Files open now (read and write handles).
     pub fn open_handles(&self) -> usize {
         self.handles.lock().len()
     }
 
+    /// Inodes numbered and not yet forgotten by the kernel (the root included).
     pub fn known_inodes(&self) -> usize {
         self.inodes.lock().len()
     }
