@@ -29,7 +29,8 @@ pub struct MountStatus {
     /// Files with changes held locally: spooled and uploaded at close, or closed and waiting
     /// in the write-back queue.
     pub queued_uploads: usize,
-    /// Write-back uploads that failed for good: "PATH: ERROR (data kept in FILE)".
+    /// Write-back uploads that failed for good, as [`FailedUpload`](crate::fs::writeback::FailedUpload)
+    /// shows them: "PATH: ERROR (data kept in FILE)".
     #[serde(default)]
     pub failed_uploads: Vec<String>,
     /// The latest failures reported to applications, oldest first.
@@ -191,8 +192,7 @@ impl Drop for StatusServer {
 fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Path>, started: Instant) -> MountStatus {
     let (hits, misses) = fs.cache_counts();
     let transfers = fs.transfers();
-    let queued_uploads =
-        transfers.iter().filter(|t| t.state.starts_with("spooled") || t.state.ends_with("(write-back)")).count();
+    let queued_uploads = transfers.iter().filter(|t| t.state.waits_for_upload()).count();
     MountStatus {
         mountpoint: mountpoint.to_string(),
         source: remote.describe(),
@@ -206,7 +206,9 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         prefetch: fs.prefetch_stats(),
         transfers,
         queued_uploads,
-        failed_uploads: fs.failed_uploads(),
+        // As text: that is all `status` and `sync` print, and the line does not parse back
+        // into its parts unambiguously (a path may hold ": ").
+        failed_uploads: fs.failed_uploads().iter().map(ToString::to_string).collect(),
         recent_errors: fs
             .recent_errors()
             .into_iter()
@@ -269,7 +271,7 @@ pub fn sync(mountpoint: &Path) -> ExitCode {
             }
         };
         // Files still open are the application's to close; only the queue is waited for.
-        let queued = st.transfers.iter().filter(|t| t.state.ends_with("(write-back)")).count();
+        let queued = st.transfers.iter().filter(|t| t.state.is_write_back()).count();
         if queued == 0 {
             if st.failed_uploads.is_empty() {
                 return ExitCode::SUCCESS;
@@ -348,92 +350,124 @@ fn human_bytes(n: u64) -> String {
 /// The text form of a mount's status.
 pub fn render(st: &MountStatus) -> String {
     let mut out = String::new();
+    render_overview(&mut out, st);
+    render_content_cache(&mut out, st.content_cache.as_ref());
+    render_prefetch(&mut out, st.prefetch.as_ref());
+    render_profile(&mut out, &st.server_profile);
+    render_transfers(&mut out, &st.transfers);
+    out += &format!("  queued uploads: {}\n", st.queued_uploads);
+    render_failed_uploads(&mut out, &st.failed_uploads);
+    if let Some(log) = &st.log_file {
+        out += &format!("  log: {log}\n");
+    }
+    render_errors(&mut out, &st.recent_errors);
+    out
+}
+
+/// The mount's line, its sessions and its listing cache.
+fn render_overview(out: &mut String, st: &MountStatus) {
     let up = Duration::from_secs(st.uptime_seconds);
-    out += &format!("{}  {}  (pid {}, up {})\n", st.mountpoint, st.source, st.pid, format_uptime(up));
+    *out += &format!("{}  {}  (pid {}, up {})\n", st.mountpoint, st.source, st.pid, format_uptime(up));
     let s = &st.sessions;
-    out += &format!(
+    *out += &format!(
         "  sessions: {} open, {} busy, limit {} (--max-connections {}), {} waiting\n",
         s.open, s.busy, s.limit, s.max, s.waiting
     );
     let total = st.listing_cache_hits + st.listing_cache_misses;
     let rate = if total == 0 { 0.0 } else { 100.0 * st.listing_cache_hits as f64 / total as f64 };
-    out += &format!(
+    *out += &format!(
         "  listing cache: {} hits, {} misses ({rate:.0}% hits)\n",
         st.listing_cache_hits, st.listing_cache_misses
     );
-    match &st.content_cache {
-        Some(c) => {
-            out += &format!(
-                "  content cache: {} in {} files (limit {}); {} read from it, {} downloaded\n",
-                human_bytes(c.used),
-                c.files,
-                human_bytes(c.limit),
-                human_bytes(c.hit_bytes),
-                human_bytes(c.miss_bytes)
-            )
+}
+
+fn render_content_cache(out: &mut String, cache: Option<&crate::fs::content::ContentStats>) {
+    let Some(c) = cache else {
+        *out += "  content cache: off\n";
+        return;
+    };
+    *out += &format!(
+        "  content cache: {} in {} files (limit {}); {} read from it, {} downloaded\n",
+        human_bytes(c.used),
+        c.files,
+        human_bytes(c.limit),
+        human_bytes(c.hit_bytes),
+        human_bytes(c.miss_bytes)
+    );
+}
+
+fn render_prefetch(out: &mut String, prefetch: Option<&crate::fs::prefetch_files::PrefetchStats>) {
+    let Some(p) = prefetch else {
+        *out += "  prefetch: off\n";
+        return;
+    };
+    *out += &format!(
+        "  prefetch: {} hits ({}); {} files ({}) fetched ahead, {} never read, {} waiting; \
+         {} walks (up to {} files ahead)\n",
+        p.hits,
+        human_bytes(p.hit_bytes),
+        p.files,
+        human_bytes(p.bytes),
+        human_bytes(p.unused_bytes),
+        human_bytes(p.waiting_bytes),
+        p.walks,
+        p.max_files
+    );
+}
+
+/// What was found out about the server (nothing at all when nothing was).
+fn render_profile(out: &mut String, profile: &[(String, String)]) {
+    if profile.is_empty() {
+        return;
+    }
+    *out += "  server profile:\n";
+    for (what, how) in profile {
+        *out += &format!("    {what}: {how}\n");
+    }
+}
+
+fn render_transfers(out: &mut String, transfers: &[TransferStatus]) {
+    if transfers.is_empty() {
+        *out += "  transfers: none\n";
+        return;
+    }
+    *out += "  transfers:\n";
+    for t in transfers {
+        *out += &format!("    {:<8} {}  {}  {}\n", t.direction, t.path, transfer_amount(t), t.state);
+    }
+}
+
+/// Bytes moved, with the rate when the transfer has run for a while.
+fn transfer_amount(t: &TransferStatus) -> String {
+    match t.bytes {
+        Some(b) if t.seconds > 0.0 => {
+            format!("{} in {:.1} s ({}/s)", human_bytes(b), t.seconds, human_bytes((b as f64 / t.seconds) as u64))
         }
-        None => out += "  content cache: off\n",
+        Some(b) => human_bytes(b),
+        None => "(busy)".into(),
     }
-    match &st.prefetch {
-        Some(p) => {
-            out += &format!(
-                "  prefetch: {} hits ({}); {} files ({}) fetched ahead, {} never read, {} waiting; \
-                 {} walks (up to {} files ahead)\n",
-                p.hits,
-                human_bytes(p.hit_bytes),
-                p.files,
-                human_bytes(p.bytes),
-                human_bytes(p.unused_bytes),
-                human_bytes(p.waiting_bytes),
-                p.walks,
-                p.max_files
-            )
-        }
-        None => out += "  prefetch: off\n",
+}
+
+/// Failed uploads are listed only when there are some.
+fn render_failed_uploads(out: &mut String, failed: &[String]) {
+    if failed.is_empty() {
+        return;
     }
-    if !st.server_profile.is_empty() {
-        out += "  server profile:\n";
-        for (what, how) in &st.server_profile {
-            out += &format!("    {what}: {how}\n");
-        }
+    *out += "  failed uploads:\n";
+    for f in failed {
+        *out += &format!("    {f}\n");
     }
-    if st.transfers.is_empty() {
-        out += "  transfers: none\n";
-    } else {
-        out += "  transfers:\n";
-        for t in &st.transfers {
-            let amount = match t.bytes {
-                Some(b) if t.seconds > 0.0 => format!(
-                    "{} in {:.1} s ({}/s)",
-                    human_bytes(b),
-                    t.seconds,
-                    human_bytes((b as f64 / t.seconds) as u64)
-                ),
-                Some(b) => human_bytes(b),
-                None => "(busy)".into(),
-            };
-            out += &format!("    {:<8} {}  {amount}  {}\n", t.direction, t.path, t.state);
-        }
+}
+
+fn render_errors(out: &mut String, errors: &[String]) {
+    if errors.is_empty() {
+        *out += "  last errors: none\n";
+        return;
     }
-    out += &format!("  queued uploads: {}\n", st.queued_uploads);
-    if !st.failed_uploads.is_empty() {
-        out += "  failed uploads:\n";
-        for f in &st.failed_uploads {
-            out += &format!("    {f}\n");
-        }
+    *out += "  last errors:\n";
+    for e in errors {
+        *out += &format!("    {e}\n");
     }
-    if let Some(log) = &st.log_file {
-        out += &format!("  log: {log}\n");
-    }
-    if st.recent_errors.is_empty() {
-        out += "  last errors: none\n";
-    } else {
-        out += "  last errors:\n";
-        for e in &st.recent_errors {
-            out += &format!("    {e}\n");
-        }
-    }
-    out
 }
 
 fn format_uptime(d: Duration) -> String {
@@ -444,3 +478,7 @@ fn format_uptime(d: Duration) -> String {
         _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
     }
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

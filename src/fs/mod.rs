@@ -236,14 +236,103 @@ enum Handle {
 /// A file with data in flight, as `status` shows it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TransferStatus {
+    /// The file's path as the mount shows it (`/dir/name`).
     pub path: String,
-    /// `download` or `upload`.
-    pub direction: String,
+    /// To or from the server.
+    pub direction: Direction,
     /// Bytes moved so far (unknown while the file is busy).
     pub bytes: Option<u64>,
-    pub state: String,
-    /// Since the file was opened.
+    /// Where the transfer stands.
+    pub state: TransferState,
+    /// Seconds since the file was opened (0 for the write-back queue).
     pub seconds: f64,
+}
+
+/// Which way a transfer moves data. The serde names and `Display` are the status socket's
+/// wire format and the text `status` prints: do not change them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Direction {
+    /// From the server, to a reader.
+    #[serde(rename = "download")]
+    Download,
+    /// From a writer, to the server.
+    #[serde(rename = "upload")]
+    Upload,
+}
+
+impl Direction {
+    /// The name on the wire and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, not `write_str`: `status` aligns the column with `{:<8}`.
+        f.pad(self.as_str())
+    }
+}
+
+/// Where a transfer stands. As for [`Direction`], the names are the wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TransferState {
+    /// Data flowing to or from the server now.
+    #[serde(rename = "streaming")]
+    Streaming,
+    /// An open file's changes are in the local spool, uploaded when it is closed.
+    #[serde(rename = "spooled, uploads at close")]
+    Spooled,
+    /// A write or the final upload holds the file at this moment.
+    #[serde(rename = "busy")]
+    Busy,
+    /// Closed with write-back, its release on the way to the queue.
+    #[serde(rename = "closing (write-back)")]
+    Closing,
+    /// Closed with write-back, uploading now.
+    #[serde(rename = "uploading (write-back)")]
+    Uploading,
+    /// Closed with write-back, waiting in the queue.
+    #[serde(rename = "queued (write-back)")]
+    Queued,
+}
+
+impl TransferState {
+    /// The name on the wire and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferState::Streaming => "streaming",
+            TransferState::Spooled => "spooled, uploads at close",
+            TransferState::Busy => "busy",
+            TransferState::Closing => "closing (write-back)",
+            TransferState::Uploading => "uploading (write-back)",
+            TransferState::Queued => "queued (write-back)",
+        }
+    }
+
+    /// Closed and in the write-back queue's hands: what `sync` waits for (files still open
+    /// are the application's to close).
+    pub fn is_write_back(self) -> bool {
+        match self {
+            TransferState::Closing | TransferState::Uploading | TransferState::Queued => true,
+            TransferState::Streaming | TransferState::Spooled | TransferState::Busy => false,
+        }
+    }
+
+    /// Changes held locally that still have to be uploaded: spooled in an open file, or in
+    /// the write-back queue (`status`'s "queued uploads").
+    pub fn waits_for_upload(self) -> bool {
+        self == TransferState::Spooled || self.is_write_back()
+    }
+}
+
+impl std::fmt::Display for TransferState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 pub struct Fs {

@@ -3,7 +3,8 @@
 use super::*;
 
 impl Fs {
-    /// Open files with data moving or waiting to move, for `status`.
+    /// Open files with data moving or waiting to move, and the write-back queue, for
+    /// `status`; sorted by path.
     pub fn transfers(&self) -> Vec<TransferStatus> {
         let handles: Vec<Handle> = self.handles.lock().values().map(Handle::clone).collect();
         let mut out = Vec::new();
@@ -11,9 +12,9 @@ impl Fs {
             match h {
                 Handle::Read(r, _) if r.in_flight() => out.push(TransferStatus {
                     path: shown(&r.path),
-                    direction: "download".into(),
+                    direction: Direction::Download,
                     bytes: Some(r.delivered.load(Ordering::Relaxed)),
-                    state: "streaming".into(),
+                    state: TransferState::Streaming,
                     seconds: r.opened.elapsed().as_secs_f64(),
                 }),
                 // Closed, its release (which queues it) still on the way: `sync` waits for it.
@@ -23,24 +24,24 @@ impl Fs {
                 {
                     out.push(TransferStatus {
                         path: shown(&w.path()),
-                        direction: "upload".into(),
+                        direction: Direction::Upload,
                         bytes: None,
-                        state: "closing (write-back)".into(),
+                        state: TransferState::Closing,
                         seconds: w.opened.elapsed().as_secs_f64(),
                     });
                 }
                 Handle::Write(w) => {
                     let (bytes, state) = match w.progress() {
-                        write::WriteProgress::Streaming(n) => (Some(n), "streaming"),
-                        write::WriteProgress::Spooled(n) => (Some(n), "spooled, uploads at close"),
-                        write::WriteProgress::Busy => (None, "busy"),
+                        write::WriteProgress::Streaming(n) => (Some(n), TransferState::Streaming),
+                        write::WriteProgress::Spooled(n) => (Some(n), TransferState::Spooled),
+                        write::WriteProgress::Busy => (None, TransferState::Busy),
                         write::WriteProgress::Idle => continue,
                     };
                     out.push(TransferStatus {
                         path: shown(&w.path()),
-                        direction: "upload".into(),
+                        direction: Direction::Upload,
                         bytes,
-                        state: state.into(),
+                        state,
                         seconds: w.opened.elapsed().as_secs_f64(),
                     });
                 }
@@ -51,19 +52,19 @@ impl Fs {
         if self.write_back.is_some() && self.releasing.load(Ordering::SeqCst) > 0 {
             out.push(TransferStatus {
                 path: "(a file being closed)".into(),
-                direction: "upload".into(),
+                direction: Direction::Upload,
                 bytes: None,
-                state: "closing (write-back)".into(),
+                state: TransferState::Closing,
                 seconds: 0.0,
             });
         }
         for (path, uploading) in self.queued_uploads() {
-            let state = if uploading { "uploading (write-back)" } else { "queued (write-back)" };
+            let state = if uploading { TransferState::Uploading } else { TransferState::Queued };
             out.push(TransferStatus {
                 path: shown(&path),
-                direction: "upload".into(),
+                direction: Direction::Upload,
                 bytes: None,
-                state: state.into(),
+                state,
                 seconds: 0.0,
             });
         }
@@ -71,12 +72,12 @@ impl Fs {
         out
     }
 
-    /// Final write-back failures: "PATH: ERROR (data kept in FILE)".
-    pub fn failed_uploads(&self) -> Vec<String> {
+    /// Write-back uploads that failed for good during this mount.
+    pub fn failed_uploads(&self) -> Vec<writeback::FailedUpload> {
         self.write_back().map(|wb| wb.failures()).unwrap_or_default()
     }
 
-    /// Listing cache hits and misses.
+    /// Listing cache (hits, misses) since the mount started.
     pub fn cache_counts(&self) -> (u64, u64) {
         (self.dirs.hits.load(Ordering::Relaxed), self.dirs.misses.load(Ordering::Relaxed))
     }
@@ -91,15 +92,17 @@ impl Fs {
         log.kinds.insert(e.kind())
     }
 
-    /// The latest failures, oldest first.
+    /// The latest failures, oldest first: (when, "OPERATION: ERROR").
     pub fn recent_errors(&self) -> Vec<(SystemTime, String)> {
         self.errors.lock().recent.iter().cloned().collect()
     }
 
+    /// Files open now (read and write handles).
     pub fn open_handles(&self) -> usize {
         self.handles.lock().len()
     }
 
+    /// Inodes numbered and not yet forgotten by the kernel (the root included).
     pub fn known_inodes(&self) -> usize {
         self.inodes.lock().len()
     }

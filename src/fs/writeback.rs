@@ -76,8 +76,30 @@ struct Job {
 struct Queue {
     waiting: VecDeque<Job>,
     uploading: usize,
-    /// Final failures: "PATH: ERROR (data kept in FILE)".
-    failed: Vec<String>,
+    failed: Vec<FailedUpload>,
+}
+
+/// An upload that failed for good; its content was moved aside for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedUpload {
+    /// Path relative to the mount root.
+    pub path: String,
+    /// Why the server refused it.
+    pub error: String,
+    /// Where the content is kept (`None`: it could not be moved out of the queue).
+    pub kept_in: Option<PathBuf>,
+}
+
+/// "PATH: ERROR (data kept in FILE)": the log, `status` and `sync` show this line, and the
+/// status socket sends it as is.
+impl std::fmt::Display for FailedUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} (data kept in ", self.path, self.error)?;
+        match &self.kept_in {
+            Some(file) => write!(f, "{})", file.display()),
+            None => f.write_str("nowhere: it could not be moved)"),
+        }
+    }
 }
 
 /// The upload queue of one mount.
@@ -131,7 +153,8 @@ impl WriteBack {
         q.waiting.len() + q.uploading
     }
 
-    pub fn failures(&self) -> Vec<String> {
+    /// Uploads that failed for good during this mount.
+    pub fn failures(&self) -> Vec<FailedUpload> {
         self.queue.lock().failed.clone()
     }
 
@@ -244,12 +267,11 @@ impl Fs {
             let _ = std::fs::rename(journal_of(&data), journal_of(&to));
             Some(to)
         });
-        let kept = kept.map_or_else(|| "nowhere: it could not be moved".to_string(), |p| p.display().to_string());
-        let msg = format!("{path}: {e} (data kept in {kept})");
-        tracing::error!("write-back: could not upload {msg}");
+        let failure = FailedUpload { path, error: e.to_string(), kept_in: kept };
+        tracing::error!("write-back: could not upload {failure}");
         self.note_error("upload", e);
         if let Some(wb) = &self.write_back {
-            wb.queue.lock().failed.push(msg);
+            wb.queue.lock().failed.push(failure);
         }
         // Write-back content is spooled, never half-sent: nothing to clean up on the server.
         let _ = h.discard();

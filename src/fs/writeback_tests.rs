@@ -98,11 +98,12 @@ fn refused_uploads_are_reported_and_their_data_kept() {
     fs.start_write_back(1);
     wait_until("failure", || !fs.failed_uploads().is_empty());
     let failure = &fs.failed_uploads()[0];
-    assert!(failure.starts_with("f: ") && failure.contains("553"), "{failure}");
+    assert_eq!(failure.path, "f");
+    assert!(failure.error.contains("553"), "{failure}");
     let kept: Vec<_> = std::fs::read_dir(dir.join("failed")).unwrap().flatten().map(|e| e.path()).collect();
     let data = kept.iter().find(|p| p.extension().is_some_and(|x| x == "data")).expect("data kept");
     assert_eq!(std::fs::read(data).unwrap(), b"precious");
-    assert!(failure.contains(&data.display().to_string()), "{failure}");
+    assert_eq!(failure.kept_in.as_ref(), Some(data), "{failure}");
     assert!(fake.paths().is_empty(), "nothing half-done on the server: {:?}", fake.paths());
 }
 
