@@ -114,6 +114,20 @@ pub enum CertProblem {
     Other(String),
 }
 
+/// Why a server certificate was accepted without passing every check: the pin, or one of the
+/// insecure opt-outs. A certificate that passed every check has none. Its `Display` is the
+/// sentence `check` prints (in `report.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// It is the certificate pinned with `--tls-fingerprint`; no other check applies.
+    Pinned,
+    /// The chain could not be verified; `--tls-allow-self-signed` accepted it (dates and host
+    /// name were still checked).
+    IssuerNotVerified,
+    /// The host name did not match; `--tls-allow-mismatched-host` accepted it.
+    HostNotVerified,
+}
+
 /// A TLS failure, worded for a person.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

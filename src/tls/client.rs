@@ -12,7 +12,7 @@ use rustls::{ClientConfig, ClientConnection};
 
 use super::resume::{SessionStore, TicketShortage};
 use super::verify::Verifier;
-use super::{TlsError, TlsOptions, TlsStream, TlsVersion};
+use super::{Accepted, TlsError, TlsOptions, TlsStream, TlsVersion};
 
 /// TLS settings for a mount; cheap to share between sessions.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct TlsClient {
 
 impl TlsClient {
     /// Which relaxation option accepted the last server certificate, if one had to.
-    pub fn last_exception(&self) -> Option<&'static str> {
+    pub fn last_exception(&self) -> Option<Accepted> {
         self.verifier.last_exception()
     }
 

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::cert::name_matches;
-use super::{CertInfo, CertProblem};
+use super::{Accepted, CertInfo, CertProblem};
 use crate::clock::format_utc;
 
 /// The message of [`super::TlsError::Certificate`]: the failed check, what to do about it, and
@@ -62,7 +62,7 @@ pub fn certificate_report(
     cert: &CertInfo,
     host: &str,
     refused: Option<&CertProblem>,
-    accepted_by: Option<&str>,
+    accepted_by: Option<Accepted>,
 ) -> Vec<String> {
     let mark = |ok: bool| if ok { "✓" } else { "✗" };
     let now = SystemTime::now();
@@ -80,9 +80,11 @@ pub fn certificate_report(
         Some(CertProblem::FingerprintMismatch { .. }) => {
             format!("{} not the certificate pinned with --tls-fingerprint", mark(false))
         }
-        _ if accepted_by.is_some_and(|a| a.starts_with("issuer")) => format!("{} issuer not verified", mark(false)),
-        _ if accepted_by.is_some_and(|a| a.starts_with("pinned")) => "pinned".to_string(),
-        _ => format!("{} issuer trusted", mark(true)),
+        _ => match accepted_by {
+            Some(Accepted::IssuerNotVerified) => format!("{} issuer not verified", mark(false)),
+            Some(Accepted::Pinned) => "pinned".to_string(),
+            Some(Accepted::HostNotVerified) | None => format!("{} issuer trusted", mark(true)),
+        },
     };
     let mut lines = vec![
         format!("subject: {}", cert.subject),
@@ -117,6 +119,16 @@ pub fn certificate_report(
         lines.push(format!("! {why}"));
     }
     lines
+}
+
+impl std::fmt::Display for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accepted::Pinned => "pinned with --tls-fingerprint: no other check applies",
+            Accepted::IssuerNotVerified => "issuer not verified: accepted by --tls-allow-self-signed (insecure)",
+            Accepted::HostNotVerified => "host name not verified: accepted by --tls-allow-mismatched-host (insecure)",
+        })
+    }
 }
 
 /// The subjectAltName a certificate for `host` needs: `DNS:name` or `IP:address`.

@@ -31,12 +31,8 @@ fn the_certificate_report_names_each_check() {
     let selfs =
         certificate_report(&cert(&["localhost"], -1, 30, true), "localhost", Some(&CertProblem::SelfSigned), None);
     assert!(selfs.last().unwrap().contains("✗ self-signed, not trusted"), "{selfs:?}");
-    let relaxed = certificate_report(
-        &cert(&["localhost"], -1, 30, true),
-        "localhost",
-        None,
-        Some("issuer not verified: accepted by --tls-allow-self-signed (insecure)"),
-    );
+    let relaxed =
+        certificate_report(&cert(&["localhost"], -1, 30, true), "localhost", None, Some(Accepted::IssuerNotVerified));
     assert!(relaxed.iter().any(|l| l.contains("✗ issuer not verified")), "{relaxed:?}");
     assert!(relaxed.last().unwrap().starts_with("! issuer not verified"), "{relaxed:?}");
 }
@@ -91,4 +87,25 @@ fn messages_name_the_check_and_the_fingerprint() {
         cert: Some(Box::new(cert)),
     };
     assert!(e.to_string().contains("[ftp.example.com], not for '127.0.0.1'"), "{e}");
+}
+
+#[test]
+fn an_accepted_exception_reads_as_before_and_sets_the_issuer_check() {
+    let texts = [
+        (Accepted::Pinned, "pinned with --tls-fingerprint: no other check applies"),
+        (Accepted::IssuerNotVerified, "issuer not verified: accepted by --tls-allow-self-signed (insecure)"),
+        (Accepted::HostNotVerified, "host name not verified: accepted by --tls-allow-mismatched-host (insecure)"),
+    ];
+    for (accepted, text) in texts {
+        assert_eq!(accepted.to_string(), text);
+        let report = certificate_report(&cert(&["localhost"], -1, 30, false), "localhost", None, Some(accepted));
+        assert_eq!(report.last().unwrap(), &format!("! {text}"), "{report:?}");
+    }
+    let issuer = |a: Accepted| {
+        let report = certificate_report(&cert(&["localhost"], -1, 30, false), "localhost", None, Some(a));
+        report.iter().find(|l| l.starts_with("checks: ")).cloned().unwrap_or_default()
+    };
+    assert!(issuer(Accepted::Pinned).starts_with("checks: pinned;"));
+    assert!(issuer(Accepted::IssuerNotVerified).starts_with("checks: ✗ issuer not verified;"));
+    assert!(issuer(Accepted::HostNotVerified).starts_with("checks: ✓ issuer trusted;"));
 }

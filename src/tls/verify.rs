@@ -13,7 +13,7 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use super::cert::{cert_info, fingerprint, normalize_fingerprint};
-use super::{CertInfo, CertProblem, TlsError, TlsOptions};
+use super::{Accepted, CertInfo, CertProblem, TlsError, TlsOptions};
 
 /// Checks certificates with readable outcomes; remembers the last refusal for the caller,
 /// because rustls only reports a generic alert through the handshake.
@@ -26,7 +26,7 @@ pub(super) struct Verifier {
     pin: Option<String>,
     last_refusal: Mutex<Option<(CertProblem, Option<CertInfo>)>>,
     /// Which relaxation accepted the last certificate, if one did (for `check`).
-    last_exception: Mutex<Option<&'static str>>,
+    last_exception: Mutex<Option<Accepted>>,
 }
 
 impl Verifier {
@@ -68,7 +68,7 @@ impl Verifier {
     }
 
     /// Which relaxation accepted the last certificate, if one did.
-    pub(super) fn last_exception(&self) -> Option<&'static str> {
+    pub(super) fn last_exception(&self) -> Option<Accepted> {
         *self.last_exception.lock()
     }
 
@@ -133,7 +133,7 @@ impl ServerCertVerifier for Verifier {
         if let Some(pin) = &self.pin {
             let actual = fingerprint(end_entity);
             if &actual == pin {
-                *self.last_exception.lock() = Some("pinned with --tls-fingerprint: no other check applies");
+                *self.last_exception.lock() = Some(Accepted::Pinned);
                 return Ok(ServerCertVerified::assertion());
             }
             return Err(self.refuse(CertProblem::FingerprintMismatch { expected: pin.clone(), actual }, end_entity));
@@ -178,11 +178,8 @@ impl ServerCertVerifier for Verifier {
         };
         match outcome {
             Ok(()) => {
-                *self.last_exception.lock() = Some(if chain_failed {
-                    "issuer not verified: accepted by --tls-allow-self-signed (insecure)"
-                } else {
-                    "host name not verified: accepted by --tls-allow-mismatched-host (insecure)"
-                });
+                *self.last_exception.lock() =
+                    Some(if chain_failed { Accepted::IssuerNotVerified } else { Accepted::HostNotVerified });
                 Ok(ServerCertVerified::assertion())
             }
             Err(problem) => Err(self.refuse(problem, end_entity)),
