@@ -64,15 +64,35 @@ pub fn certificate_report(
     refused: Option<&CertProblem>,
     accepted_by: Option<Accepted>,
 ) -> Vec<String> {
-    let mark = |ok: bool| if ok { "✓" } else { "✗" };
-    let now = SystemTime::now();
-    let dates_ok = cert.not_before <= now && now <= cert.not_after;
-    // The name check as TLS makes it: against subjectAltName only, and never passed when the
-    // handshake failed on it.
-    let name_refused = matches!(refused, Some(CertProblem::HostMismatch { .. }));
-    let in_names = cert.names.iter().any(|n| name_matches(n, host));
-    let host_ok = in_names && !cert.names_from_cn && !name_refused;
-    let issuer = match refused {
+    let mut lines = vec![
+        format!("subject: {}", cert.subject),
+        if cert.names_from_cn {
+            format!("names: none (no subjectAltName); Common Name: {}", cert.names.join(", "))
+        } else {
+            format!("names: {}", cert.names.join(", "))
+        },
+        format!("issuer: {}", cert.issuer),
+        format!("valid: {} to {}", format_utc(cert.not_before), format_utc(cert.not_after)),
+        format!("SHA-256 fingerprint: {}", cert.fingerprint_sha256),
+        format!(
+            "checks: {}; {}; {}",
+            issuer_check(refused, accepted_by),
+            host_check(cert, host, refused),
+            dates_check(cert, SystemTime::now())
+        ),
+    ];
+    if let Some(why) = accepted_by {
+        lines.push(format!("! {why}"));
+    }
+    lines
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "✓" } else { "✗" }
+}
+
+fn issuer_check(refused: Option<&CertProblem>, accepted_by: Option<Accepted>) -> String {
+    match refused {
         Some(CertProblem::SelfSigned) => format!("{} self-signed, not trusted", mark(false)),
         Some(CertProblem::UnknownIssuer) => {
             format!("{} issuer not trusted (not in the system store or --ca-file)", mark(false))
@@ -85,40 +105,34 @@ pub fn certificate_report(
             Some(Accepted::Pinned) => "pinned".to_string(),
             Some(Accepted::HostNotVerified) | None => format!("{} issuer trusted", mark(true)),
         },
-    };
-    let mut lines = vec![
-        format!("subject: {}", cert.subject),
-        if cert.names_from_cn {
-            format!("names: none (no subjectAltName); Common Name: {}", cert.names.join(", "))
-        } else {
-            format!("names: {}", cert.names.join(", "))
-        },
-        format!("issuer: {}", cert.issuer),
-        format!("valid: {} to {}", format_utc(cert.not_before), format_utc(cert.not_after)),
-        format!("SHA-256 fingerprint: {}", cert.fingerprint_sha256),
-        format!(
-            "checks: {issuer}; {} host name '{host}'{}; {} dates{}",
-            mark(host_ok),
-            match () {
-                _ if host_ok => "",
-                _ if cert.names_from_cn && in_names => " only in the Common Name, which TLS ignores: no subjectAltName",
-                _ if cert.names_from_cn => " not in the certificate (no subjectAltName)",
-                _ => " not in the names",
-            },
-            mark(dates_ok),
-            if dates_ok {
-                ""
-            } else if now < cert.not_before {
-                " (not valid yet)"
-            } else {
-                " (expired)"
-            },
-        ),
-    ];
-    if let Some(why) = accepted_by {
-        lines.push(format!("! {why}"));
     }
-    lines
+}
+
+/// The name check as TLS makes it: against subjectAltName only, and never passed when the
+/// handshake failed on it.
+fn host_check(cert: &CertInfo, host: &str, refused: Option<&CertProblem>) -> String {
+    let name_refused = matches!(refused, Some(CertProblem::HostMismatch { .. }));
+    let in_names = cert.names.iter().any(|n| name_matches(n, host));
+    let host_ok = in_names && !cert.names_from_cn && !name_refused;
+    let why = match () {
+        _ if host_ok => "",
+        _ if cert.names_from_cn && in_names => " only in the Common Name, which TLS ignores: no subjectAltName",
+        _ if cert.names_from_cn => " not in the certificate (no subjectAltName)",
+        _ => " not in the names",
+    };
+    format!("{} host name '{host}'{why}", mark(host_ok))
+}
+
+fn dates_check(cert: &CertInfo, now: SystemTime) -> String {
+    let dates_ok = cert.not_before <= now && now <= cert.not_after;
+    let why = if dates_ok {
+        ""
+    } else if now < cert.not_before {
+        " (not valid yet)"
+    } else {
+        " (expired)"
+    };
+    format!("{} dates{why}", mark(dates_ok))
 }
 
 impl std::fmt::Display for Accepted {

@@ -110,6 +110,49 @@ impl Verifier {
         self.check_dates(ee, now)?;
         self.check_host(ee, name)
     }
+
+    /// After webpki refused `ce`: the opt-out that accepts the certificate anyway, or the
+    /// problem to show.
+    fn exception_for(
+        &self,
+        ce: &CertificateError,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<Accepted, CertProblem> {
+        // A self-signed leaf fails chain building in several ways (unknown issuer, "CA used as
+        // end entity", ...): all of them mean "self-signed" to a person.
+        let self_signed = cert_info(end_entity).is_some_and(|c| c.self_signed);
+        // Anything but a name or date problem is about the chain: for example webpki reports
+        // a signature-algorithm mismatch when the trust store holds a different certificate
+        // with the same name (Debian's snakeoil "CN=localhost").
+        let chain_failed = !matches!(
+            ce,
+            CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. }
+                | CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. }
+        );
+        match ce {
+            _ if chain_failed && self.allow_self_signed => self.relaxed(end_entity, server_name, now),
+            _ if chain_failed && self_signed => Err(CertProblem::SelfSigned),
+            CertificateError::UnknownIssuer => Err(CertProblem::UnknownIssuer),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                // webpki checks the chain and dates before the name, so only the name failed.
+                if self.allow_mismatched_host { Ok(()) } else { Err(self.mismatch(end_entity, server_name)) }
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                Err(self.check_dates(end_entity, now).err().unwrap_or(CertProblem::Other("expired".into())))
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                Err(self.check_dates(end_entity, now).err().unwrap_or(CertProblem::Other("not yet valid".into())))
+            }
+            other => Err(CertProblem::Other(format!("{other:?}"))),
+        }?;
+        Ok(if chain_failed { Accepted::IssuerNotVerified } else { Accepted::HostNotVerified })
+    }
 }
 
 fn server_name_text(name: &ServerName<'_>) -> String {
@@ -145,41 +188,9 @@ impl ServerCertVerifier for Verifier {
         let rustls::Error::InvalidCertificate(ce) = &err else {
             return Err(self.refuse(CertProblem::Other(err.to_string()), end_entity));
         };
-        // A self-signed leaf fails chain building in several ways (unknown issuer, "CA used as
-        // end entity", ...): all of them mean "self-signed" to a person.
-        let self_signed = cert_info(end_entity).is_some_and(|c| c.self_signed);
-        // Anything but a name or date problem is about the chain: for example webpki reports
-        // a signature-algorithm mismatch when the trust store holds a different certificate
-        // with the same name (Debian's snakeoil "CN=localhost").
-        let chain_failed = !matches!(
-            ce,
-            CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. }
-                | CertificateError::Expired
-                | CertificateError::ExpiredContext { .. }
-                | CertificateError::NotValidYet
-                | CertificateError::NotValidYetContext { .. }
-        );
-        let outcome = match ce {
-            _ if chain_failed && self.allow_self_signed => self.relaxed(end_entity, server_name, now),
-            _ if chain_failed && self_signed => Err(CertProblem::SelfSigned),
-            CertificateError::UnknownIssuer => Err(CertProblem::UnknownIssuer),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                // webpki checks the chain and dates before the name, so only the name failed.
-                if self.allow_mismatched_host { Ok(()) } else { Err(self.mismatch(end_entity, server_name)) }
-            }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                Err(self.check_dates(end_entity, now).err().unwrap_or(CertProblem::Other("expired".into())))
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                Err(self.check_dates(end_entity, now).err().unwrap_or(CertProblem::Other("not yet valid".into())))
-            }
-            other => Err(CertProblem::Other(format!("{other:?}"))),
-        };
-        match outcome {
-            Ok(()) => {
-                *self.last_exception.lock() =
-                    Some(if chain_failed { Accepted::IssuerNotVerified } else { Accepted::HostNotVerified });
+        match self.exception_for(ce, end_entity, server_name, now) {
+            Ok(accepted) => {
+                *self.last_exception.lock() = Some(accepted);
                 Ok(ServerCertVerified::assertion())
             }
             Err(problem) => Err(self.refuse(problem, end_entity)),
