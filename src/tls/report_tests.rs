@@ -1,4 +1,7 @@
+use std::time::{Duration, SystemTime};
+
 use super::*;
+use crate::tls::TlsError;
 
 fn cert(names: &[&str], from_days: i64, to_days: i64, self_signed: bool) -> CertInfo {
     let shift = |d: i64| Duration::from_secs(86_400 * d.unsigned_abs());
@@ -16,15 +19,6 @@ fn cert(names: &[&str], from_days: i64, to_days: i64, self_signed: bool) -> Cert
 }
 
 #[test]
-fn host_names_match_exactly_or_by_one_wildcard_label() {
-    assert!(name_matches("ftp.example.com", "FTP.example.com"));
-    assert!(name_matches("*.example.com", "ftp.example.com"));
-    assert!(!name_matches("*.example.com", "a.b.example.com"), "a wildcard is one label");
-    assert!(!name_matches("*.example.com", "example.com"));
-    assert!(name_matches("127.0.0.1", "127.0.0.1"));
-}
-
-#[test]
 fn the_certificate_report_names_each_check() {
     let good = certificate_report(&cert(&["localhost"], -1, 30, false), "localhost", None, None);
     assert!(good.last().unwrap().contains("✓ issuer trusted; ✓ host name 'localhost'; ✓ dates"), "{good:?}");
@@ -37,12 +31,8 @@ fn the_certificate_report_names_each_check() {
     let selfs =
         certificate_report(&cert(&["localhost"], -1, 30, true), "localhost", Some(&CertProblem::SelfSigned), None);
     assert!(selfs.last().unwrap().contains("✗ self-signed, not trusted"), "{selfs:?}");
-    let relaxed = certificate_report(
-        &cert(&["localhost"], -1, 30, true),
-        "localhost",
-        None,
-        Some("issuer not verified: accepted by --tls-allow-self-signed (insecure)"),
-    );
+    let relaxed =
+        certificate_report(&cert(&["localhost"], -1, 30, true), "localhost", None, Some(Accepted::IssuerNotVerified));
     assert!(relaxed.iter().any(|l| l.contains("✗ issuer not verified")), "{relaxed:?}");
     assert!(relaxed.last().unwrap().starts_with("! issuer not verified"), "{relaxed:?}");
 }
@@ -75,16 +65,6 @@ fn a_certificate_without_subject_alt_name_is_named_as_the_cause() {
 }
 
 #[test]
-fn fingerprints_are_normalised() {
-    let hex = "AB".repeat(32);
-    let want = vec!["ab"; 32].join(":");
-    assert_eq!(normalize_fingerprint(&hex).unwrap(), want);
-    assert_eq!(normalize_fingerprint(&want.to_uppercase()).unwrap(), want);
-    assert!(normalize_fingerprint("abc").is_err());
-    assert!(normalize_fingerprint(&"zz".repeat(32)).is_err());
-}
-
-#[test]
 fn messages_name_the_check_and_the_fingerprint() {
     let cert = CertInfo {
         subject: "CN=localhost".into(),
@@ -107,4 +87,25 @@ fn messages_name_the_check_and_the_fingerprint() {
         cert: Some(Box::new(cert)),
     };
     assert!(e.to_string().contains("[ftp.example.com], not for '127.0.0.1'"), "{e}");
+}
+
+#[test]
+fn an_accepted_exception_reads_as_before_and_sets_the_issuer_check() {
+    let texts = [
+        (Accepted::Pinned, "pinned with --tls-fingerprint: no other check applies"),
+        (Accepted::IssuerNotVerified, "issuer not verified: accepted by --tls-allow-self-signed (insecure)"),
+        (Accepted::HostNotVerified, "host name not verified: accepted by --tls-allow-mismatched-host (insecure)"),
+    ];
+    for (accepted, text) in texts {
+        assert_eq!(accepted.to_string(), text);
+        let report = certificate_report(&cert(&["localhost"], -1, 30, false), "localhost", None, Some(accepted));
+        assert_eq!(report.last().unwrap(), &format!("! {text}"), "{report:?}");
+    }
+    let issuer = |a: Accepted| {
+        let report = certificate_report(&cert(&["localhost"], -1, 30, false), "localhost", None, Some(a));
+        report.iter().find(|l| l.starts_with("checks: ")).cloned().unwrap_or_default()
+    };
+    assert!(issuer(Accepted::Pinned).starts_with("checks: pinned;"));
+    assert!(issuer(Accepted::IssuerNotVerified).starts_with("checks: ✗ issuer not verified;"));
+    assert!(issuer(Accepted::HostNotVerified).starts_with("checks: ✓ issuer trusted;"));
 }
