@@ -12,6 +12,13 @@ use parking_lot::Mutex;
 use super::content::{CachedFile, Downloading};
 use crate::remote::{ReadStream, Remote, RemoteError, Result};
 
+mod buffers;
+mod cache_writer;
+
+pub use buffers::Bytes;
+use buffers::{Gather, Window};
+use cache_writer::{AHEAD, CacheWriter};
+
 /// How reading from a transfer failed.
 enum StreamError {
     /// Starting it failed (a refusal, an unreachable data channel): final.
@@ -25,66 +32,6 @@ impl StreamError {
         match self {
             StreamError::Start(e) | StreamError::Broken(e) => e,
         }
-    }
-}
-
-/// Bytes for a reply. Bytes read from the server are shared with the window of recent bytes
-/// (see [`Window`]) rather than copied: a read of a file at full speed moves every byte once
-/// from the TLS stream into a buffer and from there into the kernel.
-#[derive(Clone, Debug, Default)]
-pub struct Bytes {
-    buf: Arc<Vec<u8>>,
-    start: usize,
-    end: usize,
-}
-
-impl Bytes {
-    /// The first `n` bytes (all if there are fewer).
-    pub fn truncate(&mut self, n: usize) {
-        self.end = self.end.min(self.start + n);
-    }
-
-    /// The bytes at `from..to` of these.
-    fn slice(&self, from: usize, to: usize) -> Bytes {
-        Bytes { buf: self.buf.clone(), start: self.start + from, end: self.start + to.min(self.len()) }
-    }
-}
-
-impl From<Vec<u8>> for Bytes {
-    fn from(v: Vec<u8>) -> Bytes {
-        let end = v.len();
-        Bytes { buf: Arc::new(v), start: 0, end }
-    }
-}
-
-impl std::ops::Deref for Bytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-}
-
-impl PartialEq<[u8]> for Bytes {
-    fn eq(&self, other: &[u8]) -> bool {
-        **self == *other
-    }
-}
-
-impl PartialEq<&[u8]> for Bytes {
-    fn eq(&self, other: &&[u8]) -> bool {
-        **self == **other
-    }
-}
-
-impl PartialEq<Vec<u8>> for Bytes {
-    fn eq(&self, other: &Vec<u8>) -> bool {
-        **self == other[..]
-    }
-}
-
-impl<const N: usize> PartialEq<&[u8; N]> for Bytes {
-    fn eq(&self, other: &&[u8; N]) -> bool {
-        **self == other[..]
     }
 }
 
@@ -134,89 +81,6 @@ impl Open {
         }
         drop(mark);
         std::thread::spawn(move || drop(self));
-    }
-}
-
-/// The bytes most recently read from the server. The kernel sends a file's read-ahead as
-/// several requests at once, which reach us slightly out of order; serving the late ones from
-/// here keeps one stream going instead of restarting the transfer for each (a restart costs
-/// several round trips). Kept as the buffers they were read into (no copy), and buffers that
-/// leave it are used again for the next reads (no allocation, no zeroing).
-#[derive(Default)]
-struct Window {
-    /// Consecutive pieces of the file: each starts where the one before ends.
-    chunks: VecDeque<(u64, Bytes)>,
-    held: usize,
-    /// Buffers no one else holds any more, for the next reads.
-    spare: Vec<Vec<u8>>,
-}
-
-/// How much of the recent past a window keeps (the kernel's read-ahead is at most 1 MiB).
-const WINDOW: usize = 2 << 20;
-/// How many unused buffers a window keeps for the next reads.
-const SPARE: usize = 4;
-
-impl Window {
-    fn end(&self) -> Option<u64> {
-        self.chunks.back().map(|(at, b)| at + b.len() as u64)
-    }
-
-    /// The bytes at `offset..offset + len` that the window holds, from `offset` on: shared
-    /// when one piece holds them all, else copied together.
-    fn get(&self, offset: u64, len: usize) -> Bytes {
-        let Some(i) = self.chunks.iter().position(|(at, b)| offset >= *at && offset < at + b.len() as u64) else {
-            return Bytes::default();
-        };
-        let (at, first) = &self.chunks[i];
-        let from = (offset - at) as usize;
-        if first.len() - from >= len || i + 1 == self.chunks.len() {
-            return first.slice(from, from + len);
-        }
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(&first[from..]);
-        for (_, b) in self.chunks.iter().skip(i + 1) {
-            if out.len() >= len {
-                break;
-            }
-            out.extend_from_slice(&b[..(len - out.len()).min(b.len())]);
-        }
-        out.into()
-    }
-
-    /// Records bytes read from the server at `at`.
-    fn push(&mut self, at: u64, bytes: Bytes) {
-        if bytes.is_empty() {
-            return;
-        }
-        if self.end() != Some(at) {
-            while let Some((_, old)) = self.chunks.pop_front() {
-                self.recycle(old);
-            }
-            self.held = 0;
-        }
-        self.held += bytes.len();
-        self.chunks.push_back((at, bytes));
-        while self.chunks.front().is_some_and(|(_, b)| self.held - b.len() >= WINDOW) {
-            let (_, old) = self.chunks.pop_front().expect("just seen");
-            self.held -= old.len();
-            self.recycle(old);
-        }
-    }
-
-    fn recycle(&mut self, b: Bytes) {
-        if self.spare.len() < SPARE {
-            if let Ok(buf) = Arc::try_unwrap(b.buf) {
-                self.spare.push(buf);
-            }
-        }
-    }
-
-    /// A buffer of `len` bytes to read into (a spare one when there is one).
-    fn buffer(&mut self, len: usize) -> Vec<u8> {
-        let mut buf = self.spare.pop().unwrap_or_default();
-        // Only bytes never used before are zeroed (a spare buffer was filled already).
-        buf.resize(len, 0);
-        buf
     }
 }
 
@@ -545,116 +409,6 @@ impl ReadHandle {
     }
 }
 
-/// Writes downloaded bytes into the content cache beside the readers, so a read does not wait
-/// for the disk (on a fast link, writing every byte into the cache's file costs about as much
-/// as everything else a read does, and a busy disk throttles it further). A download more than
-/// [`AHEAD`] bytes ahead of the writer is not slowed down: what it reads meanwhile is not kept
-/// (the cache holds ranges; a later read fetches the holes). At most [`QUEUED`] bytes wait in
-/// all. One per process; the buffers are shared, not copied.
-struct CacheWriter {
-    queue: Mutex<Queue>,
-    more: parking_lot::Condvar,
-    room: parking_lot::Condvar,
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: VecDeque<Job>,
-    bytes: usize,
-}
-
-enum Job {
-    /// Bytes to keep, the count of its reader's bytes waiting here, and the download's mark
-    /// (other readers wait for these bytes while it lasts).
-    Store(Arc<CachedFile>, u64, Bytes, Arc<std::sync::atomic::AtomicUsize>, Option<Arc<Downloading>>),
-    /// Answered once every job before it is done.
-    Mark(std::sync::mpsc::Sender<()>),
-}
-
-/// How many downloaded bytes of one file may wait for the cache writer before the download
-/// goes on without keeping them (a file smaller than this is always kept whole).
-const AHEAD: usize = 4 << 20;
-/// How many downloaded bytes may wait for the cache writer in all (readers then wait).
-const QUEUED: usize = 16 << 20;
-/// Longest wait at close for the cache writer (a disk that stopped answering).
-const SETTLE_WAIT: Duration = Duration::from_secs(10);
-
-impl CacheWriter {
-    fn get() -> &'static CacheWriter {
-        static WRITER: std::sync::OnceLock<&'static CacheWriter> = std::sync::OnceLock::new();
-        WRITER.get_or_init(|| {
-            let w: &'static CacheWriter = Box::leak(Box::new(CacheWriter {
-                queue: Mutex::new(Queue::default()),
-                more: parking_lot::Condvar::new(),
-                room: parking_lot::Condvar::new(),
-            }));
-            std::thread::Builder::new().name("cache-writer".into()).spawn(move || w.run()).expect("a thread");
-            w
-        })
-    }
-
-    /// Hands bytes over to be kept; false when its reader is too far ahead (not kept).
-    fn store(
-        &self,
-        c: &Arc<CachedFile>,
-        at: u64,
-        bytes: Bytes,
-        queued: &Arc<std::sync::atomic::AtomicUsize>,
-        mark: Option<Arc<Downloading>>,
-    ) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        if queued.load(Relaxed) + bytes.len() > AHEAD.max(bytes.len()) {
-            return false;
-        }
-        let mut q = self.queue.lock();
-        while q.bytes >= QUEUED {
-            self.room.wait(&mut q);
-        }
-        q.bytes += bytes.len();
-        queued.fetch_add(bytes.len(), Relaxed);
-        q.jobs.push_back(Job::Store(c.clone(), at, bytes, queued.clone(), mark));
-        self.more.notify_one();
-        true
-    }
-
-    /// Waits until what was handed over before is written.
-    fn settle(&self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.queue.lock().jobs.push_back(Job::Mark(tx));
-        self.more.notify_one();
-        let _ = rx.recv_timeout(SETTLE_WAIT);
-    }
-
-    fn run(&self) {
-        loop {
-            let job = {
-                let mut q = self.queue.lock();
-                loop {
-                    if let Some(j) = q.jobs.pop_front() {
-                        break j;
-                    }
-                    self.more.wait(&mut q);
-                }
-            };
-            match job {
-                Job::Store(c, at, bytes, queued, mark) => {
-                    // A refusal drops the entry; its reader sees that and stops handing over.
-                    c.downloaded(at, &bytes);
-                    drop((c, mark));
-                    queued.fetch_sub(bytes.len(), std::sync::atomic::Ordering::Relaxed);
-                    let mut q = self.queue.lock();
-                    q.bytes -= bytes.len();
-                    drop(bytes);
-                    self.room.notify_all();
-                }
-                Job::Mark(tx) => {
-                    let _ = tx.send(());
-                }
-            }
-        }
-    }
-}
-
 /// From the open stream: skips to `offset` (keeping the skipped bytes), then reads up to
 /// `len` bytes (fewer only at the end of the file).
 fn read_at(st: &mut State, offset: u64, len: usize) -> std::io::Result<Bytes> {
@@ -695,35 +449,6 @@ fn fill(r: &mut dyn Read, mut buf: Vec<u8>, len: usize) -> std::io::Result<Bytes
     }
     buf.truncate(got);
     Ok(buf.into())
-}
-
-/// The pieces of one reply: the first kept as it is, more copied together.
-#[derive(Default)]
-struct Gather {
-    first: Bytes,
-    more: Vec<u8>,
-    len: usize,
-}
-
-impl Gather {
-    fn add(&mut self, b: Bytes) {
-        if b.is_empty() {
-            return;
-        }
-        self.len += b.len();
-        if self.first.is_empty() {
-            self.first = b;
-        } else {
-            if self.more.is_empty() {
-                self.more.extend_from_slice(&self.first);
-            }
-            self.more.extend_from_slice(&b);
-        }
-    }
-
-    fn into_bytes(self) -> Bytes {
-        if self.more.is_empty() { self.first } else { self.more.into() }
-    }
 }
 
 #[cfg(test)]
