@@ -25,6 +25,13 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
+mod downloads;
+mod ranges;
+
+pub use downloads::Downloading;
+use downloads::Downloads;
+pub use ranges::{Ranges, Version};
+
 /// A file bigger than this share of the limit is not kept: it would push out everything else.
 const LARGEST_SHARE: u64 = 2;
 /// An upload's entry takes the first time the server shows for it if that is this close to
@@ -35,74 +42,6 @@ const FLUSH_EVERY: Duration = Duration::from_secs(3);
 
 /// Makes entry names unique within one process, however fast they are made.
 static NEXT: AtomicU64 = AtomicU64::new(0);
-
-/// Which version of a file an entry holds: size and whole seconds of the modification time
-/// (servers keep seconds at best; a listing may show less, but the same each time).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version {
-    pub size: u64,
-    pub mtime: i64,
-}
-
-impl Version {
-    pub fn of(size: u64, mtime: SystemTime) -> Version {
-        let secs = match mtime.duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
-        };
-        Version { size, mtime: secs }
-    }
-}
-
-/// Byte ranges held, as start → end (exclusive), never overlapping or touching.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ranges(BTreeMap<u64, u64>);
-
-impl Ranges {
-    /// Adds `start..end`; returns how many bytes were new.
-    pub fn insert(&mut self, mut start: u64, mut end: u64) -> u64 {
-        if start >= end {
-            return 0;
-        }
-        let before = self.total();
-        // Merge with a range that starts before and reaches `start`.
-        if let Some((&s, &e)) = self.0.range(..=start).next_back() {
-            if e >= start {
-                start = s;
-                end = end.max(e);
-            }
-        }
-        // Swallow ranges that start within `start..=end`.
-        let inside: Vec<(u64, u64)> = self.0.range(start..=end).map(|(&s, &e)| (s, e)).collect();
-        for (s, e) in inside {
-            self.0.remove(&s);
-            end = end.max(e);
-        }
-        self.0.insert(start, end);
-        self.total() - before
-    }
-
-    /// How many bytes from `offset` on are held without a gap.
-    pub fn covered_from(&self, offset: u64) -> u64 {
-        match self.0.range(..=offset).next_back() {
-            Some((_, &e)) if e > offset => e - offset,
-            _ => 0,
-        }
-    }
-
-    /// Where the run of missing bytes that ends at `offset` starts: the end of the last range
-    /// before it, or 0 (`offset` itself when that byte is held).
-    pub fn missing_from(&self, offset: u64) -> u64 {
-        match self.0.range(..=offset).next_back() {
-            Some((_, &e)) => e.min(offset),
-            None => 0,
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.iter().map(|(s, e)| e - s).sum()
-    }
-}
 
 /// What is known of a file that is (partly) cached.
 struct Entry {
@@ -121,13 +60,6 @@ struct Entry {
     downloads: Mutex<Downloads>,
     /// Signalled when a download moves on or ends.
     progress: Condvar,
-}
-
-#[derive(Default)]
-struct Downloads {
-    next_id: u64,
-    /// The offset each download has reached, by id.
-    at: HashMap<u64, u64>,
 }
 
 impl Entry {
@@ -569,72 +501,6 @@ impl CachedFile {
     pub fn complete(&self) -> bool {
         let size = self.entry.version.lock().size;
         self.entry.ranges.lock().covered_from(0) >= size
-    }
-
-    /// Waits for the byte at `at` when another download of this file is near it (at most
-    /// `before` bytes before it, or at most `after` bytes past it with its bytes still on the
-    /// way to the cache) and moving. `Ok` once the byte is held; otherwise the caller is to
-    /// download it, under the mark returned (taken in the same step, so of two readers
-    /// arriving at once, one downloads and the other waits). Gives up waiting when that
-    /// download ends or makes no progress for `patience`. The caller's own download (`own`)
-    /// is never waited for.
-    pub fn wait_for(
-        &self,
-        at: u64,
-        before: u64,
-        after: u64,
-        patience: Duration,
-        own: Option<&Downloading>,
-    ) -> Result<(), Downloading> {
-        let e = &self.entry;
-        let mut d = e.downloads.lock();
-        let mut waited_out = false;
-        loop {
-            if self.holds(at) {
-                return Ok(());
-            }
-            let heading_here =
-                d.at.iter()
-                    .any(|(&id, &pos)| own.is_none_or(|o| o.id != id) && pos <= at + after && at <= pos + before);
-            if !heading_here || waited_out || e.dropped.load(Ordering::Relaxed) {
-                return Err(self.mark(&mut d, at));
-            }
-            waited_out = e.progress.wait_for(&mut d, patience).timed_out();
-        }
-    }
-
-    /// Marks a download of this file from `from` on (see [`Self::wait_for`]); it ends when
-    /// the mark is dropped.
-    pub fn downloading(&self, from: u64) -> Downloading {
-        self.mark(&mut self.entry.downloads.lock(), from)
-    }
-
-    fn mark(&self, d: &mut Downloads, from: u64) -> Downloading {
-        let id = d.next_id;
-        d.next_id += 1;
-        d.at.insert(id, from);
-        Downloading { entry: self.entry.clone(), id }
-    }
-}
-
-/// A download of a cached file under way (see [`CachedFile::downloading`]).
-pub struct Downloading {
-    entry: Arc<Entry>,
-    id: u64,
-}
-
-impl Downloading {
-    /// The download has reached `pos` (its bytes before that are stored).
-    pub fn at(&self, pos: u64) {
-        self.entry.downloads.lock().at.insert(self.id, pos);
-        self.entry.progress.notify_all();
-    }
-}
-
-impl Drop for Downloading {
-    fn drop(&mut self) {
-        self.entry.downloads.lock().at.remove(&self.id);
-        self.entry.progress.notify_all();
     }
 }
 
