@@ -13,7 +13,7 @@
 //! | `status`, `sync` (the control socket) | `report.rs` |
 //!
 //! This file holds the types, `Fs` itself and what every part shares; `paths.rs` the path
-//! helpers; `fs_tests.rs` the unit tests of `Fs`.
+//! helpers; `temp_names.rs` the temporary upload names; `fs_tests.rs` the unit tests of `Fs`.
 
 mod attrs;
 pub mod case;
@@ -43,6 +43,7 @@ pub mod read;
 mod report;
 pub mod space;
 pub mod spool;
+pub mod temp_names;
 pub mod trash;
 pub mod watch;
 pub mod write;
