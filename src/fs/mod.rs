@@ -6,9 +6,9 @@
 //! | calls | file |
 //! |---|---|
 //! | `lookup`, `forget`, `getattr`, `readlink`, `opendir`/`readdir`/`readdirplus` | `lookup.rs` (`watch.rs` keeps listings fresh) |
-//! | `open`, `create`, `read`, `write`, `flush`, `fsync`, `release` | `open.rs` (reads: `read.rs`; writes: `write.rs`, `writeback.rs`) |
+//! | `open`, `create`, `read`, `write`, `flush`, `fsync`, `release` | `open.rs` (reads: `read.rs`; writes: `write.rs` the handle, `write_body.rs` its content, `write_upload.rs` its upload, `writeback.rs` the queue) |
 //! | `setattr` (truncate, times, chmod) | `attrs.rs` |
-//! | `mkdir`, `unlink`, `rmdir`, `rename`, `symlink` | `namespace.rs` (case checks: `case_check.rs`) |
+//! | `mkdir`, `unlink`, `rmdir`, `rename`, `symlink` | `namespace.rs` (case checks: `case_check.rs`; replacing a file: `write_upload.rs`) |
 //! | `statfs` | `space.rs` |
 //! | `status`, `sync` (the control socket) | `report.rs` |
 //!
@@ -47,6 +47,8 @@ pub mod temp_names;
 pub mod trash;
 pub mod watch;
 pub mod write;
+mod write_body;
+pub mod write_upload;
 pub mod writeback;
 #[cfg(test)]
 mod writeback_tests;

@@ -187,7 +187,7 @@ impl Fs {
                 }
                 (false, false) => {}
             }
-            write::replace(self.remote.as_ref(), &from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
+            write_upload::replace(self.remote.as_ref(), &from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         } else {
             self.remote.rename(&from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         }
@@ -262,7 +262,7 @@ impl Fs {
             return Ok(false);
         }
         if let Some(mut old) = listed {
-            write::replace(self.remote.as_ref(), from, to)?;
+            write_upload::replace(self.remote.as_ref(), from, to)?;
             old.name = new_name.to_string();
             self.dirs.upsert(new_dir, old);
         }
