@@ -66,7 +66,7 @@ use self::dircache::{DirCache, Listing};
 use self::inode::{InodeTable, ROOT};
 use self::read::ReadHandle;
 use self::spool::Spool;
-use self::write::WriteHandle;
+use self::write::{WriteHandle, WriteOptions};
 use self::writeback::WriteBack;
 use crate::clock::Clock;
 use crate::error::FsError;

@@ -32,6 +32,26 @@ use super::spool::{Kept, Reservation, Spool};
 use super::write_body::{Body, spool_error};
 use super::writeback::Journal;
 
+/// How a [`WriteHandle`] starts. The default: a file the server has, kept as it is, without
+/// write-back, opened by no process in particular (as `truncate` of a closed file needs).
+#[derive(Default)]
+pub struct WriteOptions {
+    /// The file's size on the server now (ignored with `truncate`).
+    pub size: u64,
+    /// The old content is dropped (new file, `O_TRUNC`): the handle starts empty and dirty,
+    /// so the close uploads an empty file even with no write.
+    pub truncate: bool,
+    /// Opened read-write: writes go to the spool from the first, so reads see them.
+    pub read_write: bool,
+    /// The process that opened the file: only its `close` uploads early.
+    pub opener: u32,
+    /// `--write-back`: writes go to the spool; the queue uploads later, under a temporary name.
+    pub write_back: bool,
+    /// For a new file without write-back: the mount's note that the server refused temporary
+    /// names. `None` for a file that existed, which never uploads under its own name.
+    pub temp_refused: Option<Arc<AtomicBool>>,
+}
+
 pub struct WriteState {
     pub(super) body: Body,
     /// The file's size as the application sees it.
@@ -107,17 +127,10 @@ pub enum WriteProgress {
 }
 
 impl WriteHandle {
-    /// `truncate`: the old content is dropped (new file, `O_TRUNC`). `temp_refused`: see the
-    /// field; `None` for a file that existed, which never uploads under its own name.
-    pub fn new(
-        path: String,
-        temp_refused: Option<Arc<AtomicBool>>,
-        size: u64,
-        truncate: bool,
-        read_write: bool,
-        opener: u32,
-        write_back: bool,
-    ) -> Self {
+    /// A handle on `path`; nothing is sent to the server until the first write (streaming)
+    /// or [`WriteHandle::commit`].
+    pub fn new(path: String, options: WriteOptions) -> Self {
+        let WriteOptions { size, truncate, read_write, opener, write_back, temp_refused } = options;
         let (body, size, dirty) = if truncate { (Body::Empty, 0, true) } else { (Body::Server, size, false) };
         WriteHandle {
             path: Mutex::new(path),
@@ -145,7 +158,10 @@ impl WriteHandle {
 
     /// A queued upload found in the write-back journal at mount (left by a crash).
     pub fn resumed(journal: &Journal, file: File, reserved: Reservation, kept: Kept) -> Self {
-        let h = WriteHandle::new(journal.path.clone(), None, journal.size, false, false, 0, true);
+        let h = WriteHandle::new(
+            journal.path.clone(),
+            WriteOptions { size: journal.size, write_back: true, ..Default::default() },
+        );
         h.released.store(true, Ordering::Relaxed);
         let mut st = h.state.lock();
         st.body = Body::Spooled { file, reserved, kept: Some(kept) };
