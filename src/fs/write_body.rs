@@ -50,8 +50,23 @@ pub(super) enum Body {
     Failed { to: String, error: RemoteError },
 }
 
+impl Body {
+    /// What the body is, for logs.
+    fn describe(&self) -> String {
+        match self {
+            Body::Server => "unchanged".to_string(),
+            Body::Empty => "empty".to_string(),
+            Body::Streaming { written, .. } => format!("streamed {written} bytes"),
+            Body::Spooled { .. } => "spooled".to_string(),
+            Body::Failed { .. } => "failed".to_string(),
+        }
+    }
+}
+
 impl WriteHandle {
-    /// Writes `data` at `offset`. The per-handle lock is held across the upload on purpose:
+    /// Writes `data` at `offset`: into the upload under way when it continues one (starting
+    /// it for a first write at 0), else into the spool, which is filled from the server first
+    /// where the old content is kept. The state lock is held across the upload on purpose:
     /// writes to one file must reach the stream in order.
     pub fn write(&self, remote: &dyn Remote, spool: &Spool, offset: u64, data: &[u8]) -> Result<(), RemoteError> {
         let mut st = self.state.lock();
@@ -63,8 +78,19 @@ impl WriteHandle {
         if let Body::Failed { error, .. } = &st.body {
             return Err(error.clone());
         }
-        let end = offset + data.len() as u64;
-        let streamable = !self.read_write
+        if self.streamable(&st, offset) {
+            self.write_streamed(&mut st, remote, spool, offset, data)?;
+        } else {
+            self.write_spooled(&mut st, remote, spool, offset, data)?;
+        }
+        st.size = st.size.max(offset + data.len() as u64);
+        st.dirty = true;
+        Ok(())
+    }
+
+    /// Whether a write at `offset` starts or continues a streamed upload.
+    fn streamable(&self, st: &WriteState, offset: u64) -> bool {
+        !self.read_write
             && !self.write_back
             && match &st.body {
                 Body::Empty => offset == 0,
@@ -72,64 +98,81 @@ impl WriteHandle {
                 Body::Server => offset == 0 && st.size == 0,
                 Body::Streaming { written, .. } => offset == *written,
                 _ => false,
-            };
-        if streamable {
-            if matches!(st.body, Body::Empty | Body::Server) {
-                let path = self.path();
-                let to = self.upload_path(&path);
-                tracing::debug!("streaming {path} to {to}");
-                let (upload, to) = match self.open_upload(remote, to, &path) {
-                    Ok(opened) => opened,
-                    Err((error, to)) => {
-                        // Never an empty file at close for a write that failed: the close
-                        // reports this error and removes whatever the server created.
-                        st.body = Body::Failed { to, error: error.clone() };
-                        return Err(error);
-                    }
-                };
-                st.body = Body::Streaming { upload, to, written: 0, replay: Replay::start(spool) };
             }
-            let Body::Streaming { upload, written, replay, .. } = &mut st.body else { unreachable!("just started") };
-            match upload.write_all(data) {
-                Ok(()) => {
-                    *written = end;
-                    if replay.as_mut().is_some_and(|r| !r.keep(spool, offset, data)) {
-                        *replay = None;
-                    }
-                }
-                Err(e) => {
-                    let failed_at = *written;
-                    self.fail_stream(&mut st, remote, failed_at, e)?;
-                    // The content so far is in the spool now: this write goes there too.
-                    let Body::Spooled { file, reserved, .. } = &mut st.body else { unreachable!("just spooled") };
-                    spool.reserve(reserved, end)?;
-                    file.write_all_at(data, offset).map_err(|e| spool_error(&self.path(), e))?;
-                }
-            }
-        } else {
-            if !matches!(st.body, Body::Spooled { .. }) {
-                let state = match &st.body {
-                    Body::Server => "unchanged".to_string(),
-                    Body::Empty => "empty".to_string(),
-                    Body::Streaming { written, .. } => format!("streamed {written} bytes"),
-                    Body::Spooled { .. } => "spooled".to_string(),
-                    Body::Failed { .. } => "failed".to_string(),
-                };
-                if !self.write_back {
-                    tracing::debug!(
-                        "{}: write at {offset} ({state}) is not sequential; using a spool file",
-                        self.path()
-                    );
-                }
-            }
-            self.spool(&mut st, remote, spool)?;
-            let Body::Spooled { file, reserved, .. } = &mut st.body else { unreachable!("just spooled") };
-            spool.reserve(reserved, end)?;
-            file.write_all_at(data, offset).map_err(|e| spool_error(&self.path(), e))?;
+    }
+
+    /// A sequential write, into the upload; if its connection breaks and the local copy has
+    /// all that was sent, the content moves to the spool and this write goes there.
+    fn write_streamed(
+        &self,
+        st: &mut WriteState,
+        remote: &dyn Remote,
+        spool: &Spool,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), RemoteError> {
+        if matches!(st.body, Body::Empty | Body::Server) {
+            self.start_stream(st, remote, spool)?;
         }
-        st.size = st.size.max(end);
-        st.dirty = true;
-        Ok(())
+        let Body::Streaming { upload, written, replay, .. } = &mut st.body else { unreachable!("just started") };
+        match upload.write_all(data) {
+            Ok(()) => {
+                *written = offset + data.len() as u64;
+                if replay.as_mut().is_some_and(|r| !r.keep(spool, offset, data)) {
+                    *replay = None;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let failed_at = *written;
+                self.fail_stream(st, remote, failed_at, e)?;
+                // The content so far is in the spool now: this write goes there too.
+                self.write_to_spool(st, spool, offset, data)
+            }
+        }
+    }
+
+    /// Opens the upload that sequential writes feed (to a temporary name, see `upload_path`).
+    fn start_stream(&self, st: &mut WriteState, remote: &dyn Remote, spool: &Spool) -> Result<(), RemoteError> {
+        let path = self.path();
+        let to = self.upload_path(&path);
+        tracing::debug!("streaming {path} to {to}");
+        match self.open_upload(remote, to, &path) {
+            Ok((upload, to)) => {
+                st.body = Body::Streaming { upload, to, written: 0, replay: Replay::start(spool) };
+                Ok(())
+            }
+            Err((error, to)) => {
+                // Never an empty file at close for a write that failed: the close
+                // reports this error and removes whatever the server created.
+                st.body = Body::Failed { to, error: error.clone() };
+                Err(error)
+            }
+        }
+    }
+
+    /// Any other write: into the spool, filled first (see `spool`).
+    fn write_spooled(
+        &self,
+        st: &mut WriteState,
+        remote: &dyn Remote,
+        spool: &Spool,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), RemoteError> {
+        if !matches!(st.body, Body::Spooled { .. }) && !self.write_back {
+            let state = st.body.describe();
+            tracing::debug!("{}: write at {offset} ({state}) is not sequential; using a spool file", self.path());
+        }
+        self.spool(st, remote, spool)?;
+        self.write_to_spool(st, spool, offset, data)
+    }
+
+    /// Writes `data` at `offset` into the spool file that holds the content.
+    fn write_to_spool(&self, st: &mut WriteState, spool: &Spool, offset: u64, data: &[u8]) -> Result<(), RemoteError> {
+        let Body::Spooled { file, reserved, .. } = &mut st.body else { unreachable!("just spooled") };
+        spool.reserve(reserved, offset + data.len() as u64)?;
+        file.write_all_at(data, offset).map_err(|e| spool_error(&self.path(), e))
     }
 
     /// Reads from the handle's own content (read-write opens).
@@ -233,24 +276,7 @@ impl WriteHandle {
                 (Some(to), |to, error| Body::Failed { to: to.expect("streamed somewhere"), error })
             }
         };
-        let filled = spool.file().and_then(|(file, mut reserved, kept)| {
-            if let Some(from) = &source {
-                spool.reserve(&mut reserved, st.size)?;
-                let mut stream = remote.open_read(from, 0)?;
-                let mut out = &file;
-                let got = copy(&mut stream, &mut out).map_err(|e| download_error(from, e))?;
-                // A short copy would turn into zeros (or lost bytes) under the changes.
-                if got != st.size {
-                    return Err(RemoteError::Connection(format!(
-                        "downloading {from} to change it: the server sent {got} bytes where {} were expected; \
-                         the file may have changed on the server meanwhile. Nothing was changed: try again",
-                        st.size
-                    )));
-                }
-            }
-            Ok(Body::Spooled { file, reserved, kept })
-        });
-        match filled {
+        match filled_spool(remote, spool, source.as_deref(), st.size) {
             Ok(body) => {
                 if let Some(from) = source.filter(|from| from != &path) {
                     let _ = remote.delete(&from);
@@ -264,6 +290,25 @@ impl WriteHandle {
             }
         }
     }
+}
+
+/// A new spool file with the `size` bytes of `source` downloaded into it (empty without one).
+fn filled_spool(remote: &dyn Remote, spool: &Spool, source: Option<&str>, size: u64) -> Result<Body, RemoteError> {
+    let (file, mut reserved, kept) = spool.file()?;
+    if let Some(from) = source {
+        spool.reserve(&mut reserved, size)?;
+        let mut stream = remote.open_read(from, 0)?;
+        let mut out = &file;
+        let got = copy(&mut stream, &mut out).map_err(|e| download_error(from, e))?;
+        // A short copy would turn into zeros (or lost bytes) under the changes.
+        if got != size {
+            return Err(RemoteError::Connection(format!(
+                "downloading {from} to change it: the server sent {got} bytes where {size} were expected; \
+                 the file may have changed on the server meanwhile. Nothing was changed: try again"
+            )));
+        }
+    }
+    Ok(Body::Spooled { file, reserved, kept })
 }
 
 /// A download failed: the remote layer's own error when it gave one (the server's verdict).
