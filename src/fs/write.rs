@@ -52,22 +52,43 @@ pub struct WriteOptions {
     pub temp_refused: Option<Arc<AtomicBool>>,
 }
 
+/// What a write handle holds under its state lock: the content and the changes the server
+/// does not have yet. Held across a whole upload.
 pub struct WriteState {
+    /// Where the content is: the server's, an upload being streamed, a spool file.
     pub(super) body: Body,
     /// The file's size as the application sees it.
     pub size: u64,
     /// Something changed that the server does not have yet.
     pub dirty: bool,
-    /// A modification time asked for while changes were pending; set after the upload.
+    /// A modification time asked for while changes were pending; set on the server with the
+    /// upload's rename where it allows that, else right after the upload.
     pub pending_mtime: Option<SystemTime>,
-    /// Permission bits asked for while changes were pending; set after the upload.
+    /// Permission bits asked for while changes were pending; set on the server like
+    /// `pending_mtime` (`SITE CHMOD` after the upload where the rename could not).
     pub pending_mode: Option<u32>,
     /// The pending bits and time that the upload set along with its rename (on the temporary,
-    /// before: see [`Remote::rename_upload`]); whoever applies the pending ones takes these.
+    /// before: see [`crate::remote::Remote::rename_upload`]); whoever applies the pending ones
+    /// takes these.
     pub placed_mode: Option<u32>,
+    /// The time counterpart of `placed_mode`.
     pub placed_mtime: Option<SystemTime>,
 }
 
+/// One file open for writing, or closed and waiting in the write-back queue. The server gets
+/// its changes from [`WriteHandle::commit`] (at flush, fsync and close, or from the queue);
+/// only sequential writes reach it sooner, streamed into the upload as they come.
+///
+/// Its life is three separate facts, not one sequence of stages:
+/// - `released`: closed by every process and queued for upload (write-back only); set once.
+/// - `gone`: deleted or replaced, so its content goes nowhere; set once, before or after
+///   `released` (an open file can be deleted, and so can a queued one).
+/// - `state.dirty`: the server lacks changes; set by writes and truncation, cleared by an
+///   upload or a discard, so it comes and goes while the file is open.
+///
+/// Locks, in the order documented in `namespace.rs`: `job` (taken only on a released handle),
+/// then `state`, then `Fs::writing`. `path` and `uploading` are taken under `state` and hold
+/// no other lock; nor does `closed_at` (`status` only tries `state` under it, for 20 ms).
 pub struct WriteHandle {
     /// The file's path relative to the mount root; a rename of a file waiting in the
     /// write-back queue changes it (under the state lock).
@@ -92,7 +113,9 @@ pub struct WriteHandle {
     pub job: Mutex<()>,
     /// Deleted or replaced while open or queued: its content goes nowhere.
     pub(super) gone: AtomicBool,
+    /// The content and what is pending (see [`WriteState`]).
     pub state: Mutex<WriteState>,
+    /// When the file was opened, for `status`.
     pub opened: std::time::Instant,
     /// Write-back: when the opener closed it, kept for the queue (cleared by a later write).
     /// Its release, which queues the upload, may reach us after `close` returned.
@@ -102,12 +125,16 @@ pub struct WriteHandle {
 /// Size, time and mode as the application sees them.
 #[derive(Debug, Clone, Copy)]
 pub struct Shown {
+    /// The size the application sees.
     pub size: u64,
+    /// A modification time asked for and not yet set on the server.
     pub mtime: Option<SystemTime>,
+    /// Permission bits asked for and not yet set on the server.
     pub mode: Option<u32>,
 }
 
 impl WriteState {
+    /// What `stat` shows of this file now.
     pub(super) fn shown(&self) -> Shown {
         Shown { size: self.size, mtime: self.pending_mtime, mode: self.pending_mode }
     }
@@ -156,7 +183,8 @@ impl WriteHandle {
         }
     }
 
-    /// A queued upload found in the write-back journal at mount (left by a crash).
+    /// A queued upload found in the write-back journal at mount (left by a crash), released
+    /// and dirty; the queue uploads it.
     pub fn resumed(journal: &Journal, file: File, reserved: Reservation, kept: Kept) -> Self {
         let h = WriteHandle::new(
             journal.path.clone(),
@@ -172,11 +200,12 @@ impl WriteHandle {
         h
     }
 
+    /// The file's path now (a rename of a queued file changes it).
     pub fn path(&self) -> String {
         self.path.lock().clone()
     }
 
-    /// For `stat`: never waits for an upload in progress.
+    /// For `stat`: never waits for an upload in progress, and asks the server nothing.
     pub fn shown(&self) -> Shown {
         if let Some(st) = self.state.try_lock() {
             return st.shown();
@@ -187,18 +216,20 @@ impl WriteHandle {
         self.state.lock().shown()
     }
 
-    /// Points a queued upload at a new name; the caller holds the state lock.
+    /// Points a queued upload at a new name (the upload goes there); the caller holds the
+    /// state lock.
     pub fn set_path(&self, _held: &WriteState, to: &str) {
         *self.path.lock() = to.to_string();
     }
 
     /// Write-back: makes sure the content is in a kept spool file and records in its journal
-    /// entry where it goes, so a crash loses nothing that `close` confirmed.
+    /// entry where it goes, so a crash loses nothing that `close` confirmed. Local disk only.
     pub fn persist(&self, spool: &Spool) -> Result<(), RemoteError> {
         let mut st = self.state.lock();
         self.persist_locked(&mut st, spool)
     }
 
+    /// [`WriteHandle::persist`] for a caller that holds the state lock.
     pub fn persist_locked(&self, st: &mut WriteState, spool: &Spool) -> Result<(), RemoteError> {
         if !st.dirty || !self.write_back {
             return Ok(());
@@ -214,7 +245,7 @@ impl WriteHandle {
 
     /// Drops changes not uploaded yet (the file was deleted or replaced), now and later;
     /// waits for an upload in progress. Returns where an upload cut short left part of the
-    /// file on the server: the caller removes it.
+    /// file on the server: the caller removes it (this sends nothing).
     #[must_use]
     pub fn discard(&self) -> Option<String> {
         self.gone.store(true, Ordering::Relaxed);
@@ -231,7 +262,7 @@ impl WriteHandle {
         }
     }
 
-    /// Where the content of a queued upload is kept (for failure reports).
+    /// Where the content of a queued upload is kept on disk (for failure reports).
     pub fn kept_file(&self) -> Option<std::path::PathBuf> {
         match &self.state.lock().body {
             Body::Spooled { kept: Some(k), .. } => Some(k.0.clone()),
@@ -239,7 +270,8 @@ impl WriteHandle {
         }
     }
 
-    /// Never waits long: a write in progress holds the state.
+    /// What the file is doing, for `status`. Never waits long: a write or an upload in
+    /// progress holds the state.
     pub fn progress(&self) -> WriteProgress {
         let Some(st) = self.state.try_lock_for(std::time::Duration::from_millis(20)) else {
             return WriteProgress::Busy;

@@ -19,6 +19,8 @@ pub(super) struct Replay {
 }
 
 impl Replay {
+    /// A new, empty copy in a spool file; `None` when none can be made (the upload then
+    /// streams without one and cannot be sent again).
     pub(super) fn start(spool: &Spool) -> Option<Replay> {
         spool.file().ok().map(|(file, reserved, _)| Replay { file, reserved })
     }
@@ -29,6 +31,7 @@ impl Replay {
             && self.file.write_all_at(data, offset).is_ok()
     }
 
+    /// The copy as the handle's content: a spool file with what was sent.
     pub(super) fn into_body(self) -> Body {
         Body::Spooled { file: self.file, reserved: self.reserved, kept: None }
     }
@@ -175,7 +178,8 @@ impl WriteHandle {
         file.write_all_at(data, offset).map_err(|e| spool_error(&self.path(), e))
     }
 
-    /// Reads from the handle's own content (read-write opens).
+    /// Reads from the handle's own content (read-write opens, queued files); the first read
+    /// moves the content to the spool (see `spool`: a download, or the end of an upload).
     pub fn read_spooled(
         &self,
         remote: &dyn Remote,
@@ -193,7 +197,8 @@ impl WriteHandle {
         Ok(buf)
     }
 
-    /// `truncate` / `ftruncate` to `size`.
+    /// `truncate` / `ftruncate` to `size`; the server sees it at commit. Any size but 0 (or
+    /// any, mid-stream) moves the content to the spool first (see `spool`).
     pub fn truncate(&self, remote: &dyn Remote, spool: &Spool, size: u64) -> Result<(), RemoteError> {
         let mut st = self.state.lock();
         if size == st.size && !matches!(st.body, Body::Server) {
@@ -330,6 +335,7 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// A spool file could not be written or read: reported as no space, naming `--cache-dir`.
 pub(super) fn spool_error(path: &str, e: io::Error) -> RemoteError {
     RemoteError::NoSpace(format!("writing the local spool file for {path}: {e} (see --cache-dir)"))
 }

@@ -17,9 +17,12 @@ use super::write_body::{Body, spool_error};
 const UPLOAD_ATTEMPTS: usize = 2;
 
 impl WriteHandle {
-    /// Puts the changes on the server (flush, fsync, close). Returns the uploaded size, or
-    /// `None` when there was nothing to do. After an upload, `keep` sees the local copy of
-    /// what was sent, where there is one (for the content cache).
+    /// Puts the changes on the server (flush, fsync, close, or the write-back queue): ends
+    /// the streamed upload or sends the spool, checks the size that arrived and renames the
+    /// temporary into place, with the pending mode and time where that is free. Returns the
+    /// uploaded size, or `None` when there was nothing to do (or the file is gone). After an
+    /// upload, `keep` sees the local copy of what was sent, where there is one (for the
+    /// content cache).
     pub fn commit(&self, remote: &dyn Remote, keep: &dyn Fn(&File, u64)) -> Result<Option<u64>, RemoteError> {
         let mut st = self.state.lock();
         if !st.dirty {
