@@ -92,7 +92,7 @@ pub struct WriteState {
 pub struct WriteHandle {
     /// The file's path relative to the mount root; a rename of a file waiting in the
     /// write-back queue changes it (under the state lock).
-    pub(super) path: Mutex<String>,
+    path: Mutex<String>,
     /// The process that opened the file. A forked child closing its inherited copy of the
     /// descriptor also sends a flush; only the opener's close commits early.
     pub opener: u32,
