@@ -1,5 +1,6 @@
 //! Putting a write handle's content on the server: the upload (to a temporary name, sent
-//! again once if the connection breaks), its size check, and the rename into place.
+//! again once if the connection breaks), its size check, and the rename into place
+//! ([`replace`], which `rename` over an existing file uses too).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
