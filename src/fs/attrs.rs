@@ -83,7 +83,7 @@ impl Fs {
             return Ok(());
         }
         // Not open: rewrite the file through a short-lived handle (safe replace applies).
-        let h = WriteHandle::new(path.to_string(), None, attr.size, false, false, 0, false);
+        let h = WriteHandle::new(path.to_string(), WriteOptions { size: attr.size, ..Default::default() });
         h.truncate(self.remote.as_ref(), &self.spool, size)?;
         self.commit(&h)
     }

@@ -128,7 +128,7 @@ impl Fs {
         if !self.config.case.server_folds {
             return Ok(self.remote.rename(from, to)?);
         }
-        let temp = super::write::temp_name(from);
+        let temp = super::temp_names::temp_name(from);
         self.remote.rename(from, &temp)?;
         if let Err(e) = self.remote.rename(&temp, to) {
             if let Err(back) = self.remote.rename(&temp, from) {

@@ -244,7 +244,7 @@ impl DirCache {
         mut entries: Vec<Entry>,
         fetched: Instant,
     ) -> Option<Arc<Listing>> {
-        entries.retain(|e| !super::write::is_own_temp(&e.name));
+        entries.retain(|e| !super::temp_names::is_own_temp(&e.name));
         let listing = Arc::new(Listing::with_folding(entries, fetched, self.folding));
         let mut cache = self.cache.lock();
         if !self.unchanged(&cache, dir, snap) {
@@ -304,7 +304,7 @@ impl DirCache {
         // This mount's own uploads in flight are not shown: a concurrent `rsync --delete` or
         // `rm *` must not find (and remove) them.
         let result = remote.list(dir).map(|mut entries| {
-            entries.retain(|e| !super::write::is_own_temp(&e.name));
+            entries.retain(|e| !super::temp_names::is_own_temp(&e.name));
             Arc::new(Listing::with_folding(entries, started, self.folding))
         });
         if let Ok(listing) = &result {

@@ -238,7 +238,7 @@ fn this_mounts_uploads_in_flight_are_not_listed_but_others_temporaries_are() {
     let fs = fs_with(fake);
     let names: Vec<String> = fs.readdir(ROOT, false).unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, [".b.txt.ftpmount-1-7.part", ".c.ftpmount-x.part"]);
-    assert!(write::is_own_temp(split(&write::temp_name("d/e.txt")).1));
+    assert!(temp_names::is_own_temp(split(&temp_names::temp_name("d/e.txt")).1));
 }
 
 #[test]

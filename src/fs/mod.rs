@@ -6,14 +6,14 @@
 //! | calls | file |
 //! |---|---|
 //! | `lookup`, `forget`, `getattr`, `readlink`, `opendir`/`readdir`/`readdirplus` | `lookup.rs` (`watch.rs` keeps listings fresh) |
-//! | `open`, `create`, `read`, `write`, `flush`, `fsync`, `release` | `open.rs` (reads: `read.rs`; writes: `write.rs`, `writeback.rs`) |
+//! | `open`, `create`, `read`, `write`, `flush`, `fsync`, `release` | `open.rs` (reads: `read.rs`; writes: `write.rs` the handle, `write_body.rs` its content, `write_upload.rs` its upload, `writeback.rs` the queue) |
 //! | `setattr` (truncate, times, chmod) | `attrs.rs` |
-//! | `mkdir`, `unlink`, `rmdir`, `rename`, `symlink` | `namespace.rs` (case checks: `case_check.rs`) |
+//! | `mkdir`, `unlink`, `rmdir`, `rename`, `symlink` | `namespace.rs` (case checks: `case_check.rs`; replacing a file: `write_upload.rs`) |
 //! | `statfs` | `space.rs` |
 //! | `status`, `sync` (the control socket) | `report.rs` |
 //!
 //! This file holds the types, `Fs` itself and what every part shares; `paths.rs` the path
-//! helpers; `fs_tests.rs` the unit tests of `Fs`.
+//! helpers; `temp_names.rs` the temporary upload names; `fs_tests.rs` the unit tests of `Fs`.
 
 mod attrs;
 pub mod case;
@@ -43,9 +43,12 @@ pub mod read;
 mod report;
 pub mod space;
 pub mod spool;
+pub mod temp_names;
 pub mod trash;
 pub mod watch;
 pub mod write;
+mod write_body;
+pub mod write_upload;
 pub mod writeback;
 #[cfg(test)]
 mod writeback_tests;
@@ -63,7 +66,7 @@ use self::dircache::{DirCache, Listing};
 use self::inode::{InodeTable, ROOT};
 use self::read::ReadHandle;
 use self::spool::Spool;
-use self::write::WriteHandle;
+use self::write::{WriteHandle, WriteOptions};
 use self::writeback::WriteBack;
 use crate::clock::Clock;
 use crate::error::FsError;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::inode::ROOT;
 use super::tests::fs_with;
-use super::{NAME_MAX, OpenMode, split, write};
+use super::{NAME_MAX, OpenMode, split, temp_names};
 use crate::remote::fake::FakeRemote;
 
 fn write_mode() -> OpenMode {
@@ -15,15 +15,15 @@ fn write_mode() -> OpenMode {
 #[test]
 fn temporary_names_of_long_names_fit_in_255_bytes_and_are_still_recognised() {
     for name in ["a".repeat(255), "é".repeat(127) + "x", "文".repeat(85), "x".repeat(200), "short.txt".into()] {
-        let temp = write::temp_name(&format!("dir/{name}"));
+        let temp = temp_names::temp_name(&format!("dir/{name}"));
         let (dir, t) = split(&temp);
         assert_eq!(dir, "dir");
         assert!(t.len() <= NAME_MAX, "{} bytes: {t}", t.len());
-        assert!(write::is_own_temp(t), "{t}");
+        assert!(temp_names::is_own_temp(t), "{t}");
         let stem = &t[1..t.rfind(".ftpmount-").unwrap()];
         assert!(name.starts_with(stem) || name.starts_with(&stem[..stem.rfind('~').unwrap()]), "{t}");
     }
-    assert!(write::temp_name("short.txt").starts_with(".short.txt.ftpmount-"), "short names are kept whole");
+    assert!(temp_names::temp_name("short.txt").starts_with(".short.txt.ftpmount-"), "short names are kept whole");
 }
 
 #[test]

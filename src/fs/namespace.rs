@@ -172,40 +172,53 @@ impl Fs {
         if case_only {
             self.rename_case_only(&from, &to)?;
         } else if let Ok(existing) = self.find(&new_dir, new_name) {
-            if no_replace {
-                return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{to} exists"))));
-            }
-            match (entry.kind == Kind::Dir, existing.kind == Kind::Dir) {
-                (false, true) => return Err(FsError::IsDir),
-                (true, false) => return Err(FsError::NotDir),
-                (true, true) => {
-                    self.dirs.invalidate(&to);
-                    if !self.listing(&to)?.entries.is_empty() {
-                        return Err(FsError::Remote(RemoteError::NotEmpty(format!("{to} is not empty"))));
-                    }
-                    self.remote.rmdir(&to)?;
-                }
-                (false, false) => {}
-            }
-            write::replace(self.remote.as_ref(), &from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
+            self.make_room(&entry, &existing, &to, no_replace)?;
+            write_upload::replace(self.remote.as_ref(), &from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         } else {
             self.remote.rename(&from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         }
-        if let Some(mut e) = self.dirs.remove_entry(&dir, &entry.name) {
-            e.name = new_name.to_string();
-            self.dirs.upsert(&new_dir, e);
-        } else {
-            self.dirs.invalidate(&dir);
-            self.dirs.invalidate(&new_dir);
+        self.moved_in_caches(&dir, &entry.name, &new_dir, new_name, &from, &to);
+        self.renamed(parent, name, new_parent, new_name, &from, &to);
+        Ok(())
+    }
+
+    /// Before `moving` replaces `existing` at `to` on the server: refused where POSIX refuses
+    /// (and with `no_replace`); an empty directory there is removed (RMD).
+    fn make_room(&self, moving: &Entry, existing: &Entry, to: &str, no_replace: bool) -> Result<()> {
+        if no_replace {
+            return Err(FsError::Remote(RemoteError::AlreadyExists(format!("{to} exists"))));
         }
-        self.dirs.invalidate_tree(&from);
-        self.dirs.invalidate_tree(&to);
-        for p in [&from, &to] {
+        match (moving.kind == Kind::Dir, existing.kind == Kind::Dir) {
+            (false, true) => return Err(FsError::IsDir),
+            (true, false) => return Err(FsError::NotDir),
+            (true, true) => {
+                self.dirs.invalidate(to);
+                if !self.listing(to)?.entries.is_empty() {
+                    return Err(FsError::Remote(RemoteError::NotEmpty(format!("{to} is not empty"))));
+                }
+                self.remote.rmdir(to)?;
+            }
+            (false, false) => {}
+        }
+        Ok(())
+    }
+
+    /// After a rename on the server: the entry moves between cached listings, and what was
+    /// cached under either path (listings below, content) is dropped.
+    fn moved_in_caches(&self, dir: &str, listed: &str, new_dir: &str, new_name: &str, from: &str, to: &str) {
+        if let Some(mut e) = self.dirs.remove_entry(dir, listed) {
+            e.name = new_name.to_string();
+            self.dirs.upsert(new_dir, e);
+        } else {
+            self.dirs.invalidate(dir);
+            self.dirs.invalidate(new_dir);
+        }
+        self.dirs.invalidate_tree(from);
+        self.dirs.invalidate_tree(to);
+        for p in [from, to] {
             self.forget_content(p);
             self.forget_content_under(p);
         }
-        self.renamed(parent, name, new_parent, new_name, &from, &to);
-        Ok(())
     }
 
     /// A change whose connection failed may or may not have happened on the server: the
@@ -262,7 +275,7 @@ impl Fs {
             return Ok(false);
         }
         if let Some(mut old) = listed {
-            write::replace(self.remote.as_ref(), from, to)?;
+            write_upload::replace(self.remote.as_ref(), from, to)?;
             old.name = new_name.to_string();
             self.dirs.upsert(new_dir, old);
         }

@@ -17,15 +17,9 @@ impl Fs {
         let read_write = mode.read && mode.write;
         let write_back = self.write_back.is_some();
         let temp_refused = (!existed && !write_back).then(|| self.temp_refused.clone());
-        let handle = Arc::new(WriteHandle::new(
-            path.clone(),
-            temp_refused,
-            size,
-            mode.truncate,
-            read_write,
-            mode.pid,
-            write_back,
-        ));
+        let options =
+            WriteOptions { size, truncate: mode.truncate, read_write, opener: mode.pid, write_back, temp_refused };
+        let handle = Arc::new(WriteHandle::new(path.clone(), options));
         self.writing.lock().insert(path, handle.clone());
         self.add_handle(Handle::Write(handle))
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::dircache::Listing;
-use super::{Fs, Invalidate, join, split, write};
+use super::{Fs, Invalidate, join, split, temp_names};
 use crate::remote::{Entry, Kind, RemoteError};
 
 /// A directory stays watched this many intervals after it was last listed (a minute at 3 s).
@@ -446,7 +446,7 @@ impl Fs {
         let snap = self.dirs.snapshot(dir);
         let started = self.clock.now();
         let (mut quick, exact) = self.remote.list_quick(dir)?;
-        quick.retain(|e| !write::is_own_temp(&e.name));
+        quick.retain(|e| !temp_names::is_own_temp(&e.name));
         let print = fingerprint(&quick);
         let before = self.watch.set_baseline(ino, Baseline::Known(print));
         let Some(old) = snap.listing.clone() else {
