@@ -338,6 +338,18 @@ impl std::fmt::Display for TransferState {
     }
 }
 
+/// The filesystem: answers every FUSE call in FTP-neutral terms (the module doc says which
+/// file answers which call), with the listing cache, the handles, the content cache and the
+/// write-back queue.
+///
+/// **Lock order.** A write handle's `job` (one upload of it at a time), then its `state`, then
+/// `Fs::writing`: `rename_pending` and the write-back queue take them in that order, and
+/// nothing takes a handle's lock while holding `writing`. Every other mutex here (`handles`,
+/// `inodes`, `parked`, `told`, `local_times`, `set_times`, `errors`, `case_warned`,
+/// `case_confirmed`, `notifier`) is a leaf: held for one map operation, with no other lock
+/// taken and no server command sent meanwhile. The caches (`dirs`, `content`) take only their
+/// own locks inside. The file prefetcher takes its own lock and then may take `writing`
+/// (through [`prefetch_files::View::busy`]), so it is never called with `writing` held.
 pub struct Fs {
     remote: Arc<dyn Remote>,
     config: FsConfig,

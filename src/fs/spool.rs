@@ -7,6 +7,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
 
 use crate::remote::RemoteError;
 
@@ -111,6 +114,40 @@ impl Spool {
 
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// A queued upload's journal entry: what the write-back queue keeps beside a spool file so
+/// the upload can resume after a restart (its path, size, and the mode and time to set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    /// Path relative to the mount root.
+    pub path: String,
+    pub size: u64,
+    pub mode: Option<u32>,
+    /// Modification time to set, as (seconds, nanoseconds) since the epoch.
+    pub mtime: Option<(u64, u32)>,
+}
+
+impl Journal {
+    /// The entry for `path`, spooled with `size` bytes, and what is to be set after upload.
+    pub fn new(path: String, size: u64, mode: Option<u32>, mtime: Option<SystemTime>) -> Journal {
+        let mtime =
+            mtime.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| (d.as_secs(), d.subsec_nanos()));
+        Journal { path, size, mode, mtime }
+    }
+
+    /// The modification time to set after the upload.
+    pub fn mtime(&self) -> Option<SystemTime> {
+        self.mtime.map(|(s, n)| SystemTime::UNIX_EPOCH + Duration::new(s, n))
+    }
+
+    /// Written beside and renamed into place, so a crash leaves the old entry or the new one.
+    pub fn save(&self, to: &Path) -> std::io::Result<()> {
+        let mut tmp = to.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).expect("a journal entry serializes"))?;
+        std::fs::rename(&tmp, to)
     }
 }
 

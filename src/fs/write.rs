@@ -28,9 +28,9 @@ use parking_lot::Mutex;
 
 use crate::remote::RemoteError;
 
+use super::spool::Journal;
 use super::spool::{Kept, Reservation, Spool};
 use super::write_body::{Body, spool_error};
-use super::writeback::Journal;
 
 /// How a [`WriteHandle`] starts. The default: a file the server has, kept as it is, without
 /// write-back, opened by no process in particular (as `truncate` of a closed file needs).

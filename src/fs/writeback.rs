@@ -21,9 +21,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
-use serde::{Deserialize, Serialize};
 
-use super::spool::{Kept, journal_of};
+use super::spool::{Journal, Kept, journal_of};
 use super::write::WriteHandle;
 use super::{Fs, Result};
 use crate::error::FsError;
@@ -34,37 +33,6 @@ const SETTLE: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A failing upload is reported (once) after this many attempts, and retried on.
 const REPORT_AFTER: u32 = 3;
-
-/// A queued upload's journal entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Journal {
-    /// Path relative to the mount root.
-    pub path: String,
-    pub size: u64,
-    pub mode: Option<u32>,
-    /// Modification time to set, as (seconds, nanoseconds) since the epoch.
-    pub mtime: Option<(u64, u32)>,
-}
-
-impl Journal {
-    pub fn new(path: String, size: u64, mode: Option<u32>, mtime: Option<SystemTime>) -> Journal {
-        let mtime =
-            mtime.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| (d.as_secs(), d.subsec_nanos()));
-        Journal { path, size, mode, mtime }
-    }
-
-    pub fn mtime(&self) -> Option<SystemTime> {
-        self.mtime.map(|(s, n)| SystemTime::UNIX_EPOCH + Duration::new(s, n))
-    }
-
-    /// Written beside and renamed into place, so a crash leaves the old entry or the new one.
-    pub fn save(&self, to: &Path) -> std::io::Result<()> {
-        let mut tmp = to.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self).expect("a journal entry serializes"))?;
-        std::fs::rename(&tmp, to)
-    }
-}
 
 struct Job {
     handle: Arc<WriteHandle>,
