@@ -142,15 +142,21 @@ impl FtpSession {
         if let Some(e) = refused {
             return Err(e);
         }
-        for (i, code) in odd {
+        Ok(match self.asked_alone(paths, &odd)? {
+            Some(why) => Pipelined::Surprise(why),
+            None => Pipelined::Done(times),
+        })
+    }
+
+    /// The `MDTM`s answered with a syntax error (`500`–`504`, by index) in a batch, asked again
+    /// alone: a server that then gives a time did not take the batch as sent (why, if so).
+    fn asked_alone(&mut self, paths: &[String], odd: &[(usize, u16)]) -> Result<Option<String>> {
+        for &(i, code) in odd {
             if self.mdtm(&paths[i])?.is_some() {
-                return Ok(Pipelined::Surprise(format!(
-                    "MDTM {} was answered {code} among others but with a time alone",
-                    paths[i]
-                )));
+                return Ok(Some(format!("MDTM {} was answered {code} among others but with a time alone", paths[i])));
             }
         }
-        Ok(Pipelined::Done(times))
+        Ok(None)
     }
 
     /// Sends `commands` without waiting, then a `NOOP`, and reads one reply per command: its
