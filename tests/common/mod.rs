@@ -15,6 +15,23 @@ use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// `Server` for a server process the tests started: its port, TLS mode and root directory.
+macro_rules! started_server {
+    ($($t:ty),*) => {$(
+        impl Server for $t {
+            fn port(&self) -> u16 {
+                self.port
+            }
+            fn root(&self) -> &Path {
+                self.root.path()
+            }
+            fn tls(&self) -> Tls {
+                self.tls
+            }
+        }
+    )*};
+}
+
 pub mod servers;
 #[allow(unused_imports)] // only tests/e2e_servers.rs uses them
 pub use servers::*;
@@ -517,23 +534,6 @@ fn descendants(pid: u32) -> Vec<u32> {
         }
     }
     out
-}
-
-/// `Server` for a server process the tests started: its port, TLS mode and root directory.
-macro_rules! started_server {
-    ($($t:ty),*) => {$(
-        impl Server for $t {
-            fn port(&self) -> u16 {
-                self.port
-            }
-            fn root(&self) -> &Path {
-                self.root.path()
-            }
-            fn tls(&self) -> Tls {
-                self.tls
-            }
-        }
-    )*};
 }
 
 started_server!(Vsftpd, PyFtpd);

@@ -117,18 +117,6 @@ impl Proftpd {
     }
 }
 
-impl Server for Proftpd {
-    fn port(&self) -> u16 {
-        self.port
-    }
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-    fn tls(&self) -> Tls {
-        self.tls
-    }
-}
-
 impl Drop for Proftpd {
     fn drop(&mut self) {
         stop_tree(&mut self.child);
@@ -213,18 +201,6 @@ impl PureFtpd {
     /// The transfer log (CLF) and what Pure-FTPd wrote to stderr (its own log goes to syslog).
     pub fn log(&self) -> String {
         read(self.dir.path().join("xfer.log")) + &read(self.dir.path().join("stderr"))
-    }
-}
-
-impl Server for PureFtpd {
-    fn port(&self) -> u16 {
-        self.port
-    }
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-    fn tls(&self) -> Tls {
-        self.tls
     }
 }
 
@@ -317,3 +293,5 @@ pub fn iis_like(root: TempDir, offset: Option<&str>, extra: &[&str]) -> PyFtpd {
     args.extend(extra);
     PyFtpd::start(root, None, &args)
 }
+
+started_server!(Proftpd, PureFtpd);
