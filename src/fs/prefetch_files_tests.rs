@@ -105,6 +105,13 @@ impl Rig {
         self.fs.files_ahead.as_ref().expect("prefetch on")
     }
 
+    /// Reads f000 and f001 whole, in order (a walk), and waits for what that fetches ahead.
+    fn walk_two(&self, d: u64) {
+        self.read(d, "f000");
+        self.read(d, "f001");
+        self.settle();
+    }
+
     fn settle(&self) {
         assert!(self.prefetcher().wait_idle(WAIT), "the prefetch did not finish");
     }
@@ -195,9 +202,7 @@ fn a_miss_stops_the_walk_and_the_window_bounds_how_far_it_goes() {
     fake.add_file("d/f001x-big", &data(5 << 20, 1), an_hour_ago());
     let r = rig(fake, 4);
     let d = r.list();
-    r.read(d, "f000");
-    r.read(d, "f001");
-    r.settle();
+    r.walk_two(d);
     // f001x-big (5 MiB, after f001 in listing order) counts in the window but is not fetched.
     assert_eq!(r.downloads_of("d/f001x-big"), 0, "files over 4 MiB are left to the reader");
     assert_eq!(r.downloads(), 2 + 3, "the window: 4 files ahead, the big one skipped");
@@ -268,9 +273,7 @@ fn no_download_starts_while_requests_wait_for_a_session() {
     folder(&fake, 20);
     let r = rig(fake.clone(), 8);
     let d = r.list();
-    r.read(d, "f000");
-    r.read(d, "f001");
-    r.settle();
+    r.walk_two(d);
     let before = r.downloads();
     fake.sessions_wanted.store(true, std::sync::atomic::Ordering::SeqCst);
     r.read(d, "f002");
@@ -307,9 +310,7 @@ fn a_file_changed_or_deleted_on_the_server_is_read_as_it_is_now() {
     let files = folder(&fake, 12);
     let r = rig(fake.clone(), 8);
     let d = r.list();
-    r.read(d, "f000");
-    r.read(d, "f001");
-    r.settle();
+    r.walk_two(d);
     assert_eq!(r.downloads_of("d/f003"), 1, "fetched ahead");
     // Changed on the server more than a second after it was fetched: open sees the new version.
     *r.clock.0.lock() += Duration::from_secs(2);
@@ -332,9 +333,7 @@ fn a_file_fetched_ahead_less_than_a_second_ago_needs_no_check_at_open() {
     let files = folder(&fake, 12);
     let r = rig(fake.clone(), 8);
     let d = r.list();
-    r.read(d, "f000");
-    r.read(d, "f001");
-    r.settle();
+    r.walk_two(d);
     // All of f002 came from the server just now (by the mount's clock): as good an answer
     // to close-to-open as a listing younger than a second.
     let asked = fake.stats.load(std::sync::atomic::Ordering::SeqCst);
