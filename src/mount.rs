@@ -249,9 +249,11 @@ fn fs_config(p: &Prepared, remote: &dyn Remote, max: usize) -> FsConfig {
         // A quarter of the sessions at most, so a walk never crowds out reads and writes.
         prefetch_workers: (max / 4).clamp(1, 4),
         prefetch_files: p.options.prefetch_files.unwrap_or(DEFAULT_PREFETCH_FILES),
-        // Files fetched ahead: half of the sessions (one at least). They start only on a
-        // session nobody waits for and give it back as soon as somebody does.
-        prefetch_file_sessions: (max / 2).max(1),
+        // Files fetched ahead: all sessions but one (one at least). They start only on a
+        // session nobody waits for and give it back as soon as somebody does, so a reader
+        // walking a folder is fed by every session the server allows (`cp -r` at 20 ms:
+        // 18.1 s with half of 8 sessions, 11.1 s with 7).
+        prefetch_file_sessions: max.saturating_sub(1).max(1),
         write_back: p.options.write_back.then_some(queue),
         content_cache,
         watch_interval: p.options.watch_interval.unwrap_or(DEFAULT_WATCH_INTERVAL),
