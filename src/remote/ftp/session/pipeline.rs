@@ -60,15 +60,7 @@ impl FtpSession {
         paths: &[String],
         probe: Option<Duration>,
     ) -> Result<Pipelined<Vec<Option<SystemTime>>>> {
-        let before = self.ftp.get_ref().read_timeout().ok().flatten();
-        if let Some(t) = probe {
-            self.set_reply_timeout(t);
-        }
-        let result = self.mdtm_batch(paths, probe);
-        if probe.is_some() {
-            let _ = self.ftp.get_ref().set_read_timeout(before);
-        }
-        result
+        self.with_probe_timeout(probe, |s| s.mdtm_batch(paths, probe))
     }
 
     fn mdtm_batch(&mut self, paths: &[String], probe: Option<Duration>) -> Result<Pipelined<Vec<Option<SystemTime>>>> {
@@ -169,15 +161,7 @@ impl FtpSession {
         commands: &[(String, &[Status])],
         probe: Option<Duration>,
     ) -> Result<Pipelined<Vec<Reply>>> {
-        let before = self.ftp.get_ref().read_timeout().ok().flatten();
-        if let Some(t) = probe {
-            self.set_reply_timeout(t);
-        }
-        let result = self.pipeline_batch(commands, probe);
-        if probe.is_some() {
-            let _ = self.ftp.get_ref().set_read_timeout(before);
-        }
-        result
+        self.with_probe_timeout(probe, |s| s.pipeline_batch(commands, probe))
     }
 
     fn pipeline_batch(
@@ -230,5 +214,19 @@ impl FtpSession {
             ))),
             Err(e) => missing(n, e),
         }
+    }
+
+    /// Runs `batch` with replies given `probe` at most (when probing), then puts the session's
+    /// reply timeout back as it was.
+    fn with_probe_timeout<T>(&mut self, probe: Option<Duration>, batch: impl FnOnce(&mut Self) -> T) -> T {
+        let before = self.ftp.get_ref().read_timeout().ok().flatten();
+        if let Some(t) = probe {
+            self.set_reply_timeout(t);
+        }
+        let result = batch(self);
+        if probe.is_some() {
+            let _ = self.ftp.get_ref().set_read_timeout(before);
+        }
+        result
     }
 }
