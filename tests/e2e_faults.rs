@@ -87,8 +87,9 @@ fn sigterm_during_an_upload_lets_it_finish_and_exits_cleanly() {
         std::thread::spawn(move || fs::write(target, data))
     };
     std::thread::sleep(Duration::from_millis(700));
-    let sent = std::process::Command::new("kill").args(["-TERM", &mount.pid().to_string()]).status().unwrap();
-    assert!(sent.success());
+    // Sent from here, not by a `kill` process: a fork while a thread writes into the mount
+    // may wait for that write.
+    signal_pid(mount.pid(), libc::SIGTERM);
     // The application's upload is not cut short: its close still reports success...
     writer.join().unwrap().expect("the write in progress completes");
     // ...the daemon says it ended well, and the server has every byte.
@@ -227,16 +228,24 @@ fn a_read_across_a_three_second_server_restart_returns_the_exact_bytes() {
     fs::write(root.path().join("big.bin"), &data).unwrap();
     let mut server = tls_vsftpd(&certs, root, "local_max_rate=8000000\n");
     let mount = Mount::of(&server, Some(&certs), &["--io-timeout", "10s"]);
+    // Another process reads: while a thread of this one waits in the mount, starting the
+    // server again (a fork) was seen to wait too, for 20 s.
     let reader = {
         let path = mount.path().join("big.bin");
-        std::thread::spawn(move || fs::read(path))
+        std::thread::spawn(move || std::process::Command::new("cat").arg(path).output().unwrap())
     };
     // About a second into the read, the server goes away for three seconds.
     std::thread::sleep(Duration::from_millis(1200));
+    let down = Instant::now();
     server.stop();
     std::thread::sleep(Duration::from_secs(3));
     server.restart();
-    let got = reader.join().unwrap().expect("the read rides out the restart");
+    let outage = down.elapsed();
+    assert!(outage < Duration::from_secs(8), "the server was down for {outage:?}, not about 3 s");
+    let out = reader.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the read rides out the restart: {err}\n{}", mount.log());
+    let got = out.stdout;
     assert!(got == data, "every byte as on the server ({} of {} bytes read)", got.len(), data.len());
     assert!(mount.log().contains("reconnecting for up to"), "{}", mount.log());
 }

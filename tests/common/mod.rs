@@ -469,7 +469,7 @@ impl Vsftpd {
     /// break and new ones are refused, until `restart`.
     pub fn stop(&mut self) {
         // Stopped first, the listener forks no new session while they are killed.
-        let _ = Command::new("kill").args(["-STOP", &self.child.0.id().to_string()]).status();
+        signal_pid(self.child.0.id(), libc::SIGSTOP);
         self.kill_sessions();
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
@@ -487,28 +487,50 @@ impl Vsftpd {
     /// Kills every session process (as if the network dropped all connections); the
     /// listener keeps accepting new sessions.
     pub fn kill_sessions(&self) -> usize {
-        self.signal_sessions("-KILL")
+        self.signal_sessions(libc::SIGKILL)
     }
 
     /// The server stops answering (listener and sessions stopped, connections left open),
     /// until `thaw`.
     pub fn freeze(&self) {
-        let _ = Command::new("kill").args(["-STOP", &self.child.0.id().to_string()]).status();
-        self.signal_sessions("-STOP");
+        signal_pid(self.child.0.id(), libc::SIGSTOP);
+        self.signal_sessions(libc::SIGSTOP);
     }
 
     pub fn thaw(&self) {
-        self.signal_sessions("-CONT");
-        let _ = Command::new("kill").args(["-CONT", &self.child.0.id().to_string()]).status();
+        self.signal_sessions(libc::SIGCONT);
+        signal_pid(self.child.0.id(), libc::SIGCONT);
     }
 
-    fn signal_sessions(&self, signal: &str) -> usize {
-        let victims = descendants(self.child.0.id());
-        for pid in &victims {
-            let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
+    fn signal_sessions(&self, signal: libc::c_int) -> usize {
+        let victims = freeze_descendants(self.child.0.id());
+        for &pid in &victims {
+            signal_pid(pid, signal);
         }
         victims.len()
     }
+}
+
+/// Stops every process below `pid` with SIGSTOP, looking again until no new one appears, and
+/// returns them. A stopped process cannot fork, so a session that was forking a child while
+/// the tree was being killed cannot leave that child running as an orphan.
+pub fn freeze_descendants(pid: u32) -> Vec<u32> {
+    let mut stopped = Vec::new();
+    loop {
+        let new: Vec<u32> = descendants(pid).into_iter().filter(|p| !stopped.contains(p)).collect();
+        if new.is_empty() {
+            return stopped;
+        }
+        for &p in &new {
+            signal_pid(p, libc::SIGSTOP);
+        }
+        stopped.extend(new);
+    }
+}
+
+pub fn signal_pid(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) has no memory effects; a pid that has already exited gives ESRCH.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
 }
 
 /// All processes below `pid`, from /proc.

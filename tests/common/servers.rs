@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::{
-    CertPair, PASSWORD, PyFtpd, Server, TempDir, Tls, USER, chown_to_user, descendants, ensure_user, free_port,
-    port_range, wait_for_port,
+    CertPair, PASSWORD, PyFtpd, Server, TempDir, Tls, USER, chown_to_user, ensure_user, freeze_descendants, free_port,
+    port_range, signal_pid, wait_for_port,
 };
 
 /// Where `.ci/install-test-servers` put the extracted trees (`$FTPMOUNT_SERVERS_DIR`).
@@ -26,9 +26,9 @@ fn extracted(rel: &str) -> PathBuf {
 
 /// Kills a server's sessions (children) and then the server, and reaps it.
 fn stop_tree(child: &mut Child) {
-    let _ = Command::new("kill").args(["-STOP", &child.id().to_string()]).status();
-    for pid in descendants(child.id()) {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    signal_pid(child.id(), libc::SIGSTOP);
+    for pid in freeze_descendants(child.id()) {
+        signal_pid(pid, libc::SIGKILL);
     }
     let _ = child.kill();
     let _ = child.wait();
