@@ -244,6 +244,11 @@ fn random_operations_with_dropped_connections_match_a_model() {
         let want = expected(&model, &op);
         let got = run(mnt, &op);
         let what = format!("step {step} (seed {seed:#x}): {}", describe(&op));
+        let log_tail = || {
+            let log = mount.log();
+            let tail: Vec<String> = log.lines().rev().take(40).map(str::to_string).collect();
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
         match (&want, &got) {
             (Some(after), Ok(())) => model = after.clone(),
             (None, Err(_)) => {}
@@ -263,14 +268,9 @@ fn random_operations_with_dropped_connections_match_a_model() {
                 // within the cache timeouts.
                 std::thread::sleep(std::time::Duration::from_millis(1200));
             }
-            (Some(_), Err(e)) => panic!("{what} failed: {e}"),
+            (Some(_), Err(e)) => panic!("{what} failed: {e}\n{}", log_tail()),
             (None, Ok(())) => panic!("{what} succeeded where a local filesystem refuses it"),
         }
-        let log_tail = || {
-            let log = mount.log();
-            let tail: Vec<String> = log.lines().rev().take(40).map(str::to_string).collect();
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        };
         let seen = mount_state(mnt).unwrap_or_else(|e| panic!("{what} (fault: {fault}): {e}\n{}", log_tail()));
         if seen != model {
             panic!(

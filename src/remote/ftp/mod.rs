@@ -192,6 +192,30 @@ impl FtpRemote {
         }
     }
 
+    /// Runs `op`, a command that changes the server, on a pooled session. When the connection
+    /// breaks under it (a server restart, a dropped connection found only when used), the
+    /// server may or may not have acted: `op` is sent once more on a fresh session, and a
+    /// refusal then that `done` says means "already done" (the file is gone, the directory is
+    /// there) counts as success.
+    fn change(&self, mut op: impl FnMut(&mut FtpSession) -> Result<()>, done: impl Fn(&RemoteError) -> bool) -> Result<()> {
+        match self.with_session(false, &mut op) {
+            Err(e) if e.is_transient() => {
+                tracing::debug!("sending the change again on a fresh session after: {e}");
+                match self.with_session(false, op) {
+                    Err(again) if done(&again) => Ok(()),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `path` is listed in its directory now.
+    fn listed(&self, path: &str) -> bool {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.list_names(dir).is_ok_and(|names| names.iter().any(|n| n == name))
+    }
+
     /// MLSD names symbolic links without their targets (ProFTPD `type=OS.unix=symlink`,
     /// Pure-FTPd `type=OS.unix=slink:`); the directory's Unix listing shows them. One more
     /// listing, only for directories that hold such links.
@@ -389,7 +413,8 @@ impl Remote for FtpRemote {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (f, t) = (self.server_path(from), self.server_path(to));
-        self.with_session(false, |s| s.rename(&f, &t))
+        let moved = |e: &RemoteError| matches!(e, RemoteError::NotFound(_)) && self.listed(to) && !self.listed(from);
+        self.change(|s| s.rename(&f, &t), moved)
     }
 
     fn rename_upload(&self, from: &str, to: &str, mode: Option<u32>, mtime: Option<SystemTime>) -> Result<Applied> {
@@ -398,17 +423,17 @@ impl Remote for FtpRemote {
 
     fn delete(&self, path: &str) -> Result<()> {
         let p = self.server_path(path);
-        self.with_session(false, |s| s.delete(&p))
+        self.change(|s| s.delete(&p), |e| matches!(e, RemoteError::NotFound(_)))
     }
 
     fn mkdir(&self, path: &str) -> Result<()> {
         let p = self.server_path(path);
-        self.with_session(false, |s| s.mkdir(&p))
+        self.change(|s| s.mkdir(&p), |e| matches!(e, RemoteError::AlreadyExists(_)))
     }
 
     fn rmdir(&self, path: &str) -> Result<()> {
         let p = self.server_path(path);
-        self.with_session(false, |s| s.rmdir(&p))
+        self.change(|s| s.rmdir(&p), |e| matches!(e, RemoteError::NotFound(_)))
     }
 
     fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
