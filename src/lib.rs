@@ -15,6 +15,7 @@ pub mod fs;
 pub mod fuse;
 pub mod helper;
 pub mod logging;
+pub mod memory;
 pub mod mount;
 pub mod names;
 pub mod remote;

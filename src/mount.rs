@@ -35,6 +35,9 @@ pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
 pub const DEFAULT_CONTENT_CACHE_SIZE: u64 = 4 << 30;
 /// Files fetched ahead of a reader walking a directory, at most.
 pub const DEFAULT_PREFETCH_FILES: usize = 32;
+/// Directory listings kept in memory: 4,096 directories and 200,000 entries in all (about
+/// 25 MiB; a bigger single directory is kept while it is the newest).
+const DIR_CACHE: crate::fs::dircache::CacheLimits = crate::fs::dircache::CacheLimits { dirs: 4096, entries: 200_000 };
 
 /// `$XDG_CACHE_HOME/ftpmount` or `~/.cache/ftpmount`.
 fn default_cache_dir() -> PathBuf {
@@ -153,6 +156,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     };
     // Signals are handled by one thread; block them before any other thread starts.
     let signals = block_signals();
+    crate::memory::start_trimmer();
     let max = p.options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     let (remote, security) = match connect(&p, max) {
         Ok(r) => r,
@@ -242,7 +246,7 @@ fn fs_config(p: &Prepared, remote: &dyn Remote, max: usize) -> FsConfig {
         // SAFETY: getuid/getgid cannot fail.
         uid: unsafe { libc::getuid() },
         gid: unsafe { libc::getgid() },
-        dir_cache_capacity: 4096,
+        dir_cache: DIR_CACHE,
         cache_dir,
         cache_max_size: p.options.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE),
         case: case_rules(&p.options, remote, read_only),

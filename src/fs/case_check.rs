@@ -89,7 +89,7 @@ impl Fs {
         let confirmed = self.case_confirmed.lock().get(dir).copied();
         if !recent(listing.fetched) && !confirmed.is_some_and(recent) {
             let names = self.remote.list_names(dir)?;
-            let same = names.len() == listing.entries.len() && names.iter().all(|n| listing.get(n).is_some());
+            let same = names.len() == listing.entries().len() && names.iter().all(|n| listing.get(n).is_some());
             if !same {
                 // Someone else changed the directory: the cached listing is stale.
                 self.dirs.invalidate(dir);

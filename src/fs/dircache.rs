@@ -1,115 +1,25 @@
-//! Directory listings, cached: bounded (LRU), timed (TTL), and loaded once even when many
-//! threads ask for the same directory at the same time. A fresh listing also answers
-//! "no such file" without a round trip.
+//! Directory listings, cached: bounded (LRU, by directories and by entries in all of them),
+//! timed (TTL), and loaded once even when many threads ask for the same directory at the same
+//! time. A fresh listing also answers "no such file" without a round trip.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
-use crate::casefold::{self, Folding};
+pub use super::listing::Listing;
+use crate::casefold::Folding;
 use crate::clock::Clock;
 use crate::remote::{self, Entry, Remote, RemoteError};
 
-#[derive(Clone)]
-pub struct Listing {
-    pub fetched: Instant,
-    pub entries: Vec<Entry>,
-    index: HashMap<String, usize>,
-    /// Names by folded name, when the mount checks case (see `crate::fs::case`).
-    folded: Option<(Folding, HashMap<String, Vec<String>>)>,
-}
-
-impl Listing {
-    pub fn new(entries: Vec<Entry>, fetched: Instant) -> Self {
-        Self::with_folding(entries, fetched, None)
-    }
-
-    pub fn with_folding(entries: Vec<Entry>, fetched: Instant, folding: Option<Folding>) -> Self {
-        let index = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
-        let folded = folding.map(|f| {
-            let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
-            for e in &entries {
-                by_key.entry(casefold::fold(&e.name, f)).or_default().push(e.name.clone());
-            }
-            (f, by_key)
-        });
-        Listing { fetched, entries, index, folded }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.index.get(name).map(|&i| &self.entries[i])
-    }
-
-    /// Where `name` is in the listing's order.
-    pub fn position(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
-    }
-
-    /// Other names in this directory that fold to the same name as `name`.
-    pub fn case_variants(&self, name: &str) -> Vec<&str> {
-        let Some((f, by_key)) = &self.folded else { return Vec::new() };
-        by_key
-            .get(&casefold::fold(name, *f))
-            .map(|names| names.iter().map(String::as_str).filter(|n| *n != name).collect())
-            .unwrap_or_default()
-    }
-
-    /// Whether two names here fold to one: each folded name has one entry, so fewer folded
-    /// names than entries means a collision (O(1); listings are asked for on every lookup).
-    pub fn has_collisions(&self) -> bool {
-        self.folded.as_ref().is_some_and(|(_, by_key)| by_key.len() < self.entries.len())
-    }
-
-    /// Groups of names here that fold to one name, each sorted.
-    pub fn collision_groups(&self) -> Vec<Vec<&str>> {
-        let Some((_, by_key)) = &self.folded else { return Vec::new() };
-        let mut groups: Vec<Vec<&str>> = by_key
-            .values()
-            .filter(|names| names.len() > 1)
-            .map(|names| {
-                let mut g: Vec<&str> = names.iter().map(String::as_str).collect();
-                g.sort_unstable();
-                g
-            })
-            .collect();
-        groups.sort_unstable();
-        groups
-    }
-
-    fn upsert(&mut self, entry: Entry) {
-        match self.index.get(&entry.name) {
-            Some(&i) => self.entries[i] = entry,
-            None => {
-                if let Some((f, by_key)) = &mut self.folded {
-                    by_key.entry(casefold::fold(&entry.name, *f)).or_default().push(entry.name.clone());
-                }
-                self.index.insert(entry.name.clone(), self.entries.len());
-                self.entries.push(entry);
-            }
-        }
-    }
-
-    fn remove(&mut self, name: &str) -> Option<Entry> {
-        let i = self.index.remove(name)?;
-        if let Some((f, by_key)) = &mut self.folded {
-            let key = casefold::fold(name, *f);
-            if let Some(names) = by_key.get_mut(&key) {
-                names.retain(|n| n != name);
-                if names.is_empty() {
-                    by_key.remove(&key);
-                }
-            }
-        }
-        let removed = self.entries.swap_remove(i);
-        if let Some(moved) = self.entries.get(i) {
-            self.index.insert(moved.name.clone(), i);
-        }
-        Some(removed)
-    }
+/// How much the cache holds at most: listings, and entries in all of them together (the
+/// newest listing is kept even when it alone has more).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    pub dirs: usize,
+    pub entries: usize,
 }
 
 /// A cached listing as it was at one moment (see [`DirCache::snapshot`]).
@@ -125,12 +35,57 @@ struct Flight {
     done: Condvar,
 }
 
+/// A listing this long frees megabytes when it is built or dropped: worth a memory trim.
+const BIG_LISTING: usize = 10_000;
+
+/// The cached listings, least recently used first out, with the entries they hold together.
+struct Stored {
+    lru: LruCache<String, Arc<Listing>>,
+    entries: usize,
+    max_dirs: usize,
+    max_entries: usize,
+}
+
+impl Stored {
+    fn put(&mut self, dir: &str, listing: Arc<Listing>) {
+        if listing.len() >= BIG_LISTING {
+            // Building it freed as much again (the server's lines, the parsed entries).
+            crate::memory::trim_soon();
+        }
+        self.entries += listing.len();
+        if let Some(old) = self.lru.put(dir.to_string(), listing) {
+            self.entries -= old.len();
+        }
+        // The newest listing stays even when it alone is over the bound: it is being used.
+        while (self.entries > self.max_entries || self.lru.len() > self.max_dirs) && self.lru.len() > 1 {
+            if let Some((_, old)) = self.lru.pop_lru() {
+                self.entries -= old.len();
+            }
+        }
+    }
+
+    fn pop(&mut self, dir: &str) -> Option<Arc<Listing>> {
+        let old = self.lru.pop(dir)?;
+        self.entries -= old.len();
+        Some(old)
+    }
+
+    /// Changes the listing of `dir` in place, if cached (copying it first if it is shared).
+    fn change<T>(&mut self, dir: &str, f: impl FnOnce(&mut Listing) -> T) -> Option<T> {
+        let listing = Arc::make_mut(self.lru.peek_mut(dir)?);
+        let before = listing.len();
+        let out = f(listing);
+        self.entries = self.entries + listing.len() - before;
+        Some(out)
+    }
+}
+
 pub struct DirCache {
     ttl: Duration,
     /// Index listings by folded name (for case checks), or not.
     folding: Option<Folding>,
     clock: Arc<dyn Clock>,
-    cache: Mutex<LruCache<String, Arc<Listing>>>,
+    cache: Mutex<Stored>,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
     /// Counts changes made to cached listings (by this mount), so a listing loaded in the
     /// background can tell whether one happened while it was on the way (see [`Snapshot`]).
@@ -141,16 +96,17 @@ pub struct DirCache {
 
 impl DirCache {
     pub fn new(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
-        Self::with_folding(capacity, ttl, clock, None)
+        Self::with_folding(CacheLimits { dirs: capacity, entries: usize::MAX }, ttl, clock, None)
     }
 
-    pub fn with_folding(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>, folding: Option<Folding>) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
+    pub fn with_folding(limits: CacheLimits, ttl: Duration, clock: Arc<dyn Clock>, folding: Option<Folding>) -> Self {
+        let stored =
+            Stored { lru: LruCache::unbounded(), entries: 0, max_dirs: limits.dirs.max(1), max_entries: limits.entries };
         DirCache {
             ttl,
             folding,
             clock,
-            cache: Mutex::new(LruCache::new(cap)),
+            cache: Mutex::new(stored),
             flights: Mutex::new(HashMap::new()),
             changes: Default::default(),
             hits: Default::default(),
@@ -171,13 +127,13 @@ impl DirCache {
     /// A cached listing if it is younger than the TTL.
     pub fn fresh(&self, dir: &str) -> Option<Arc<Listing>> {
         let mut cache = self.cache.lock();
-        let listing = cache.get(dir)?;
+        let listing = cache.lru.get(dir)?;
         (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
     }
 
     /// A cached listing however old (its `fetched` says how old).
     pub fn peek(&self, dir: &str) -> Option<Arc<Listing>> {
-        self.cache.lock().peek(dir).cloned()
+        self.cache.lock().lru.peek(dir).cloned()
     }
 
     /// Drops a directory's listing (after a change we made, or on request).
@@ -192,6 +148,7 @@ impl DirCache {
         let mut cache = self.cache.lock();
         let prefix = format!("{dir}/");
         let doomed: Vec<String> = cache
+            .lru
             .iter()
             .map(|(k, _)| k.clone())
             .filter(|k| k == dir || dir.is_empty() || k.starts_with(&prefix))
@@ -205,22 +162,20 @@ impl DirCache {
     /// A directory not in the cache is simply listed when next needed.
     pub fn upsert(&self, dir: &str, entry: Entry) {
         self.changed();
-        if let Some(listing) = self.cache.lock().peek_mut(dir) {
-            Arc::make_mut(listing).upsert(entry);
-        }
+        self.cache.lock().change(dir, |listing| listing.upsert(entry));
     }
 
     /// Records a directory we just created: it is empty, no listing needed.
     pub fn insert_empty(&self, dir: &str) {
         let listing = Listing::with_folding(Vec::new(), self.clock.now(), self.folding);
         self.changed();
-        self.cache.lock().put(dir.to_string(), Arc::new(listing));
+        self.cache.lock().put(dir, Arc::new(listing));
     }
 
     /// Records that `name` left `dir`; returns the entry it had.
     pub fn remove_entry(&self, dir: &str, name: &str) -> Option<Entry> {
         self.changed();
-        self.cache.lock().peek_mut(dir).and_then(|listing| Arc::make_mut(listing).remove(name))
+        self.cache.lock().change(dir, |listing| listing.remove(name)).flatten()
     }
 
     fn changed(&self) {
@@ -250,7 +205,7 @@ impl DirCache {
         if !self.unchanged(&cache, dir, snap) {
             return None;
         }
-        cache.put(dir.to_string(), listing.clone());
+        cache.put(dir, listing.clone());
         Some(listing)
     }
 
@@ -262,7 +217,7 @@ impl DirCache {
             return false;
         }
         drop(snap);
-        match cache.peek_mut(dir) {
+        match cache.lru.peek_mut(dir) {
             Some(listing) => {
                 Arc::make_mut(listing).fetched = at;
                 true
@@ -273,8 +228,8 @@ impl DirCache {
 
     /// Whether the cached listing of `dir` is still the one in `snap`: the same listing (any
     /// change makes a new one, as `snap` holds the old), or still none and no change anywhere.
-    fn unchanged(&self, cache: &LruCache<String, Arc<Listing>>, dir: &str, snap: &Snapshot) -> bool {
-        match (&snap.listing, cache.peek(dir)) {
+    fn unchanged(&self, cache: &Stored, dir: &str, snap: &Snapshot) -> bool {
+        match (&snap.listing, cache.lru.peek(dir)) {
             (Some(old), Some(now)) => Arc::ptr_eq(old, now),
             (None, None) => self.changes.load(std::sync::atomic::Ordering::SeqCst) == snap.changes,
             _ => false,
@@ -308,7 +263,7 @@ impl DirCache {
             Arc::new(Listing::with_folding(entries, started, self.folding))
         });
         if let Ok(listing) = &result {
-            self.cache.lock().put(dir.to_string(), listing.clone());
+            self.cache.lock().put(dir, listing.clone());
         }
         self.flights.lock().remove(dir);
         *flight.result.lock() = Some(result.clone());
@@ -355,26 +310,13 @@ mod tests {
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (fake, cache) = (fake.clone(), cache.clone());
-                std::thread::spawn(move || cache.get(fake.as_ref(), "d").unwrap().entries.len())
+                std::thread::spawn(move || cache.get(fake.as_ref(), "d").unwrap().len())
             })
             .collect();
         for t in threads {
             assert_eq!(t.join().unwrap(), 1);
         }
         assert!(fake.lists.load(Ordering::SeqCst) <= 2, "loads are shared");
-    }
-
-    #[test]
-    fn collisions_are_known_without_walking_the_listing() {
-        let e = |n: &str| Entry { name: n.into(), kind: crate::remote::Kind::File, size: 0, mtime: None, mode: None };
-        let mut l = Listing::with_folding(vec![e("Docs"), e("readme")], Instant::now(), Some(Folding::Unicode));
-        assert!(!l.has_collisions());
-        l.upsert(e("docs"));
-        assert!(l.has_collisions());
-        assert_eq!(l.collision_groups(), vec![vec!["Docs", "docs"]]);
-        l.remove("Docs");
-        assert!(!l.has_collisions());
-        assert!(!Listing::new(vec![e("A"), e("a")], Instant::now()).has_collisions(), "no folding, no checks");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(super) fn test_config() -> FsConfig {
         read_only: false,
         uid: 1000,
         gid: 1000,
-        dir_cache_capacity: 64,
+        dir_cache: crate::fs::dircache::CacheLimits { dirs: 64, entries: 100_000 },
         cache_dir: std::env::temp_dir().join("ftpmount-unit-spool"),
         cache_max_size: 1 << 30,
         case: CaseRules::none(),

@@ -4,6 +4,35 @@
 
 use super::*;
 
+/// The inode plain `readdir` shows for an entry the kernel holds no node of (as libfuse does).
+pub const UNKNOWN_INO: u64 = 0xffff_ffff;
+
+/// A directory's entries as one open handle reads them: fixed at its first read (offset 0; a
+/// rewind reads anew), so the offsets the kernel hands back stay valid while the listing
+/// changes, and each `readdir` call costs only the entries it returns.
+pub struct DirSnapshot {
+    ino: u64,
+    dir: String,
+    listing: Arc<Listing>,
+    /// Files being written here that the server does not list yet.
+    pending: Vec<Entry>,
+}
+
+impl DirSnapshot {
+    pub fn len(&self) -> usize {
+        self.listing.entries().len() + self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, i: usize) -> Option<&Entry> {
+        let listed = self.listing.entries().len();
+        if i < listed { self.listing.entries().get(i) } else { self.pending.get(i - listed) }
+    }
+}
+
 impl Fs {
     pub(super) fn attr_of(&self, ino: u64, path: &str, e: &Entry) -> Attr {
         let (kind, default_perm) = match e.kind {
@@ -115,7 +144,11 @@ impl Fs {
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        self.inodes.lock().forget(ino, n);
+        if self.inodes.lock().forget(ino, n) {
+            // The number may name another file from now on.
+            self.told.lock().remove(&ino);
+            self.watch.forgotten(ino);
+        }
     }
 
     /// The entry of `ino` from its parent's listing (refreshed when stale).
@@ -142,9 +175,20 @@ impl Fs {
         }
     }
 
-    /// All entries of a directory, with attributes. `lookup` counts kernel references
-    /// (for readdirplus, which hands the kernel full entries).
-    pub fn readdir(&self, ino: u64, lookup: bool) -> Result<Vec<DirEntry>> {
+    /// The entries an open directory hands out, fixed when it is read from the start (see
+    /// [`DirSnapshot`]); later reads of the same handle use them.
+    pub fn read_dir(&self, fh: u64, ino: u64, offset: u64) -> Result<Arc<DirSnapshot>> {
+        if offset > 0 {
+            if let Some(snap) = self.open_dirs.lock().get(&fh) {
+                return Ok(snap.clone());
+            }
+        }
+        let snap = Arc::new(self.snapshot_dir(ino)?);
+        self.open_dirs.lock().insert(fh, snap.clone());
+        Ok(snap)
+    }
+
+    fn snapshot_dir(&self, ino: u64) -> Result<DirSnapshot> {
         let dir = self.path(ino)?;
         if ino != ROOT && self.listed_dir_attr(ino)?.kind != FileKind::Dir {
             return Err(FsError::NotDir);
@@ -163,20 +207,37 @@ impl Fs {
             // A walk usually goes on into the subdirectories: have them listed meanwhile.
             p.want(
                 listing
-                    .entries
+                    .entries()
                     .iter()
                     .filter(|e| e.kind == Kind::Dir && !e.name.starts_with('.'))
                     .map(|e| join(&dir, &e.name))
                     .filter(|d| self.dirs.fresh(d).is_none()),
             );
         }
-        let mut out = Vec::with_capacity(listing.entries.len() + pending.len());
-        for e in listing.entries.iter().chain(pending.iter()) {
-            let child = self.inodes.lock().get_or_insert(ino, &e.name, lookup);
-            let attr = self.tell(self.attr_of(child, &join(&dir, &e.name), e));
-            out.push(DirEntry { ino: child, name: e.name.clone(), attr });
-        }
-        Ok(out)
+        Ok(DirSnapshot { ino, dir, listing, pending })
+    }
+
+    /// Entry `i` of an open directory with its attributes, or `None` past the end. With
+    /// `plus` (readdirplus) the entry gets a node, which the caller counts as a kernel reference
+    /// with [`Fs::remember`] once it handed the entry over (or drops with `forget(ino, 0)`);
+    /// plain readdir makes no node (the kernel keeps nothing of it): a known entry shows its
+    /// inode, others [`UNKNOWN_INO`].
+    pub fn dir_entry(&self, snap: &DirSnapshot, i: usize, plus: bool) -> Option<DirEntry> {
+        let e = snap.get(i)?;
+        let child = match plus {
+            true => self.inodes.lock().get_or_insert(snap.ino, &e.name, false),
+            false => self.inodes.lock().find(snap.ino, &e.name).unwrap_or(UNKNOWN_INO),
+        };
+        let attr = self.attr_of(child, &join(&snap.dir, &e.name), e);
+        let attr = if plus { self.tell(attr) } else { attr };
+        Some(DirEntry { ino: child, name: e.name.clone(), attr })
+    }
+
+    /// All entries of a directory, as a first `readdir` sees them.
+    #[cfg(test)]
+    pub fn readdir(&self, ino: u64, plus: bool) -> Result<Vec<DirEntry>> {
+        let snap = self.snapshot_dir(ino)?;
+        Ok((0..snap.len()).filter_map(|i| self.dir_entry(&snap, i, plus)).collect())
     }
 
     /// The attributes of a directory being listed (`readdir`, and readdirplus's `.`).

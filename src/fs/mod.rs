@@ -27,7 +27,8 @@ pub mod content;
 mod content_tests;
 pub mod dircache;
 pub mod inode;
-mod lookup;
+pub mod listing;
+pub mod lookup;
 #[cfg(test)]
 mod names_tests;
 mod namespace;
@@ -132,8 +133,8 @@ pub struct FsConfig {
     pub read_only: bool,
     pub uid: u32,
     pub gid: u32,
-    /// Directories kept in the listing cache.
-    pub dir_cache_capacity: usize,
+    /// What the listing cache holds at most: directories, and entries in all of them.
+    pub dir_cache: dircache::CacheLimits,
     /// Where spool files for rewritten files go (`--cache-dir`).
     pub cache_dir: std::path::PathBuf,
     /// Most bytes all spool files may hold together (`--cache-max-size`).
@@ -344,7 +345,7 @@ impl std::fmt::Display for TransferState {
 ///
 /// **Lock order.** A write handle's `job` (one upload of it at a time), then its `state`, then
 /// `Fs::writing`: `rename_pending` and the write-back queue take them in that order, and
-/// nothing takes a handle's lock while holding `writing`. Every other mutex here (`handles`,
+/// nothing takes a handle's lock while holding `writing`. Every other mutex here (`handles`, `open_dirs`,
 /// `inodes`, `parked`, `told`, `local_times`, `set_times`, `errors`, `case_warned`,
 /// `case_confirmed`, `notifier`) is a leaf: held for one map operation, with no other lock
 /// taken and no server command sent meanwhile. The caches (`dirs`, `content`) take only their
@@ -358,6 +359,8 @@ pub struct Fs {
     /// Loads subdirectories' listings ahead of a tree walk (none in unit tests).
     prefetch: Option<Arc<prefetch::Prefetcher>>,
     handles: Mutex<HashMap<u64, Handle>>,
+    /// Open directories' entries, by handle (see [`lookup::DirSnapshot`]).
+    open_dirs: Mutex<HashMap<u64, Arc<lookup::DirSnapshot>>>,
     next_handle: AtomicU64,
     /// Set once the server refused a temporary upload name: new files then go to their own.
     temp_refused: Arc<AtomicBool>,
@@ -400,7 +403,7 @@ pub struct Fs {
 impl Fs {
     pub fn new(remote: Arc<dyn Remote>, config: FsConfig, clock: Arc<dyn Clock>) -> Self {
         let dirs = Arc::new(DirCache::with_folding(
-            config.dir_cache_capacity,
+            config.dir_cache,
             config.dir_ttl,
             clock.clone(),
             config.case.needs_index().then_some(config.case.folding),
@@ -425,6 +428,7 @@ impl Fs {
             remote,
             inodes: Mutex::new(InodeTable::default()),
             handles: Mutex::new(HashMap::new()),
+            open_dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             temp_refused: Arc::new(AtomicBool::new(false)),
             mounted_at: SystemTime::now(),
@@ -525,7 +529,7 @@ impl Fs {
 
     /// 2 + subdirectories where the listing is cached, else 1.
     fn dir_nlink(&self, path: &str) -> u32 {
-        self.dirs.peek(path).map_or(1, |l| 2 + l.entries.iter().filter(|e| e.kind == Kind::Dir).count() as u32)
+        self.dirs.peek(path).map_or(1, |l| 2 + l.subdirs())
     }
 
     /// Lets the filesystem tell the kernel that a file changed on the server.

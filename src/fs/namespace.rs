@@ -110,7 +110,7 @@ impl Fs {
         // Ask the server, not the cache: someone may have added files.
         self.dirs.invalidate(&path);
         match self.listing(&path) {
-            Ok(listing) if !listing.entries.is_empty() => {
+            Ok(listing) if !listing.entries().is_empty() => {
                 return Err(FsError::Remote(RemoteError::NotEmpty(format!("{path} is not empty"))));
             }
             Ok(_) => {}
@@ -193,7 +193,7 @@ impl Fs {
             (true, false) => return Err(FsError::NotDir),
             (true, true) => {
                 self.dirs.invalidate(to);
-                if !self.listing(to)?.entries.is_empty() {
+                if !self.listing(to)?.entries().is_empty() {
                     return Err(FsError::Remote(RemoteError::NotEmpty(format!("{to} is not empty"))));
                 }
                 self.remote.rmdir(to)?;

@@ -355,12 +355,12 @@ impl FilePrefetcher {
         }
         let (cursor, ahead) = (walk.cursor, walk.ahead.min(self.max_ahead));
         let mut window = Window { files: 0, ahead, outstanding: st.outstanding(), added: false };
-        let rest = listing.entries.get(cursor + 1..).unwrap_or_default();
+        let rest = listing.entries().get(cursor + 1..).unwrap_or_default();
         self.queue_files(st, dir, rest, view, &mut window);
         let subdirs_left = rest.iter().any(|e| e.kind == Kind::Dir);
         if window.files < ahead && !subdirs_left {
             if let Some((next_dir, next)) = next_sibling_dir(dir, view) {
-                let leading: Vec<_> = next.entries.iter().take_while(|e| e.kind != Kind::Dir).cloned().collect();
+                let leading: Vec<_> = next.entries().iter().take_while(|e| e.kind != Kind::Dir).cloned().collect();
                 self.queue_files(st, &next_dir, &leading, view, &mut window);
             }
         }
@@ -522,7 +522,7 @@ fn next_sibling_dir(dir: &str, view: &dyn View) -> Option<(String, Arc<Listing>)
     }
     let (parent, name) = super::split(dir);
     let parent_listing = view.cached_listing(parent)?;
-    let next = parent_listing.entries.get(parent_listing.position(name)? + 1)?;
+    let next = parent_listing.entries().get(parent_listing.position(name)? + 1)?;
     if next.kind != Kind::Dir {
         return None;
     }
@@ -547,14 +547,14 @@ impl Walk {
 }
 
 fn is_empty_file(listing: &Listing, index: usize) -> bool {
-    listing.entries.get(index).is_some_and(|e| e.kind == Kind::File && e.size == 0)
+    listing.entries().get(index).is_some_and(|e| e.kind == Kind::File && e.size == 0)
 }
 
 /// The index of the first file after `index` in listing order.
 fn next_file(listing: &Listing, index: usize) -> Option<usize> {
-    listing.entries.iter().enumerate().skip(index + 1).find(|(_, e)| e.kind == Kind::File).map(|(i, _)| i)
+    listing.entries().iter().enumerate().skip(index + 1).find(|(_, e)| e.kind == Kind::File).map(|(i, _)| i)
 }
 
 fn first_file(listing: &Listing) -> Option<usize> {
-    listing.entries.iter().position(|e| e.kind == Kind::File)
+    listing.entries().iter().position(|e| e.kind == Kind::File)
 }

@@ -11,6 +11,8 @@
 //! again too, at most once per interval, so a folder made on the server is found at once; and
 //! so does opening a directory listed before whose listing was not checked for an interval (a
 //! file manager's refresh, `ls` again after a while), so what it shows is never older than that.
+//! A big directory is listed less often: no sooner than a second per [`ENTRIES_PER_SECOND`]
+//! entries, so watching it costs the server a small share of its time.
 //!
 //! Notifications are sent from the watcher's thread only, holding no lock: the kernel takes the
 //! directory's lock to apply them, and a FUSE request in that directory may hold it while it
@@ -37,6 +39,10 @@ const MAX_NEGATIVE: usize = 1024;
 /// Directories listed before and no longer watched, kept at most (opening one again checks its
 /// listing first).
 const MAX_KNOWN: usize = 4096;
+/// A big directory is listed again no sooner than one second per this many entries: one of
+/// 100,000 entries costs vsftpd about a second to list, so it is listed every ten seconds at
+/// most, not every three.
+const ENTRIES_PER_SECOND: u64 = 10_000;
 
 /// What the last cheap listing of a watched directory looked like.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +136,15 @@ impl Watch {
         }
     }
 
+    /// The kernel forgot `ino` (a directory is never forgotten while open): its number may
+    /// name another directory from now on.
+    pub(super) fn forgotten(&self, ino: u64) {
+        let mut st = self.state.lock();
+        if st.dirs.get(&ino).is_some_and(|w| w.opens == 0) {
+            st.dirs.remove(&ino);
+        }
+    }
+
     pub(super) fn listed(&self, ino: u64, at: Instant) {
         if self.on() {
             self.state.lock().dirs.entry(ino).or_default().listed = Some(at);
@@ -161,6 +176,12 @@ impl Watch {
         if let Some(w) = self.state.lock().dirs.get_mut(&ino) {
             w.verified = Some(at);
         }
+    }
+
+    /// How often a directory of `entries` may be listed again: the interval, or a second per
+    /// [`ENTRIES_PER_SECOND`] entries.
+    fn period(&self, entries: usize) -> Duration {
+        self.interval.max(Duration::from_millis(entries as u64 * 1000 / ENTRIES_PER_SECOND))
     }
 
     /// For a directory listed before: when its listing was last found current, if ever.
@@ -249,7 +270,7 @@ fn entry_differs(old: &Entry, new: &Entry) -> bool {
 /// What changed from `old` to `new`, names sorted.
 pub fn diff(old: &Listing, new: &Listing) -> Changes {
     let mut c = Changes::default();
-    for n in &new.entries {
+    for n in new.entries() {
         match old.get(&n.name) {
             None => c.added.push(n.name.clone()),
             Some(o) if kind_class(&o.kind) != kind_class(&n.kind) => {
@@ -260,7 +281,7 @@ pub fn diff(old: &Listing, new: &Listing) -> Changes {
             Some(_) => {}
         }
     }
-    c.removed.extend(old.entries.iter().filter(|o| new.get(&o.name).is_none()).map(|o| o.name.clone()));
+    c.removed.extend(old.entries().iter().filter(|o| new.get(&o.name).is_none()).map(|o| o.name.clone()));
     c.added.sort_unstable();
     c.removed.sort_unstable();
     c.changed.sort_unstable();
@@ -270,7 +291,7 @@ pub fn diff(old: &Listing, new: &Listing) -> Changes {
 /// Whether a cheap listing agrees with a cached one in names, kinds and sizes (its times may
 /// be coarser, so they are not compared).
 fn same_shape(cached: &Listing, quick: &[Entry]) -> bool {
-    cached.entries.len() == quick.len()
+    cached.entries().len() == quick.len()
         && quick.iter().all(|q| {
             cached.get(&q.name).is_some_and(|c| {
                 kind_class(&c.kind) == kind_class(&q.kind) && (q.kind == Kind::Dir || c.size == q.size)
@@ -298,20 +319,21 @@ fn fingerprint(entries: &[Entry]) -> u64 {
 impl Fs {
     /// `opendir`: a directory held open is watched until released. One listed before whose
     /// listing was not found current for an interval is checked first (a refresh, a new `ls`).
-    pub fn opendir(&self, ino: u64) -> super::Result<()> {
+    /// Returns the handle's number (see [`Fs::read_dir`]).
+    pub fn opendir(&self, ino: u64) -> super::Result<u64> {
         if self.getattr(ino)?.kind != super::FileKind::Dir {
             return Err(crate::error::FsError::NotDir);
         }
         if let Some(verified) = self.watch.known(ino) {
             let path = self.path(ino)?;
-            if self.dirs.peek(&path).is_some_and(|l| !self.checked_within(&l, verified, self.watch.interval)) {
+            if self.dirs.peek(&path).is_some_and(|l| !self.checked_within(&l, verified, self.watch.period(l.len()))) {
                 if let Err(e) = self.recheck(ino, &path) {
                     tracing::debug!("listing /{path} again as it is opened: {e}");
                 }
             }
         }
         self.watch.opened(ino);
-        Ok(())
+        Ok(self.next_handle.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether `listing` (of a directory last found current at `verified`) was fetched or
@@ -321,7 +343,8 @@ impl Fs {
         self.clock.now().saturating_duration_since(last) < within
     }
 
-    pub fn releasedir(&self, ino: u64) {
+    pub fn releasedir(&self, fh: u64, ino: u64) {
+        self.open_dirs.lock().remove(&fh);
         self.watch.released(ino);
     }
 
@@ -403,7 +426,8 @@ impl Fs {
                 continue;
             };
             let verified = self.watch.known(ino).flatten();
-            if self.dirs.peek(&path).is_some_and(|l| self.checked_within(&l, verified, interval / 2)) {
+            let fresh = |l: &Listing| self.checked_within(l, verified, self.watch.period(l.len()) - interval / 2);
+            if self.dirs.peek(&path).is_some_and(|l| fresh(&l)) {
                 continue;
             }
             match self.recheck(ino, &path) {
@@ -426,7 +450,7 @@ impl Fs {
         }
         let now = self.clock.now();
         let Some(listing) = self.dirs.peek(dir) else { return false };
-        if self.checked_within(&listing, self.watch.known(parent).flatten(), self.watch.interval)
+        if self.checked_within(&listing, self.watch.known(parent).flatten(), self.watch.period(listing.len()))
             || !self.watch.may_relist(dir, now)
         {
             return false;

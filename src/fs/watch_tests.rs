@@ -168,14 +168,14 @@ fn an_idle_mount_lists_nothing_and_watching_ends_after_the_linger() {
     assert_eq!(rig.fs.watched_dirs(), 0, "forgotten");
 
     // Held open: watched however long ago it was listed, until released.
-    rig.fs.opendir(d.ino).unwrap();
+    let fh = rig.fs.opendir(d.ino).unwrap();
     let lists = fake.lists.load(Ordering::SeqCst);
     for _ in 0..rounds {
         rig.advance(3);
         rig.round();
     }
     assert_eq!(fake.lists.load(Ordering::SeqCst) - lists, rounds);
-    rig.fs.releasedir(d.ino);
+    rig.fs.releasedir(fh, d.ino);
     rig.advance(3);
     rig.round();
     assert_eq!(rig.fs.watched_dirs(), 0);
@@ -196,14 +196,14 @@ fn opening_a_directory_no_longer_watched_checks_its_listing_first() {
     // A refresh in a file manager, after a while: the listing (600 s TTL) is checked first.
     fake.add_file("d/b", b"1", SystemTime::now());
     let lists = fake.lists.load(Ordering::SeqCst);
-    rig.fs.opendir(d.ino).unwrap();
+    let fh = rig.fs.opendir(d.ino).unwrap();
     assert_eq!(rig.names(d.ino), ["a", "b"]);
-    rig.fs.releasedir(d.ino);
+    rig.fs.releasedir(fh, d.ino);
     assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1);
     // Again at once: the listing is current.
-    rig.fs.opendir(d.ino).unwrap();
+    let fh = rig.fs.opendir(d.ino).unwrap();
     rig.names(d.ino);
-    rig.fs.releasedir(d.ino);
+    rig.fs.releasedir(fh, d.ino);
     assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1);
 }
 

@@ -450,61 +450,62 @@ impl Filesystem for FuseFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(self.errno("opendir", &e)),
         }
     }
 
-    fn releasedir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.fs.releasedir(ino.0);
+    fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0, ino.0);
         reply.ok();
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.fs.readdir(ino.0, false) {
-            Ok(e) => e,
+    // Offsets: 1 is ".", 2 is "..", 3 + i is entry i of the handle's snapshot.
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let snap = match self.fs.read_dir(fh.0, ino.0, offset) {
+            Ok(s) => s,
             Err(e) => return reply.error(self.errno("readdir", &e)),
         };
-        let dots = [(ino.0, FileType::Directory, "."), (ino.0, FileType::Directory, "..")];
-        let all = dots.into_iter().chain(entries.iter().map(|e| (e.ino, file_type(e.attr.kind), e.name.as_str())));
-        for (i, (child, kind, name)) in all.enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), (i + 1) as u64, kind, names::to_os(name)) {
+        for (at, name) in [(0, "."), (1, "..")] {
+            if offset <= at && reply.add(ino, at + 1, FileType::Directory, name) {
+                return reply.ok();
+            }
+        }
+        for i in offset.saturating_sub(2) as usize.. {
+            let Some(e) = self.fs.dir_entry(&snap, i, false) else { break };
+            if reply.add(INodeNo(e.ino), i as u64 + 3, file_type(e.attr.kind), names::to_os(&e.name)) {
                 break;
             }
         }
         reply.ok();
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        // Entries handed over here count as lookups; the kernel forgets them later.
-        let entries = match self.fs.readdir(ino.0, false) {
-            Ok(e) => e,
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let snap = match self.fs.read_dir(fh.0, ino.0, offset) {
+            Ok(s) => s,
             Err(e) => return reply.error(self.errno("readdirplus", &e)),
         };
         let ttl = self.ttl();
-        let dir_attr = match self.fs.listed_dir_attr(ino.0) {
-            Ok(a) => to_fuse(&a),
-            Err(e) => return reply.error(self.errno("readdirplus", &e)),
-        };
-        let mut next = offset;
-        if next == 0 {
-            if reply.add(ino, 1, ".", &ttl, &dir_attr, Generation(0)) {
-                return reply.ok();
+        if offset < 2 {
+            let dir_attr = match self.fs.listed_dir_attr(ino.0) {
+                Ok(a) => to_fuse(&a),
+                Err(e) => return reply.error(self.errno("readdirplus", &e)),
+            };
+            for (at, name) in [(0, "."), (1, "..")] {
+                if offset <= at && reply.add(ino, at + 1, name, &ttl, &dir_attr, Generation(0)) {
+                    return reply.ok();
+                }
             }
-            next = 1;
         }
-        if next == 1 {
-            if reply.add(ino, 2, "..", &ttl, &dir_attr, Generation(0)) {
-                return reply.ok();
-            }
-            next = 2;
-        }
-        for (i, e) in entries.iter().enumerate().skip((next - 2) as usize) {
+        for i in offset.saturating_sub(2) as usize.. {
+            let Some(e) = self.fs.dir_entry(&snap, i, true) else { break };
             let attr = to_fuse(&e.attr);
-            if reply.add(INodeNo(e.ino), (i + 3) as u64, names::to_os(&e.name), &ttl, &attr, Generation(0)) {
+            if reply.add(INodeNo(e.ino), i as u64 + 3, names::to_os(&e.name), &ttl, &attr, Generation(0)) {
+                // Not handed over: the node made for it goes again unless the kernel has it.
+                self.fs.forget(e.ino, 0);
                 break;
             }
-            // Counted only once the entry is really in the reply.
+            // Entries handed over count as lookups; the kernel forgets them later.
             self.fs.remember(ino.0, &e.name);
         }
         reply.ok();
