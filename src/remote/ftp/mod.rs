@@ -250,17 +250,15 @@ impl FtpRemote {
     /// seconds for. Also says whether the entries are exact (nothing was left to ask).
     fn list_with(&self, dir: &str, exact_times: bool) -> Result<(Vec<Entry>, bool)> {
         let path = self.server_path(dir);
-        let t0 = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let (lines, features) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.clone())))?;
-        tracing::debug!("TIMING list_lines {:?}", t0.elapsed());
         let mut entries = parse_listing(&path, &lines, features.mlsd);
-        tracing::debug!("TIMING parsed {:?}", t0.elapsed());
+        let listed_in = started.elapsed();
         let (listed, listed_at): (Vec<_>, _) = (entries.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
         let exact = !features.mdtm || !entries.iter().any(wants_exact_time);
         if features.mdtm && exact_times {
             self.fill_exact_times(&path, &mut entries)?;
         }
-        tracing::debug!("TIMING exact {:?}", t0.elapsed());
         self.fill_link_targets(&path, &mut entries);
         if !features.mlsd {
             times_to_utc(&self.zone, &mut entries, listed, listed_at);
@@ -272,9 +270,9 @@ impl FtpRemote {
                 }
             }
         }
-        let out = entries.into_iter().map(to_entry).collect();
-        tracing::debug!("TIMING done {:?}", t0.elapsed());
-        Ok((out, exact))
+        let n = entries.len();
+        tracing::debug!("listed {path}: {n} entries in {:.2?} ({listed_in:.2?} for the listing)", started.elapsed());
+        Ok((entries.into_iter().map(to_entry).collect(), exact))
     }
 }
 
