@@ -916,3 +916,126 @@ fn check_and_status_show_the_server_profile_found_by_probing() {
     assert!(profile.contains("TLS 1.2 for new sessions"), "{profile}");
     assert!(profile.contains("MLSD"), "{profile}");
 }
+
+// ---------------------------------------------------------------- quirk 8: listings cut short
+
+/// `n` files `f00000.txt`… in `dir` (content: their number), each with its own time from
+/// `secs` on (0: the time they are made).
+fn numbered_files(dir: &Path, n: usize, secs: i64) -> HashSet<String> {
+    fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let name = format!("f{i:05}.txt");
+            fs::write(dir.join(&name), format!("{i}\n")).unwrap();
+            if secs > 0 {
+                set_mtime(&dir.join(&name), secs + i as i64);
+            }
+            name
+        })
+        .collect()
+}
+
+/// Names only LIST shows get their exact times by MDTM, on up to 16 sessions opened at once.
+/// The fixture's Pure-FTPd takes at most 20 users (its 40 passive ports) and leaves further
+/// connections unanswered in its backlog (no 421), so a session opened beyond that waits for
+/// a greeting until --io-timeout: a limit of its own, not this test's subject.
+const PURE_FTPD_SESSIONS: &[&str] = &["--max-connections", "8"];
+
+/// The names `readdir` gives in a directory `rel` of the mount.
+fn shown_names(m: &Mount, rel: &str) -> Vec<String> {
+    let failed = |e: std::io::Error| -> ! { panic!("readdir {rel}: {e}\n{}", m.log()) };
+    let entries = fs::read_dir(m.path().join(rel)).unwrap_or_else(|e| failed(e));
+    entries.map(|e| e.unwrap_or_else(|e| failed(e)).file_name().to_string_lossy().into_owned()).collect()
+}
+
+/// Quirk 8 (issue 19): Pure-FTPd cuts every listing (MLSD, NLST, LIST) at 10,000 entries by
+/// default and says so only in the final reply ("226 Output truncated to 10000 matches"); its
+/// glob refuses any pattern in such a directory. Listed from both ends of the name order (LIST
+/// -a, LIST -ar) a directory of up to twice the limit is whole; 25,000 entries are not: the
+/// mount shows what it got (both ends, nothing made up) and says clearly that it is incomplete.
+#[test]
+fn quirk8_pure_ftpd_25000_entries_at_the_default_limit_listed_or_said_incomplete() {
+    let t = pure_ftpd(Tls::Off);
+    let disk = numbered_files(&t.root().join("big"), 25_000, 0);
+    chown_to_user(t.root());
+    let m = t.mount(PURE_FTPD_SESSIONS);
+    let shown = shown_names(&m, "big");
+    let set: HashSet<String> = shown.iter().cloned().collect();
+    assert_eq!(set.len(), shown.len(), "a name shown twice");
+    let made_up: Vec<&String> = set.difference(&disk).take(5).collect();
+    assert!(made_up.is_empty(), "names not on the server: {made_up:?}");
+    // LIST -a gives the first 9,998 names (`.` and `..` count), LIST -ar the last 10,000.
+    let ends = (0..9_998).chain(15_000..25_000).map(|i| format!("f{i:05}.txt"));
+    let missing: Vec<String> = ends.filter(|n| !set.contains(n)).take(5).collect();
+    assert!(missing.is_empty(), "names from both ends of the name order missing: {missing:?}");
+    if set.len() < disk.len() {
+        let log = m.log();
+        let said = log.lines().find(|l| l.contains("WARN") && l.contains("/big is INCOMPLETE"));
+        let said = said.unwrap_or_else(|| panic!("a cut listing shown without a warning:\n{log}"));
+        assert!(said.contains("Output truncated to 10000 matches") && said.contains("-L"), "{said}");
+        assert!(said.contains("MLSD, LIST -a, LIST -ar"), "what was tried: {said}");
+        let profile = status_json(m.path())["server_profile"].to_string();
+        assert!(profile.contains("INCOMPLETE: /big ("), "{profile}");
+    }
+    // `check` on that directory says its listing was cut.
+    let out = run(Command::new(bin())
+        .args(["check", &format!("{}big", t.server.url()), "--tls", "off"])
+        .env("FTPMOUNT_PASSWORD", PASSWORD));
+    assert!(text(&out).contains("cut it short (\"Output truncated to 10000 matches\")"), "{}", text(&out));
+}
+
+/// Quirk 8 at a lower limit (`-L 2000:5`) over TLS: 3,005 entries (links, a directory, a dot
+/// file, spaces and non-ASCII names among them) are more than one listing holds but no more
+/// than both ends of the name order: the mount shows exactly the server's names, with exact
+/// times (from MLSD, or MDTM for names only LIST gave) and link targets.
+#[test]
+fn quirk8_pure_ftpd_tls_limit_2000_lists_3005_entries_whole() {
+    let certs = Certs::new();
+    let server = PureFtpd::start(TempDir::new("root"), Tls::Explicit, Some(certs.pair("server")), &["-L", "2000:5"]);
+    let t = with_tls(server, certs);
+    let dir = t.root().join("mid");
+    let mut disk = numbered_files(&dir, 3_000, 1_600_000_000);
+    for odd in ["sp ace.txt", "é-accent.txt", ".hidden"] {
+        fs::write(dir.join(odd), b"odd\n").unwrap();
+        disk.insert(odd.to_string());
+    }
+    fs::create_dir(dir.join("sub")).unwrap();
+    symlink("f00001.txt", dir.join("zz-link")).unwrap();
+    disk.extend(["sub".to_string(), "zz-link".to_string()]);
+    chown_to_user(t.root());
+    let m = t.mount(PURE_FTPD_SESSIONS);
+    let shown = shown_names(&m, "mid");
+    let set: HashSet<String> = shown.iter().cloned().collect();
+    assert_eq!(shown.len(), set.len(), "a name shown twice");
+    let missing: Vec<&String> = disk.difference(&set).take(5).collect();
+    let extra: Vec<&String> = set.difference(&disk).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, not on the server {extra:?}");
+    for i in [0, 999, 1_500, 2_001, 2_999] {
+        let p = format!("mid/f{i:05}.txt");
+        assert_eq!(mtime(&m.path().join(&p)), mtime(&t.root().join(&p)), "{p}: time to the second");
+        assert_eq!(fs::read_to_string(m.path().join(&p)).unwrap(), format!("{i}\n"));
+    }
+    assert_eq!(fs::read_link(m.path().join("mid/zz-link")).unwrap(), Path::new("f00001.txt"));
+    let log = m.log();
+    assert!(log.contains("the server cut the listing of /mid short (\"Output truncated to 2000 matches\")"), "{log}");
+    assert!(!log.contains("INCOMPLETE"), "{log}");
+}
+
+/// Quirk 8: a name that a cut listing does not show is asked of the server (MLST), not
+/// answered "no such file"; a name that does not exist still is.
+#[test]
+fn quirk8_pure_ftpd_names_missing_from_a_cut_listing_are_asked_for() {
+    let t = pure_ftpd(Tls::Off);
+    let disk = numbered_files(&t.root().join("big"), 25_000, 0);
+    chown_to_user(t.root());
+    let m = t.mount(PURE_FTPD_SESSIONS);
+    let shown: HashSet<String> = shown_names(&m, "big").into_iter().collect();
+    let gap = disk.iter().find(|n| !shown.contains(*n)).expect("25,000 entries are more than Pure-FTPd shows");
+    let p = m.path().join("big").join(gap);
+    let meta = fs::metadata(&p).unwrap_or_else(|e| panic!("stat {gap}, past the cut: {e}"));
+    assert_eq!(meta.len(), fs::metadata(t.root().join("big").join(gap)).unwrap().len());
+    let number: usize = gap[1..6].parse().unwrap();
+    assert_eq!(fs::read_to_string(&p).unwrap(), format!("{number}\n"));
+    let none = fs::metadata(m.path().join("big/f99999.txt"));
+    assert_eq!(none.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::NotFound));
+}

@@ -188,19 +188,16 @@ impl DirCache {
         Snapshot { listing: self.peek(dir), changes }
     }
 
-    /// Stores `entries` (this mount's uploads in flight left out) as the listing of `dir`
+    /// Stores `listed` (this mount's uploads in flight left out) as the listing of `dir`
     /// fetched at `fetched`, unless the cached listing changed since `snap` was taken: a change
-    /// this mount made meanwhile may be missing from `entries`, and the cache keeps it. Returns
+    /// this mount made meanwhile may be missing from `listed`, and the cache keeps it. Returns
     /// the listing stored.
-    pub fn replace(
-        &self,
-        dir: &str,
-        snap: &Snapshot,
-        mut entries: Vec<Entry>,
-        fetched: Instant,
-    ) -> Option<Arc<Listing>> {
+    pub fn replace(&self, dir: &str, snap: &Snapshot, listed: remote::Listed, fetched: Instant) -> Option<Arc<Listing>> {
+        let mut entries = listed.entries;
         entries.retain(|e| !super::temp_names::is_own_temp(&e.name));
-        let listing = Arc::new(Listing::with_folding(entries, fetched, self.folding));
+        let mut listing = Listing::with_folding(entries, fetched, self.folding);
+        listing.complete = listed.complete;
+        let listing = Arc::new(listing);
         let mut cache = self.cache.lock();
         if !self.unchanged(&cache, dir, snap) {
             return None;
@@ -258,9 +255,12 @@ impl DirCache {
         let started = self.clock.now();
         // This mount's own uploads in flight are not shown: a concurrent `rsync --delete` or
         // `rm *` must not find (and remove) them.
-        let result = remote.list(dir).map(|mut entries| {
+        let result = remote.list_detailed(dir, true).map(|listed| {
+            let mut entries = listed.entries;
             entries.retain(|e| !super::temp_names::is_own_temp(&e.name));
-            Arc::new(Listing::with_folding(entries, started, self.folding))
+            let mut listing = Listing::with_folding(entries, started, self.folding);
+            listing.complete = listed.complete;
+            Arc::new(listing)
         });
         if let Ok(listing) = &result {
             self.cache.lock().put(dir, listing.clone());

@@ -14,6 +14,8 @@ use crate::remote::{Entry, Kind};
 #[derive(Clone)]
 pub struct Listing {
     pub fetched: Instant,
+    /// False when the server cut the listing short: a name missing here may still exist.
+    pub complete: bool,
     entries: Vec<Entry>,
     /// Positions in `entries`, by name.
     by_name: HashTable<u32>,
@@ -42,6 +44,7 @@ impl Listing {
     pub fn with_folding(entries: Vec<Entry>, fetched: Instant, folding: Option<Folding>) -> Self {
         let mut listing = Listing {
             fetched,
+            complete: true,
             entries: Vec::with_capacity(entries.len()),
             by_name: HashTable::with_capacity(entries.len()),
             folded: folding.map(|folding| Folded { folding, by_key: HashTable::with_capacity(entries.len()), keys: 0 }),

@@ -109,7 +109,22 @@ impl Fs {
                 return Ok(e);
             }
         }
-        self.pending_entry(&join(dir, name)).ok_or(FsError::NotFound)
+        if let Some(e) = self.pending_entry(&join(dir, name)) {
+            return Ok(e);
+        }
+        if listing.complete {
+            return Err(FsError::NotFound);
+        }
+        // A listing the server cut short: a name not in it may still exist.
+        match self.remote.lookup(&join(dir, name)) {
+            Ok(Some(e)) => {
+                // Kept with the listing: the next lookup of it costs nothing.
+                self.dirs.upsert(dir, e.clone());
+                Ok(e)
+            }
+            Ok(None) => Err(FsError::NotFound),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `path` (of an entry found as `entry`) spelled as the server lists it: after a folded

@@ -3,7 +3,7 @@
 //! A directory counts as looked at while it is open (opendir … releasedir) and for
 //! [`LINGER_ROUNDS`] watch intervals after it was last listed (`ls`, a file manager's scan).
 //! Each such directory is listed again every `--watch-interval`, with one cheap command
-//! ([`Remote::list_quick`]: `LIST` without the `MDTM` round trips); only when that differs from
+//! ([`Remote::list_detailed`] without exact times: `LIST` without the `MDTM` round trips); only when that differs from
 //! what the cache holds is it listed fully. What changed goes into the listing cache and to the
 //! kernel: names added (`inval_entry`, so a lookup asks again), names removed (`delete`: the
 //! kernel drops the entry and inotify watchers get IN_DELETE), files changed (`inval_inode`:
@@ -469,9 +469,10 @@ impl Fs {
     fn recheck(&self, ino: u64, dir: &str) -> crate::remote::Result<bool> {
         let snap = self.dirs.snapshot(dir);
         let started = self.clock.now();
-        let (mut quick, exact) = self.remote.list_quick(dir)?;
-        quick.retain(|e| !temp_names::is_own_temp(&e.name));
-        let print = fingerprint(&quick);
+        let mut quick = self.remote.list_detailed(dir, false)?;
+        quick.entries.retain(|e| !temp_names::is_own_temp(&e.name));
+        let exact = quick.exact;
+        let print = fingerprint(&quick.entries);
         let before = self.watch.set_baseline(ino, Baseline::Known(print));
         let Some(old) = snap.listing.clone() else {
             // Nothing cached to compare with: keep it if it is exact, else the next look lists.
@@ -485,7 +486,7 @@ impl Fs {
             Baseline::Known(p) => p == print,
             Baseline::Stale => false,
         };
-        if unchanged && same_shape(&old, &quick) {
+        if unchanged && same_shape(&old, &quick.entries) {
             self.watch.set_verified(ino, started);
             if exact {
                 // Only an exact listing vouches for times (open's revalidation trusts it).
@@ -493,10 +494,10 @@ impl Fs {
             }
             return Ok(false);
         }
-        let entries = if exact { quick } else { self.remote.list(dir)? };
+        let listed = if exact { quick } else { self.remote.list_detailed(dir, true)? };
         let stored = {
             let st = self.watch.state.lock();
-            if st.busy.contains_key(dir) { None } else { self.dirs.replace(dir, &snap, entries, started) }
+            if st.busy.contains_key(dir) { None } else { self.dirs.replace(dir, &snap, listed, started) }
         };
         let Some(new) = stored else {
             // This mount changed the directory meanwhile: look again next round.

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use std::sync::Arc;
 
-use super::{Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
+use super::{Entry, Kind, Listed, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
 
 #[derive(Clone)]
 enum Node {
@@ -65,6 +65,11 @@ pub struct FakeRemote {
     pub downloads: Mutex<Vec<String>>,
     /// While closed, downloads deliver no bytes (they wait until it opens).
     pub gate: Arc<Gate>,
+    /// Listings stop after this many entries (in name order) and `list_detailed` says they
+    /// are not complete, as on a server that cuts listings short (Pure-FTPd at 10,000).
+    pub list_limit: Mutex<Option<usize>>,
+    /// `lookup` calls (one name asked of the server).
+    pub lookups: AtomicUsize,
 }
 
 /// Holds downloads back while closed (see [`FakeRemote::gate`]).
@@ -177,10 +182,9 @@ fn parent_and_name(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
 }
 
-impl Remote for FakeRemote {
-    fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.fault()?;
+impl FakeRemote {
+    /// Every entry of `dir`, in name order.
+    fn children(&self, dir: &str) -> Result<Vec<Entry>> {
         let dir = &self.resolve(dir);
         let nodes = self.nodes.lock();
         match nodes.get(dir) {
@@ -191,21 +195,45 @@ impl Remote for FakeRemote {
         let entries = nodes
             .iter()
             .filter(|(p, _)| !p.is_empty() && parent_and_name(p).0 == dir)
-            .map(|(p, n)| {
-                let name = parent_and_name(p).1.to_string();
-                match n {
-                    Node::File { data, mtime } => Entry {
-                        name,
-                        kind: Kind::File,
-                        size: data.len() as u64,
-                        mtime: Some(*mtime),
-                        mode: Some(0o644),
-                    },
-                    Node::Dir => Entry { name, kind: Kind::Dir, size: 0, mtime: None, mode: Some(0o755) },
-                }
-            })
+            .map(|(p, n)| Self::entry(parent_and_name(p).1.to_string(), n))
             .collect();
         Ok(entries)
+    }
+
+    fn entry(name: String, node: &Node) -> Entry {
+        match node {
+            Node::File { data, mtime } => {
+                Entry { name, kind: Kind::File, size: data.len() as u64, mtime: Some(*mtime), mode: Some(0o644) }
+            }
+            Node::Dir => Entry { name, kind: Kind::Dir, size: 0, mtime: None, mode: Some(0o755) },
+        }
+    }
+}
+
+impl Remote for FakeRemote {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.fault()?;
+        let mut entries = self.children(dir)?;
+        if let Some(n) = *self.list_limit.lock() {
+            entries.truncate(n);
+        }
+        Ok(entries)
+    }
+
+    fn list_detailed(&self, dir: &str, exact_times: bool) -> Result<Listed> {
+        let (entries, exact) = if exact_times { (self.list(dir)?, true) } else { self.list_quick(dir)? };
+        let limit = *self.list_limit.lock();
+        let complete = limit.is_none_or(|n| self.children(dir).is_ok_and(|all| all.len() <= n));
+        Ok(Listed { entries, exact, complete })
+    }
+
+    fn lookup(&self, path: &str) -> Result<Option<Entry>> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.fault()?;
+        let path = &self.resolve(path);
+        let name = parent_and_name(path).1.to_string();
+        Ok(self.nodes.lock().get(path).map(|n| Self::entry(name, n)))
     }
 
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {
@@ -456,3 +484,24 @@ impl Read for FakeStream {
 }
 
 impl ReadStream for FakeStream {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_limit_cuts_listings_and_says_so_while_lookup_finds_every_name() {
+        let fake = FakeRemote::new();
+        for n in ["a", "b", "c"] {
+            fake.add_file(&format!("d/{n}"), b"x", SystemTime::UNIX_EPOCH);
+        }
+        *fake.list_limit.lock() = Some(2);
+        let listed = fake.list_detailed("d", true).unwrap();
+        assert!(!listed.complete);
+        assert_eq!(listed.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(fake.lookup("d/c").unwrap().map(|e| e.size), Some(1));
+        assert_eq!(fake.lookup("d/nope").unwrap(), None);
+        *fake.list_limit.lock() = Some(3);
+        assert!(fake.list_detailed("d", false).unwrap().complete);
+    }
+}

@@ -32,6 +32,19 @@ pub struct Entry {
     pub mode: Option<u32>,
 }
 
+/// A directory's entries with what is known of them ([`Remote::list_detailed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub entries: Vec<Entry>,
+    /// The times are as exact as [`Remote::list`] gives them (see [`Remote::list_quick`]).
+    pub exact: bool,
+    /// False when the server cut the listing short (Pure-FTPd stops every listing at 10,000
+    /// entries) and the rest could not be had: `entries` are some of the directory's, not
+    /// all, and a name missing from them may still exist ([`Remote::lookup`] asks). The log
+    /// has said so, with what to do.
+    pub complete: bool,
+}
+
 /// What went wrong on the remote side. Every message is meant for a person: it says what was
 /// tried, what happened and, where we know, what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -151,6 +164,18 @@ pub trait Remote: Send + Sync {
     fn list_quick(&self, dir: &str) -> Result<(Vec<Entry>, bool)> {
         Ok((self.list(dir)?, true))
     }
+    /// `list` (`exact_times`) or `list_quick` (not), and whether the entries are all of the
+    /// directory's.
+    fn list_detailed(&self, dir: &str, exact_times: bool) -> Result<Listed> {
+        let (entries, exact) = if exact_times { (self.list(dir)?, true) } else { self.list_quick(dir)? };
+        Ok(Listed { entries, exact, complete: true })
+    }
+    /// One entry, asked of the server by its path (`MLST`) where it can tell, else found in
+    /// its directory's listing: `None` when there is no such name. For a name missing from a
+    /// listing that is not complete. Link targets may be missing (`MLST` shows none).
+    fn lookup(&self, path: &str) -> Result<Option<Entry>> {
+        lookup_in_listing(self, path)
+    }
     /// Only the names in a directory: may be cheaper than `list` (no exact times).
     fn list_names(&self, dir: &str) -> Result<Vec<String>> {
         Ok(self.list(dir)?.into_iter().map(|e| e.name).collect())
@@ -210,4 +235,20 @@ pub trait Remote: Send + Sync {
     fn session_stats(&self) -> SessionStats;
     /// `ftps://user@host:port/path`, without secrets, for logs and `findmnt`.
     fn describe(&self) -> String;
+}
+
+/// `path`'s entry from its directory's listing; a name missing from a listing that is not
+/// complete is unknown (`Unsupported`), not absent.
+pub fn lookup_in_listing<R: Remote + ?Sized>(remote: &R, path: &str) -> Result<Option<Entry>> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let listed = remote.list_detailed(dir, true)?;
+    let complete = listed.complete;
+    match listed.entries.into_iter().find(|e| e.name == name) {
+        Some(e) => Ok(Some(e)),
+        None if complete => Ok(None),
+        None => Err(RemoteError::Unsupported(format!(
+            "looking up /{path}: it is not in the listing of /{dir}, which the server cut short, and the server \
+             cannot be asked about one name (no MLST)"
+        ))),
+    }
 }

@@ -216,12 +216,20 @@ fn features_stage(s: &FtpSession) -> Stage {
 fn data_channel(s: &mut FtpSession, base: &str, writable: bool, emit: &mut dyn FnMut(Stage) -> bool) -> bool {
     let mode = if s.features.epsv { "EPSV" } else { "PASV" };
     let dir = if base.is_empty() { "/".to_string() } else { base.to_string() };
-    let lines = match s.list_lines(&dir) {
+    let listed = match s.list_lines(&dir) {
         Ok(l) => l,
         Err(e) => return emit(Stage::fail("data channel", e)),
     };
-    let mut message = format!("{mode}: listing {dir} returned {} line(s)", lines.len());
+    let mut message = format!("{mode}: listing {dir} returned {} line(s)", listed.lines.len());
     let mut status = Status::Pass;
+    if let Some(notice) = &listed.cut {
+        status = Status::Warn;
+        message.push_str(&format!(
+            "; the server cut it short (\"{notice}\"). A mount lists such a directory again from the other \
+             end of the name order (LIST -ar), which shows up to twice the server's limit; larger directories \
+             stay incomplete unless the limit is raised (Pure-FTPd: -L)"
+        ));
+    }
     if writable {
         match round_trip(s, &dir) {
             Ok(n) => message.push_str(&format!("; a {n}-byte test file was uploaded, read back intact and deleted")),

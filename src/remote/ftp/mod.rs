@@ -1,6 +1,7 @@
 //! The FTP(S) implementation of [`Remote`]: the only module that talks to suppaftp.
 
 pub mod connect;
+mod cut;
 pub mod diagnose;
 mod file_attrs;
 #[cfg(test)]
@@ -26,7 +27,7 @@ use self::streams::{FtpReadStream, FtpWriteStream};
 use self::times::{times_to_utc, wants_exact_time};
 use self::zone::ServerZone;
 use super::pool::{self, Health, Lease, Pool, PoolConfig};
-use super::{Applied, Entry, Kind, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
+use super::{Applied, Entry, Kind, Listed, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
 use crate::clock::Clock;
 use crate::names::Charset;
 
@@ -95,6 +96,8 @@ pub struct FtpRemote {
     security: Security,
     /// Whether the server answers `AVBL` (see [`Avbl`]).
     avbl: std::sync::atomic::AtomicU8,
+    /// Directories whose listings the server cut short.
+    cuts: parking_lot::Mutex<cut::CutDirs>,
 }
 
 /// What is known of the server's `AVBL` (the space available to the user).
@@ -147,6 +150,7 @@ impl FtpRemote {
             mtime_command: parking_lot::Mutex::new(None),
             chmod_unsupported: Default::default(),
             avbl: Default::default(),
+            cuts: Default::default(),
         };
         Ok((remote, security))
     }
@@ -228,8 +232,8 @@ impl FtpRemote {
         if let Some(f) = self.pool.connector().features.get() {
             f.link_targets_from_list.store(true, Ordering::Relaxed);
         }
-        let lines = match self.with_session(true, |s| s.unix_list_lines(dir, &what)) {
-            Ok(lines) => lines,
+        let lines = match self.with_session(true, |s| s.unix_list_lines(dir, &what, false)) {
+            Ok(r) => r.lines,
             Err(e) => return tracing::debug!("{e}"),
         };
         let targets: std::collections::HashMap<String, String> = parse_listing(dir, &lines, false)
@@ -247,32 +251,36 @@ impl FtpRemote {
     }
 
     /// A directory's entries; `exact_times`: with `MDTM` for entries the listing gives no
-    /// seconds for. Also says whether the entries are exact (nothing was left to ask).
-    fn list_with(&self, dir: &str, exact_times: bool) -> Result<(Vec<Entry>, bool)> {
+    /// seconds for. Also says whether the entries are exact (nothing was left to ask) and
+    /// whether they are all of them (see [`cut`]).
+    fn list_with(&self, dir: &str, exact_times: bool) -> Result<Listed> {
         let path = self.server_path(dir);
         let started = std::time::Instant::now();
-        let (lines, features) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.clone())))?;
-        let mut entries = parse_listing(&path, &lines, features.mlsd);
+        let cut::Fetched { mut mlsd, mut list, complete, list_seen, .. } = self.fetch(&path)?;
         let listed_in = started.elapsed();
-        let (listed, listed_at): (Vec<_>, _) = (entries.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
-        let exact = !features.mdtm || !entries.iter().any(wants_exact_time);
+        let features = self.pool.connector().features.get().cloned().unwrap_or_default();
+        // LIST's entries: exact times where they lack seconds, then UTC.
+        let (listed, listed_at): (Vec<_>, _) = (list.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
+        let exact = !features.mdtm || !mlsd.iter().chain(&list).any(wants_exact_time);
         if features.mdtm && exact_times {
-            self.fill_exact_times(&path, &mut entries)?;
+            self.fill_exact_times(&path, &mut mlsd)?;
+            self.fill_exact_times(&path, &mut list)?;
         }
-        self.fill_link_targets(&path, &mut entries);
-        if !features.mlsd {
-            times_to_utc(&self.zone, &mut entries, listed, listed_at);
+        if !list_seen {
+            self.fill_link_targets(&path, &mut mlsd);
         }
-        for e in &mut entries {
+        times_to_utc(&self.zone, &mut list, listed, listed_at);
+        mlsd.append(&mut list);
+        for e in &mut mlsd {
             if let EntryKind::Symlink { target: Some(t) } = &mut e.kind {
                 if let Some(rel) = relative_link(&self.base, &path, t) {
                     *t = rel;
                 }
             }
         }
-        let n = entries.len();
+        let n = mlsd.len();
         tracing::debug!("listed {path}: {n} entries in {:.2?} ({listed_in:.2?} for the listing)", started.elapsed());
-        Ok((entries.into_iter().map(to_entry).collect(), exact))
+        Ok(Listed { entries: mlsd.into_iter().map(to_entry).collect(), exact, complete })
     }
 }
 
@@ -363,18 +371,29 @@ impl FtpRemote {
 
 impl Remote for FtpRemote {
     fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        Ok(self.list_with(dir, true)?.0)
+        Ok(self.list_with(dir, true)?.entries)
     }
 
     fn list_quick(&self, dir: &str) -> Result<(Vec<Entry>, bool)> {
-        self.list_with(dir, false)
+        let listed = self.list_with(dir, false)?;
+        Ok((listed.entries, listed.exact))
+    }
+
+    fn list_detailed(&self, dir: &str, exact_times: bool) -> Result<Listed> {
+        self.list_with(dir, exact_times)
     }
 
     fn list_names(&self, dir: &str) -> Result<Vec<String>> {
-        // One listing, without the MDTM round trips `list` may add for exact times.
-        let path = self.server_path(dir);
-        let (lines, mlsd) = self.with_session(true, |s| Ok((s.list_lines(&path)?, s.features.mlsd)))?;
-        Ok(parse_listing(&path, &lines, mlsd).into_iter().map(|e| e.name).collect())
+        // The listing, without the MDTM round trips `list` may add for exact times.
+        let f = self.fetch(&self.server_path(dir))?;
+        Ok(f.mlsd.into_iter().chain(f.list).map(|e| e.name).collect())
+    }
+
+    fn lookup(&self, path: &str) -> Result<Option<Entry>> {
+        match self.lookup_entry(path)? {
+            Some(found) => Ok(found),
+            None => super::lookup_in_listing(self, path),
+        }
     }
 
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {

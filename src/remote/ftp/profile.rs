@@ -82,6 +82,9 @@ impl FtpRemote {
                 Avbl::Refused => "unknown: the server answers no AVBL (df shows 0, file managers \"unknown\")".into(),
             },
         ));
+        if let Some(cut) = self.cuts.lock().describe() {
+            out.push(("listing limit".into(), cut));
+        }
         if f.link_targets_from_list.load(Ordering::Relaxed) {
             out.push(("link targets".into(), "MLSD shows none: read from LIST".into()));
         }

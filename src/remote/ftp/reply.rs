@@ -22,6 +22,11 @@ pub fn text(resp: &Response) -> String {
     s.lines().last().unwrap_or(s).trim().to_string()
 }
 
+/// Every line of a reply (a multi-line reply's earlier lines may say what the last does not).
+pub fn full_text(resp: &Response) -> String {
+    String::from_utf8_lossy(&resp.body).trim_end().to_string()
+}
+
 fn io_error(what: &str, err: &io::Error) -> RemoteError {
     match err.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => RemoteError::Timeout(format!(

@@ -161,15 +161,23 @@ impl suppaftp::Encoding for WireNames {
 /// A listing being received.
 struct Listing(Transfer);
 
+/// A listing as it arrived: its lines, and the line of its final reply saying the server cut
+/// it short (Pure-FTPd: `226 Output truncated to 10000 matches`), if one does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    pub lines: Vec<String>,
+    pub cut: Option<String>,
+}
+
 impl Listing {
     /// Its lines, within [`MAX_LISTING`] and [`MAX_LINE`]: a server cannot make the daemon
     /// hold more than that, however much it sends.
-    fn read(self, what: &str, charset: Charset) -> Result<Vec<String>> {
+    fn read(self, what: &str, charset: Charset) -> Result<Received> {
         let mut reader = io::BufReader::new(self.0);
         match super::listing::read_lines(&mut reader, charset, MAX_LISTING, MAX_LINE) {
             Ok(lines) => {
-                reader.into_inner().finish().map_err(|e| reply::map(what, e))?;
-                Ok(lines)
+                let end = reader.into_inner().finish_with_reply().map_err(|e| reply::map(what, e))?;
+                Ok(Received { lines, cut: super::cut::cut_notice(&reply::full_text(&end)) })
             }
             // Ending the transfer early leaves the session out of step: it is not reused.
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(RemoteError::Protocol(format!("{what}: {e}"))),
@@ -385,46 +393,50 @@ impl FtpSession {
 
     /// The raw listing lines of `dir`: MLSD where offered, else `LIST -a` (vsftpd hides dot
     /// files from a bare LIST) run inside the directory, so odd names need no quoting.
-    pub fn list_lines(&mut self, dir: &str) -> Result<Vec<String>> {
+    pub fn list_lines(&mut self, dir: &str) -> Result<Received> {
         let what = format!("listing {dir}");
         if self.features.mlsd {
             let listing = self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?;
             return self.read_listing(listing, &what);
         }
-        self.unix_list_lines(dir, &what)
+        self.unix_list_lines(dir, &what, false)
     }
 
     /// The raw `LIST -a` (or `LIST`) lines of `dir`, also where MLSD is offered: Unix listings
-    /// show symbolic links' targets (`name -> target`), which MLSD does not.
-    pub fn unix_list_lines(&mut self, dir: &str, what: &str) -> Result<Vec<String>> {
+    /// show symbolic links' targets (`name -> target`), which MLSD does not. `reversed`: with
+    /// `-r`, the names in reverse order (where a server cuts listings short, the other end of
+    /// the directory).
+    pub fn unix_list_lines(&mut self, dir: &str, what: &str, reversed: bool) -> Result<Received> {
         let what = what.to_string();
+        let r = if reversed { "r" } else { "" };
         self.cwd(dir)?;
         if self.features.list_dash_a.load(Ordering::Relaxed) {
-            match self.listing("LIST -a") {
+            match self.listing(&format!("LIST -a{r}")) {
                 Ok(listing) => return self.read_listing(listing, &what),
-                Err(FtpError::UnexpectedResponse(r)) if reply::code(&r) >= 500 => {
+                Err(FtpError::UnexpectedResponse(resp)) if reply::code(&resp) >= 500 && !reversed => {
                     // The option, or this directory (unreadable, gone)? Only a plain `LIST`
                     // that works where `LIST -a` did not tells; a directory's refusal must not
                     // hide dot files in every other directory for the rest of the mount.
                     let listing = self.listing("LIST").map_err(|e| reply::map(&what, e))?;
-                    tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&r));
+                    tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&resp));
                     self.features.list_dash_a.store(false, Ordering::Relaxed);
                     return self.read_listing(listing, &what);
                 }
                 Err(e) => return Err(reply::map(&what, e)),
             }
         }
-        let listing = self.listing("LIST").map_err(|e| reply::map(&what, e))?;
+        let command = if reversed { "LIST -r" } else { "LIST" };
+        let listing = self.listing(command).map_err(|e| reply::map(&what, e))?;
         self.read_listing(listing, &what)
     }
 
     /// The lines of a listing in the mount's charset. Says once per mount when names are not
     /// valid in it: they still work (kept byte for byte) but show oddly, and `--encoding` may
     /// be what the user wants.
-    fn read_listing(&self, listing: Listing, what: &str) -> Result<Vec<String>> {
-        let lines = listing.read(what, self.charset)?;
+    fn read_listing(&self, listing: Listing, what: &str) -> Result<Received> {
+        let received = listing.read(what, self.charset)?;
         if !self.features.foreign_names_told.load(Ordering::Relaxed)
-            && lines.iter().any(|l| names::has_escapes(l))
+            && received.lines.iter().any(|l| names::has_escapes(l))
             && !self.features.foreign_names_told.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
@@ -434,7 +446,7 @@ impl FtpSession {
                 self.charset
             );
         }
-        Ok(lines)
+        Ok(received)
     }
 
     fn listing(&mut self, command: &str) -> std::result::Result<Listing, FtpError> {

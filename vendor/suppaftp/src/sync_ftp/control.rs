@@ -237,10 +237,10 @@ where
     /// Marks the data connection as closed and reads the transfer completion reply.
     ///
     /// The data socket must already be closed, otherwise the server never sends the reply.
-    pub(super) fn complete_transfer(&mut self) -> FtpResult<()> {
+    pub(super) fn complete_transfer(&mut self) -> FtpResult<Response> {
         self.data_connection_open = false;
         trace!("data connection closed; reading transfer reply");
-        self.read_response_in(TRANSFER_COMPLETE).map(|_| ())
+        self.read_response_in(TRANSFER_COMPLETE)
     }
 }
 
