@@ -46,6 +46,9 @@ pub struct MountStatus {
     /// Files fetched ahead for readers walking a directory (`None`: off).
     #[serde(default)]
     pub prefetch: Option<crate::fs::prefetch_files::PrefetchStats>,
+    /// What the daemon holds in memory (`None` from a mount of an older version).
+    #[serde(default)]
+    pub memory: Option<crate::fs::MemoryStats>,
 }
 
 fn uid() -> u32 {
@@ -204,6 +207,7 @@ fn collect(fs: &Fs, remote: &dyn Remote, mountpoint: &str, log_file: Option<&Pat
         listing_cache_misses: misses,
         content_cache: fs.content_stats(),
         prefetch: fs.prefetch_stats(),
+        memory: Some(fs.memory_stats()),
         transfers,
         queued_uploads,
         // As text: that is all `status` and `sync` print, and the line does not parse back
@@ -379,6 +383,15 @@ fn render_overview(out: &mut String, st: &MountStatus) {
         "  listing cache: {} hits, {} misses ({rate:.0}% hits)\n",
         st.listing_cache_hits, st.listing_cache_misses
     );
+    if let Some(m) = &st.memory {
+        *out += &format!(
+            "  memory: {} MiB resident; {} inodes held by the kernel; {} listings cached ({} entries)\n",
+            m.resident_bytes >> 20,
+            m.inodes,
+            m.listings,
+            m.listing_entries
+        );
+    }
 }
 
 fn render_content_cache(out: &mut String, cache: Option<&crate::fs::content::ContentStats>) {

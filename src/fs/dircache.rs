@@ -100,8 +100,12 @@ impl DirCache {
     }
 
     pub fn with_folding(limits: CacheLimits, ttl: Duration, clock: Arc<dyn Clock>, folding: Option<Folding>) -> Self {
-        let stored =
-            Stored { lru: LruCache::unbounded(), entries: 0, max_dirs: limits.dirs.max(1), max_entries: limits.entries };
+        let stored = Stored {
+            lru: LruCache::unbounded(),
+            entries: 0,
+            max_dirs: limits.dirs.max(1),
+            max_entries: limits.entries,
+        };
         DirCache {
             ttl,
             folding,
@@ -129,6 +133,12 @@ impl DirCache {
         let mut cache = self.cache.lock();
         let listing = cache.lru.get(dir)?;
         (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
+    }
+
+    /// How many listings are cached, and their entries together.
+    pub fn size(&self) -> (usize, usize) {
+        let cache = self.cache.lock();
+        (cache.lru.len(), cache.entries)
     }
 
     /// A cached listing however old (its `fetched` says how old).
@@ -192,7 +202,13 @@ impl DirCache {
     /// fetched at `fetched`, unless the cached listing changed since `snap` was taken: a change
     /// this mount made meanwhile may be missing from `listed`, and the cache keeps it. Returns
     /// the listing stored.
-    pub fn replace(&self, dir: &str, snap: &Snapshot, listed: remote::Listed, fetched: Instant) -> Option<Arc<Listing>> {
+    pub fn replace(
+        &self,
+        dir: &str,
+        snap: &Snapshot,
+        listed: remote::Listed,
+        fetched: Instant,
+    ) -> Option<Arc<Listing>> {
         let mut entries = listed.entries;
         entries.retain(|e| !super::temp_names::is_own_temp(&e.name));
         let mut listing = Listing::with_folding(entries, fetched, self.folding);

@@ -36,12 +36,7 @@ pub struct InodeTable {
 impl Default for InodeTable {
     fn default() -> Self {
         let root = Node { parent: 0, lookups: 1, name: "".into() };
-        InodeTable {
-            slots: vec![Some(root)],
-            free: Vec::new(),
-            by_name: HashTable::new(),
-            hasher: Default::default(),
-        }
+        InodeTable { slots: vec![Some(root)], free: Vec::new(), by_name: HashTable::new(), hasher: Default::default() }
     }
 }
 
@@ -273,9 +268,8 @@ mod tests {
     fn nodes_of_a_big_walk_forgotten_give_their_memory_back() {
         let mut t = InodeTable::default();
         let dirs: Vec<u64> = (0..100).map(|d| t.get_or_insert(ROOT, &format!("d{d:03}"), true)).collect();
-        let files: Vec<u64> = (0..200_000)
-            .map(|i| t.get_or_insert(dirs[i % 100], &format!("file-{i:07}.jpg"), true))
-            .collect();
+        let files: Vec<u64> =
+            (0..200_000).map(|i| t.get_or_insert(dirs[i % 100], &format!("file-{i:07}.jpg"), true)).collect();
         assert_eq!(t.len(), 200_101);
         assert_eq!(t.path(files[123_456]).as_deref(), Some("d056/file-0123456.jpg"));
         // Forgotten in an order the kernel might use, the last-made node somewhere in the middle.

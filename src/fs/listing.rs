@@ -158,7 +158,9 @@ impl Listing {
             let folding = f.folding;
             let shared = f.by_key.iter_hash(hash).any(|&j| casefold::fold(&entries[j as usize].name, folding) == key);
             f.keys += usize::from(!shared);
-            f.by_key.insert_unique(hash, i as u32, |&j| hasher.hash_one(casefold::fold(&entries[j as usize].name, folding)));
+            f.by_key.insert_unique(hash, i as u32, |&j| {
+                hasher.hash_one(casefold::fold(&entries[j as usize].name, folding))
+            });
         }
     }
 
@@ -198,5 +200,4 @@ mod tests {
         assert!(!l.has_collisions());
         assert!(!Listing::new(vec![e("A"), e("a")], Instant::now()).has_collisions(), "no folding, no checks");
     }
-
 }

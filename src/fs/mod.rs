@@ -75,6 +75,7 @@ use crate::remote::{Entry, Kind, Remote, RemoteError};
 
 pub use self::paths::{NAME_MAX, split};
 use self::paths::{check_name_length, join, shown, too_big};
+pub use self::report::MemoryStats;
 
 pub type Result<T> = std::result::Result<T, FsError>;
 

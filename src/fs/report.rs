@@ -102,8 +102,31 @@ impl Fs {
         self.handles.lock().len()
     }
 
-    /// Inodes numbered and not yet forgotten by the kernel (the root included).
-    pub fn known_inodes(&self) -> usize {
-        self.inodes.lock().len()
+    /// What the mount holds in memory, for `status`.
+    pub fn memory_stats(&self) -> MemoryStats {
+        let (listings, listing_entries) = self.dirs.size();
+        MemoryStats { resident_bytes: resident_bytes(), inodes: self.inodes.lock().len(), listings, listing_entries }
     }
+}
+
+/// What the mount holds in memory (`status`): it depends on what the kernel and the listing
+/// cache hold now, not on everything the mount has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryStats {
+    /// The daemon's resident memory.
+    pub resident_bytes: u64,
+    /// Inodes the kernel holds (the root included).
+    pub inodes: usize,
+    /// Directory listings cached, and their entries together.
+    pub listings: usize,
+    pub listing_entries: usize,
+}
+
+/// This process's resident memory, from /proc/self/statm (0 where it cannot be read).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
 }

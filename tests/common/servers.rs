@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::{
-    CertPair, PASSWORD, PyFtpd, Server, TempDir, Tls, USER, chown_to_user, ensure_user, freeze_descendants, free_port,
+    CertPair, PASSWORD, PyFtpd, Server, TempDir, Tls, USER, chown_to_user, ensure_user, free_port, freeze_descendants,
     port_range, signal_pid, wait_for_port,
 };
 

@@ -201,7 +201,11 @@ impl FtpRemote {
     /// server may or may not have acted: `op` is sent once more on a fresh session, and a
     /// refusal then that `done` says means "already done" (the file is gone, the directory is
     /// there) counts as success.
-    fn change(&self, mut op: impl FnMut(&mut FtpSession) -> Result<()>, done: impl Fn(&RemoteError) -> bool) -> Result<()> {
+    fn change(
+        &self,
+        mut op: impl FnMut(&mut FtpSession) -> Result<()>,
+        done: impl Fn(&RemoteError) -> bool,
+    ) -> Result<()> {
         match self.with_session(false, &mut op) {
             Err(e) if e.is_transient() => {
                 tracing::debug!("sending the change again on a fresh session after: {e}");
