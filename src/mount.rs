@@ -427,10 +427,13 @@ fn spawn_janitor(fs: Arc<Fs>, remote: Arc<FtpRemote>) {
     std::thread::Builder::new()
         .name("janitor".into())
         .spawn(move || {
-            loop {
+            for round in 1u64.. {
                 std::thread::sleep(Duration::from_millis(100));
                 fs.close_idle_streams();
                 remote.reap();
+                if round % 100 == 0 {
+                    fs.forget_old_listings();
+                }
             }
         })
         .expect("spawning the janitor thread");

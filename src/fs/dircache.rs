@@ -135,6 +135,24 @@ impl DirCache {
         (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
     }
 
+    /// Drops listings fetched (or confirmed) longer than `age` ago, except those `keep` names:
+    /// they answer nothing any more (older than the TTL), and their memory goes back once
+    /// nobody looks at them.
+    pub fn drop_older_than(&self, age: Duration, keep: impl Fn(&str) -> bool) {
+        let now = self.clock.now();
+        let mut cache = self.cache.lock();
+        let old: Vec<String> = cache
+            .lru
+            .iter()
+            .filter(|(k, l)| now.saturating_duration_since(l.fetched) > age && !keep(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let freed: usize = old.iter().filter_map(|k| cache.pop(k)).map(|l| l.len()).sum();
+        if freed >= BIG_LISTING {
+            crate::memory::trim_soon();
+        }
+    }
+
     /// How many listings are cached, and their entries together.
     pub fn size(&self) -> (usize, usize) {
         let cache = self.cache.lock();
@@ -333,6 +351,32 @@ mod tests {
             assert_eq!(t.join().unwrap(), 1);
         }
         assert!(fake.lists.load(Ordering::SeqCst) <= 2, "loads are shared");
+    }
+
+    #[test]
+    fn the_cache_holds_a_bounded_number_of_entries_and_lets_old_listings_go() {
+        let fake = FakeRemote::new();
+        for d in ["a", "b", "c"] {
+            for i in 0..40 {
+                fake.add_file(&format!("{d}/f{i}"), b"x", SystemTime::now());
+            }
+        }
+        let clock = Arc::new(Manual(Mutex::new(Instant::now())));
+        let limits = CacheLimits { dirs: 10, entries: 100 };
+        let cache = DirCache::with_folding(limits, Duration::from_secs(5), clock.clone(), None);
+        cache.get(&fake, "a").unwrap();
+        cache.get(&fake, "b").unwrap();
+        assert_eq!(cache.size(), (2, 80));
+        cache.get(&fake, "c").unwrap();
+        assert_eq!(cache.size(), (2, 80), "the least recently used listing made room");
+        assert!(cache.peek("a").is_none() && cache.peek("c").is_some());
+        *clock.0.lock() += Duration::from_secs(11);
+        cache.get(&fake, "b").unwrap();
+        cache.drop_older_than(Duration::from_secs(10), |d| d == "nothing");
+        assert_eq!(cache.size(), (1, 40), "c is old; b was listed again");
+        *clock.0.lock() += Duration::from_secs(11);
+        cache.drop_older_than(Duration::from_secs(10), |d| d == "b");
+        assert_eq!(cache.size(), (1, 40), "kept on request");
     }
 
     #[test]

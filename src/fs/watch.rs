@@ -226,6 +226,12 @@ impl Watch {
         }
     }
 
+    /// The directories being watched at `now`.
+    pub(super) fn watched_inodes(&self, now: Instant) -> Vec<u64> {
+        let linger = self.linger();
+        self.state.lock().dirs.iter().filter(|(_, w)| w.watched(now, linger)).map(|(&ino, _)| ino).collect()
+    }
+
     /// Directories being watched at `now`.
     fn watched(&self, now: Instant) -> usize {
         let linger = self.linger();
