@@ -26,14 +26,13 @@ fn absolute_link_targets_inside_the_mount_become_relative() {
 
 #[test]
 fn listings_skip_garbage_and_keep_real_entries() {
-    let lines: Vec<String> = [
+    let lines: listing::Lines = [
         "total 8",
         "-rw-r--r--    1 1001     1001           12 Nov 24 22:54 a file.txt",
         "this is not a listing line",
         "drwxr-xr-x    2 1001     1001         4096 Jan 05  2023 Old Dir",
     ]
     .iter()
-    .map(|s| s.to_string())
     .collect();
     let entries = parse_listing("/", &lines, false);
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();

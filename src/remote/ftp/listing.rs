@@ -67,9 +67,9 @@ pub fn read_lines(
     charset: Charset,
     max_total: usize,
     max_line: usize,
-) -> std::io::Result<Vec<String>> {
+) -> std::io::Result<Lines> {
     use std::io::{Error, ErrorKind};
-    let mut lines = Vec::new();
+    let mut lines = Lines::default();
     let mut line: Vec<u8> = Vec::new();
     let mut total = 0usize;
     loop {
@@ -103,12 +103,58 @@ pub fn read_lines(
     Ok(lines)
 }
 
-fn push_line(lines: &mut Vec<String>, line: &mut Vec<u8>, charset: Charset) {
+fn push_line(lines: &mut Lines, line: &mut Vec<u8>, charset: Charset) {
     let bytes = line.strip_suffix(b"\r").unwrap_or(line);
     if !bytes.is_empty() {
-        lines.push(charset.decode(bytes));
+        lines.push(&charset.decode(bytes));
     }
     line.clear();
+}
+
+/// A listing's lines in one buffer: a directory of 100,000 entries is a few allocations, not
+/// 100,000, so the names parsed from it are not left scattered between freed lines (memory
+/// the allocator could then not give back).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lines {
+    text: String,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    pub fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.ends.push(self.text.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(a, b)| &self.text[a..b])
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Lines {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut lines = Lines::default();
+        for l in iter {
+            lines.push(l.as_ref());
+        }
+        lines
+    }
+}
+
+impl<const N: usize> PartialEq<[&str; N]> for Lines {
+    fn eq(&self, other: &[&str; N]) -> bool {
+        self.iter().eq(other.iter().copied())
+    }
 }
 
 fn check_name(name: &str) -> Result<(), Skip> {

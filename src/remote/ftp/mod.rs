@@ -306,11 +306,11 @@ fn join(dir: &str, name: &str) -> String {
     if dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
 }
 
-fn parse_listing(dir: &str, lines: &[String], mlsd: bool) -> Vec<ListEntry> {
+fn parse_listing(dir: &str, lines: &listing::Lines, mlsd: bool) -> Vec<ListEntry> {
     let now = SystemTime::now();
     let mut entries = Vec::with_capacity(lines.len());
     let mut skipped = 0;
-    for line in lines {
+    for line in lines.iter() {
         let parsed = if mlsd { listing::parse_mlsd_line(line) } else { listing::parse_list_line(line, now) };
         match parsed {
             Ok(e) => entries.push(e),

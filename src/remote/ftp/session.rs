@@ -165,7 +165,7 @@ struct Listing(Transfer);
 /// it short (Pure-FTPd: `226 Output truncated to 10000 matches`), if one does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Received {
-    pub lines: Vec<String>,
+    pub lines: super::listing::Lines,
     pub cut: Option<String>,
 }
 
@@ -436,7 +436,7 @@ impl FtpSession {
     fn read_listing(&self, listing: Listing, what: &str) -> Result<Received> {
         let received = listing.read(what, self.charset)?;
         if !self.features.foreign_names_told.load(Ordering::Relaxed)
-            && received.lines.iter().any(|l| names::has_escapes(l))
+            && received.lines.iter().any(names::has_escapes)
             && !self.features.foreign_names_told.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
