@@ -29,7 +29,9 @@ run when its shape matches (1,000,000 files take a minute or two to create); wit
 lives in a temporary directory that is removed at the end.
 
 Prints a markdown table (rows: measurements; columns: the tools and the server's disk) and the
-ratios the targets of issue 19 are judged by, and writes scale.json to --out.
+ratios the targets of issue 19 are judged by, and writes scale.json (and the tools' logs) to
+--out. The table also shows the kernel's FUSE inodes in use (/proc/slabinfo, system-wide) at
+mount, after the walk and after drop_caches: whether the kernel did forget them.
 Needs root (vsftpd serves a system account, FUSE mounts, drop_caches).
 """
 
@@ -154,6 +156,18 @@ def rss_mib(pid):
     return None
 
 
+def fuse_inodes():
+    """Kernel FUSE inodes in use, system-wide (/proc/slabinfo): shows whether drop_caches made
+    the kernel forget the mount's inodes (each forgotten one is a FORGET to the daemon)."""
+    try:
+        for line in open("/proc/slabinfo"):
+            if line.startswith("fuse_inode "):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def step(cmd, timeout, pid=None, count=False):
     """Runs cmd (its own process group, so a timeout kills the whole pipeline) and returns
     {"seconds", "peak_MiB" (of pid, sampled every 50 ms), "count" (lines, when count)} or
@@ -227,9 +241,11 @@ def run_tool(ctx, tool, server, root, args, expected):
     try:
         pid = mount.proc.pid
         r["walk_rss_start"] = rss_mib(pid)
+        r["fuse_inodes_at_start"] = fuse_inodes()
         say(f"{tool}: cold find of tree/")
         r["walk1"] = step(find_cmd(mnt / "tree"), args.step_timeout, pid, count=True)
         r["walk_rss_after"] = rss_mib(pid)
+        r["fuse_inodes_after_walk"] = fuse_inodes()
         if "count" in r["walk1"] and r["walk1"]["count"] != expected:
             r["walk1"]["mismatch"] = expected
             print(f"\n!!! COUNT MISMATCH: find through {tool} printed {r['walk1']['count']} lines, the server's disk {expected}\n", file=sys.stderr, flush=True)
@@ -240,6 +256,7 @@ def run_tool(ctx, tool, server, root, args, expected):
         drop_caches()
         time.sleep(SETTLE_AFTER_DROP)
         r["idle_dropped_rss"] = rss_mib(pid)
+        r["fuse_inodes_after_drop"] = fuse_inodes()
         if "seconds" in r["walk1"] and "error" not in r["walk1"]:
             say(f"{tool}: second find of tree/")
             r["walk2"] = step(find_cmd(mnt / "tree"), args.step_timeout, pid, count=True)
@@ -326,6 +343,8 @@ def table(results, tools, disk, args, expected):
     row("RSS just after the walk", lambda r: fmt_mib(r.get("walk_rss_after")))
     row(f"RSS after {args.idle} s idle", lambda r: fmt_mib(r.get("idle_rss")))
     row(f"RSS after idle + drop_caches + {SETTLE_AFTER_DROP} s", lambda r: fmt_mib(r.get("idle_dropped_rss")))
+    row("kernel FUSE inodes (system-wide): at mount → after the walk → after drop_caches",
+        lambda r: " → ".join("—" if r.get(k) is None else f"{r[k]:,}" for k in ("fuse_inodes_at_start", "fuse_inodes_after_walk", "fuse_inodes_after_drop")))
     row("second `find`", lambda r: fmt_step(r.get("walk2"), with_count=True))
     row("RSS after the second walk", lambda r: fmt_mib(r.get("walk2_rss_after")))
     out = "\n".join(lines)
@@ -432,6 +451,8 @@ def main():
                   "idle_s": args.idle, "step_timeout_s": args.step_timeout, "security": "explicit FTPS, TLS 1.2", "rtt_ms": 0,
                   "seconds": round(time.time() - started), "on_disk": disk, "results": results}
         (out_dir / "scale.json").write_text(json.dumps(report, indent=2))
+        for log in ctx.work.glob("*.log"):  # the tools' own logs, for a look afterwards
+            shutil.copyfile(log, out_dir / log.name)
         print()
         print(f"ftpmount scale: {args.files:,} files in one directory; find over {expected:,} entries; vsftpd, explicit FTPS (TLS 1.2), 0 ms")
         print()
