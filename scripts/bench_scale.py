@@ -178,6 +178,28 @@ def cpu_s(pid):
         return None
 
 
+def server_cpu_s(server):
+    """CPU seconds of vsftpd and its finished sessions (each session is a child process; its
+    time counts once it has exited and been reaped, so read this after an unmount)."""
+    try:
+        f = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def close_and_count(mount, server, r, key):
+    """Unmounts, then records the server's CPU seconds spent on this mount's sessions."""
+    peak = mount.close()
+    time.sleep(2)  # the sessions end once their control connections close
+    after = server_cpu_s(server)
+    if after is not None and r.get(key) is not None:
+        r[key] = round(after - r[key], 1)
+    else:
+        r.pop(key, None)
+    return peak
+
+
 def load():
     """The 1-minute load average: the machine may be shared, and timings with it."""
     return round(os.getloadavg()[0], 1)
@@ -243,6 +265,7 @@ def run_tool(ctx, tool, server, root, args, expected):
     mnt = ctx.work / "mnt" / tool
     r = {"load_at_start": load()}
     warm_server_disk(root)
+    r["ls_server_cpu_s"] = server_cpu_s(server)
     mount = Mount(TOOLS[tool], ctx, server, mnt)
     try:
         pid = mount.proc.pid
@@ -252,10 +275,11 @@ def run_tool(ctx, tool, server, root, args, expected):
         r["ls_warm"] = step(ls_cmd(mnt / "big"), args.step_timeout, pid)
         r["ls_rss_after"] = rss_mib(pid)
     finally:
-        r["ls_mount_peak"] = mount.close()
+        r["ls_mount_peak"] = close_and_count(mount, server, r, "ls_server_cpu_s")
     print(json.dumps({"tool": tool, **r}), file=sys.stderr, flush=True)
 
     warm_server_disk(root)
+    r["walk_server_cpu_s"] = server_cpu_s(server)
     mount = Mount(TOOLS[tool], ctx, server, mnt)
     try:
         pid = mount.proc.pid
@@ -286,7 +310,7 @@ def run_tool(ctx, tool, server, root, args, expected):
             r["walk2"] = {"skipped": "the first walk did not finish"}
         r["walk2_rss_after"] = rss_mib(pid)
     finally:
-        r["walk_mount_peak"] = mount.close()
+        r["walk_mount_peak"] = close_and_count(mount, server, r, "walk_server_cpu_s")
     r["load_at_end"] = load()
     return r
 
@@ -369,6 +393,8 @@ def table(results, tools, disk, args, expected):
     row("kernel FUSE inodes (system-wide): at mount → after the walk → after drop_caches",
         lambda r: " → ".join("—" if r.get(k) is None else f"{r[k]:,}" for k in ("fuse_inodes_at_start", "fuse_inodes_after_walk", "fuse_inodes_after_drop")))
     row("second `find`", lambda r: fmt_step(r.get("walk2"), with_count=True))
+    row("vsftpd CPU (all sessions, mount to unmount): ls phase / walk phase",
+        lambda r: " / ".join("—" if r.get(k) is None else f"{r[k]} s" for k in ("ls_server_cpu_s", "walk_server_cpu_s")))
     row("RSS after the second walk", lambda r: fmt_mib(r.get("walk2_rss_after")))
     out = "\n".join(lines)
 
