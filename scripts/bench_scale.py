@@ -30,8 +30,11 @@ lives in a temporary directory that is removed at the end.
 
 Prints a markdown table (rows: measurements; columns: the tools and the server's disk) and the
 ratios the targets of issue 19 are judged by, and writes scale.json (and the tools' logs) to
---out. The table also shows the kernel's FUSE inodes in use (/proc/slabinfo, system-wide) at
-mount, after the walk and after drop_caches: whether the kernel did forget them.
+--out. To tell where time and memory go, the table also shows the daemon's CPU seconds per
+step, vsftpd's CPU seconds per mount (all its sessions), the 1-minute load average (the
+machine may be shared; the tools' own sessions add to it), and the kernel's FUSE inodes in use
+(/proc/slabinfo, system-wide) at mount, after the walk and after drop_caches: whether the
+kernel did forget them.
 Needs root (vsftpd serves a system account, FUSE mounts, drop_caches).
 """
 
