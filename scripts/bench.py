@@ -107,7 +107,8 @@ class Link:
 
 
 class Vsftpd:
-    def __init__(self, work, link, tls, port):
+    def __init__(self, work, link, tls, port, root=None):
+        """Serves `root` (default: work/root) to USER; its config, log and certificates are in `work`."""
         self.port, self.tls, self.link = port, tls, link
         self.log = work / f"vsftpd-{port}.log"
         conf = work / f"vsftpd-{port}.conf"
@@ -121,7 +122,7 @@ write_enable=YES
 local_umask=022
 chroot_local_user=YES
 allow_writeable_chroot=YES
-local_root={work / 'root'}
+local_root={root or work / 'root'}
 pasv_enable=YES
 pasv_min_port={port + 1}
 pasv_max_port={port + 200}
@@ -557,8 +558,13 @@ def prepare(ctx):
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(rnd.randbytes(rnd.randrange(1, 16 * 1024)))
     sh("chown", "-R", USER, str(root))
-    # Certificates valid for both addresses a client may use.
-    w = str(ctx.work)
+    make_certs(ctx.work)
+
+
+def make_certs(work):
+    """A CA (ca.pem) and a server certificate (server.pem, server.key) in `work`, valid for
+    both addresses a client may use (loopback and the delayed link's)."""
+    w = str(work)
     sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=bench CA", "-keyout", f"{w}/ca.key", "-out", f"{w}/ca.pem", stderr=subprocess.DEVNULL)
     sh("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", f"{w}/server.key", "-out", f"{w}/server.csr", stderr=subprocess.DEVNULL)
     Path(f"{w}/ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.77.0.2\nbasicConstraints=CA:FALSE\n")
