@@ -35,9 +35,9 @@ pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
 pub const DEFAULT_CONTENT_CACHE_SIZE: u64 = 4 << 30;
 /// Files fetched ahead of a reader walking a directory, at most.
 pub const DEFAULT_PREFETCH_FILES: usize = 32;
-/// Directory listings kept in memory: 4,096 directories and 200,000 entries in all (about
-/// 25 MiB; a bigger single directory is kept while it is the newest).
-const DIR_CACHE: crate::fs::dircache::CacheLimits = crate::fs::dircache::CacheLimits { dirs: 4096, entries: 200_000 };
+/// Directory listings kept in memory: 4,096 directories and 100,000 entries in all (about
+/// 12 MiB; a bigger single directory is kept while it is the newest).
+const DIR_CACHE: crate::fs::dircache::CacheLimits = crate::fs::dircache::CacheLimits { dirs: 4096, entries: 100_000 };
 
 /// `$XDG_CACHE_HOME/ftpmount` or `~/.cache/ftpmount`.
 fn default_cache_dir() -> PathBuf {

@@ -56,12 +56,24 @@ impl Stored {
         if let Some(old) = self.lru.put(dir.to_string(), listing) {
             self.entries -= old.len();
         }
-        // The newest listing stays even when it alone is over the bound: it is being used.
-        while (self.entries > self.max_entries || self.lru.len() > self.max_dirs) && self.lru.len() > 1 {
-            if let Some((_, old)) = self.lru.pop_lru() {
-                self.entries -= old.len();
-            }
+        while self.entries > self.max_entries || self.lru.len() > self.max_dirs {
+            let Some(victim) = self.victim(dir) else { break };
+            self.pop(&victim);
         }
+    }
+
+    /// The listing to drop next: the least recently used, but never `newest` (being used) nor
+    /// one that alone fills over half the bound (a big directory being worked in would
+    /// otherwise be dropped and listed again whenever any other directory is looked at).
+    fn victim(&self, newest: &str) -> Option<String> {
+        let largest = self
+            .lru
+            .iter()
+            .max_by_key(|(_, l)| l.len())
+            .filter(|(_, l)| l.len().saturating_mul(2) > self.max_entries)
+            .map(|(k, _)| k.as_str());
+        let mut oldest_first = self.lru.iter().rev();
+        oldest_first.find(|(k, _)| k.as_str() != newest && Some(k.as_str()) != largest).map(|(k, _)| k.clone())
     }
 
     fn pop(&mut self, dir: &str) -> Option<Arc<Listing>> {
@@ -377,6 +389,24 @@ mod tests {
         *clock.0.lock() += Duration::from_secs(11);
         cache.drop_older_than(Duration::from_secs(10), |d| d == "b");
         assert_eq!(cache.size(), (1, 40), "kept on request");
+    }
+
+    #[test]
+    fn a_directory_bigger_than_the_bound_is_not_dropped_for_a_small_one() {
+        let fake = FakeRemote::new();
+        for i in 0..150 {
+            fake.add_file(&format!("big/f{i}"), b"x", SystemTime::now());
+        }
+        fake.add_file("small/a", b"x", SystemTime::now());
+        let limits = CacheLimits { dirs: 10, entries: 100 };
+        let cache = DirCache::with_folding(limits, Duration::from_secs(5), Arc::new(SystemClock), None);
+        cache.get(&fake, "").unwrap();
+        cache.get(&fake, "big").unwrap();
+        cache.get(&fake, "small").unwrap();
+        let lists = fake.lists.load(Ordering::SeqCst);
+        cache.get(&fake, "big").unwrap();
+        assert_eq!(fake.lists.load(Ordering::SeqCst), lists, "big stayed cached");
+        assert!(cache.peek("").is_none(), "the oldest small one made room");
     }
 
     #[test]

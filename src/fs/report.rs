@@ -102,12 +102,13 @@ impl Fs {
         self.handles.lock().len()
     }
 
-    /// Drops cached listings no longer of use: older than twice `--dir-timeout`, of
-    /// directories not being watched (the watcher compares their listings with the server's).
+    /// Drops cached listings no longer of use: older than `--dir-timeout` (they answer
+    /// nothing), of directories not being watched (the watcher compares their listings with
+    /// the server's).
     pub fn forget_old_listings(&self) {
         let watched: std::collections::HashSet<String> =
             self.watch.watched_inodes(self.clock.now()).into_iter().filter_map(|ino| self.path(ino).ok()).collect();
-        self.dirs.drop_older_than(self.config.dir_ttl * 2, |dir| watched.contains(dir));
+        self.dirs.drop_older_than(self.config.dir_ttl, |dir| watched.contains(dir));
     }
 
     /// What the mount holds in memory, for `status`.
