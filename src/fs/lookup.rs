@@ -153,11 +153,6 @@ impl Fs {
         Ok(self.tell(self.attr_of(ino, &join(&dir, name), &entry)))
     }
 
-    /// Counts a kernel reference to `name` in `parent` (an entry handed out by readdirplus).
-    pub fn remember(&self, parent: u64, name: &str) {
-        self.inodes.lock().get_or_insert(parent, name, true);
-    }
-
     pub fn forget(&self, ino: u64, n: u64) {
         if self.inodes.lock().forget(ino, n) {
             // The number may name another file from now on.
@@ -233,14 +228,15 @@ impl Fs {
     }
 
     /// Entry `i` of an open directory with its attributes, or `None` past the end. With
-    /// `plus` (readdirplus) the entry gets a node, which the caller counts as a kernel reference
-    /// with [`Fs::remember`] once it handed the entry over (or drops with `forget(ino, 0)`);
-    /// plain readdir makes no node (the kernel keeps nothing of it): a known entry shows its
-    /// inode, others [`UNKNOWN_INO`].
+    /// `plus` (readdirplus) the entry's node counts one kernel reference at once, so a
+    /// concurrent `forget` cannot free it while the entry is on its way; a caller that could
+    /// not hand the entry over gives the reference back with `forget(ino, 1)`. Plain readdir
+    /// makes no node (the kernel keeps nothing of it): a known entry shows its inode, others
+    /// [`UNKNOWN_INO`].
     pub fn dir_entry(&self, snap: &DirSnapshot, i: usize, plus: bool) -> Option<DirEntry> {
         let e = snap.get(i)?;
         let child = match plus {
-            true => self.inodes.lock().get_or_insert(snap.ino, &e.name, false),
+            true => self.inodes.lock().get_or_insert(snap.ino, &e.name, true),
             false => self.inodes.lock().find(snap.ino, &e.name).unwrap_or(UNKNOWN_INO),
         };
         let attr = self.attr_of(child, &join(&snap.dir, &e.name), e);

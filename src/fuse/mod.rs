@@ -500,13 +500,12 @@ impl Filesystem for FuseFs {
         for i in offset.saturating_sub(2) as usize.. {
             let Some(e) = self.fs.dir_entry(&snap, i, true) else { break };
             let attr = to_fuse(&e.attr);
+            // An entry handed over counts as a lookup (taken by `dir_entry`); the kernel
+            // forgets it later. One that did not fit gives its reference back.
             if reply.add(INodeNo(e.ino), i as u64 + 3, names::to_os(&e.name), &ttl, &attr, Generation(0)) {
-                // Not handed over: the node made for it goes again unless the kernel has it.
-                self.fs.forget(e.ino, 0);
+                self.fs.forget(e.ino, 1);
                 break;
             }
-            // Entries handed over count as lookups; the kernel forgets them later.
-            self.fs.remember(ino.0, &e.name);
         }
         reply.ok();
     }
