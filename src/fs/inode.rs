@@ -48,6 +48,13 @@ fn ino_of(slot: u32) -> u64 {
     u64::from(slot) + 1
 }
 
+/// The name index's hash of the node in `slot` (by parent and name), for the index to move
+/// its entries when it grows or shrinks.
+fn slot_hash(hasher: &DefaultHashBuilder, slots: &[Option<Node>], slot: u32) -> u64 {
+    let n = slots[slot as usize].as_ref().expect("indexed slots are live");
+    hasher.hash_one((n.parent, &*n.name))
+}
+
 impl InodeTable {
     /// The inode of `name` in `parent`, created if new. `lookup` counts a kernel reference.
     pub fn get_or_insert(&mut self, parent: u64, name: &str, lookup: bool) -> u64 {
@@ -171,10 +178,7 @@ impl InodeTable {
         }
         let hash = self.hash(node.parent, &node.name);
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_name.insert_unique(hash, slot, |&s| {
-            let n = slots[s as usize].as_ref().expect("indexed slots are live");
-            hasher.hash_one((n.parent, &*n.name))
-        });
+        self.by_name.insert_unique(hash, slot, |&s| slot_hash(hasher, slots, s));
     }
 
     fn unindex(&mut self, slot: u32) {
@@ -208,10 +212,7 @@ impl InodeTable {
         }
         if self.by_name.capacity() >= 1024 && self.by_name.len() * 4 < self.by_name.capacity() {
             let (slots, hasher) = (&self.slots, &self.hasher);
-            self.by_name.shrink_to(self.by_name.len() * 2, |&s| {
-                let n = slots[s as usize].as_ref().expect("indexed slots are live");
-                hasher.hash_one((n.parent, &*n.name))
-            });
+            self.by_name.shrink_to(self.by_name.len() * 2, |&s| slot_hash(hasher, slots, s));
         }
     }
 }
