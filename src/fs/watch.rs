@@ -433,7 +433,10 @@ impl Fs {
             };
             let verified = self.watch.known(ino).flatten();
             let fresh = |l: &Listing| self.checked_within(l, verified, self.watch.period(l.len()) - interval / 2);
-            if self.dirs.peek(&path).is_some_and(|l| fresh(&l)) {
+            // Nothing cached means nothing to compare: its first listing is on its way (a big
+            // one takes seconds; listing it twice at once would only slow it), or the next look
+            // lists it anyway.
+            if self.dirs.peek(&path).is_none_or(|l| fresh(&l)) {
                 continue;
             }
             match self.recheck(ino, &path) {

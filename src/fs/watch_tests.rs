@@ -331,3 +331,25 @@ fn without_a_watch_interval_nothing_is_listed_again() {
     assert_eq!(fake.lists.load(Ordering::SeqCst), lists);
     assert_eq!(fs.watched_dirs(), 0);
 }
+
+#[test]
+fn an_open_directory_with_no_cached_listing_is_not_listed_by_the_watch() {
+    // Its first listing may be on its way (a big one takes seconds): a second one at the same
+    // time would only slow it, and there would be nothing to compare it with.
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("d/a", b"1", SystemTime::now());
+    let rig = Rig::new(fake.clone());
+    let d = rig.fs.lookup(ROOT, "d").unwrap();
+    let fh = rig.fs.opendir(d.ino).unwrap();
+    rig.fs.dirs.invalidate("d");
+    let lists = fake.lists.load(Ordering::SeqCst);
+    rig.advance(3);
+    assert!(rig.round().is_empty());
+    assert_eq!(fake.lists.load(Ordering::SeqCst), lists);
+    // Once listed, it is watched again.
+    assert_eq!(rig.names(d.ino), ["a"]);
+    rig.advance(3);
+    rig.round();
+    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 2);
+    rig.fs.releasedir(fh, d.ino);
+}
