@@ -107,6 +107,29 @@ fn a_file_unlinked_while_open_for_update_can_still_be_read_through_it() {
 }
 
 #[test]
+fn a_file_given_a_time_and_then_unlinked_while_open_closes_without_error() {
+    // `touch -d` (or an archiver restoring times) on an open file that is then deleted: as on
+    // a local disk, its close succeeds and nothing reaches the server.
+    for written in [true, false] {
+        let fake = Arc::new(FakeRemote::new());
+        let fs = fs_with(fake.clone());
+        let (attr, fh) = fs
+            .create(ROOT, "f", OpenMode { write: true, truncate: true, pid: 7, ..Default::default() }, false)
+            .unwrap();
+        if written {
+            fs.write(fh, 0, b"data").unwrap();
+        }
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+        fs.setattr(attr.ino, Some(fh), SetAttr { mtime: Some(t), ..Default::default() }).unwrap();
+        fs.unlink(ROOT, "f").unwrap();
+        fs.flush(fh, 7).unwrap_or_else(|e| panic!("written {written}: {e:?}"));
+        fs.fsync(fh).unwrap();
+        fs.release(fh);
+        assert!(fake.paths().is_empty(), "written {written}: {:?}", fake.paths());
+    }
+}
+
+#[test]
 fn a_directory_just_made_is_known_empty_with_two_links() {
     let fake = Arc::new(FakeRemote::new());
     let fs = fs_with(fake.clone());

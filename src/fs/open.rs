@@ -255,10 +255,11 @@ impl Fs {
             }
             Ok(None) => {
                 let pending = h.state.lock().pending_mtime.take();
-                if let Some(t) = pending {
-                    self.apply_mtime(&path, t)?;
+                // A file deleted while open has no time to set: its content went nowhere.
+                match pending {
+                    Some(t) if !h.gone.load(Ordering::Relaxed) => self.apply_mtime(&path, t),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             Err(e) => {
                 tracing::error!("{e}");
