@@ -158,6 +158,18 @@ fn a_file_deleted_while_open_leaves_nothing_behind() {
     drop(f);
     assert!(!path.exists());
     assert!(tree_listing(server.root()).is_empty(), "nothing on the server: {:?}", tree_listing(server.root()));
+
+    // Given a time first (`touch -d`, an archiver restoring times): fsync and close succeed.
+    let path = mount.path().join("stamped.bin");
+    let mut f = fs::File::create(&path).unwrap();
+    f.write_all(b"stamped").unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000)).unwrap();
+    fs::remove_file(&path).unwrap();
+    f.sync_all().unwrap();
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: `fd` was just taken from the File, so it is open and closed only here.
+    assert_eq!(unsafe { libc::close(fd) }, 0, "close: {}", std::io::Error::last_os_error());
+    assert!(tree_listing(server.root()).is_empty(), "nothing on the server: {:?}", tree_listing(server.root()));
 }
 
 #[test]
