@@ -62,9 +62,9 @@ fn secs(t: SystemTime) -> u64 {
 
 impl FtpRemote {
     /// `SITE CHMOD` and the time-setting command this server takes, on the temporary, then
-    /// `RNFR`/`RNTO`, all sent at once: one round trip instead of four. Only where the server
-    /// took commands sent without waiting (or has not been tried yet: the first batch is then a
-    /// probe) and how to set times is already known.
+    /// `RNFR`/`RNTO`, all sent at once: one round trip instead of up to four (two for a bare
+    /// rename). Only where the server took commands sent without waiting (or has not been tried
+    /// yet: the first batch is then a probe); the time only where how to set it is known.
     pub(super) fn rename_upload_at_once(
         &self,
         from: &str,
@@ -86,7 +86,7 @@ impl FtpRemote {
         let chmod = mode
             .filter(|_| !self.chmod_unsupported.load(Ordering::Relaxed))
             .map(|m| format!("SITE CHMOD {:o} {f}", m & 0o7777));
-        if state == Pipelining::Refused || (set_time.is_none() && chmod.is_none()) {
+        if state == Pipelining::Refused {
             return self.rename(from, to).map(|()| Applied::default());
         }
         const CHMOD_OK: [suppaftp::Status; 1] = [suppaftp::Status::CommandOk];
@@ -126,7 +126,15 @@ impl FtpRemote {
             Err(e) => {
                 retire(&mut lease, &e);
                 lease.mark_broken();
-                return Err(e);
+                drop(lease);
+                if !e.is_transient() {
+                    return Err(e);
+                }
+                // The connection broke: the batch may have been done in part or whole. A plain
+                // rename on a fresh session finds out (a rename already done counts as done);
+                // mode and time count as not set (the caller sets them on `to`).
+                tracing::debug!("{what} again, on a fresh session, after: {e}");
+                return self.rename(from, to).map(|()| Applied::default());
             }
         };
         drop(lease);
