@@ -183,7 +183,7 @@ fn swap_case(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::fake::FakeRemote;
+    use crate::remote::fake::{FakeRemote, Fault};
 
     #[test]
     fn default_policy_is_reject_where_the_server_folds_and_warn_elsewhere() {
@@ -218,7 +218,7 @@ mod tests {
         for folds in [false, true] {
             let fake = FakeRemote::new();
             fake.set_case_insensitive(folds);
-            fake.refuse_size.store(true, std::sync::atomic::Ordering::SeqCst);
+            fake.inject(Fault::RefuseSize);
             assert_eq!(detect(&fake, true).server_folds, folds);
         }
     }

@@ -322,8 +322,7 @@ impl DirCache {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::remote::fake::FakeRemote;
-    use std::sync::atomic::Ordering;
+    use crate::remote::fake::{Call, FakeRemote};
     use std::time::SystemTime;
 
     struct Manual(Mutex<Instant>);
@@ -341,10 +340,10 @@ mod tests {
         let cache = DirCache::new(8, Duration::from_secs(5), clock.clone());
         cache.get(&fake, "d").unwrap();
         cache.get(&fake, "d").unwrap();
-        assert_eq!(fake.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(fake.count(Call::List), 1);
         *clock.0.lock() += Duration::from_secs(6);
         let l = cache.get(&fake, "d").unwrap();
-        assert_eq!(fake.lists.load(Ordering::SeqCst), 2);
+        assert_eq!(fake.count(Call::List), 2);
         assert!(l.get("a").is_some() && l.get("b").is_none());
     }
 
@@ -362,7 +361,7 @@ mod tests {
         for t in threads {
             assert_eq!(t.join().unwrap(), 1);
         }
-        assert!(fake.lists.load(Ordering::SeqCst) <= 2, "loads are shared");
+        assert!(fake.count(Call::List) <= 2, "loads are shared");
     }
 
     #[test]
@@ -403,9 +402,9 @@ mod tests {
         cache.get(&fake, "").unwrap();
         cache.get(&fake, "big").unwrap();
         cache.get(&fake, "small").unwrap();
-        let lists = fake.lists.load(Ordering::SeqCst);
+        let lists = fake.count(Call::List);
         cache.get(&fake, "big").unwrap();
-        assert_eq!(fake.lists.load(Ordering::SeqCst), lists, "big stayed cached");
+        assert_eq!(fake.count(Call::List), lists, "big stayed cached");
         assert!(cache.peek("").is_none(), "the oldest small one made room");
     }
 

@@ -82,7 +82,7 @@ fn work(p: Weak<Prefetcher>, dirs: &DirCache, remote: &dyn Remote) {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::remote::fake::FakeRemote;
+    use crate::remote::fake::{Call, FakeRemote};
     use std::time::{Instant, SystemTime};
 
     #[test]
@@ -100,6 +100,6 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(5), "prefetch did not finish");
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(fake.lists.load(std::sync::atomic::Ordering::SeqCst), 20, "each directory listed once");
+        assert_eq!(fake.count(Call::List), 20, "each directory listed once");
     }
 }
