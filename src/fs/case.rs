@@ -31,11 +31,15 @@ pub enum ServerCase {
     No,
 }
 
+/// How this mount treats names that differ only in case: the policy, how names fold, and
+/// whether the server folds them itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaseRules {
+    /// What a collision does (`--case-collisions`).
     pub policy: CollisionPolicy,
     /// The server treats names that fold equal as one name.
     pub server_folds: bool,
+    /// Which names count as the same.
     pub folding: Folding,
 }
 

@@ -24,6 +24,7 @@ pub struct CacheLimits {
 
 /// A cached listing as it was at one moment (see [`DirCache::snapshot`]).
 pub struct Snapshot {
+    /// The listing cached then, if any.
     pub listing: Option<Arc<Listing>>,
     changes: u64,
 }
@@ -92,6 +93,8 @@ impl Stored {
     }
 }
 
+/// Directory listings, each trusted for `--dir-timeout`, at most [`CacheLimits`] of them; a
+/// listing asked for by several callers at once is loaded from the server once.
 pub struct DirCache {
     ttl: Duration,
     /// Index listings by folded name (for case checks), or not.
@@ -102,15 +105,19 @@ pub struct DirCache {
     /// Counts changes made to cached listings (by this mount), so a listing loaded in the
     /// background can tell whether one happened while it was on the way (see [`Snapshot`]).
     changes: std::sync::atomic::AtomicU64,
+    /// Lookups answered from the cache, and those that had to list the server (for `status`).
     pub hits: std::sync::atomic::AtomicU64,
     pub misses: std::sync::atomic::AtomicU64,
 }
 
 impl DirCache {
+    /// A cache of at most `capacity` listings, each trusted for `ttl`, without a folded index.
     pub fn new(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self::with_folding(CacheLimits { dirs: capacity, entries: usize::MAX }, ttl, clock, None)
     }
 
+    /// A cache within `limits`, each listing trusted for `ttl`; with `folding`, listings are also
+    /// indexed by folded name for the case checks.
     pub fn with_folding(limits: CacheLimits, ttl: Duration, clock: Arc<dyn Clock>, folding: Option<Folding>) -> Self {
         let stored = Stored {
             lru: LruCache::unbounded(),

@@ -28,6 +28,7 @@ impl Fs {
         Err(FsError::NotPermitted("FTP cannot create symbolic links"))
     }
 
+    /// `mkdir` with the server's usual mode: one `MKD` (see [`Fs::mkdir_with_mode`]).
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
         self.mkdir_with_mode(parent, name, None)
     }
@@ -60,6 +61,8 @@ impl Fs {
         Ok(self.attr_of(ino, &path, &entry))
     }
 
+    /// `unlink`: `DELE` at once (of a listed file). A file still being written is dropped with it: its changes are
+    /// never uploaded, and a partial temporary upload is deleted too.
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;
@@ -94,6 +97,8 @@ impl Fs {
         Ok(())
     }
 
+    /// `rmdir`: lists the directory again (someone may have added files), then `RMD` if it is
+    /// empty; refused while files are being written under it.
     pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;

@@ -20,6 +20,8 @@ struct Queue {
     queued: HashSet<String>,
 }
 
+/// The queue of directories to list ahead and its background loaders; each loader lists
+/// one directory at a time over the pool and puts the listing into the cache.
 pub struct Prefetcher {
     queue: Mutex<Queue>,
     ready: Condvar,

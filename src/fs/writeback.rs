@@ -78,10 +78,13 @@ pub struct WriteBack {
 }
 
 impl WriteBack {
+    /// An empty queue whose spool files and journal live in `dir`; nothing is uploaded until
+    /// `Fs::start_write_back` starts the workers.
     pub fn new(dir: PathBuf) -> WriteBack {
         WriteBack { dir, queue: Mutex::new(Queue::default()), changed: Condvar::new() }
     }
 
+    /// The queue directory (this source's; `failed/` is below it).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -148,6 +151,7 @@ impl WriteBack {
 }
 
 impl Fs {
+    /// The write-back queue, when the mount has `--write-back`.
     pub(super) fn write_back(&self) -> Option<&WriteBack> {
         self.write_back.as_ref()
     }
