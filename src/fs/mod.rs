@@ -353,13 +353,15 @@ impl std::fmt::Display for TransferState {
 /// write-back queue.
 ///
 /// **Lock order.** A write handle's `job` (one upload of it at a time), then its `state`, then
-/// `Fs::writing`: `rename_pending` and the write-back queue take them in that order, and
-/// nothing takes a handle's lock while holding `writing`. Every other mutex here (`handles`, `open_dirs`,
-/// `inodes`, `parked`, `told`, `local_times`, `set_times`, `errors`, `case_warned`,
-/// `case_confirmed`, `notifier`) is a leaf: held for one map operation, with no other lock
-/// taken and no server command sent meanwhile. The caches (`dirs`, `content`) take only their
-/// own locks inside. The file prefetcher takes its own lock and then may take `writing`
-/// (through [`prefetch_files::View::busy`]), so it is never called with `writing` held.
+/// `Fs::writing`; nothing takes a handle's lock while holding `writing`. `job` and `state` are
+/// held across server commands on purpose (the upload, rename or listing of that one file),
+/// `writing` never. Every other mutex here (`handles`, `open_dirs`, `inodes`, `parked`, `told`,
+/// `local_times`, `set_times`, `errors`, `case_warned`, `case_confirmed`, `notifier`) is a
+/// leaf: held for one map operation, with no other lock taken and no server command sent
+/// meanwhile. The caches (`dirs`, `content`) take only their own locks inside; the watcher
+/// holds its own while it stores a refreshed listing in `dirs`. The file prefetcher takes its
+/// own lock and then may take `writing` (through [`prefetch_files::View::busy`]), so it is
+/// never called with `writing` held. (Mind `if let`: its scrutinee's guard lives to the end.)
 pub struct Fs {
     remote: Arc<dyn Remote>,
     config: FsConfig,

@@ -261,8 +261,10 @@ impl Fs {
         new_dir: &str,
         new_name: &str,
     ) -> Result<bool> {
-        // Whatever waits to be uploaded to the target is replaced by this file.
-        if let Some(other) = self.writing.lock().get(to).cloned() {
+        // Whatever waits to be uploaded to the target is replaced by this file. (Bound first:
+        // an `if let` scrutinee's guard would hold `writing` through the discard and the DELE.)
+        let other = self.writing.lock().get(to).cloned();
+        if let Some(other) = other {
             if !Arc::ptr_eq(&other, w) {
                 if let Some(partial) = other.discard() {
                     let _ = self.remote.delete(&partial);

@@ -305,7 +305,8 @@ impl Fs {
                 p.reader_closed(&r.path);
             }
             if let Some(p) = r.park(self.server_mtime(&r.path)) {
-                if let Some(old) = self.parked.lock().insert(r.path.clone(), p) {
+                let old = self.parked.lock().insert(r.path.clone(), p);
+                if let Some(old) = old {
                     old.end();
                 }
             }

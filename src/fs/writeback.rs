@@ -341,7 +341,8 @@ impl Fs {
             let mut reserved = self.spool.reservation();
             let _ = self.spool.reserve(&mut reserved, journal.size);
             let h = Arc::new(WriteHandle::resumed(&journal, file, reserved, Kept(data)));
-            if let Some(older) = self.writing.lock().insert(journal.path.clone(), h.clone()) {
+            let older = self.writing.lock().insert(journal.path.clone(), h.clone());
+            if let Some(older) = older {
                 let _ = older.discard();
             }
             wb.push(h, Duration::ZERO, 0);
