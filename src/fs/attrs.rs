@@ -4,6 +4,9 @@
 use super::*;
 
 impl Fs {
+    /// `setattr`: truncates (see `truncate`), sets the time (`MFMT`/`MDTM`) and the mode (`SITE CHMOD`)
+    /// at once, or, on a file whose content is still to be uploaded, keeps them for after its upload.
+    /// Owner changes are accepted and not sent (FTP cannot change owners).
     pub fn setattr(&self, ino: u64, fh: Option<u64>, change: SetAttr) -> Result<Attr> {
         if change.size.is_some() || change.mtime.is_some() || change.mode.is_some() {
             self.check_writable()?;

@@ -31,11 +31,15 @@ pub enum ServerCase {
     No,
 }
 
+/// How this mount treats names that differ only in case: the policy, how names fold, and
+/// whether the server folds them itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaseRules {
+    /// What a collision does (`--case-collisions`).
     pub policy: CollisionPolicy,
     /// The server treats names that fold equal as one name.
     pub server_folds: bool,
+    /// Which names count as the same.
     pub folding: Folding,
 }
 
@@ -183,7 +187,7 @@ fn swap_case(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::fake::FakeRemote;
+    use crate::remote::fake::{FakeRemote, Fault};
 
     #[test]
     fn default_policy_is_reject_where_the_server_folds_and_warn_elsewhere() {
@@ -218,7 +222,7 @@ mod tests {
         for folds in [false, true] {
             let fake = FakeRemote::new();
             fake.set_case_insensitive(folds);
-            fake.refuse_size.store(true, std::sync::atomic::Ordering::SeqCst);
+            fake.inject(Fault::RefuseSize);
             assert_eq!(detect(&fake, true).server_folds, folds);
         }
     }

@@ -10,9 +10,8 @@ use super::{Fs, FsConfig, OpenMode};
 use crate::casefold::Folding;
 use crate::clock::{Clock, SystemClock};
 use crate::remote::Remote;
-use crate::remote::fake::FakeRemote;
+use crate::remote::fake::{Call, FakeRemote};
 use parking_lot::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 fn fs(fake: &Arc<FakeRemote>, policy: CollisionPolicy) -> Fs {
@@ -156,10 +155,10 @@ fn many_creates_cost_one_names_listing_per_second_not_one_each() {
     let fs = fs_with_clock(&fake, CollisionPolicy::Warn, clock.clone());
     fs.readdir(ROOT, false).unwrap();
     *clock.0.lock() += Duration::from_secs(2);
-    let before = fake.lists.load(Ordering::SeqCst);
+    let before = fake.count(Call::List);
     for i in 0..20 {
         touch(&fs, &format!("file{i}")).unwrap();
     }
-    assert_eq!(fake.lists.load(Ordering::SeqCst) - before, 1, "names confirmed once, then trusted for a second");
+    assert_eq!(fake.count(Call::List) - before, 1, "names confirmed once, then trusted for a second");
     assert_eq!(fake.list("").unwrap().len(), 20);
 }

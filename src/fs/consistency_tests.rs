@@ -1,7 +1,6 @@
 //! Close-to-open consistency (issue 13, defect 3): `open` revalidates, transfers correct sizes.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -10,7 +9,7 @@ use super::inode::ROOT;
 use super::tests::test_config;
 use super::{Fs, Invalidate, OpenMode};
 use crate::clock::Clock;
-use crate::remote::fake::FakeRemote;
+use crate::remote::fake::{Call, FakeRemote};
 
 struct ManualClock(Mutex<Instant>);
 
@@ -72,7 +71,7 @@ fn open_sees_a_file_that_grew_on_the_server_although_the_listing_is_cached() {
     let a = s.fs.getattr(f.ino).unwrap();
     assert_eq!((a.size, a.mtime), (8893, t1), "the listing was corrected");
     assert!(s.told.lock().contains(&Invalidate::Inode(f.ino)), "the kernel was told");
-    assert_eq!(s.fake.lists.load(Ordering::SeqCst), 1, "one stat, not a new listing");
+    assert_eq!(s.fake.count(Call::List), 1, "one stat, not a new listing");
 }
 
 #[test]
@@ -95,11 +94,11 @@ fn a_listing_younger_than_a_second_costs_no_command_at_open() {
     let f = s.fs.lookup(ROOT, "f").unwrap();
     *s.clock.0.lock() += Duration::from_millis(500);
     assert_eq!(read_all(&s.fs, f.ino).unwrap(), b"abc");
-    assert_eq!(s.fake.stats.load(Ordering::SeqCst), 0);
+    assert_eq!(s.fake.count(Call::Stat), 0);
     assert!(s.told.lock().is_empty(), "nothing changed, nothing told");
     *s.clock.0.lock() += Duration::from_secs(1);
     read_all(&s.fs, f.ino).unwrap();
-    assert_eq!(s.fake.stats.load(Ordering::SeqCst), 1);
+    assert_eq!(s.fake.count(Call::Stat), 1);
     assert!(s.told.lock().is_empty(), "unchanged: the kernel keeps its cache");
 }
 
@@ -139,7 +138,7 @@ fn a_transfer_cut_short_while_the_server_keeps_the_size_is_an_error_not_a_short_
     let s = setup();
     s.fake.add_file("f", &data(1000), SystemTime::now());
     let f = s.fs.lookup(ROOT, "f").unwrap();
-    *s.fake.cut_reads_at.lock() = Some(600);
+    s.fake.cut_reads_at(600);
     let err = read_all(&s.fs, f.ino).unwrap_err();
     assert_eq!(err.errno(), libc::EIO, "{err}");
     assert_eq!(s.fs.getattr(f.ino).unwrap().size, 1000);

@@ -98,6 +98,8 @@ pub struct ContentStats {
     pub files: u64,
 }
 
+/// The content cache (`--content-cache-size`): byte ranges of downloaded files kept on local
+/// disk by version, so reading a file again costs no download while its size and time are unchanged.
 pub struct ContentCache {
     dir: PathBuf,
     limit: u64,
@@ -371,6 +373,7 @@ impl ContentCache {
         }
     }
 
+    /// Hits, misses and what is held now, for `status`; nothing is asked of the server.
     pub fn stats(&self) -> ContentStats {
         let idx = self.index.lock();
         ContentStats {

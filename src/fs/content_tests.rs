@@ -2,14 +2,13 @@
 //! again while the file is unchanged, in the same mount and the next; uploads fill it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use super::inode::ROOT;
 use super::tests::test_config;
 use super::{Fs, FsConfig, OpenMode};
 use crate::clock::SystemClock;
-use crate::remote::fake::FakeRemote;
+use crate::remote::fake::{Call, FakeRemote};
 
 fn data(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
@@ -56,14 +55,14 @@ fn a_file_read_once_is_not_downloaded_again_in_this_mount_or_the_next() {
         let fs = mount(&fake, dir.path());
         assert_eq!(read(&fs, "img.jpg", usize::MAX), d);
         assert_eq!(read(&fs, "img.jpg", usize::MAX), d);
-        assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "the second read came from the cache");
+        assert_eq!(fake.count(Call::Open), 1, "the second read came from the cache");
         let stats = fs.content_stats().unwrap();
         assert_eq!(stats.hit_bytes, d.len() as u64);
         fs.close_reads();
     }
     let fs = mount(&fake, dir.path());
     assert_eq!(read(&fs, "img.jpg", usize::MAX), d);
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "after a remount too");
+    assert_eq!(fake.count(Call::Open), 1, "after a remount too");
 }
 
 #[test]
@@ -90,7 +89,7 @@ fn a_sniff_then_a_whole_read_is_one_transfer() {
     let fs = mount(&fake, dir.path());
     assert_eq!(read(&fs, "big.png", 8192), &d[..8192]);
     assert_eq!(read(&fs, "big.png", usize::MAX), d);
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "the second open went on with the first transfer");
+    assert_eq!(fake.count(Call::Open), 1, "the second open went on with the first transfer");
     let stats = fs.content_stats().unwrap();
     assert_eq!(stats.miss_bytes, d.len() as u64, "every byte downloaded once");
 }
@@ -125,7 +124,7 @@ fn a_file_just_uploaded_is_read_from_the_cache() {
     assert_eq!(fake.file("new.jpg").unwrap(), d);
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(read(&fs, "new.jpg", usize::MAX), d);
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 0, "nothing downloaded");
+    assert_eq!(fake.count(Call::Open), 0, "nothing downloaded");
 }
 
 #[test]
@@ -135,6 +134,6 @@ fn without_the_cache_every_open_downloads() {
     let fs = Fs::new(fake.clone(), test_config(), Arc::new(SystemClock));
     read(&fs, "f", usize::MAX);
     read(&fs, "f", usize::MAX);
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.count(Call::Open), 2);
     assert!(!fs.keeps_content());
 }

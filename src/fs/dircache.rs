@@ -24,6 +24,7 @@ pub struct CacheLimits {
 
 /// A cached listing as it was at one moment (see [`DirCache::snapshot`]).
 pub struct Snapshot {
+    /// The listing cached then, if any.
     pub listing: Option<Arc<Listing>>,
     changes: u64,
 }
@@ -92,6 +93,8 @@ impl Stored {
     }
 }
 
+/// Directory listings, each trusted for `--dir-timeout`, at most [`CacheLimits`] of them; a
+/// listing asked for by several callers at once is loaded from the server once.
 pub struct DirCache {
     ttl: Duration,
     /// Index listings by folded name (for case checks), or not.
@@ -102,15 +105,19 @@ pub struct DirCache {
     /// Counts changes made to cached listings (by this mount), so a listing loaded in the
     /// background can tell whether one happened while it was on the way (see [`Snapshot`]).
     changes: std::sync::atomic::AtomicU64,
+    /// Lookups answered from the cache, and those that had to list the server (for `status`).
     pub hits: std::sync::atomic::AtomicU64,
     pub misses: std::sync::atomic::AtomicU64,
 }
 
 impl DirCache {
+    /// A cache of at most `capacity` listings, each trusted for `ttl`, without a folded index.
     pub fn new(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self::with_folding(CacheLimits { dirs: capacity, entries: usize::MAX }, ttl, clock, None)
     }
 
+    /// A cache within `limits`, each listing trusted for `ttl`; with `folding`, listings are also
+    /// indexed by folded name for the case checks.
     pub fn with_folding(limits: CacheLimits, ttl: Duration, clock: Arc<dyn Clock>, folding: Option<Folding>) -> Self {
         let stored = Stored {
             lru: LruCache::unbounded(),
@@ -322,8 +329,7 @@ impl DirCache {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::remote::fake::FakeRemote;
-    use std::sync::atomic::Ordering;
+    use crate::remote::fake::{Call, FakeRemote};
     use std::time::SystemTime;
 
     struct Manual(Mutex<Instant>);
@@ -341,10 +347,10 @@ mod tests {
         let cache = DirCache::new(8, Duration::from_secs(5), clock.clone());
         cache.get(&fake, "d").unwrap();
         cache.get(&fake, "d").unwrap();
-        assert_eq!(fake.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(fake.count(Call::List), 1);
         *clock.0.lock() += Duration::from_secs(6);
         let l = cache.get(&fake, "d").unwrap();
-        assert_eq!(fake.lists.load(Ordering::SeqCst), 2);
+        assert_eq!(fake.count(Call::List), 2);
         assert!(l.get("a").is_some() && l.get("b").is_none());
     }
 
@@ -362,7 +368,7 @@ mod tests {
         for t in threads {
             assert_eq!(t.join().unwrap(), 1);
         }
-        assert!(fake.lists.load(Ordering::SeqCst) <= 2, "loads are shared");
+        assert!(fake.count(Call::List) <= 2, "loads are shared");
     }
 
     #[test]
@@ -403,9 +409,9 @@ mod tests {
         cache.get(&fake, "").unwrap();
         cache.get(&fake, "big").unwrap();
         cache.get(&fake, "small").unwrap();
-        let lists = fake.lists.load(Ordering::SeqCst);
+        let lists = fake.count(Call::List);
         cache.get(&fake, "big").unwrap();
-        assert_eq!(fake.lists.load(Ordering::SeqCst), lists, "big stayed cached");
+        assert_eq!(fake.count(Call::List), lists, "big stayed cached");
         assert!(cache.peek("").is_none(), "the oldest small one made room");
     }
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::clock::SystemClock;
-use crate::remote::fake::FakeRemote;
+use crate::remote::fake::{Call, FakeRemote, Fault};
 
 /// The settings unit tests share: long TTLs, no prefetch, no case checks.
 pub(super) fn test_config() -> FsConfig {
@@ -43,9 +43,9 @@ fn stat_of_every_entry_costs_one_listing() {
         let a = fs.lookup(d.ino, &format!("f{i}")).unwrap();
         assert_eq!((a.size, a.mtime, a.uid), (3, t, 1000));
     }
-    assert_eq!(fake.lists.load(Ordering::SeqCst), 2, "root + d");
+    assert_eq!(fake.count(Call::List), 2, "root + d");
     assert!(matches!(fs.lookup(d.ino, "missing"), Err(FsError::NotFound)));
-    assert_eq!(fake.lists.load(Ordering::SeqCst), 2, "negative answer from the cached listing");
+    assert_eq!(fake.count(Call::List), 2, "negative answer from the cached listing");
 }
 
 #[test]
@@ -134,10 +134,10 @@ fn a_directory_just_made_is_known_empty_with_two_links() {
     let fake = Arc::new(FakeRemote::new());
     let fs = fs_with(fake.clone());
     let d = fs.mkdir(ROOT, "d").unwrap();
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     assert_eq!(fs.getattr(d.ino).unwrap().nlink, 2);
     assert!(fs.readdir(d.ino, false).unwrap().is_empty());
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists, "no listing asked for");
+    assert_eq!(fake.count(Call::List), lists, "no listing asked for");
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn a_failed_replace_keeps_the_old_file_and_leaves_no_temporary() {
     let fs = fs_with(fake.clone());
     let f = fs.lookup(ROOT, "f.txt").unwrap();
     let fh = fs.open(f.ino, write_mode()).unwrap();
-    *fake.fail_uploads.lock() = Some(RemoteError::NoSpace("552 quota".into()));
+    fake.fail_uploads_with(RemoteError::NoSpace("552 quota".into()));
     fs.write(fh, 0, b"new content").unwrap();
     let err = fs.flush(fh, 7).unwrap_err();
     assert_eq!(err.errno(), libc::ENOSPC);
@@ -177,7 +177,7 @@ fn a_failed_new_file_is_removed() {
     let fake = Arc::new(FakeRemote::new());
     let fs = fs_with(fake.clone());
     let (_, fh) = fs.create(ROOT, "new.bin", write_mode(), true).unwrap();
-    *fake.fail_uploads.lock() = Some(RemoteError::Connection("426 broken".into()));
+    fake.fail_uploads_with(RemoteError::Connection("426 broken".into()));
     fs.write(fh, 0, &[1u8; 1000]).unwrap();
     assert_eq!(fs.flush(fh, 7).unwrap_err().errno(), libc::EIO);
     fs.release(fh);
@@ -188,7 +188,7 @@ fn a_failed_new_file_is_removed() {
 fn replace_deletes_first_where_rename_over_is_refused() {
     let fake = Arc::new(FakeRemote::new());
     fake.add_file("f.txt", b"old", SystemTime::now());
-    fake.refuse_rename_over.store(true, Ordering::SeqCst);
+    fake.inject(Fault::RefuseRenameOver);
     let fs = fs_with(fake.clone());
     let f = fs.lookup(ROOT, "f.txt").unwrap();
     let fh = fs.open(f.ino, write_mode()).unwrap();
@@ -212,7 +212,7 @@ fn write_new(fs: &Fs, name: &str, data: &[u8]) -> Result<()> {
 fn new_files_upload_under_a_temporary_name_and_are_renamed_into_place() {
     let fake = Arc::new(FakeRemote::new());
     let fs = fs_with(fake.clone());
-    fake.refuse_renames.store(true, Ordering::SeqCst);
+    fake.inject(Fault::RefuseRenames);
     // Had it gone to its own name, the refused rename would not matter.
     assert_eq!(write_new(&fs, "a.txt", b"one").unwrap_err().errno(), libc::EACCES);
     assert!(fake.paths().is_empty(), "neither a partial a.txt nor the temporary: {:?}", fake.paths());
@@ -221,7 +221,7 @@ fn new_files_upload_under_a_temporary_name_and_are_renamed_into_place() {
 #[test]
 fn where_renames_are_refused_new_files_go_to_their_own_name_from_then_on() {
     let fake = Arc::new(FakeRemote::new());
-    fake.refuse_renames.store(true, Ordering::SeqCst);
+    fake.inject(Fault::RefuseRenames);
     let fs = fs_with(fake.clone());
     let err = write_new(&fs, "first.txt", b"1").unwrap_err();
     assert!(err.to_string().contains("write first.txt again"), "{err}");
@@ -235,12 +235,12 @@ fn where_renames_are_refused_new_files_go_to_their_own_name_from_then_on() {
 fn a_new_file_whose_upload_failed_can_be_opened_with_truncation_and_written_again() {
     let fake = Arc::new(FakeRemote::new());
     let fs = fs_with(fake.clone());
-    *fake.fail_uploads.lock() = Some(RemoteError::Connection("426 broken".into()));
+    fake.fail_uploads_with(RemoteError::Connection("426 broken".into()));
     let (attr, fh) = fs.create(ROOT, "n.txt", write_mode(), false).unwrap();
     fs.write(fh, 0, b"lost").unwrap();
     assert!(fs.flush(fh, 7).is_err());
     fs.release(fh);
-    *fake.fail_uploads.lock() = None;
+    fake.heal_uploads();
     // The kernel still has the inode: open(O_TRUNC) on it writes the file anew.
     let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, ..Default::default() }).unwrap();
     fs.write(fh, 0, b"kept").unwrap();
@@ -267,7 +267,7 @@ fn this_mounts_uploads_in_flight_are_not_listed_but_others_temporaries_are() {
 #[test]
 fn a_directory_that_refuses_every_upload_does_not_turn_temporary_names_off() {
     let fake = Arc::new(FakeRemote::new());
-    *fake.refuse_uploads_in.lock() = Some("locked".into());
+    fake.refuse_uploads_in("locked");
     fake.add_dir("locked");
     let fs = fs_with(fake.clone());
     let dir = fs.lookup(ROOT, "locked").unwrap();
@@ -275,7 +275,7 @@ fn a_directory_that_refuses_every_upload_does_not_turn_temporary_names_off() {
     assert_eq!(fs.write(fh, 0, b"x").unwrap_err().errno(), libc::EACCES);
     fs.release(fh);
     // Elsewhere new files still go through a temporary name (a refused rename shows it).
-    fake.refuse_renames.store(true, Ordering::SeqCst);
+    fake.inject(Fault::RefuseRenames);
     assert_eq!(write_new(&fs, "a.txt", b"one").unwrap_err().errno(), libc::EACCES);
     assert!(fake.paths().iter().all(|p| p.starts_with("locked")), "{:?}", fake.paths());
 }
@@ -283,7 +283,7 @@ fn a_directory_that_refuses_every_upload_does_not_turn_temporary_names_off() {
 #[test]
 fn where_hidden_names_are_refused_new_files_go_to_their_own_name_at_once() {
     let fake = Arc::new(FakeRemote::new());
-    fake.refuse_hidden_uploads.store(true, Ordering::SeqCst);
+    fake.inject(Fault::RefuseHiddenUploads);
     let fs = fs_with(fake.clone());
     write_new(&fs, "a.txt", b"streamed").unwrap();
     assert_eq!(fake.file("a.txt").unwrap(), b"streamed");
@@ -334,7 +334,7 @@ fn an_append_whose_download_fails_in_its_final_reply_changes_nothing() {
     // RETR answered 125, no bytes, then "425 Unable to build data connection", every time.
     for _ in 0..3 {
         let refused = RemoteError::Connection("425 Unable to build data connection".into());
-        *fake.cut_next_download.lock() = Some((0, refused));
+        fake.cut_next_download(0, refused);
         let fh = fs.open(f.ino, OpenMode { write: true, append: true, pid: 7, ..Default::default() }).unwrap();
         let err = fs.write(fh, 11, b"new line\n").unwrap_err();
         assert_eq!(err.errno(), libc::EIO, "{err}");
@@ -352,7 +352,7 @@ fn a_download_that_ends_early_with_a_good_reply_is_not_taken_for_the_file() {
     let fs = fs_with(fake.clone());
     let f = fs.lookup(ROOT, "f").unwrap();
     let fh = fs.open(f.ino, OpenMode { read: true, write: true, pid: 7, ..Default::default() }).unwrap();
-    *fake.cut_next_download.lock() = Some((0, RemoteError::Connection("426 aborted".into())));
+    fake.cut_next_download(0, RemoteError::Connection("426 aborted".into()));
     assert!(fs.read(fh, 0, 10).is_err(), "a failed fill is an error, not an empty file");
     fs.release(fh);
     assert_eq!(fake.file("f").unwrap(), b"0123456789");
@@ -364,15 +364,15 @@ fn a_broken_upload_is_sent_again_from_the_local_copy() {
     fake.add_file("old.txt", b"old", SystemTime::now());
     let fs = fs_with(fake.clone());
     // Streamed (sequential writes), then spooled (written out of order), then a replace.
-    fake.break_next_uploads.store(1, Ordering::SeqCst);
+    fake.break_next_uploads(1);
     write_new(&fs, "streamed.bin", &[7u8; 100_000]).unwrap();
-    fake.break_next_uploads.store(1, Ordering::SeqCst);
+    fake.break_next_uploads(1);
     let (_, fh) = fs.create(ROOT, "spooled.txt", write_mode(), false).unwrap();
     fs.write(fh, 3, b"def").unwrap();
     fs.write(fh, 0, b"abc").unwrap();
     fs.flush(fh, 7).unwrap();
     fs.release(fh);
-    fake.break_next_uploads.store(1, Ordering::SeqCst);
+    fake.break_next_uploads(1);
     let f = fs.lookup(ROOT, "old.txt").unwrap();
     let fh = fs.open(f.ino, write_mode()).unwrap();
     fs.write(fh, 0, b"new").unwrap();
@@ -383,7 +383,7 @@ fn a_broken_upload_is_sent_again_from_the_local_copy() {
     assert_eq!(fake.file("old.txt").unwrap(), b"new");
     assert_eq!(fake.paths(), ["old.txt", "spooled.txt", "streamed.bin"], "no temporaries left");
     // Broken twice in a row: the close reports it, and nothing half-done stays.
-    fake.break_next_uploads.store(2, Ordering::SeqCst);
+    fake.break_next_uploads(2);
     assert_eq!(write_new(&fs, "twice.txt", b"x").unwrap_err().errno(), libc::EIO);
     assert_eq!(fake.paths(), ["old.txt", "spooled.txt", "streamed.bin"]);
 }

@@ -10,6 +10,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+/// The inode number of the mount's root (FUSE's `FUSE_ROOT_ID`).
 pub const ROOT: u64 = 1;
 /// Parent of nodes whose name was removed; `path` of such a node (or below it) is `None`.
 const DETACHED: u32 = u32::MAX;
@@ -23,6 +24,8 @@ struct Node {
     name: Box<str>,
 }
 
+/// Inode numbers for the paths the kernel knows, with how often it was told each (freed on
+/// `forget`); local only, nothing here talks to the server.
 pub struct InodeTable {
     /// The node of inode `n` is in slot `n - 1` (the root in slot 0); `None`: free.
     slots: Vec<Option<Node>>,
@@ -153,6 +156,7 @@ impl InodeTable {
         self.slots.len() - self.free.len()
     }
 
+    /// Whether the table holds no node (never, while the root is in it).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -11,8 +11,11 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use crate::casefold::{self, Folding};
 use crate::remote::{Entry, Kind};
 
+/// One directory's entries as the server listed them, indexed by name (and by folded name
+/// when the mount checks case).
 #[derive(Clone)]
 pub struct Listing {
+    /// When the server sent it (the cache trusts it for `--dir-timeout` from then).
     pub fetched: Instant,
     /// False when the server cut the listing short: a name missing here may still exist.
     pub complete: bool,
@@ -36,6 +39,7 @@ struct Folded {
 }
 
 impl Listing {
+    /// A listing of `entries` without a folded index.
     pub fn new(entries: Vec<Entry>, fetched: Instant) -> Self {
         Self::with_folding(entries, fetched, None)
     }
@@ -59,18 +63,22 @@ impl Listing {
         listing
     }
 
+    /// The entries, in the order the server listed them.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
+    /// How many entries it has.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the directory was listed empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The entry named exactly `name`.
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.position(name).map(|i| &self.entries[i])
     }

@@ -19,10 +19,12 @@ pub struct DirSnapshot {
 }
 
 impl DirSnapshot {
+    /// How many entries the handle reads: the listed ones and the pending ones.
     pub fn len(&self) -> usize {
         self.listing.entries().len() + self.pending.len()
     }
 
+    /// Whether the handle reads no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -153,6 +155,8 @@ impl Fs {
         Ok(self.tell(self.attr_of(ino, &join(&dir, name), &entry)))
     }
 
+    /// `forget`: the kernel dropped `n` references to `ino`; at none, its number is freed (and
+    /// may name another file later). Nothing is sent to the server.
     pub fn forget(&self, ino: u64, n: u64) {
         if self.inodes.lock().forget(ino, n) {
             // The number may name another file from now on.
@@ -169,6 +173,8 @@ impl Fs {
         Ok((Self::listed_path(&path, &entry), entry))
     }
 
+    /// `getattr`: the attributes from the parent's cached listing; the server is asked (a
+    /// listing, or the one name where the listing was cut short) only when that is stale.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         if ino == ROOT {
             return Ok(self.root_attr());
@@ -177,6 +183,8 @@ impl Fs {
         Ok(self.tell(self.attr_of(ino, &path, &entry)))
     }
 
+    /// `readlink`: the target the listing showed for a symbolic link; the server is asked only
+    /// as for `getattr`.
     pub fn readlink(&self, ino: u64) -> Result<String> {
         match self.entry(ino)?.1.kind {
             Kind::Symlink(Some(target)) => Ok(target),

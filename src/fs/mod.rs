@@ -5,7 +5,8 @@
 //!
 //! | calls | file |
 //! |---|---|
-//! | `lookup`, `forget`, `getattr`, `readlink`, `opendir`/`readdir`/`readdirplus` | `lookup.rs` (`watch.rs` keeps listings fresh) |
+//! | `lookup`, `forget`, `getattr`, `readlink`, `readdir`/`readdirplus` | `lookup.rs` |
+//! | `opendir`, `releasedir` | `watch.rs` (which also keeps the listings of open directories fresh) |
 //! | `open`, `create`, `read`, `write`, `flush`, `fsync`, `release` | `open.rs` (reads: `read.rs`; writes: `write.rs` the handle, `write_body.rs` its content, `write_upload.rs` its upload, `writeback.rs` the queue) |
 //! | `setattr` (truncate, times, chmod) | `attrs.rs` |
 //! | `mkdir`, `unlink`, `rmdir`, `rename`, `symlink` | `namespace.rs` (case checks: `case_check.rs`; replacing a file: `write_upload.rs`) |
@@ -77,8 +78,10 @@ pub use self::paths::{NAME_MAX, split};
 use self::paths::{check_name_length, join, shown, too_big};
 pub use self::report::MemoryStats;
 
+/// What every `Fs` call returns; `crate::fuse` turns the error into an errno.
 pub type Result<T> = std::result::Result<T, FsError>;
 
+/// What kind of node `stat` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     File,
@@ -125,13 +128,16 @@ struct LocalTimes {
     at: Instant,
 }
 
+/// The options of a mount that shape the filesystem (from the command line).
 #[derive(Debug, Clone)]
 pub struct FsConfig {
     /// How long a directory listing is trusted (`--dir-timeout`).
     pub dir_ttl: Duration,
     /// How long the kernel may trust attributes and names (`--attr-timeout`).
     pub attr_ttl: Duration,
+    /// `--read-only`: every change is refused with EROFS before anything is sent.
     pub read_only: bool,
+    /// Owner and group shown for every file (FTP has no numeric owners).
     pub uid: u32,
     pub gid: u32,
     /// What the listing cache holds at most: directories, and entries in all of them.
@@ -147,6 +153,7 @@ pub struct FsConfig {
     /// `--prefetch-files`: the most files fetched ahead of a reader walking a directory (0:
     /// off; needs the content cache), and the sessions those downloads may use.
     pub prefetch_files: usize,
+    /// Sessions the files fetched ahead may use at once.
     pub prefetch_file_sessions: usize,
     /// `--write-back`: the source's queue directory.
     pub write_back: Option<std::path::PathBuf>,
@@ -195,6 +202,7 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub mtime: Option<SystemTime>,
     pub mode: Option<u32>,
+    /// `chown`/`chgrp` was asked: accepted, but never sent (FTP cannot change owners).
     pub owner_change: bool,
 }
 
@@ -345,13 +353,15 @@ impl std::fmt::Display for TransferState {
 /// write-back queue.
 ///
 /// **Lock order.** A write handle's `job` (one upload of it at a time), then its `state`, then
-/// `Fs::writing`: `rename_pending` and the write-back queue take them in that order, and
-/// nothing takes a handle's lock while holding `writing`. Every other mutex here (`handles`, `open_dirs`,
-/// `inodes`, `parked`, `told`, `local_times`, `set_times`, `errors`, `case_warned`,
-/// `case_confirmed`, `notifier`) is a leaf: held for one map operation, with no other lock
-/// taken and no server command sent meanwhile. The caches (`dirs`, `content`) take only their
-/// own locks inside. The file prefetcher takes its own lock and then may take `writing`
-/// (through [`prefetch_files::View::busy`]), so it is never called with `writing` held.
+/// `Fs::writing`; nothing takes a handle's lock while holding `writing`. `job` and `state` are
+/// held across server commands on purpose (the upload, rename or listing of that one file),
+/// `writing` never. Every other mutex here (`handles`, `open_dirs`, `inodes`, `parked`, `told`,
+/// `local_times`, `set_times`, `errors`, `case_warned`, `case_confirmed`, `notifier`) is a
+/// leaf: held for one map operation, with no other lock taken and no server command sent
+/// meanwhile. The caches (`dirs`, `content`) take only their own locks inside; the watcher
+/// holds its own while it stores a refreshed listing in `dirs`. The file prefetcher takes its
+/// own lock and then may take `writing` (through [`prefetch_files::View::busy`]), so it is
+/// never called with `writing` held. (Mind `if let`: its scrutinee's guard lives to the end.)
 pub struct Fs {
     remote: Arc<dyn Remote>,
     config: FsConfig,
@@ -402,6 +412,8 @@ pub struct Fs {
 }
 
 impl Fs {
+    /// A filesystem over `remote`: opens the content cache and starts the prefetch threads;
+    /// nothing is sent to the server until the first call.
     pub fn new(remote: Arc<dyn Remote>, config: FsConfig, clock: Arc<dyn Clock>) -> Self {
         let dirs = Arc::new(DirCache::with_folding(
             config.dir_cache,
@@ -557,10 +569,12 @@ impl Fs {
         attr
     }
 
+    /// The mount's options.
     pub fn config(&self) -> &FsConfig {
         &self.config
     }
 
+    /// The server this filesystem talks to.
     pub fn remote(&self) -> &Arc<dyn Remote> {
         &self.remote
     }

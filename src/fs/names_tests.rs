@@ -1,12 +1,11 @@
 //! Name length limits (issue 13, defect 5).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::inode::ROOT;
 use super::tests::fs_with;
 use super::{NAME_MAX, OpenMode, split, temp_names};
-use crate::remote::fake::FakeRemote;
+use crate::remote::fake::{Call, FakeRemote};
 
 fn write_mode() -> OpenMode {
     OpenMode { write: true, truncate: true, pid: 7, ..Default::default() }
@@ -39,10 +38,10 @@ fn names_longer_than_255_bytes_are_refused_before_any_command() {
         assert_eq!(fs.mkdir(ROOT, name).unwrap_err().errno(), libc::ENAMETOOLONG);
         assert_eq!(fs.symlink(ROOT, name).unwrap_err().errno(), libc::ENAMETOOLONG);
     }
-    assert_eq!(fake.lists.load(Ordering::SeqCst), 0, "not even a listing");
+    assert_eq!(fake.count(Call::List), 0, "not even a listing");
     let f = fs.lookup(ROOT, "f").unwrap();
     assert_eq!(fs.rename(ROOT, "f", ROOT, &long, false).unwrap_err().errno(), libc::ENAMETOOLONG);
-    assert_eq!(fake.changes.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.count(Call::Change), 0);
     assert_eq!(fs.symlink(ROOT, "ok").unwrap_err().errno(), libc::EPERM);
     assert!(fs.getattr(f.ino).is_ok());
     // 255 bytes are fine.

@@ -28,6 +28,7 @@ impl Fs {
         Err(FsError::NotPermitted("FTP cannot create symbolic links"))
     }
 
+    /// `mkdir` with the server's usual mode: one `MKD` (see [`Fs::mkdir_with_mode`]).
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
         self.mkdir_with_mode(parent, name, None)
     }
@@ -60,6 +61,8 @@ impl Fs {
         Ok(self.attr_of(ino, &path, &entry))
     }
 
+    /// `unlink`: `DELE` at once (of a listed file). A file still being written is dropped with it: its changes are
+    /// never uploaded, and a partial temporary upload is deleted too.
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;
@@ -94,6 +97,8 @@ impl Fs {
         Ok(())
     }
 
+    /// `rmdir`: lists the directory again (someone may have added files), then `RMD` if it is
+    /// empty; refused while files are being written under it.
     pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let dir = self.path(parent)?;
@@ -256,8 +261,10 @@ impl Fs {
         new_dir: &str,
         new_name: &str,
     ) -> Result<bool> {
-        // Whatever waits to be uploaded to the target is replaced by this file.
-        if let Some(other) = self.writing.lock().get(to).cloned() {
+        // Whatever waits to be uploaded to the target is replaced by this file. (Bound first:
+        // an `if let` scrutinee's guard would hold `writing` through the discard and the DELE.)
+        let other = self.writing.lock().get(to).cloned();
+        if let Some(other) = other {
             if !Arc::ptr_eq(&other, w) {
                 if let Some(partial) = other.discard() {
                     let _ = self.remote.delete(&partial);

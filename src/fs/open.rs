@@ -24,6 +24,10 @@ impl Fs {
         self.add_handle(Handle::Write(handle))
     }
 
+    /// `open`: a file opened for reading has its size and time checked with the server
+    /// (close-to-open, unless just listed or fetched; the download starts at the first read);
+    /// one opened for writing gets a write handle, and nothing is uploaded before the first
+    /// write or the close.
     pub fn open(&self, ino: u64, mode: OpenMode) -> Result<u64> {
         let path = self.path(ino)?;
         if let Some(queued) = self.queued(&path) {
@@ -147,6 +151,8 @@ impl Fs {
         Ok((self.tell(self.attr_of(ino, &path, &entry)), fh))
     }
 
+    /// `read`: from the content cache, or the download kept open for this handle (started or
+    /// restarted with `REST` + `RETR` as needed); a file being written is read from its spool.
     pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<read::Bytes> {
         match self.handle(fh)? {
             Handle::Read(h, ino) => self.read_checked(&h, ino, offset, len),
@@ -156,6 +162,9 @@ impl Fs {
         }
     }
 
+    /// `write`: into the upload under way (sequential writes from offset 0 stream to the server)
+    /// or into the local spool, uploaded at close. With write-back a full spool waits for
+    /// queued uploads to free space.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         match self.handle(fh)? {
             Handle::Write(h) => {
@@ -271,6 +280,9 @@ impl Fs {
         }
     }
 
+    /// `release` (the last close): a written file is uploaded now if `flush` did not already, or
+    /// queued with write-back; a read download still open may be parked for the next open.
+    /// Failures are only logged: nobody is left to tell.
     pub fn release(&self, fh: u64) {
         let handle = {
             let mut handles = self.handles.lock();
@@ -294,7 +306,8 @@ impl Fs {
                 p.reader_closed(&r.path);
             }
             if let Some(p) = r.park(self.server_mtime(&r.path)) {
-                if let Some(old) = self.parked.lock().insert(r.path.clone(), p) {
+                let old = self.parked.lock().insert(r.path.clone(), p);
+                if let Some(old) = old {
                     old.end();
                 }
             }

@@ -4,6 +4,7 @@
 use super::{MAX_FILE_SIZE, Result};
 use crate::error::FsError;
 
+/// The mount-relative path of `name` in `dir` (`""` is the root).
 pub fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
 }
@@ -16,6 +17,7 @@ pub fn shown(path: &str) -> String {
 /// The longest name a directory entry may have, in bytes (Linux NAME_MAX).
 pub const NAME_MAX: usize = 255;
 
+/// The EFBIG error for a size over [`MAX_FILE_SIZE`].
 pub fn too_big(size: u64) -> FsError {
     FsError::TooBig(format!("{size} bytes is more than this mount can hold (at most {MAX_FILE_SIZE} bytes, 8 TiB)"))
 }

@@ -2,7 +2,6 @@
 //! directory link counts.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use super::inode::ROOT;
@@ -21,23 +20,23 @@ fn old() -> SystemTime {
 #[test]
 fn the_mode_asked_for_at_create_and_mkdir_is_applied_unless_it_is_the_default() {
     let fake = Arc::new(FakeRemote::new());
-    fake.chmod_works.store(true, Ordering::SeqCst);
+    fake.support_chmod();
     let fs = fs_with(fake.clone());
     let (a, fh) = fs.create(ROOT, "secret", create_mode(0o600), false).unwrap();
     assert_eq!(a.perm, 0o600, "shown at once");
     fs.write(fh, 0, b"x").unwrap();
     fs.flush(fh, 7).unwrap();
     fs.release(fh);
-    assert_eq!(fake.modes.lock().get("secret"), Some(&0o600), "applied after the upload");
+    assert_eq!(fake.modes().get("secret"), Some(&0o600), "applied after the upload");
     assert_eq!(fs.getattr(a.ino).unwrap().perm, 0o600);
     let (_, fh) = fs.create(ROOT, "plain", create_mode(0o644), false).unwrap();
     fs.flush(fh, 7).unwrap();
     fs.release(fh);
     let d = fs.mkdir_with_mode(ROOT, "private", Some(0o700)).unwrap();
     assert_eq!(d.perm, 0o700);
-    assert_eq!(fake.modes.lock().get("private"), Some(&0o700));
+    assert_eq!(fake.modes().get("private"), Some(&0o700));
     fs.mkdir_with_mode(ROOT, "public", Some(0o755)).unwrap();
-    assert_eq!(fake.modes.lock().len(), 2, "defaults cost no SITE CHMOD: {:?}", fake.modes.lock());
+    assert_eq!(fake.modes().len(), 2, "defaults cost no SITE CHMOD: {:?}", fake.modes());
 }
 
 #[test]

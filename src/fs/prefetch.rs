@@ -20,6 +20,8 @@ struct Queue {
     queued: HashSet<String>,
 }
 
+/// The queue of directories to list ahead and its background loaders; each loader lists
+/// one directory at a time over the pool and puts the listing into the cache.
 pub struct Prefetcher {
     queue: Mutex<Queue>,
     ready: Condvar,
@@ -82,7 +84,7 @@ fn work(p: Weak<Prefetcher>, dirs: &DirCache, remote: &dyn Remote) {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::remote::fake::FakeRemote;
+    use crate::remote::fake::{Call, FakeRemote};
     use std::time::{Instant, SystemTime};
 
     #[test]
@@ -100,6 +102,6 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(5), "prefetch did not finish");
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(fake.lists.load(std::sync::atomic::Ordering::SeqCst), 20, "each directory listed once");
+        assert_eq!(fake.count(Call::List), 20, "each directory listed once");
     }
 }

@@ -52,6 +52,7 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// At most `files` ahead of a walk over `sessions` sessions, with the fixed byte limits.
     pub fn new(files: usize, sessions: usize) -> Limits {
         Limits { files, bytes: MAX_BYTES, file_size: MAX_FILE, sessions }
     }
@@ -164,6 +165,8 @@ impl State {
     }
 }
 
+/// Fetching files ahead of a reader that walks a directory (`--prefetch-files`): whole
+/// downloads into the content cache by background workers, a few files ahead of the reader.
 pub struct FilePrefetcher {
     max_ahead: usize,
     limits: Limits,
@@ -479,6 +482,7 @@ impl FilePrefetcher {
         self.work.notify_all();
     }
 
+    /// The counters for `status`; nothing is asked of the server.
     pub fn stats(&self) -> PrefetchStats {
         let st = self.state.lock();
         PrefetchStats {

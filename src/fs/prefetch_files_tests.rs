@@ -15,7 +15,7 @@ use super::tests::test_config;
 use super::{Fs, FsConfig, OpenMode};
 use crate::clock::Clock;
 use crate::remote::Remote;
-use crate::remote::fake::FakeRemote;
+use crate::remote::fake::{Call, FakeRemote};
 
 const READ: OpenMode = OpenMode { read: true, write: false, truncate: false, append: false, pid: 1, create_mode: None };
 const WAIT: Duration = Duration::from_secs(10);
@@ -94,11 +94,11 @@ impl Rig {
     }
 
     fn downloads_of(&self, path: &str) -> usize {
-        self.fake.downloads.lock().iter().filter(|p| *p == path).count()
+        self.fake.downloads().iter().filter(|p| *p == path).count()
     }
 
     fn downloads(&self) -> usize {
-        self.fake.downloads.lock().len()
+        self.fake.downloads().len()
     }
 
     fn prefetcher(&self) -> &Arc<FilePrefetcher> {
@@ -258,12 +258,12 @@ fn the_byte_bound_holds_however_many_files_are_wanted() {
         p.read_to_end("d", name, &listing, &no);
     }
     assert!(p.wait_idle(WAIT));
-    assert_eq!(fake.downloads.lock().len(), 3, "35,000 bytes: three files of 10,000");
+    assert_eq!(fake.downloads().len(), 3, "35,000 bytes: three files of 10,000");
     // Reading one makes room for one more.
     assert!(p.opened("d", "f002", &listing, &no).is_some());
     p.read_to_end("d", "f002", &listing, &no);
     assert!(p.wait_idle(WAIT));
-    assert_eq!(fake.downloads.lock().len(), 4);
+    assert_eq!(fake.downloads().len(), 4);
     assert!(cache.holds_whole("d/f005", Version::of(10_000, an_hour_ago())));
 }
 
@@ -275,12 +275,12 @@ fn no_download_starts_while_requests_wait_for_a_session() {
     let d = r.list();
     r.walk_two(d);
     let before = r.downloads();
-    fake.sessions_wanted.store(true, std::sync::atomic::Ordering::SeqCst);
+    fake.set_sessions_wanted(true);
     r.read(d, "f002");
     r.read(d, "f003");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(r.downloads(), before, "the queue waits while others want a session");
-    fake.sessions_wanted.store(false, std::sync::atomic::Ordering::SeqCst);
+    fake.set_sessions_wanted(false);
     r.settle();
     assert!(r.downloads() > before, "and goes on once they have one");
 }
@@ -297,7 +297,7 @@ fn an_open_waits_for_the_download_under_way_instead_of_starting_another() {
         std::thread::spawn(move || r.read(d, "f002"))
     };
     std::thread::sleep(Duration::from_millis(50));
-    fake.gate.open();
+    fake.gate().open();
     assert_eq!(reader.join().unwrap(), files[2]);
     r.settle();
     assert_eq!(r.downloads_of("d/f002"), 1, "the open took the prefetch's download");
@@ -336,14 +336,14 @@ fn a_file_fetched_ahead_less_than_a_second_ago_needs_no_check_at_open() {
     r.walk_two(d);
     // All of f002 came from the server just now (by the mount's clock): as good an answer
     // to close-to-open as a listing younger than a second.
-    let asked = fake.stats.load(std::sync::atomic::Ordering::SeqCst);
+    let asked = fake.count(Call::Stat);
     assert_eq!(r.read(d, "f002"), files[2]);
-    assert_eq!(fake.stats.load(std::sync::atomic::Ordering::SeqCst), asked, "no SIZE/MDTM for f002");
+    assert_eq!(fake.count(Call::Stat), asked, "no SIZE/MDTM for f002");
     // A second later the same answer is too old: f003's open asks.
     r.settle();
     *r.clock.0.lock() += Duration::from_secs(2);
     assert_eq!(r.read(d, "f003"), files[3]);
-    assert_eq!(fake.stats.load(std::sync::atomic::Ordering::SeqCst), asked + 1, "f003 was checked");
+    assert_eq!(fake.count(Call::Stat), asked + 1, "f003 was checked");
 }
 
 #[test]
@@ -354,7 +354,7 @@ fn a_download_under_way_is_cancelled_when_the_file_is_deleted_here() {
     let d = r.list();
     walk_with_downloads_held(&r, d);
     r.fs.unlink(d, "f002").unwrap();
-    fake.gate.open();
+    fake.gate().open();
     r.settle();
     let s = r.fs.prefetch_stats().unwrap();
     assert_eq!(s.files, 1, "only f003 was kept: {s:?}");
@@ -364,14 +364,13 @@ fn a_download_under_way_is_cancelled_when_the_file_is_deleted_here() {
 /// Reads f000 and f001 (a walk), then lets the two prefetch workers start on f002 and f003
 /// and holds their downloads at the fake's gate.
 fn walk_with_downloads_held(r: &Rig, d: u64) {
-    use std::sync::atomic::Ordering::SeqCst;
-    r.fake.sessions_wanted.store(true, SeqCst);
+    r.fake.set_sessions_wanted(true);
     r.read(d, "f000");
     r.read(d, "f001");
-    r.fake.gate.close();
-    r.fake.sessions_wanted.store(false, SeqCst);
+    r.fake.gate().close();
+    r.fake.set_sessions_wanted(false);
     let start = Instant::now();
-    while r.fake.gate.waiting.load(SeqCst) < 2 {
+    while r.fake.gate().waiting() < 2 {
         assert!(start.elapsed() < WAIT, "both workers are downloading");
         std::thread::sleep(Duration::from_millis(1));
     }

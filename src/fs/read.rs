@@ -153,11 +153,13 @@ pub struct Parked {
     stream: Open,
     window: Window,
     cache: Option<Arc<CachedFile>>,
+    /// The version of the file the download is of: only an open of that version continues it.
     pub size: u64,
     pub mtime: Option<std::time::SystemTime>,
 }
 
 impl Parked {
+    /// How long the parked download has gone unread.
     pub fn idle_for(&self) -> Duration {
         self.stream.last_used.elapsed()
     }
@@ -168,7 +170,10 @@ impl Parked {
     }
 }
 
+/// One open file being read: a window of recent bytes, the content cache's copy, and at
+/// most one download (`REST` + `RETR`) kept open while reads follow each other.
 pub struct ReadHandle {
+    /// The file's path, relative to the mount root.
     pub path: String,
     /// The size when the file was opened (corrected when the transfer shows otherwise):
     /// reads past it need no round trip.
@@ -180,10 +185,12 @@ pub struct ReadHandle {
     state: Mutex<State>,
     /// Bytes handed to the application so far, and since when (for `status`).
     pub delivered: std::sync::atomic::AtomicU64,
+    /// When the file was opened (for `status`).
     pub opened: Instant,
 }
 
 impl ReadHandle {
+    /// A handle for `path` of `size` bytes; nothing is downloaded before the first read.
     pub fn new(path: String, size: u64, cache: Option<CachedFile>) -> Self {
         ReadHandle {
             path,
@@ -200,6 +207,8 @@ impl ReadHandle {
         self.state.try_lock().is_none_or(|st| st.stream.is_some())
     }
 
+    /// Up to `len` bytes at `offset`: from the recent bytes or the cache, else from the open
+    /// download, which is started, skipped forward or restarted at `offset` as needed.
     pub fn read(&self, remote: &dyn Remote, offset: u64, len: usize) -> Result<Bytes> {
         let size = self.size();
         if offset >= size || len == 0 {
@@ -331,6 +340,7 @@ impl ReadHandle {
         }
     }
 
+    /// Whether a download is open for this handle.
     pub fn has_stream(&self) -> bool {
         self.state.lock().stream.is_some()
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::remote::fake::FakeRemote;
+use crate::remote::fake::{Call, FakeRemote};
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
@@ -18,7 +18,7 @@ fn sequential_reads_use_one_stream() {
         got.extend_from_slice(&h.read(&fake, off as u64, 64 * 1024).unwrap());
     }
     assert_eq!(got, d);
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.count(Call::Open), 1);
     assert!(!h.has_stream(), "stream released at the end of the file");
 }
 
@@ -36,7 +36,7 @@ fn requests_arriving_slightly_out_of_order_keep_one_stream() {
             assert_eq!(h.read(&fake, off as u64, CHUNK).unwrap(), &d[off..off + CHUNK]);
         }
     }
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "no restarts");
+    assert_eq!(fake.count(Call::Open), 1, "no restarts");
 }
 
 #[test]
@@ -72,10 +72,10 @@ fn far_jumps_restart_and_small_gaps_skip() {
     let h = ReadHandle::new("f".into(), d.len() as u64, None);
     assert_eq!(h.read(&fake, 0, 100).unwrap(), &d[..100]);
     assert_eq!(h.read(&fake, 1000, 100).unwrap(), &d[1000..1100], "small gap skipped");
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.count(Call::Open), 1);
     assert_eq!(h.read(&fake, 3 << 20, 100).unwrap(), &d[3 << 20..(3 << 20) + 100]);
     assert_eq!(h.read(&fake, 10, 100).unwrap(), &d[10..110], "backwards restarts");
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.count(Call::Open), 3);
 }
 
 /// Two handles on one file, sharing a content cache entry.
@@ -109,7 +109,7 @@ fn two_readers_of_a_file_at_once_share_one_download() {
         assert!(first.join().unwrap() == d, "the first reader's bytes");
         assert!(second.join().unwrap() == d, "the second reader's bytes");
     });
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 1, "one download served both");
+    assert_eq!(fake.count(Call::Open), 1, "one download served both");
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn a_reader_that_stops_is_not_waited_for_long() {
     let start = Instant::now();
     assert!(read_whole(&b, &fake, d.len(), Duration::ZERO) == d);
     assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 2, "the second reader fetched the rest itself");
+    assert_eq!(fake.count(Call::Open), 2, "the second reader fetched the rest itself");
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn read_ahead_arriving_out_of_order_after_a_cached_head_takes_one_download() {
     let (first, second) = (head, head + 12 * 4096);
     assert_eq!(b.read(&fake, second as u64, CHUNK).unwrap(), &d[second..second + CHUNK]);
     assert_eq!(b.read(&fake, first as u64, CHUNK).unwrap(), &d[first..first + CHUNK]);
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 2, "the head's download and one more");
+    assert_eq!(fake.count(Call::Open), 2, "the head's download and one more");
 }
 
 #[test]
@@ -150,5 +150,5 @@ fn reads_past_the_end_need_no_transfer() {
     let h = ReadHandle::new("f".into(), 3, None);
     assert!(h.read(&fake, 3, 10).unwrap().is_empty());
     assert_eq!(h.read(&fake, 1, 10).unwrap(), b"bc");
-    assert_eq!(fake.opens.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.count(Call::Open), 1);
 }

@@ -42,6 +42,8 @@ struct State {
     waited: bool,
 }
 
+/// The last answer about free space, with the background refresh that keeps it current (see
+/// the module comment).
 pub struct SpaceCache {
     ask: Ask,
     clock: Arc<dyn Clock>,
@@ -51,6 +53,8 @@ pub struct SpaceCache {
 }
 
 impl SpaceCache {
+    /// A cache that asks with `ask`, at most once per [`SPACE_TTL`]; `assumed` is shown where the
+    /// server cannot tell. Nothing is asked before the first `get`.
     pub fn new(ask: Ask, clock: Arc<dyn Clock>, assumed: Option<u64>) -> Arc<SpaceCache> {
         Arc::new(SpaceCache { ask, clock, assumed, state: Mutex::new(State::default()), answered: Condvar::new() })
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::remote::RemoteError;
 
+/// Where writes that cannot stream are kept until their upload, within `--cache-max-size`.
 pub struct Spool {
     dir: PathBuf,
     max: u64,
@@ -32,6 +33,7 @@ impl Kept {
     }
 }
 
+/// The journal entry of the named spool file `data` (`<name>.json` beside `<name>.data`).
 pub fn journal_of(data: &Path) -> PathBuf {
     data.with_extension("json")
 }
@@ -56,6 +58,8 @@ impl Drop for Reservation {
 }
 
 impl Spool {
+    /// A spool in `dir` holding at most `max` bytes; with `keep_in` (write-back), files are named
+    /// and kept in that queue directory.
     pub fn new(dir: PathBuf, max: u64, keep_in: Option<PathBuf>) -> Spool {
         Spool { dir, max, used: Arc::new(AtomicU64::new(0)), keep_in }
     }
@@ -112,6 +116,7 @@ impl Spool {
         Ok(())
     }
 
+    /// Bytes held by spool files now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }

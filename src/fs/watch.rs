@@ -249,6 +249,7 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Whether the two listings are the same.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
@@ -349,6 +350,8 @@ impl Fs {
         self.clock.now().saturating_duration_since(last) < within
     }
 
+    /// `releasedir`: drops the handle's snapshot; the directory stays watched a while longer.
+    /// Nothing is sent to the server.
     pub fn releasedir(&self, fh: u64, ino: u64) {
         self.open_dirs.lock().remove(&fh);
         self.watch.released(ino);

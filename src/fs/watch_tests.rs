@@ -2,8 +2,7 @@ use super::*;
 use crate::clock::Clock;
 use crate::fs::inode::ROOT;
 use crate::fs::tests::test_config;
-use crate::remote::fake::FakeRemote;
-use std::sync::atomic::Ordering;
+use crate::remote::fake::{Call, FakeRemote, Fault};
 use std::time::SystemTime;
 
 struct Manual(Mutex<Instant>);
@@ -137,10 +136,10 @@ fn a_listed_directory_is_watched_and_the_kernel_is_told_what_changed() {
     assert!(rig.fs.path(goes).is_err(), "a removed name's inode is detached");
 
     // Nothing changed: one cheap listing, nothing sent.
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     rig.advance(3);
     assert!(rig.round().is_empty());
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1);
+    assert_eq!(fake.count(Call::List), lists + 1);
 }
 
 #[test]
@@ -149,32 +148,32 @@ fn an_idle_mount_lists_nothing_and_watching_ends_after_the_linger() {
     fake.add_file("d/a", b"1", SystemTime::now());
     let rig = Rig::new(fake.clone());
     let d = rig.fs.lookup(ROOT, "d").unwrap();
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     for _ in 0..5 {
         rig.advance(3);
         rig.round();
     }
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists, "looked up, never listed: not watched");
+    assert_eq!(fake.count(Call::List), lists, "looked up, never listed: not watched");
 
     rig.names(d.ino);
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     let rounds = LINGER_ROUNDS as usize + 5;
     for _ in 0..rounds {
         rig.advance(3);
         rig.round();
     }
-    let watched_rounds = fake.lists.load(Ordering::SeqCst) - lists;
+    let watched_rounds = fake.count(Call::List) - lists;
     assert!((LINGER_ROUNDS as usize - 2..LINGER_ROUNDS as usize).contains(&watched_rounds), "{watched_rounds}");
     assert_eq!(rig.fs.watched_dirs(), 0, "forgotten");
 
     // Held open: watched however long ago it was listed, until released.
     let fh = rig.fs.opendir(d.ino).unwrap();
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     for _ in 0..rounds {
         rig.advance(3);
         rig.round();
     }
-    assert_eq!(fake.lists.load(Ordering::SeqCst) - lists, rounds);
+    assert_eq!(fake.count(Call::List) - lists, rounds);
     rig.fs.releasedir(fh, d.ino);
     rig.advance(3);
     rig.round();
@@ -195,16 +194,16 @@ fn opening_a_directory_no_longer_watched_checks_its_listing_first() {
     assert_eq!(rig.fs.watched_dirs(), 0);
     // A refresh in a file manager, after a while: the listing (600 s TTL) is checked first.
     fake.add_file("d/b", b"1", SystemTime::now());
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     let fh = rig.fs.opendir(d.ino).unwrap();
     assert_eq!(rig.names(d.ino), ["a", "b"]);
     rig.fs.releasedir(fh, d.ino);
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1);
+    assert_eq!(fake.count(Call::List), lists + 1);
     // Again at once: the listing is current.
     let fh = rig.fs.opendir(d.ino).unwrap();
     rig.names(d.ino);
     rig.fs.releasedir(fh, d.ino);
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1);
+    assert_eq!(fake.count(Call::List), lists + 1);
 }
 
 #[test]
@@ -213,21 +212,21 @@ fn a_round_gives_way_to_requests_waiting_for_a_session() {
     fake.add_dir("d");
     let rig = Rig::new(fake.clone());
     rig.names(ROOT);
-    let lists = fake.lists.load(Ordering::SeqCst);
-    fake.sessions_wanted.store(true, Ordering::SeqCst);
+    let lists = fake.count(Call::List);
+    fake.set_sessions_wanted(true);
     rig.advance(3);
     rig.round();
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists);
-    fake.sessions_wanted.store(false, Ordering::SeqCst);
+    assert_eq!(fake.count(Call::List), lists);
+    fake.set_sessions_wanted(false);
     rig.advance(3);
     rig.round();
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1);
+    assert_eq!(fake.count(Call::List), lists + 1);
 }
 
 #[test]
 fn where_cheap_listings_are_coarse_a_full_listing_follows_only_a_change() {
     let fake = Arc::new(FakeRemote::new());
-    fake.coarse_quick_lists.store(true, Ordering::SeqCst);
+    fake.inject(Fault::CoarseQuickLists);
     // 27 s into a minute.
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_007);
     fake.add_file("f", b"1", t);
@@ -235,32 +234,32 @@ fn where_cheap_listings_are_coarse_a_full_listing_follows_only_a_change() {
     rig.names(ROOT);
     let f = rig.fs.lookup(ROOT, "f").unwrap();
     assert_eq!(f.mtime, t);
-    let (lists, quick) = (fake.lists.load(Ordering::SeqCst), fake.quick_lists.load(Ordering::SeqCst));
+    let (lists, quick) = (fake.count(Call::List), fake.count(Call::QuickList));
     for _ in 0..3 {
         rig.advance(3);
         assert!(rig.round().is_empty(), "coarse times are no change");
     }
-    assert_eq!(fake.quick_lists.load(Ordering::SeqCst) - quick, 3);
-    assert_eq!(fake.lists.load(Ordering::SeqCst) - lists, 3, "no full listing");
+    assert_eq!(fake.count(Call::QuickList) - quick, 3);
+    assert_eq!(fake.count(Call::List) - lists, 3, "no full listing");
 
     // Same size, same minute: a coarse listing cannot see it, so it does not make the
     // cached listing count as fresh, and open still asks the server (close-to-open).
     fake.add_file("f", b"1", t + Duration::from_secs(1));
     rig.advance(3);
     assert!(rig.round().is_empty());
-    let stats = fake.stats.load(Ordering::SeqCst);
+    let stats = fake.count(Call::Stat);
     let fh = rig.fs.open(f.ino, crate::fs::OpenMode { read: true, ..Default::default() }).unwrap();
     rig.fs.release(fh);
-    assert_eq!(fake.stats.load(Ordering::SeqCst), stats + 1);
+    assert_eq!(fake.count(Call::Stat), stats + 1);
     assert_eq!(rig.fs.getattr(f.ino).unwrap().mtime, t + Duration::from_secs(1));
     rig.sent.lock().clear();
 
     // Another minute is seen, and the full listing gives the exact time.
     fake.add_file("f", b"2", t + Duration::from_secs(61));
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     rig.advance(3);
     assert_eq!(rig.round(), [Invalidate::Inode(f.ino), Invalidate::Attr(ROOT)]);
-    assert_eq!(fake.lists.load(Ordering::SeqCst) - lists, 2, "cheap, then full");
+    assert_eq!(fake.count(Call::List) - lists, 2, "cheap, then full");
     assert_eq!(rig.fs.getattr(f.ino).unwrap().mtime, t + Duration::from_secs(61));
 }
 
@@ -301,16 +300,16 @@ fn a_negative_lookup_lists_again_once_per_interval() {
     let d = rig.fs.lookup(ROOT, "d").unwrap();
     assert!(rig.fs.lookup(d.ino, "new").is_err());
     fake.add_dir("d/new");
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     assert!(rig.fs.lookup(d.ino, "new").is_err(), "a listing younger than the interval answers");
     rig.advance(3);
     assert!(rig.fs.lookup(d.ino, "other").is_err());
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1, "listed again");
+    assert_eq!(fake.count(Call::List), lists + 1, "listed again");
     assert!(rig.fs.lookup(d.ino, "new").is_ok(), "found without waiting for --dir-timeout");
     for _ in 0..10 {
         assert!(rig.fs.lookup(d.ino, "missing").is_err());
     }
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 1, "at most once per interval");
+    assert_eq!(fake.count(Call::List), lists + 1, "at most once per interval");
     // The kernel hears of the new name from the watcher's thread, not from the lookup.
     assert!(rig.sent.lock().is_empty());
     rig.fs.send_pending();
@@ -325,10 +324,10 @@ fn without_a_watch_interval_nothing_is_listed_again() {
     let d = fs.lookup(ROOT, "d").unwrap();
     fs.readdir(d.ino, false).unwrap();
     fs.opendir(d.ino).unwrap();
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     fs.watch_round();
     assert!(fs.lookup(d.ino, "x").is_err());
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists);
+    assert_eq!(fake.count(Call::List), lists);
     assert_eq!(fs.watched_dirs(), 0);
 }
 
@@ -342,14 +341,14 @@ fn an_open_directory_with_no_cached_listing_is_not_listed_by_the_watch() {
     let d = rig.fs.lookup(ROOT, "d").unwrap();
     let fh = rig.fs.opendir(d.ino).unwrap();
     rig.fs.dirs.invalidate("d");
-    let lists = fake.lists.load(Ordering::SeqCst);
+    let lists = fake.count(Call::List);
     rig.advance(3);
     assert!(rig.round().is_empty());
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists);
+    assert_eq!(fake.count(Call::List), lists);
     // Once listed, it is watched again.
     assert_eq!(rig.names(d.ino), ["a"]);
     rig.advance(3);
     rig.round();
-    assert_eq!(fake.lists.load(Ordering::SeqCst), lists + 2);
+    assert_eq!(fake.count(Call::List), lists + 2);
     rig.fs.releasedir(fh, d.ino);
 }

@@ -78,10 +78,13 @@ pub struct WriteBack {
 }
 
 impl WriteBack {
+    /// An empty queue whose spool files and journal live in `dir`; nothing is uploaded until
+    /// `Fs::start_write_back` starts the workers.
     pub fn new(dir: PathBuf) -> WriteBack {
         WriteBack { dir, queue: Mutex::new(Queue::default()), changed: Condvar::new() }
     }
 
+    /// The queue directory (this source's; `failed/` is below it).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -148,6 +151,7 @@ impl WriteBack {
 }
 
 impl Fs {
+    /// The write-back queue, when the mount has `--write-back`.
     pub(super) fn write_back(&self) -> Option<&WriteBack> {
         self.write_back.as_ref()
     }
@@ -337,7 +341,8 @@ impl Fs {
             let mut reserved = self.spool.reservation();
             let _ = self.spool.reserve(&mut reserved, journal.size);
             let h = Arc::new(WriteHandle::resumed(&journal, file, reserved, Kept(data)));
-            if let Some(older) = self.writing.lock().insert(journal.path.clone(), h.clone()) {
+            let older = self.writing.lock().insert(journal.path.clone(), h.clone());
+            if let Some(older) = older {
                 let _ = older.discard();
             }
             wb.push(h, Duration::ZERO, 0);

@@ -93,7 +93,7 @@ fn refused_uploads_are_reported_and_their_data_kept() {
     let fake = Arc::new(FakeRemote::new());
     let dir = queue_dir("refused");
     let fs = Arc::new(Fs::new(fake.clone(), config(&dir), Arc::new(SystemClock)));
-    *fake.fail_uploads.lock() = Some(crate::remote::RemoteError::PermissionDenied("553 no".into()));
+    fake.fail_uploads_with(crate::remote::RemoteError::PermissionDenied("553 no".into()));
     write_file(&fs, "f", b"precious");
     fs.start_write_back(1);
     wait_until("failure", || !fs.failed_uploads().is_empty());

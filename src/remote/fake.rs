@@ -1,15 +1,17 @@
 //! An in-memory [`Remote`] with fault injection and call counting, for testing the filesystem
 //! core without a network.
 
-use std::collections::BTreeMap;
+mod gate;
+
+use std::collections::{BTreeMap, HashSet};
 use std::io::{Cursor, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use std::sync::Arc;
-
+pub use self::gate::Gate;
 use super::{Entry, Kind, Listed, ReadStream, Remote, RemoteError, Result, SessionStats, WriteStream};
 
 #[derive(Clone)]
@@ -18,89 +20,74 @@ enum Node {
     Dir,
 }
 
+/// An on/off way the fake server misbehaves: switched on by [`FakeRemote::inject`], off by
+/// [`FakeRemote::heal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// Every rename is refused (an upload-only directory).
+    RefuseRenames,
+    /// A rename onto an existing file is refused.
+    RefuseRenameOver,
+    /// Hidden (dot) files cannot be stored.
+    RefuseHiddenUploads,
+    /// SIZE answers 550 for every file (as some servers do in ASCII mode).
+    RefuseSize,
+    /// `list_quick` gives times in whole minutes and says they are not exact (as `LIST` on a
+    /// server with `MDTM`); without it, it gives what `list` gives.
+    CoarseQuickLists,
+}
+
+/// A kind of call the fake counts (see [`FakeRemote::count`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// Listings (`list`, and so also `list_quick` and `list_detailed`).
+    List,
+    /// `list_quick` calls (each also counts as a [`Call::List`]).
+    QuickList,
+    /// Downloads started (`open_read`).
+    Open,
+    /// `stat` calls (open's revalidation).
+    Stat,
+    /// `lookup` calls (one name asked of the server).
+    Lookup,
+    /// Commands that changed something (mkdir, delete, rename, chmod, uploads started).
+    Change,
+}
+
 #[derive(Default)]
 pub struct FakeRemote {
     nodes: Arc<Mutex<BTreeMap<String, Node>>>,
+    faults: Mutex<HashSet<Fault>>,
+    /// Calls made so far, indexed by [`Call`] (`Change` is its last kind).
+    calls: [AtomicUsize; Call::Change as usize + 1],
     /// When set, uploads fail at `finish` with this error (after storing what was sent, as a
     /// real server does with a broken transfer).
-    pub fail_uploads: Mutex<Option<RemoteError>>,
+    fail_uploads: Mutex<Option<RemoteError>>,
     /// The next this-many uploads fail at `finish` with a broken connection (then they work).
-    pub break_next_uploads: AtomicUsize,
-    /// Servers that refuse to rename onto an existing file.
-    pub refuse_rename_over: std::sync::atomic::AtomicBool,
-    /// Servers (upload-only directories) that refuse every rename.
-    pub refuse_renames: std::sync::atomic::AtomicBool,
-    /// Servers that refuse to store hidden (dot) files.
-    pub refuse_hidden_uploads: std::sync::atomic::AtomicBool,
+    break_next_uploads: AtomicUsize,
     /// A directory where every upload is refused (not writable).
-    pub refuse_uploads_in: Mutex<Option<String>>,
+    refuse_uploads_in: Mutex<Option<String>>,
     /// The next this-many operations fail with a connection error.
     fail_next: AtomicUsize,
-    /// SIZE answers 550 for every file (as some servers do in ASCII mode).
-    pub refuse_size: std::sync::atomic::AtomicBool,
     /// Names that differ only in ASCII case are one name (like a FAT volume or IIS).
-    case_insensitive: std::sync::atomic::AtomicBool,
+    case_insensitive: AtomicBool,
     /// The next download sends this many bytes and then ends with this error in its final
     /// reply (`125`, no data, `425` is `Some((0, …))`).
-    pub cut_next_download: Mutex<Option<(usize, RemoteError)>>,
-    pub lists: AtomicUsize,
-    pub opens: AtomicUsize,
-    /// `stat` calls (open's revalidation).
-    pub stats: AtomicUsize,
+    cut_next_download: Mutex<Option<(usize, RemoteError)>>,
     /// Downloads end after this many bytes (a transfer cut short that looks finished).
-    pub cut_reads_at: Mutex<Option<usize>>,
+    cut_reads_at: Mutex<Option<usize>>,
     /// SITE CHMOD works (else `Unsupported`); modes set so far, by path.
-    pub chmod_works: std::sync::atomic::AtomicBool,
-    pub modes: Mutex<BTreeMap<String, u32>>,
-    /// Commands that changed something (mkdir, delete, rename, chmod, uploads started).
-    pub changes: AtomicUsize,
-    /// `list_quick` calls (each also counts in `lists`).
-    pub quick_lists: AtomicUsize,
-    /// `list_quick` gives times in whole minutes and says they are not exact (as `LIST` on
-    /// a server with `MDTM`); else it gives what `list` gives.
-    pub coarse_quick_lists: std::sync::atomic::AtomicBool,
+    chmod_works: AtomicBool,
+    modes: Mutex<BTreeMap<String, u32>>,
     /// What `sessions_wanted` answers (other requests wait for a session).
-    pub sessions_wanted: std::sync::atomic::AtomicBool,
+    sessions_wanted: AtomicBool,
     /// Every download started, by path, in order.
-    pub downloads: Mutex<Vec<String>>,
+    downloads: Mutex<Vec<String>>,
     /// While closed, downloads deliver no bytes (they wait until it opens).
-    pub gate: Arc<Gate>,
+    gate: Arc<Gate>,
     /// Listings stop after this many entries (in name order) and `list_detailed` says they
     /// are not complete, as on a server that cuts listings short (Pure-FTPd at 10,000).
-    pub list_limit: Mutex<Option<usize>>,
-    /// `lookup` calls (one name asked of the server).
-    pub lookups: AtomicUsize,
-}
-
-/// Holds downloads back while closed (see [`FakeRemote::gate`]).
-#[derive(Default)]
-pub struct Gate {
-    closed: Mutex<bool>,
-    opened: parking_lot::Condvar,
-    /// Downloads waiting at the gate now.
-    pub waiting: AtomicUsize,
-}
-
-impl Gate {
-    pub fn close(&self) {
-        *self.closed.lock() = true;
-    }
-
-    pub fn open(&self) {
-        *self.closed.lock() = false;
-        self.opened.notify_all();
-    }
-
-    fn pass(&self) {
-        let mut closed = self.closed.lock();
-        if *closed {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            while *closed {
-                self.opened.wait(&mut closed);
-            }
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
+    list_limit: Mutex<Option<usize>>,
 }
 
 impl FakeRemote {
@@ -155,8 +142,95 @@ impl FakeRemote {
         nodes.keys().find(|k| k.eq_ignore_ascii_case(path)).cloned().unwrap_or_else(|| path.to_string())
     }
 
+    /// The next `n` operations fail with a connection error.
     pub fn fail_next(&self, n: usize) {
         self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Switches `fault` on.
+    pub fn inject(&self, fault: Fault) {
+        self.faults.lock().insert(fault);
+    }
+
+    /// Switches `fault` off.
+    pub fn heal(&self, fault: Fault) {
+        self.faults.lock().remove(&fault);
+    }
+
+    fn has(&self, fault: Fault) -> bool {
+        self.faults.lock().contains(&fault)
+    }
+
+    /// How many calls of this kind were made so far.
+    pub fn count(&self, call: Call) -> usize {
+        self.calls[call as usize].load(Ordering::SeqCst)
+    }
+
+    fn counts(&self, call: Call) {
+        self.calls[call as usize].fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Uploads fail at `finish` with `error` (after storing what was sent, as a real server
+    /// does with a broken transfer), until [`FakeRemote::heal_uploads`].
+    pub fn fail_uploads_with(&self, error: RemoteError) {
+        *self.fail_uploads.lock() = Some(error);
+    }
+
+    /// Uploads work again after [`FakeRemote::fail_uploads_with`].
+    pub fn heal_uploads(&self) {
+        *self.fail_uploads.lock() = None;
+    }
+
+    /// The next `n` uploads fail at `finish` with a broken connection (then they work).
+    pub fn break_next_uploads(&self, n: usize) {
+        self.break_next_uploads.store(n, Ordering::SeqCst);
+    }
+
+    /// Every upload into `dir` is refused (not writable).
+    pub fn refuse_uploads_in(&self, dir: &str) {
+        *self.refuse_uploads_in.lock() = Some(dir.to_string());
+    }
+
+    /// The next download sends `sent` bytes and then ends with `error` in its final reply
+    /// (`125`, no data, `425` is `(0, …)`).
+    pub fn cut_next_download(&self, sent: usize, error: RemoteError) {
+        *self.cut_next_download.lock() = Some((sent, error));
+    }
+
+    /// Downloads end after `n` bytes (a transfer cut short that looks finished).
+    pub fn cut_reads_at(&self, n: usize) {
+        *self.cut_reads_at.lock() = Some(n);
+    }
+
+    /// Listings stop after `n` entries (in name order) and `list_detailed` says they are not
+    /// complete, as on a server that cuts listings short (Pure-FTPd at 10,000).
+    pub fn limit_listings_to(&self, n: usize) {
+        *self.list_limit.lock() = Some(n);
+    }
+
+    /// SITE CHMOD works from now on (else it is `Unsupported`).
+    pub fn support_chmod(&self) {
+        self.chmod_works.store(true, Ordering::SeqCst);
+    }
+
+    /// The modes set by SITE CHMOD so far, by path.
+    pub fn modes(&self) -> BTreeMap<String, u32> {
+        self.modes.lock().clone()
+    }
+
+    /// What `sessions_wanted` answers (true: other requests wait for a session).
+    pub fn set_sessions_wanted(&self, wanted: bool) {
+        self.sessions_wanted.store(wanted, Ordering::SeqCst);
+    }
+
+    /// Every download started so far, by path, in order.
+    pub fn downloads(&self) -> Vec<String> {
+        self.downloads.lock().clone()
+    }
+
+    /// While closed, downloads deliver no bytes (they wait until it opens).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     fn add_parents(&self, path: &str) {
@@ -212,7 +286,7 @@ impl FakeRemote {
 
 impl Remote for FakeRemote {
     fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::List);
         self.fault()?;
         let mut entries = self.children(dir)?;
         if let Some(n) = *self.list_limit.lock() {
@@ -229,7 +303,7 @@ impl Remote for FakeRemote {
     }
 
     fn lookup(&self, path: &str) -> Result<Option<Entry>> {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Lookup);
         self.fault()?;
         let path = &self.resolve(path);
         let name = parent_and_name(path).1.to_string();
@@ -237,7 +311,7 @@ impl Remote for FakeRemote {
     }
 
     fn open_read(&self, path: &str, offset: u64) -> Result<Box<dyn ReadStream>> {
-        self.opens.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Open);
         self.downloads.lock().push(path.to_string());
         self.fault()?;
         let path = &self.resolve(path);
@@ -259,13 +333,13 @@ impl Remote for FakeRemote {
 
     fn open_write(&self, path: &str, append: bool) -> Result<Box<dyn WriteStream>> {
         self.fault()?;
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Change);
         let path = &self.resolve(path);
         let (parent, name) = parent_and_name(path);
         if self.refuse_uploads_in.lock().as_deref() == Some(parent) {
             return Err(RemoteError::PermissionDenied(format!("storing {path}: 553 Could not create file")));
         }
-        if name.starts_with('.') && self.refuse_hidden_uploads.load(Ordering::SeqCst) {
+        if name.starts_with('.') && self.has(Fault::RefuseHiddenUploads) {
             return Err(RemoteError::PermissionDenied(format!("storing {path}: 550 Permission denied")));
         }
         if !matches!(self.nodes.lock().get(parent), Some(Node::Dir)) {
@@ -282,7 +356,7 @@ impl Remote for FakeRemote {
 
     fn size(&self, path: &str) -> Result<Option<u64>> {
         self.fault()?;
-        if self.refuse_size.load(Ordering::SeqCst) {
+        if self.has(Fault::RefuseSize) {
             return Err(RemoteError::NotFound(format!("550 SIZE not allowed for {path}")));
         }
         let path = &self.resolve(path);
@@ -301,18 +375,18 @@ impl Remote for FakeRemote {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.fault()?;
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Change);
         let from = &self.resolve(from);
         // A case-only rename keeps the new spelling; any other existing variant is replaced.
         let to = &match self.resolve(to) {
             same if same == *from => to.to_string(),
             other => other,
         };
-        if self.refuse_renames.load(Ordering::SeqCst) {
+        if self.has(Fault::RefuseRenames) {
             return Err(RemoteError::PermissionDenied(format!("renaming {from}: 550 Permission denied")));
         }
         let mut nodes = self.nodes.lock();
-        if nodes.contains_key(to) && self.refuse_rename_over.load(Ordering::SeqCst) {
+        if nodes.contains_key(to) && self.has(Fault::RefuseRenameOver) {
             return Err(RemoteError::PermissionDenied(format!("{to} exists")));
         }
         let moved: Vec<(String, Node)> = nodes
@@ -332,7 +406,7 @@ impl Remote for FakeRemote {
 
     fn delete(&self, path: &str) -> Result<()> {
         self.fault()?;
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Change);
         let path = &self.resolve(path);
         match self.nodes.lock().remove(path) {
             Some(Node::File { .. }) => Ok(()),
@@ -342,7 +416,7 @@ impl Remote for FakeRemote {
 
     fn mkdir(&self, path: &str) -> Result<()> {
         self.fault()?;
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Change);
         let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.contains_key(path) {
@@ -354,7 +428,7 @@ impl Remote for FakeRemote {
 
     fn rmdir(&self, path: &str) -> Result<()> {
         self.fault()?;
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Change);
         let path = &self.resolve(path);
         let mut nodes = self.nodes.lock();
         if nodes.keys().any(|p| p.starts_with(&format!("{path}/"))) {
@@ -383,13 +457,13 @@ impl Remote for FakeRemote {
         if !self.chmod_works.load(Ordering::SeqCst) {
             return Err(RemoteError::Unsupported("no SITE CHMOD".into()));
         }
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Change);
         self.modes.lock().insert(path.to_string(), mode & 0o7777);
         Ok(())
     }
 
     fn stat(&self, path: &str) -> Result<Option<(u64, Option<SystemTime>)>> {
-        self.stats.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::Stat);
         self.fault()?;
         let path = &self.resolve(path);
         Ok(match self.nodes.lock().get(path) {
@@ -400,9 +474,9 @@ impl Remote for FakeRemote {
     }
 
     fn list_quick(&self, dir: &str) -> Result<(Vec<Entry>, bool)> {
-        self.quick_lists.fetch_add(1, Ordering::SeqCst);
+        self.counts(Call::QuickList);
         let mut entries = self.list(dir)?;
-        if !self.coarse_quick_lists.load(Ordering::SeqCst) {
+        if !self.has(Fault::CoarseQuickLists) {
             return Ok((entries, true));
         }
         for e in &mut entries {
@@ -495,13 +569,27 @@ mod tests {
         for n in ["a", "b", "c"] {
             fake.add_file(&format!("d/{n}"), b"x", SystemTime::UNIX_EPOCH);
         }
-        *fake.list_limit.lock() = Some(2);
+        fake.limit_listings_to(2);
         let listed = fake.list_detailed("d", true).unwrap();
         assert!(!listed.complete);
         assert_eq!(listed.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(fake.lookup("d/c").unwrap().map(|e| e.size), Some(1));
         assert_eq!(fake.lookup("d/nope").unwrap(), None);
-        *fake.list_limit.lock() = Some(3);
+        fake.limit_listings_to(3);
         assert!(fake.list_detailed("d", false).unwrap().complete);
+    }
+
+    #[test]
+    fn an_injected_fault_lasts_until_healed_and_calls_are_counted() {
+        let fake = FakeRemote::new();
+        fake.add_file("a", b"x", SystemTime::UNIX_EPOCH);
+        fake.inject(Fault::RefuseRenames);
+        assert!(matches!(fake.rename("a", "b"), Err(RemoteError::PermissionDenied(_))));
+        assert!(matches!(fake.rename("a", "b"), Err(RemoteError::PermissionDenied(_))));
+        fake.heal(Fault::RefuseRenames);
+        fake.rename("a", "b").unwrap();
+        assert_eq!(fake.paths(), ["b"]);
+        assert_eq!(fake.count(Call::Change), 3);
+        assert_eq!(fake.count(Call::List), 0);
     }
 }

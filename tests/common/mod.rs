@@ -2,14 +2,18 @@
 //! certificates, a real FUSE mount of the ftpmount binary, and helpers to check the results.
 //! Everything a test starts is stopped (by pid) and unmounted when it is dropped, also when
 //! the test fails.
+//!
+//! This file holds vsftpd, pyftpdlib, the fault proxy and small helpers; `certs.rs` the test
+//! certificates, `mount.rs` the FUSE mount, `process.rs` waiting for and stopping server
+//! processes, `servers.rs` the other servers of the compatibility tests.
 
 #![allow(dead_code)]
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
@@ -32,7 +36,14 @@ macro_rules! started_server {
     )*};
 }
 
+mod certs;
+mod mount;
+mod process;
 pub mod servers;
+
+pub use certs::*;
+pub use mount::*;
+pub use process::*;
 #[allow(unused_imports)] // only tests/e2e_servers.rs uses them
 pub use servers::*;
 
@@ -92,20 +103,6 @@ fn port_range(n: u16) -> (u16, u16) {
     }
 }
 
-fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
-    let start = Instant::now();
-    // A connect to a port nobody listens on yet can pick that same port as its own source
-    // port and connect to itself (TCP simultaneous open): that is not the server listening.
-    let listening = || TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().unwrap().port() != port);
-    while !listening() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("server exited with {status}: {}", fs::read_to_string(log).unwrap_or_default());
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "server did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The system account vsftpd logs in (it needs a real user); created once.
 pub fn ensure_user() {
     static ONCE: Once = Once::new();
@@ -132,242 +129,6 @@ pub fn ensure_user() {
 /// Gives the FTP user the tree (vsftpd serves it as that user).
 pub fn chown_to_user(path: &Path) {
     sh("chown", &["-R", &format!("{USER}:{USER}"), path.to_str().unwrap()]);
-}
-
-/// Certificates made with the openssl command line: a CA, server certificates it signed, and
-/// a self-signed one.
-pub struct Certs {
-    dir: TempDir,
-}
-
-pub struct CertPair {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Certs {
-    pub fn new() -> Certs {
-        let dir = TempDir::new("certs");
-        let d = dir.path().to_path_buf();
-        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=ftpmount test CA",
-                "-keyout",
-                &p("ca.key"),
-                "-out",
-                &p("ca.pem"),
-            ],
-        );
-        let certs = Certs { dir };
-        certs.signed("server", "DNS:localhost,IP:127.0.0.1");
-        certs.signed("wrong-host", "DNS:ftp.example.invalid");
-        certs.signed_for_dates("expired", "20200101000000Z", "20200201000000Z");
-        certs.signed_for_dates("not-yet-valid", "20400101000000Z", "20410101000000Z");
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-                &p("self-signed.key"),
-                "-out",
-                &p("self-signed.pem"),
-            ],
-        );
-        certs
-    }
-
-    fn signed(&self, name: &str, san: &str) {
-        let d = self.dir.path();
-        let p = |n: String| d.join(n).to_str().unwrap().to_string();
-        let cn = san.split(',').next().unwrap().trim_start_matches("DNS:");
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={cn}"),
-                "-keyout",
-                &p(format!("{name}.key")),
-                "-out",
-                &p(format!("{name}.csr")),
-            ],
-        );
-        fs::write(d.join(format!("{name}.ext")), format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n")).unwrap();
-        sh(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &p(format!("{name}.csr")),
-                "-CA",
-                &p("ca.pem".into()),
-                "-CAkey",
-                &p("ca.key".into()),
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-extfile",
-                &p(format!("{name}.ext")),
-                "-out",
-                &p(format!("{name}.pem")),
-            ],
-        );
-    }
-
-    /// A certificate for localhost valid only between two dates (`YYYYMMDDHHMMSSZ`), signed
-    /// with `openssl ca`, which (unlike `openssl x509`) takes explicit dates.
-    fn signed_for_dates(&self, name: &str, start: &str, end: &str) {
-        let d = self.dir.path();
-        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        fs::write(
-            d.join("ca.cnf"),
-            format!(
-                "[ ca ]\ndefault_ca = test_ca\n[ test_ca ]\ndatabase = {db}\nnew_certs_dir = {dir}\nserial = {serial}\n\
-                 default_md = sha256\npolicy = any\nunique_subject = no\n[ any ]\ncommonName = supplied\n",
-                db = p("index.txt"),
-                dir = d.display(),
-                serial = p("ca.serial"),
-            ),
-        )
-        .unwrap();
-        if !d.join("index.txt").exists() {
-            fs::write(d.join("index.txt"), "").unwrap();
-            fs::write(d.join("ca.serial"), "1000\n").unwrap();
-        }
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                &p(&format!("{name}.key")),
-                "-out",
-                &p(&format!("{name}.csr")),
-            ],
-        );
-        fs::write(
-            d.join(format!("{name}.ext")),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        sh(
-            "openssl",
-            &[
-                "ca",
-                "-batch",
-                "-notext",
-                "-config",
-                &p("ca.cnf"),
-                "-cert",
-                &p("ca.pem"),
-                "-keyfile",
-                &p("ca.key"),
-                "-in",
-                &p(&format!("{name}.csr")),
-                "-out",
-                &p(&format!("{name}.pem")),
-                "-startdate",
-                start,
-                "-enddate",
-                end,
-                "-extfile",
-                &p(&format!("{name}.ext")),
-            ],
-        );
-    }
-
-    pub fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// A certificate signed by the test CA that names `cn` only in its Common Name, with no
-    /// subjectAltName (as old tutorials make them); `pair(name)` finds it.
-    pub fn signed_cn_only(&self, name: &str, cn: &str) -> CertPair {
-        let d = self.dir.path();
-        let p = |n: String| d.join(n).to_str().unwrap().to_string();
-        sh(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={cn}"),
-                "-keyout",
-                &p(format!("{name}.key")),
-                "-out",
-                &p(format!("{name}.csr")),
-            ],
-        );
-        // An extension, so the certificate is X.509 v3 (TLS libraries refuse v1 outright).
-        fs::write(d.join(format!("{name}.ext")), "basicConstraints=CA:FALSE\n").unwrap();
-        sh(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &p(format!("{name}.csr")),
-                "-CA",
-                &p("ca.pem".into()),
-                "-CAkey",
-                &p("ca.key".into()),
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-extfile",
-                &p(format!("{name}.ext")),
-                "-out",
-                &p(format!("{name}.pem")),
-            ],
-        );
-        self.pair(name)
-    }
-
-    pub fn pair(&self, name: &str) -> CertPair {
-        CertPair { cert: self.dir.path().join(format!("{name}.pem")), key: self.dir.path().join(format!("{name}.key")) }
-    }
-
-    /// The SHA-256 fingerprint as `openssl x509 -fingerprint` prints it (upper case, colons).
-    pub fn fingerprint(&self, name: &str) -> String {
-        let out = sh(
-            "openssl",
-            &["x509", "-noout", "-fingerprint", "-sha256", "-in", self.pair(name).cert.to_str().unwrap()],
-        );
-        String::from_utf8(out.stdout).unwrap().trim().rsplit('=').next().unwrap().to_string()
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -468,11 +229,7 @@ impl Vsftpd {
     /// Takes the server down: the listener and every session are killed, so connections
     /// break and new ones are refused, until `restart`.
     pub fn stop(&mut self) {
-        // Stopped first, the listener forks no new session while they are killed.
-        signal_pid(self.child.0.id(), libc::SIGSTOP);
-        self.kill_sessions();
-        let _ = self.child.0.kill();
-        let _ = self.child.0.wait();
+        stop_tree(&mut self.child.0);
     }
 
     /// Starts the server again after `stop`, with the same configuration and port.
@@ -511,53 +268,6 @@ impl Vsftpd {
     }
 }
 
-/// Stops every process below `pid` with SIGSTOP, looking again until no new one appears, and
-/// returns them. A stopped process cannot fork, so a session that was forking a child while
-/// the tree was being killed cannot leave that child running as an orphan.
-pub fn freeze_descendants(pid: u32) -> Vec<u32> {
-    let mut stopped = Vec::new();
-    loop {
-        let new: Vec<u32> = descendants(pid).into_iter().filter(|p| !stopped.contains(p)).collect();
-        if new.is_empty() {
-            return stopped;
-        }
-        for &p in &new {
-            signal_pid(p, libc::SIGSTOP);
-        }
-        stopped.extend(new);
-    }
-}
-
-pub fn signal_pid(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) has no memory effects; a pid that has already exited gives ESRCH.
-    unsafe { libc::kill(pid as libc::pid_t, signal) };
-}
-
-/// All processes below `pid`, from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-        // Fields after the command name (which may contain spaces) start after the last ')'.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
-            parents.push((p, ppid));
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for &(child, parent) in &parents {
-            if parent == p {
-                out.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    out
-}
-
 started_server!(Vsftpd, PyFtpd);
 
 /// pyftpdlib: a different server, with MLSD, run from tests/servers/pyftpd.py.
@@ -593,17 +303,6 @@ impl PyFtpd {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("pyftpd.log")).unwrap_or_default()
-    }
-}
-
-/// A child process killed (by its pid) and reaped when dropped. (A vsftpd's session processes
-/// end when their clients disconnect.)
-pub struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -713,179 +412,6 @@ impl Server for FaultProxy {
     }
     fn tls(&self) -> Tls {
         Tls::Off
-    }
-}
-
-/// Whether something is mounted at `path` (as /proc/self/mountinfo spells it).
-pub fn is_mounted(path: &Path) -> bool {
-    let want = path.to_str().unwrap();
-    fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|l| l.split(' ').nth(4) == Some(want))
-}
-
-/// A running `ftpmount mount`.
-pub struct Mount {
-    child: Option<Child>,
-    dir: TempDir,
-    mountpoint: PathBuf,
-}
-
-#[derive(Debug)]
-pub struct MountFailure {
-    pub status: ExitStatus,
-    pub stderr: String,
-    /// Whether the mountpoint was still a mount after the command ended (a dead mount).
-    pub left_mounted: bool,
-}
-
-impl Mount {
-    /// Runs `ftpmount mount SOURCE MNT ARGS…` with the test password in the environment and
-    /// waits until the mount is live, or until the command fails.
-    pub fn start(source: &str, args: &[&str]) -> Result<Mount, MountFailure> {
-        Self::start_with_env(source, args, &[("FTPMOUNT_PASSWORD", PASSWORD)])
-    }
-
-    pub fn start_with_env(source: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Mount, MountFailure> {
-        Self::start_at_with_env(source, None, args, env)
-    }
-
-    fn start_at_with_env(
-        source: &str,
-        at: Option<&Path>,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Result<Mount, MountFailure> {
-        let dir = TempDir::new("mount");
-        let mountpoint = match at {
-            Some(p) => p.to_path_buf(),
-            None => dir.path().join("mnt"),
-        };
-        fs::create_dir_all(&mountpoint).unwrap();
-        let log = dir.path().join("ftpmount.log");
-        let mut cmd = Command::new(bin());
-        cmd.arg("mount").arg(source).arg(&mountpoint).args(args).env_remove("FTPMOUNT_PASSWORD");
-        // The content cache and spool live with the mount (and go with it) unless a test
-        // keeps them across mounts with --cache-dir.
-        cmd.env("XDG_CACHE_HOME", dir.path().join("cache"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child =
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(fs::File::create(&log).unwrap()).spawn().unwrap();
-        let start = Instant::now();
-        loop {
-            // Ready means: the kernel shows the mount and ftpmount said so.
-            let said = fs::read_to_string(&log).unwrap_or_default().contains(" mounted ");
-            if said && is_mounted(&mountpoint) {
-                return Ok(Mount { child: Some(child), dir, mountpoint });
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                let left_mounted = is_mounted(&mountpoint);
-                if left_mounted {
-                    let _ = Command::new("umount").arg("-l").arg(&mountpoint).status();
-                }
-                return Err(MountFailure {
-                    status,
-                    stderr: fs::read_to_string(&log).unwrap_or_default(),
-                    left_mounted,
-                });
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("mount did not become ready: {}", fs::read_to_string(&log).unwrap_or_default());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Mounts `server` with the usual options for its TLS mode (trusting the test CA).
-    pub fn of(server: &dyn Server, certs: Option<&Certs>, extra: &[&str]) -> Mount {
-        Self::of_at(server, certs, None, extra)
-    }
-
-    /// `of`, at a mountpoint the caller keeps (`None`: a fresh one), to mount again at the same
-    /// path as a desktop does after a reboot (file managers key what they remember by path).
-    pub fn of_at(server: &dyn Server, certs: Option<&Certs>, at: Option<&Path>, extra: &[&str]) -> Mount {
-        let ca;
-        let mut args: Vec<&str> = Vec::new();
-        if let Some(c) = certs {
-            ca = c.ca();
-            args.extend(["--ca-file", ca.to_str().unwrap()]);
-        }
-        if server.tls() == Tls::Implicit {
-            args.extend(["--tls", "implicit"]);
-        }
-        args.extend(extra);
-        Mount::start_at_with_env(&server.url(), at, &args, &[("FTPMOUNT_PASSWORD", PASSWORD)])
-            .unwrap_or_else(|f| panic!("mount failed: {f:?}"))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.mountpoint
-    }
-
-    /// The daemon's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("ftpmount.log")).unwrap_or_default()
-    }
-
-    /// Unmounts with fusermount3 and returns the daemon's exit status.
-    pub fn unmount(mut self) -> ExitStatus {
-        self.stop()
-    }
-
-    /// Unmounts and returns the daemon's exit status and everything it logged.
-    pub fn unmount_with_log(mut self) -> (ExitStatus, String) {
-        let status = self.stop();
-        (status, self.log())
-    }
-
-    /// A crash: kills the daemon with SIGKILL (it cleans nothing up), then clears the dead
-    /// mount as a user would, with fusermount3 -u (lazily if that is refused).
-    pub fn kill_daemon(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        for flags in ["-u", "-uz"] {
-            let ok = Command::new("fusermount3").arg(flags).arg(&self.mountpoint).stderr(Stdio::null()).status();
-            if ok.is_ok_and(|s| s.success()) {
-                break;
-            }
-        }
-        assert!(!is_mounted(&self.mountpoint), "fusermount3 could not clear the dead mount");
-    }
-
-    fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        if is_mounted(&self.mountpoint) {
-            let ok = Command::new("fusermount3").arg("-u").arg(&self.mountpoint).stderr(Stdio::null()).status();
-            if !ok.is_ok_and(|s| s.success()) {
-                let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
-            }
-        }
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            // A --write-back daemon uploads its queue before it exits.
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                return child.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.stop();
-        }
     }
 }
 

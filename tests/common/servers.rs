@@ -6,11 +6,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use super::{
-    CertPair, PASSWORD, PyFtpd, Server, TempDir, Tls, USER, chown_to_user, ensure_user, free_port, freeze_descendants,
-    port_range, signal_pid, wait_for_port,
+    CertPair, PASSWORD, PyFtpd, Server, ServerProcess, TempDir, Tls, USER, chown_to_user, ensure_user, free_port,
+    port_range, wait_for_port,
 };
 
 /// Where `.ci/install-test-servers` put the extracted trees (`$FTPMOUNT_SERVERS_DIR`).
@@ -24,23 +24,14 @@ fn extracted(rel: &str) -> PathBuf {
     p
 }
 
-/// Kills a server's sessions (children) and then the server, and reaps it.
-fn stop_tree(child: &mut Child) {
-    signal_pid(child.id(), libc::SIGSTOP);
-    for pid in freeze_descendants(child.id()) {
-        signal_pid(pid, libc::SIGKILL);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 fn read(path: PathBuf) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
 /// ProFTPD 1.3.8 with mod_tls, as Debian ships it.
 pub struct Proftpd {
-    child: Child,
+    /// Stopped with its sessions when dropped.
+    _process: ServerProcess,
     port: u16,
     tls: Tls,
     root: TempDir,
@@ -99,7 +90,7 @@ impl Proftpd {
             .spawn()
             .unwrap();
         wait_for_port(port, &mut child, &stderr);
-        Proftpd { child, port, tls, root, dir }
+        Proftpd { _process: ServerProcess(child), port, tls, root, dir }
     }
 
     /// mod_tls's log (`client did not reuse TLS session, rejecting data connection`...).
@@ -117,17 +108,12 @@ impl Proftpd {
     }
 }
 
-impl Drop for Proftpd {
-    fn drop(&mut self) {
-        stop_tree(&mut self.child);
-    }
-}
-
 /// Pure-FTPd 1.0.50 (privsep build), run in the foreground from its command line. Its own
 /// user database (puredb, made with the extracted `pure-pw`) maps the test user, with the
 /// test password, to the system account and `root` as its home; everyone is chrooted.
 pub struct PureFtpd {
-    child: Child,
+    /// Stopped with its sessions when dropped.
+    _process: ServerProcess,
     port: u16,
     tls: Tls,
     root: TempDir,
@@ -195,18 +181,12 @@ impl PureFtpd {
         let stderr = d.join("stderr");
         let mut child = cmd.stdout(Stdio::null()).stderr(fs::File::create(&stderr).unwrap()).spawn().unwrap();
         wait_for_port(port, &mut child, &stderr);
-        PureFtpd { child, port, tls, root, dir }
+        PureFtpd { _process: ServerProcess(child), port, tls, root, dir }
     }
 
     /// The transfer log (CLF) and what Pure-FTPd wrote to stderr (its own log goes to syslog).
     pub fn log(&self) -> String {
         read(self.dir.path().join("xfer.log")) + &read(self.dir.path().join("stderr"))
-    }
-}
-
-impl Drop for PureFtpd {
-    fn drop(&mut self) {
-        stop_tree(&mut self.child);
     }
 }
 
@@ -216,7 +196,8 @@ impl Drop for PureFtpd {
 /// ordinary users and no passive-port option: the URL names the served directory by its
 /// absolute path, and passive ports are ephemeral.
 pub struct Inetutils {
-    child: Child,
+    /// Stopped with its sessions when dropped.
+    _process: ServerProcess,
     port: u16,
     root: TempDir,
     dir: TempDir,
@@ -251,7 +232,7 @@ impl Inetutils {
             .spawn()
             .unwrap();
         wait_for_port(port, &mut child, &log);
-        Inetutils { child, port, root, dir }
+        Inetutils { _process: ServerProcess(child), port, root, dir }
     }
 
     /// One line per accepted connection (and what ftpd wrote to stderr).
@@ -273,12 +254,6 @@ impl Server for Inetutils {
     /// No chroot: the served directory is named by its absolute path.
     fn url(&self) -> String {
         format!("ftp://{USER}@localhost:{}{}/", self.port, self.root.path().display())
-    }
-}
-
-impl Drop for Inetutils {
-    fn drop(&mut self) {
-        stop_tree(&mut self.child);
     }
 }
 

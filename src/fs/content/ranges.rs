@@ -11,6 +11,7 @@ pub struct Version {
 }
 
 impl Version {
+    /// The version of a file of `size` bytes last modified at `mtime` (whole seconds, rounded down).
     pub fn of(size: u64, mtime: SystemTime) -> Version {
         let secs = match mtime.duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
@@ -65,6 +66,7 @@ impl Ranges {
         }
     }
 
+    /// How many bytes the ranges hold together.
     pub fn total(&self) -> u64 {
         self.0.iter().map(|(s, e)| e - s).sum()
     }

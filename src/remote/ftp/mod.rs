@@ -358,7 +358,6 @@ impl FtpRemote {
             match start(&mut lease) {
                 Ok(transfer) => return Ok(wrap(transfer, lease)),
                 Err(e) => {
-                    let e = tls_refusal_named(&lease, e);
                     retire(&mut lease, &e);
                     drop(lease);
                     if attempt == 0 && e.is_transient() {
@@ -597,23 +596,6 @@ impl FtpRemote {
             Err((code, text)) => return Err(reply_error(&format!("asking the time of {p} (MDTM)"), code, &text)),
         };
         Ok(Some((size, self.zone.from_mdtm(mtime))))
-    }
-}
-
-/// A data connection refused (`425`, `522`) on a session whose TLS 1.3 data connections ran
-/// out of tickets was refused for not resuming the control session, not by a firewall: the
-/// message says so (the generic one points at passive ports).
-fn tls_refusal_named(lease: &Lease<FtpConnector>, e: RemoteError) -> RemoteError {
-    let ran_out = lease.tls.as_ref().is_some_and(|t| t.tls13_tickets_ran_out());
-    match e {
-        RemoteError::Connection(m) if ran_out && (m.contains("425") || m.contains("522")) => {
-            let said = m.split(". The data connection").next().unwrap_or(&m).to_string();
-            RemoteError::Connection(format!(
-                "{said}: the server refused a data connection whose TLS session did not resume the control \
-                 connection's (it hands out too few TLS 1.3 tickets); sessions from now on use TLS 1.2"
-            ))
-        }
-        e => e,
     }
 }
 

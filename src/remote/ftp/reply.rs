@@ -52,6 +52,23 @@ pub fn map(what: &str, err: FtpError) -> RemoteError {
     }
 }
 
+/// Maps a failed data transfer command (`RETR`, `STOR`, `APPE`) or a transfer's final reply.
+/// On a session whose TLS 1.3 data connections ran out of tickets (`tickets_ran_out`), a
+/// refused data connection (`425`, `522`) was refused for not resuming the control session,
+/// not by a firewall: the message says so (the generic one points at passive ports).
+pub fn map_data(what: &str, err: FtpError, tickets_ran_out: bool) -> RemoteError {
+    match err {
+        FtpError::UnexpectedResponse(resp) if tickets_ran_out && matches!(code(&resp), 425 | 522) => {
+            RemoteError::Connection(format!(
+                "{what}: server said \"{}\": the server refused a data connection whose TLS session did not resume \
+                 the control connection's (it hands out too few TLS 1.3 tickets); sessions from now on use TLS 1.2",
+                text(&resp)
+            ))
+        }
+        e => map(what, e),
+    }
+}
+
 /// Maps a negative reply by its code (and, for the ambiguous 550, its text).
 pub fn map_reply(what: &str, resp: &Response) -> RemoteError {
     let code = code(resp);
@@ -150,6 +167,31 @@ mod tests {
             assert!(ok(&err), "{line} -> {err:?}");
             assert!(err.to_string().contains(line), "message quotes the server: {err}");
         }
+    }
+
+    #[test]
+    fn a_refused_data_connection_is_named_by_its_code_when_tls13_tickets_ran_out() {
+        let refused =
+            |line: &str, ran_out| map_data("reading /d/425.txt", FtpError::UnexpectedResponse(resp(line)), ran_out);
+        for line in ["425 Can't open data connection.", "522 SSL connection failed: session reuse required"] {
+            let named = refused(line, true);
+            assert!(matches!(named, RemoteError::Connection(_)) && named.is_transient(), "{named:?}");
+            assert_eq!(
+                named.to_string(),
+                format!(
+                    "reading /d/425.txt: server said \"{line}\": the server refused a data connection whose TLS \
+                     session did not resume the control connection's (it hands out too few TLS 1.3 tickets); \
+                     sessions from now on use TLS 1.2"
+                )
+            );
+            assert_eq!(refused(line, false).to_string(), map_reply("reading /d/425.txt", &resp(line)).to_string());
+        }
+        // A name with 425 in it is no reply code.
+        let other = refused("426 Failure reading network stream.", true);
+        assert_eq!(
+            other.to_string(),
+            map_reply("reading /d/425.txt", &resp("426 Failure reading network stream.")).to_string()
+        );
     }
 
     #[test]

@@ -541,7 +541,12 @@ impl FtpSession {
                 return RemoteError::Tls(format!("{what}: {detail}"));
             }
         }
-        reply::map(what, e)
+        reply::map_data(what, e, self.tls13_tickets_ran_out())
+    }
+
+    /// Whether this session's TLS 1.3 data connections ran out of tickets (see `reply::map_data`).
+    pub fn tls13_tickets_ran_out(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.tls13_tickets_ran_out())
     }
 }
 

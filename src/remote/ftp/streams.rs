@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use suppaftp::FtpError;
 
 use super::session::{EarlyClose, Transfer};
-use super::{FtpConnector, reply, retire, socket, tls_refusal_named};
+use super::{FtpConnector, reply, retire, socket};
 use crate::remote::pool::Health;
 use crate::remote::pool::Lease;
 use crate::remote::{ReadStream, RemoteError, Result, WriteStream};
@@ -102,7 +102,7 @@ impl WriteStream for FtpWriteStream {
         let finished = transfer.finish();
         self.lease.set_reply_timeout(self.io_timeout);
         finished.map_err(|e| {
-            let err = tls_refusal_named(&self.lease, reply::map(&what, e));
+            let err = reply::map_data(&what, e, self.lease.tls13_tickets_ran_out());
             if err.breaks_session() {
                 self.lease.mark_broken();
             }
