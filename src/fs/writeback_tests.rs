@@ -14,10 +14,32 @@ fn config(queue: &std::path::Path) -> FsConfig {
     FsConfig { write_back: Some(queue.to_path_buf()), ..test_config() }
 }
 
-fn queue_dir(tag: &str) -> std::path::PathBuf {
+/// A write-back queue directory of its own, removed when the test ends.
+struct QueueDir(std::path::PathBuf);
+
+impl std::ops::Deref for QueueDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for QueueDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for QueueDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn queue_dir(tag: &str) -> QueueDir {
     let d = std::env::temp_dir().join(format!("ftpmount-wb-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    QueueDir(d)
 }
 
 fn mode() -> OpenMode {
@@ -67,7 +89,8 @@ fn close_returns_before_the_upload_and_a_rename_redirects_it() {
 #[test]
 fn a_deleted_queued_file_is_never_uploaded() {
     let fake = Arc::new(FakeRemote::new());
-    let fs = Arc::new(Fs::new(fake.clone(), config(&queue_dir("unlink")), Arc::new(SystemClock)));
+    let dir = queue_dir("unlink");
+    let fs = Arc::new(Fs::new(fake.clone(), config(&dir), Arc::new(SystemClock)));
     write_file(&fs, "gone", b"x");
     fs.unlink(ROOT, "gone").unwrap();
     fs.start_write_back(1);
@@ -79,7 +102,8 @@ fn a_deleted_queued_file_is_never_uploaded() {
 #[test]
 fn connection_failures_are_retried_until_the_upload_succeeds() {
     let fake = Arc::new(FakeRemote::new());
-    let fs = Arc::new(Fs::new(fake.clone(), config(&queue_dir("retry")), Arc::new(SystemClock)));
+    let dir = queue_dir("retry");
+    let fs = Arc::new(Fs::new(fake.clone(), config(&dir), Arc::new(SystemClock)));
     write_file(&fs, "f", b"data");
     fake.fail_next(1);
     fs.start_write_back(1);
