@@ -29,6 +29,7 @@ mod content_tests;
 pub mod dircache;
 pub mod inode;
 pub mod listing;
+mod lock_order;
 pub mod lookup;
 #[cfg(test)]
 mod names_tests;
@@ -353,7 +354,8 @@ impl std::fmt::Display for TransferState {
 /// write-back queue.
 ///
 /// **Lock order.** A write handle's `job` (one upload of it at a time), then its `state`, then
-/// `Fs::writing`; nothing takes a handle's lock while holding `writing`. `job` and `state` are
+/// `Fs::writing`; nothing takes a handle's lock while holding `writing` (debug builds check
+/// this: see `lock_order.rs`). `job` and `state` are
 /// held across server commands on purpose (the upload, rename or listing of that one file),
 /// `writing` never. Every other mutex here (`handles`, `open_dirs`, `inodes`, `parked`, `told`,
 /// `local_times`, `set_times`, `errors`, `case_warned`, `case_confirmed`, `notifier`) is a
@@ -378,7 +380,7 @@ pub struct Fs {
     mounted_at: SystemTime,
     spool: Spool,
     /// Files open for writing, by path: their size and time are ours until uploaded.
-    writing: Mutex<HashMap<String, Arc<WriteHandle>>>,
+    writing: lock_order::Ranked<HashMap<String, Arc<WriteHandle>>>,
     /// Write handles being released: out of `handles`, maybe not queued for upload yet.
     releasing: std::sync::atomic::AtomicUsize,
     /// Times we set, for servers whose listings show only minutes or days (e.g. directories
@@ -447,7 +449,7 @@ impl Fs {
             mounted_at: SystemTime::now(),
             spool: Spool::new(config.cache_dir.clone(), config.cache_max_size, config.write_back.clone()),
             write_back: config.write_back.clone().map(WriteBack::new),
-            writing: Mutex::new(HashMap::new()),
+            writing: lock_order::Ranked::new(lock_order::WRITING, HashMap::new()),
             releasing: Default::default(),
             set_times: Mutex::new(HashMap::new()),
             case_warned: Mutex::new(HashSet::new()),

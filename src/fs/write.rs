@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 
 use crate::remote::RemoteError;
 
+use super::lock_order::{self, Ranked};
 use super::spool::Journal;
 use super::spool::{Kept, Reservation, Spool};
 use super::write_body::{Body, spool_error};
@@ -110,11 +111,11 @@ pub struct WriteHandle {
     pub(super) uploading: Mutex<Option<Shown>>,
     /// Held by a write-back upload from start to end (times, modes, cache included); renames
     /// and deletes of a queued file take it first, so they act before or after, never during.
-    pub job: Mutex<()>,
+    pub job: Ranked<()>,
     /// Deleted or replaced while open or queued: its content goes nowhere.
     pub(super) gone: AtomicBool,
     /// The content and what is pending (see [`WriteState`]).
-    pub state: Mutex<WriteState>,
+    pub state: Ranked<WriteState>,
     /// When the file was opened, for `status`.
     pub opened: std::time::Instant,
     /// Write-back: when the opener closed it, kept for the queue (cleared by a later write).
@@ -167,17 +168,20 @@ impl WriteHandle {
             write_back,
             released: AtomicBool::new(false),
             uploading: Mutex::new(None),
-            job: Mutex::new(()),
+            job: Ranked::new(lock_order::JOB, ()),
             gone: AtomicBool::new(false),
-            state: Mutex::new(WriteState {
-                body,
-                size,
-                dirty,
-                pending_mtime: None,
-                pending_mode: None,
-                placed_mode: None,
-                placed_mtime: None,
-            }),
+            state: Ranked::new(
+                lock_order::STATE,
+                WriteState {
+                    body,
+                    size,
+                    dirty,
+                    pending_mtime: None,
+                    pending_mode: None,
+                    placed_mode: None,
+                    placed_mtime: None,
+                },
+            ),
             opened: std::time::Instant::now(),
             closed_at: Mutex::new(None),
         }

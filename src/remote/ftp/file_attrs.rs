@@ -5,8 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use super::retry::retire;
 use super::session::{Features, Pipelined, Pipelining, Reply};
-use super::{FtpRemote, PIPELINE_PROBE_TIMEOUT, listing, reply_error, retire};
+use super::{FtpRemote, PIPELINE_PROBE_TIMEOUT, listing, reply_error};
 use crate::remote::{Applied, Remote, RemoteError, Result};
 
 /// How this server lets us set modification times; found out on first use.

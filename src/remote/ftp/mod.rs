@@ -9,6 +9,7 @@ mod fuzz_tests;
 pub mod listing;
 mod profile;
 pub mod reply;
+mod retry;
 pub mod session;
 pub mod socket;
 mod streams;
@@ -22,11 +23,11 @@ use std::time::SystemTime;
 
 use self::file_attrs::MtimeCommand;
 use self::listing::{EntryKind, ListEntry, Skip};
-use self::session::{Endpoint, Features, FtpSession, Pipelined, Pipelining, Transfer};
+use self::session::{Endpoint, Features, FtpSession, Pipelined, Pipelining};
 use self::streams::{FtpReadStream, FtpWriteStream};
 use self::times::{times_to_utc, wants_exact_time};
 use self::zone::ServerZone;
-use super::pool::{self, Health, Lease, Pool, PoolConfig};
+use super::pool::{self, Health, Pool, PoolConfig};
 use super::{Applied, Entry, Kind, Listed, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
 use crate::clock::Clock;
 use crate::names::Charset;
@@ -173,51 +174,6 @@ impl FtpRemote {
         }
     }
 
-    /// Runs `op` on a pooled session. Idempotent operations that failed on a broken session
-    /// are retried once on a fresh one (the server may have closed an idle connection, or
-    /// restarted: the fresh session then waits for it within --reconnect-timeout).
-    fn with_session<T>(&self, idempotent: bool, mut op: impl FnMut(&mut FtpSession) -> Result<T>) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            let mut lease = self.pool.checkout()?;
-            match op(&mut lease) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    retire(&mut lease, &e);
-                    drop(lease);
-                    if attempt == 0 && idempotent && e.is_transient() {
-                        tracing::debug!("retrying on a fresh session after: {e}");
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// Runs `op`, a command that changes the server, on a pooled session. When the connection
-    /// breaks under it (a server restart, a dropped connection found only when used), the
-    /// server may or may not have acted: `op` is sent once more on a fresh session, and a
-    /// refusal then that `done` says means "already done" (the file is gone, the directory is
-    /// there) counts as success.
-    fn change(
-        &self,
-        mut op: impl FnMut(&mut FtpSession) -> Result<()>,
-        done: impl Fn(&RemoteError) -> bool,
-    ) -> Result<()> {
-        match self.with_session(false, &mut op) {
-            Err(e) if e.is_transient() => {
-                tracing::debug!("sending the change again on a fresh session after: {e}");
-                match self.with_session(false, op) {
-                    Err(again) if done(&again) => Ok(()),
-                    other => other,
-                }
-            }
-            other => other,
-        }
-    }
-
     /// Whether `path` is listed in its directory now.
     fn listed(&self, path: &str) -> bool {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -341,34 +297,6 @@ fn to_entry(e: ListEntry) -> Entry {
         size: e.size,
         mtime: e.mtime.map(|t| t.time),
         mode: e.mode,
-    }
-}
-
-impl FtpRemote {
-    /// Starts a transfer with `start` on a pooled session and wraps it with `wrap`; a start
-    /// that failed on a broken session is tried once more on a fresh one.
-    fn start_transfer<S: ?Sized>(
-        &self,
-        mut start: impl FnMut(&mut Lease<FtpConnector>) -> Result<Transfer>,
-        wrap: impl Fn(Transfer, Lease<FtpConnector>) -> Box<S>,
-    ) -> Result<Box<S>> {
-        let mut attempt = 0;
-        loop {
-            let mut lease = self.pool.checkout()?;
-            match start(&mut lease) {
-                Ok(transfer) => return Ok(wrap(transfer, lease)),
-                Err(e) => {
-                    retire(&mut lease, &e);
-                    drop(lease);
-                    if attempt == 0 && e.is_transient() {
-                        tracing::debug!("starting the transfer again on a fresh session after: {e}");
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
     }
 }
 
@@ -596,16 +524,6 @@ impl FtpRemote {
             Err((code, text)) => return Err(reply_error(&format!("asking the time of {p} (MDTM)"), code, &text)),
         };
         Ok(Some((size, self.zone.from_mdtm(mtime))))
-    }
-}
-
-/// Marks a session that failed with `e` so the pool does not reuse it when it is out of step;
-/// one that got no answer in time takes the idle sessions with it.
-fn retire(lease: &mut Lease<FtpConnector>, e: &RemoteError) {
-    match e {
-        RemoteError::Timeout(_) => lease.mark_unresponsive(),
-        e if e.breaks_session() => lease.mark_broken(),
-        _ => {}
     }
 }
 

@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 
 use suppaftp::FtpError;
 
+use super::retry::retire;
 use super::session::{EarlyClose, Transfer};
-use super::{FtpConnector, reply, retire, socket};
+use super::{FtpConnector, reply, socket};
 use crate::remote::pool::Health;
 use crate::remote::pool::Lease;
 use crate::remote::{ReadStream, RemoteError, Result, WriteStream};

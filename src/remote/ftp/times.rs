@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use super::listing::{self, EntryKind, ListEntry, TimePrecision};
+use super::retry::retire;
 use super::session::{Pipelined, Pipelining};
 use super::zone::{self, ServerZone};
-use super::{
-    FtpRemote, MDTM_BATCH, MDTM_SESSIONS, PIPELINE_BATCH, PIPELINE_BYTES, PIPELINE_PROBE_TIMEOUT, join, retire,
-};
+use super::{FtpRemote, MDTM_BATCH, MDTM_SESSIONS, PIPELINE_BATCH, PIPELINE_BYTES, PIPELINE_PROBE_TIMEOUT, join};
 use crate::remote::Result;
 
 impl FtpRemote {
