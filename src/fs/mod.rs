@@ -355,9 +355,8 @@ impl std::fmt::Display for TransferState {
 ///
 /// **Lock order.** A write handle's `job` (one upload of it at a time), then its `state`, then
 /// `Fs::writing`; nothing takes a handle's lock while holding `writing` (debug builds check
-/// this: see `lock_order.rs`). `job` and `state` are
-/// held across server commands on purpose (the upload, rename or listing of that one file),
-/// `writing` never. Every other mutex here (`handles`, `open_dirs`, `inodes`, `parked`, `told`,
+/// this: see `lock_order.rs`). `job` and `state` are held across server commands on purpose
+/// (the upload, rename or listing of that one file), `writing` never. Every other mutex here (`handles`, `open_dirs`, `inodes`, `parked`, `told`,
 /// `local_times`, `set_times`, `errors`, `case_warned`, `case_confirmed`, `notifier`) is a
 /// leaf: held for one map operation, with no other lock taken and no server command sent
 /// meanwhile. The caches (`dirs`, `content`) take only their own locks inside; the watcher
