@@ -4,18 +4,28 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use suppaftp::{FtpError, Status};
 
 use super::reply;
-use super::session::{Connection, DataNote, Endpoint, Ftp, Security, TlsMode, tls_security};
+use super::session::{Connection, DataNote, Endpoint, Features, Ftp, FtpSession, Security, TlsMode, tls_security};
 use super::tls_adapter::{Connector, SessionTls};
 use crate::remote::{RemoteError, Result};
 use crate::tls::TlsClient;
+
+/// A new session: connected, secured as the TLS mode says, logged in and set up. `features`
+/// is filled by the first session of a mount.
+pub fn open_session(ep: &Endpoint, features: &OnceLock<Arc<Features>>) -> Result<FtpSession> {
+    let mut s = FtpSession::new(connect_secured(ep)?);
+    s.login(ep)?;
+    s.setup(ep, features)?;
+    ep.greeted_before.store(true, Ordering::Relaxed);
+    Ok(s)
+}
 
 pub fn resolve(ep: &Endpoint) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (ep.host.as_str(), ep.port)

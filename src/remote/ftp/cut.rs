@@ -17,30 +17,6 @@ use super::session::Received;
 use super::{FtpRemote, parse_listing, to_entry};
 use crate::remote::{Entry, RemoteError, Result};
 
-/// The words of a listing's final reply that say the server cut it short, if any do
-/// (Pure-FTPd: `226 Output truncated to 10000 matches`; any line of a multi-line reply).
-pub fn cut_notice(reply: &str) -> Option<String> {
-    reply.lines().map(strip_code).find(|line| says_cut(&line.to_ascii_lowercase())).map(str::to_string)
-}
-
-/// A reply line without its `226-` / `226 ` code.
-fn strip_code(line: &str) -> &str {
-    let line = line.trim();
-    let b = line.as_bytes();
-    if b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && matches!(b[3], b' ' | b'-') {
-        line[4..].trim_start()
-    } else {
-        line
-    }
-}
-
-fn says_cut(lower: &str) -> bool {
-    const MANY: [&str; 4] = ["entries", "files", "matches", "items"];
-    lower.contains("truncat")
-        || (lower.contains("too many") && MANY.iter().any(|w| lower.contains(w)))
-        || ((lower.contains("limited to") || lower.contains("limit of")) && MANY.iter().any(|w| lower.contains(w)))
-}
-
 /// The two ends of a listing cut short, joined: `first` as listed from the start of the name
 /// order (ascending bytes, `key`), `last` from its end (`-r`, descending). When each is in its
 /// order and they share a name, no name can lie between them: together they are the whole

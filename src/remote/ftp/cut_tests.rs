@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::names::Charset;
+use crate::remote::ftp::reply::cut_notice;
 use crate::remote::ftp::session::{Endpoint, TlsMode};
 use crate::remote::{Listed, Remote};
 

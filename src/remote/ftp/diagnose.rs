@@ -313,7 +313,7 @@ pub fn probe_session_limit(ep: &Endpoint, max: usize) -> Stage {
     let mut open: Vec<FtpSession> = Vec::new();
     let mut refusal = None;
     while open.len() < max {
-        match FtpSession::open(ep, &features) {
+        match super::connect::open_session(ep, &features) {
             Ok(s) => open.push(s),
             Err(e) => {
                 refusal = Some(e);

@@ -60,7 +60,7 @@ impl pool::Connector for FtpConnector {
     type Session = FtpSession;
 
     fn connect(&self) -> Result<FtpSession> {
-        let s = FtpSession::open(&self.endpoint, &self.features)?;
+        let s = connect::open_session(&self.endpoint, &self.features)?;
         tracing::debug!("opened a session to {}", self.endpoint.addr());
         Ok(s)
     }

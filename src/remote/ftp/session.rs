@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TransferStream};
 
-use super::connect::connect_secured;
 use super::reply;
 use super::tls_adapter::{FtpTlsStream, SessionTls};
 use crate::names::{self, Charset};
@@ -177,7 +176,7 @@ impl Listing {
         match super::listing::read_lines(&mut reader, charset, MAX_LISTING, MAX_LINE) {
             Ok(lines) => {
                 let end = reader.into_inner().finish_with_reply().map_err(|e| reply::map(what, e))?;
-                Ok(Received { lines, cut: super::cut::cut_notice(&reply::full_text(&end)) })
+                Ok(Received { lines, cut: reply::cut_notice(&reply::full_text(&end)) })
             }
             // Ending the transfer early leaves the session out of step: it is not reused.
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(RemoteError::Protocol(format!("{what}: {e}"))),
@@ -250,15 +249,6 @@ pub fn welcome(ftp: &Ftp) -> String {
 }
 
 impl FtpSession {
-    /// Connects and logs in. `features` is filled by the first session of a mount.
-    pub fn open(ep: &Endpoint, features: &OnceLock<Arc<Features>>) -> Result<FtpSession> {
-        let mut s = FtpSession::new(connect_secured(ep)?);
-        s.login(ep)?;
-        s.setup(ep, features)?;
-        ep.greeted_before.store(true, Ordering::Relaxed);
-        Ok(s)
-    }
-
     /// A session on a connected (and, per the TLS mode, secured) control channel; not yet
     /// logged in.
     pub fn new(c: Connection) -> FtpSession {
