@@ -7,9 +7,9 @@
 //! |---|---|
 //! | `lookup`, `forget`, `getattr`, `readlink`, `readdir`/`readdirplus` | `lookup.rs` |
 //! | `opendir`, `releasedir` | `watch.rs` (which also keeps the listings of open directories fresh) |
-//! | `open`, `create`, `read`, `write`, `flush`, `fsync`, `release` | `open.rs` (reads: `read.rs`; writes: `write.rs` the handle, `write_body.rs` its content, `write_upload.rs` its upload, `writeback.rs` the queue) |
+//! | `open`, `create`, `read`, `write`, `flush`, `fsync`, `release` | `open.rs` (reads: `read.rs`; writes: `write.rs` the handle, `write/body.rs` its content, `write/upload.rs` its upload, `writeback.rs` the queue) |
 //! | `setattr` (truncate, times, chmod) | `attrs.rs` |
-//! | `mkdir`, `unlink`, `rmdir`, `rename`, `symlink` | `namespace.rs` (case checks: `case_check.rs`; replacing a file: `write_upload.rs`) |
+//! | `mkdir`, `unlink`, `rmdir`, `rename`, `symlink` | `namespace.rs` (case checks: `case_check.rs`; replacing a file: `write/upload.rs`) |
 //! | `statfs` | `space.rs` |
 //! | `status`, `sync` (the control socket) | `report.rs` |
 //!
@@ -50,8 +50,6 @@ pub mod temp_names;
 pub mod trash;
 pub mod watch;
 pub mod write;
-mod write_body;
-pub mod write_upload;
 pub mod writeback;
 #[cfg(test)]
 mod writeback_tests;

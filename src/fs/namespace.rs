@@ -178,7 +178,7 @@ impl Fs {
             self.rename_case_only(&from, &to)?;
         } else if let Ok(existing) = self.find(&new_dir, new_name) {
             self.make_room(&entry, &existing, &to, no_replace)?;
-            write_upload::replace(self.remote.as_ref(), &from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
+            write::upload::replace(self.remote.as_ref(), &from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         } else {
             self.remote.rename(&from, &to).map_err(|e| self.unsure(&[&dir, &new_dir], e))?;
         }
@@ -282,7 +282,7 @@ impl Fs {
             return Ok(false);
         }
         if let Some(mut old) = listed {
-            write_upload::replace(self.remote.as_ref(), from, to)?;
+            write::upload::replace(self.remote.as_ref(), from, to)?;
             old.name = new_name.to_string();
             self.dirs.upsert(new_dir, old);
         }

@@ -1,5 +1,5 @@
 //! The write handle: one file open for writing (or queued by write-back) and its state. Its
-//! content lives in `write_body.rs`, its upload in `write_upload.rs`, its temporary names in
+//! content lives in `write/body.rs`, its upload in `write/upload.rs`, its temporary names in
 //! `temp_names.rs`.
 //!
 //! Writing never leaves a truncated or empty file that looks complete:
@@ -28,10 +28,13 @@ use parking_lot::Mutex;
 
 use crate::remote::RemoteError;
 
+use self::body::{Body, spool_error};
 use super::lock_order::{self, Ranked};
 use super::spool::Journal;
 use super::spool::{Kept, Reservation, Spool};
-use super::write_body::{Body, spool_error};
+
+mod body;
+pub mod upload;
 
 /// How a [`WriteHandle`] starts. The default: a file the server has, kept as it is, without
 /// write-back, opened by no process in particular (as `truncate` of a closed file needs).

@@ -2,18 +2,17 @@
 //! streamed, a spool file) and the writes, truncations and reads that change or read it.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 use crate::remote::{Remote, RemoteError, WriteStream};
 
-use super::spool::{Kept, Reservation, Spool};
-use super::write::{WriteHandle, WriteState};
-use super::write_upload::{copy, why_broken};
+use super::{WriteHandle, WriteState};
+use crate::fs::spool::{Kept, Reservation, Spool};
 
 /// A local copy of what a streamed upload sent so far.
-pub(super) struct Replay {
+pub(in crate::fs) struct Replay {
     file: File,
     reserved: Reservation,
 }
@@ -38,7 +37,7 @@ impl Replay {
 }
 
 /// What the handle holds instead of the server's current content.
-pub(super) enum Body {
+pub(in crate::fs) enum Body {
     /// Unchanged: the content is the server's (`size` bytes).
     Server,
     /// Emptied (new or truncated file); nothing written yet.
@@ -338,4 +337,31 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 /// A spool file could not be written or read: reported as no space, naming `--cache-dir`.
 pub(super) fn spool_error(path: &str, e: io::Error) -> RemoteError {
     RemoteError::NoSpace(format!("writing the local spool file for {path}: {e} (see --cache-dir)"))
+}
+
+/// `io::copy` with big blocks: its 8 KiB ones make as many TLS records and system calls, which
+/// took uploads from the spool to a quarter of the streaming speed.
+pub(super) fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// The data connection of an upload broke after `at` bytes (`io`): the server's reply, when it
+/// gives one, says why (a full disk, a quota) and is the better error.
+pub(super) fn why_broken(upload: Box<dyn WriteStream>, to: &str, at: u64, io: io::Error) -> RemoteError {
+    match upload.finish() {
+        Err(reason) if !matches!(reason, RemoteError::Connection(_) | RemoteError::Timeout(_)) => reason,
+        _ if at > 0 => RemoteError::Connection(format!("uploading {to}: the connection broke after {at} bytes: {io}")),
+        _ => RemoteError::Connection(format!("uploading {to}: the connection broke: {io}")),
+    }
 }

@@ -3,15 +3,15 @@
 //! ([`replace`], which `rename` over an existing file uses too).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use crate::remote::{Applied, Remote, RemoteError, WriteStream};
 
-use super::temp_names::temp_name;
-use super::write::{WriteHandle, WriteState};
-use super::write_body::{Body, spool_error};
+use super::body::{Body, copy, spool_error, why_broken};
+use super::{WriteHandle, WriteState};
+use crate::fs::temp_names::temp_name;
 
 /// How often an upload from the spool is tried when the connection breaks (a fresh session
 /// waits for a restarting server within --reconnect-timeout).
@@ -301,32 +301,5 @@ fn replace_refused(remote: &dyn Remote, from: &str, to: &str, first: RemoteError
             }
             Err(e)
         }
-    }
-}
-
-/// `io::copy` with big blocks: its 8 KiB ones make as many TLS records and system calls, which
-/// took uploads from the spool to a quarter of the streaming speed.
-pub(super) fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-        total += n as u64;
-    }
-}
-
-/// The data connection of an upload broke after `at` bytes (`io`): the server's reply, when it
-/// gives one, says why (a full disk, a quota) and is the better error.
-pub(super) fn why_broken(upload: Box<dyn WriteStream>, to: &str, at: u64, io: io::Error) -> RemoteError {
-    match upload.finish() {
-        Err(reason) if !matches!(reason, RemoteError::Connection(_) | RemoteError::Timeout(_)) => reason,
-        _ if at > 0 => RemoteError::Connection(format!("uploading {to}: the connection broke after {at} bytes: {io}")),
-        _ => RemoteError::Connection(format!("uploading {to}: the connection broke: {io}")),
     }
 }
