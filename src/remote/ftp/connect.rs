@@ -1,6 +1,7 @@
-//! Opening a control connection: resolve, connect with a timeout, the TLS mode (plain,
-//! `AUTH TLS`, implicit), the greeting, and the data connections' builder (only ever to the
-//! host we are connected to). Each failure says which stage failed and what to try.
+//! Opening a session: resolve, connect with a timeout, the TLS mode (plain, `AUTH TLS`,
+//! implicit), the greeting, the data connections' builder (only ever to the host we are
+//! connected to), then login and setup ([`open_session`]). Each failure says which stage
+//! failed and what to try.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
