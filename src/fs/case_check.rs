@@ -87,7 +87,7 @@ impl Fs {
         let now = self.clock.now();
         let recent = |t: Instant| now.saturating_duration_since(t) < CASE_CHECK_FRESHNESS;
         let confirmed = self.case_confirmed.lock().get(dir).copied();
-        if !recent(listing.fetched) && !confirmed.is_some_and(recent) {
+        if !recent(listing.fetched()) && !confirmed.is_some_and(recent) {
             let names = self.remote.list_names(dir)?;
             let same = names.len() == listing.entries().len() && names.iter().all(|n| listing.get(n).is_some());
             if !same {

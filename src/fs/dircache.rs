@@ -151,7 +151,7 @@ impl DirCache {
     pub fn fresh(&self, dir: &str) -> Option<Arc<Listing>> {
         let mut cache = self.cache.lock();
         let listing = cache.lru.get(dir)?;
-        (self.clock.now().saturating_duration_since(listing.fetched) < self.ttl).then(|| listing.clone())
+        (self.clock.now().saturating_duration_since(listing.fetched()) < self.ttl).then(|| listing.clone())
     }
 
     /// Drops listings fetched (or confirmed) longer than `age` ago, except those `keep` names:
@@ -163,7 +163,7 @@ impl DirCache {
         let old: Vec<String> = cache
             .lru
             .iter()
-            .filter(|(k, l)| now.saturating_duration_since(l.fetched) > age && !keep(k))
+            .filter(|(k, l)| now.saturating_duration_since(l.fetched()) > age && !keep(k))
             .map(|(k, _)| k.clone())
             .collect();
         let freed: usize = old.iter().filter_map(|k| cache.pop(k)).map(|l| l.len()).sum();
@@ -262,14 +262,14 @@ impl DirCache {
     /// Marks the listing of `dir` as seen again on the server at `at` (if it is still the one
     /// `snap` holds), so it counts as fresh from then on.
     pub fn confirm(&self, dir: &str, snap: Snapshot, at: Instant) -> bool {
-        let mut cache = self.cache.lock();
+        let cache = self.cache.lock();
         if !self.unchanged(&cache, dir, &snap) {
             return false;
         }
         drop(snap);
-        match cache.lru.peek_mut(dir) {
+        match cache.lru.peek(dir) {
             Some(listing) => {
-                Arc::make_mut(listing).fetched = at;
+                listing.confirm(at);
                 true
             }
             None => false,
@@ -352,6 +352,31 @@ mod tests {
         let l = cache.get(&fake, "d").unwrap();
         assert_eq!(fake.count(Call::List), 2);
         assert!(l.get("a").is_some() && l.get("b").is_none());
+    }
+
+    #[test]
+    fn a_listing_seen_again_unchanged_is_not_copied_to_say_so() {
+        // An open directory's snapshot shares the cached listing; confirming it must not clone
+        // all its entries, and the cache keeps trusting it from the confirmation on.
+        let fake = FakeRemote::new();
+        for i in 0..100 {
+            fake.add_file(&format!("d/f{i}"), b"x", SystemTime::now());
+        }
+        let clock = Arc::new(Manual(Mutex::new(Instant::now())));
+        let cache = DirCache::new(8, Duration::from_secs(5), clock.clone());
+        let held = cache.get(&fake, "d").unwrap();
+        *clock.0.lock() += Duration::from_secs(4);
+        let seen = clock.now();
+        assert!(cache.confirm("d", cache.snapshot("d"), seen));
+        let now = cache.peek("d").unwrap();
+        assert!(Arc::ptr_eq(&held, &now), "the same listing, not a copy");
+        assert_eq!(now.fetched(), seen);
+        *clock.0.lock() += Duration::from_secs(4);
+        cache.get(&fake, "d").unwrap();
+        assert_eq!(fake.count(Call::List), 1, "fresh for the TTL from the confirmation");
+        // Never moved back.
+        now.confirm(seen - Duration::from_secs(1));
+        assert_eq!(now.fetched(), seen);
     }
 
     #[test]

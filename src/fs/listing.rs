@@ -4,7 +4,8 @@
 //! what is asked per entry or per attribute (a directory's link count) costs O(1).
 
 use std::hash::BuildHasher;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -15,8 +16,9 @@ use crate::remote::{Entry, Kind};
 /// when the mount checks case).
 #[derive(Clone)]
 pub struct Listing {
-    /// When the server sent it (the cache trusts it for `--dir-timeout` from then).
-    pub fetched: Instant,
+    /// When the server sent it, or last showed it unchanged (the cache trusts it for
+    /// `--dir-timeout` from then). See [`Self::fetched`].
+    fetched: Fetched,
     /// False when the server cut the listing short: a name missing here may still exist.
     pub complete: bool,
     entries: Vec<Entry>,
@@ -27,6 +29,21 @@ pub struct Listing {
     /// How many entries are directories.
     subdirs: u32,
     hasher: DefaultHashBuilder,
+}
+
+/// When a listing was fetched, movable later without a copy of the listing: an open
+/// directory's snapshot shares it, and a listing seen again unchanged must not be cloned (all
+/// 100,000 entries of a big one) just to say so.
+struct Fetched {
+    at: Instant,
+    /// Nanoseconds after `at` it was last confirmed.
+    confirmed_after: AtomicU64,
+}
+
+impl Clone for Fetched {
+    fn clone(&self) -> Self {
+        Fetched { at: self.at, confirmed_after: AtomicU64::new(self.confirmed_after.load(Ordering::Relaxed)) }
+    }
 }
 
 /// Positions by folded name: names that fold to one share a key, so several may be there.
@@ -44,10 +61,23 @@ impl Listing {
         Self::with_folding(entries, fetched, None)
     }
 
+    /// When the server sent it, or last showed it unchanged ([`Self::confirm`]).
+    pub fn fetched(&self) -> Instant {
+        self.fetched.at + Duration::from_nanos(self.fetched.confirmed_after.load(Ordering::Relaxed))
+    }
+
+    /// The server showed it unchanged at `at`: it counts as fetched then (never earlier than
+    /// before). Shared copies (open directories' snapshots) see it too; they hold the same
+    /// entries.
+    pub fn confirm(&self, at: Instant) {
+        let after = u64::try_from(at.saturating_duration_since(self.fetched.at).as_nanos()).unwrap_or(u64::MAX);
+        self.fetched.confirmed_after.fetch_max(after, Ordering::Relaxed);
+    }
+
     /// A listing of `entries`; a name listed twice (a server's glitch) is shown once.
     pub fn with_folding(entries: Vec<Entry>, fetched: Instant, folding: Option<Folding>) -> Self {
         let mut listing = Listing {
-            fetched,
+            fetched: Fetched { at: fetched, confirmed_after: AtomicU64::new(0) },
             complete: true,
             entries: Vec::with_capacity(entries.len()),
             by_name: HashTable::with_capacity(entries.len()),

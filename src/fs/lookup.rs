@@ -292,8 +292,10 @@ impl Fs {
     pub(super) fn revalidate(&self, ino: u64, path: &str, mut entry: Entry, just_fetched: bool) -> Result<Attr> {
         let (dir, name) = split(path);
         let ours = self.writing.lock().contains_key(path);
-        let young =
-            self.dirs.peek(dir).is_some_and(|l| self.clock.now().saturating_duration_since(l.fetched) < OPEN_FRESHNESS);
+        let young = self
+            .dirs
+            .peek(dir)
+            .is_some_and(|l| self.clock.now().saturating_duration_since(l.fetched()) < OPEN_FRESHNESS);
         if !ours && !young && !just_fetched {
             match self.remote.stat(path) {
                 Ok(Some((size, mtime))) => {

@@ -346,7 +346,7 @@ impl Fs {
     /// Whether `listing` (of a directory last found current at `verified`) was fetched or
     /// checked less than `within` ago.
     fn checked_within(&self, listing: &Listing, verified: Option<Instant>, within: Duration) -> bool {
-        let last = verified.map_or(listing.fetched, |v| v.max(listing.fetched));
+        let last = verified.map_or(listing.fetched(), |v| v.max(listing.fetched()));
         self.clock.now().saturating_duration_since(last) < within
     }
 
