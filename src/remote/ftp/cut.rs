@@ -38,9 +38,9 @@ pub fn join_windows(
     (union, in_order && meet)
 }
 
-/// MLSD's entries (exact facts) and LIST's, without a name twice: a name in both keeps MLSD's
-/// facts and takes the link target only LIST shows.
-pub fn merge_mlsd(mut mlsd: Vec<ListEntry>, list: Vec<ListEntry>) -> (Vec<ListEntry>, Vec<ListEntry>) {
+/// Gives the links among `entries` whose target is unknown (MLSD does not show it) the
+/// target `list`, a LIST of the same directory, shows for the same name.
+pub fn take_link_targets(entries: &mut [ListEntry], list: &[ListEntry]) {
     let targets: std::collections::HashMap<&str, &String> = list
         .iter()
         .filter_map(|e| match &e.kind {
@@ -48,11 +48,17 @@ pub fn merge_mlsd(mut mlsd: Vec<ListEntry>, list: Vec<ListEntry>) -> (Vec<ListEn
             _ => None,
         })
         .collect();
-    for e in &mut mlsd {
+    for e in entries {
         if let (EntryKind::Symlink { target: None }, Some(t)) = (&e.kind, targets.get(e.name.as_str())) {
             e.kind = EntryKind::Symlink { target: Some((*t).clone()) };
         }
     }
+}
+
+/// MLSD's entries (exact facts) and LIST's, without a name twice: a name in both keeps MLSD's
+/// facts and takes the link target only LIST shows.
+pub fn merge_mlsd(mut mlsd: Vec<ListEntry>, list: Vec<ListEntry>) -> (Vec<ListEntry>, Vec<ListEntry>) {
+    take_link_targets(&mut mlsd, &list);
     let names: HashSet<&str> = mlsd.iter().map(|e| e.name.as_str()).collect();
     let rest = list.into_iter().filter(|e| !names.contains(e.name.as_str())).collect();
     (mlsd, rest)

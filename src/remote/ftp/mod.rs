@@ -196,18 +196,7 @@ impl FtpRemote {
             Ok(r) => r.lines,
             Err(e) => return tracing::debug!("{e}"),
         };
-        let targets: std::collections::HashMap<String, String> = parse_listing(dir, &lines, false)
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EntryKind::Symlink { target: Some(t) } => Some((e.name, t)),
-                _ => None,
-            })
-            .collect();
-        for e in entries.iter_mut().filter(|e| missing(e)) {
-            if let Some(t) = targets.get(&e.name) {
-                e.kind = EntryKind::Symlink { target: Some(t.clone()) };
-            }
-        }
+        cut::take_link_targets(entries, &parse_listing(dir, &lines, false));
     }
 
     /// A directory's entries; `exact_times`: with `MDTM` for entries the listing gives no
