@@ -147,9 +147,10 @@ impl CutDirs {
 
 impl FtpRemote {
     /// A directory's entries and whether they are all of them. Where the server cuts the
-    /// listing short, the rest is asked for (see [`FtpRemote::recover`]).
-    pub(super) fn fetch(&self, path: &str) -> Result<Fetched> {
-        let (first, mlsd) = self.with_session(true, |s| Ok((s.list_lines(path)?, s.features.mlsd)))?;
+    /// listing short, the rest is asked for (see [`FtpRemote::recover`]). `on_line` sees the
+    /// first listing's lines as they arrive.
+    pub(super) fn fetch(&self, path: &str, on_line: &mut dyn FnMut(&str)) -> Result<Fetched> {
+        let (first, mlsd) = self.with_session(true, |s| Ok((s.list_lines_seen(path, on_line)?, s.features.mlsd)))?;
         let entries = parse_listing(path, &first.lines, mlsd);
         let Some(notice) = first.cut else {
             let (m, l) = if mlsd { (entries, Vec::new()) } else { (Vec::new(), entries) };

@@ -62,11 +62,12 @@ fn unparsable(why: &str) -> Skip {
 /// The lines of a listing, without their line ends, empty ones dropped, decoded from
 /// `charset` without loss (see [`crate::names`]). Fails with `InvalidData` past `max_total`
 /// bytes or a line longer than `max_line`, instead of holding whatever a server sends.
+/// `on_line` sees each line as it arrives (to start work on a big listing before its end).
 pub fn read_lines(
     r: &mut impl std::io::BufRead,
     charset: Charset,
-    max_total: usize,
-    max_line: usize,
+    (max_total, max_line): (usize, usize),
+    on_line: &mut dyn FnMut(&str),
 ) -> std::io::Result<Lines> {
     use std::io::{Error, ErrorKind};
     let mut lines = Lines::default();
@@ -96,17 +97,19 @@ pub fn read_lines(
         let used = chunk.len() + usize::from(end_of_line);
         r.consume(used);
         if end_of_line {
-            push_line(&mut lines, &mut line, charset);
+            push_line(&mut lines, &mut line, charset, on_line);
         }
     }
-    push_line(&mut lines, &mut line, charset);
+    push_line(&mut lines, &mut line, charset, on_line);
     Ok(lines)
 }
 
-fn push_line(lines: &mut Lines, line: &mut Vec<u8>, charset: Charset) {
+fn push_line(lines: &mut Lines, line: &mut Vec<u8>, charset: Charset, on_line: &mut dyn FnMut(&str)) {
     let bytes = line.strip_suffix(b"\r").unwrap_or(line);
     if !bytes.is_empty() {
-        lines.push(&charset.decode(bytes));
+        let text = charset.decode(bytes);
+        on_line(&text);
+        lines.push(&text);
     }
     line.clear();
 }

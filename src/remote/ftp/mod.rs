@@ -25,7 +25,7 @@ use self::file_attrs::MtimeCommand;
 use self::listing::{EntryKind, ListEntry, Skip};
 use self::session::{Endpoint, Features, FtpSession, Pipelined, Pipelining};
 use self::streams::{FtpReadStream, FtpWriteStream};
-use self::times::{times_to_utc, wants_exact_time};
+use self::times::{KnownTimes, times_to_utc, wants_exact_time};
 use self::zone::ServerZone;
 use super::pool::{self, Health, Pool, PoolConfig};
 use super::{Applied, Entry, Kind, Listed, ReadStream, Remote, RemoteError, Result, SessionStats, Space, WriteStream};
@@ -205,15 +205,18 @@ impl FtpRemote {
     fn list_with(&self, dir: &str, exact_times: bool) -> Result<Listed> {
         let path = self.server_path(dir);
         let started = std::time::Instant::now();
-        let cut::Fetched { mut mlsd, mut list, complete, list_seen, .. } = self.fetch(&path)?;
+        let fetch = |on_line: &mut dyn FnMut(&str)| self.fetch(&path, on_line);
+        let (fetched, known) =
+            if exact_times { self.list_asking_times(&path, fetch)? } else { (fetch(&mut |_| {})?, KnownTimes::new()) };
+        let cut::Fetched { mut mlsd, mut list, complete, list_seen, .. } = fetched;
         let listed_in = started.elapsed();
         let features = self.pool.connector().features.get().cloned().unwrap_or_default();
         // LIST's entries: exact times where they lack seconds, then UTC.
         let (listed, listed_at): (Vec<_>, _) = (list.iter().map(|e| e.mtime.clone()).collect(), SystemTime::now());
         let exact = !features.mdtm || !mlsd.iter().chain(&list).any(wants_exact_time);
         if features.mdtm && exact_times {
-            self.fill_exact_times(&path, &mut mlsd)?;
-            self.fill_exact_times(&path, &mut list)?;
+            self.fill_exact_times(&path, &mut mlsd, &KnownTimes::new())?;
+            self.fill_exact_times(&path, &mut list, &known)?;
         }
         if !list_seen {
             self.fill_link_targets(&path, &mut mlsd);
@@ -305,7 +308,7 @@ impl Remote for FtpRemote {
 
     fn list_names(&self, dir: &str) -> Result<Vec<String>> {
         // The listing, without the MDTM round trips `list` may add for exact times.
-        let f = self.fetch(&self.server_path(dir))?;
+        let f = self.fetch(&self.server_path(dir), &mut |_| {})?;
         Ok(f.mlsd.into_iter().chain(f.list).map(|e| e.name).collect())
     }
 

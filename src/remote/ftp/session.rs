@@ -171,9 +171,9 @@ pub struct Received {
 impl Listing {
     /// Its lines, within [`MAX_LISTING`] and [`MAX_LINE`]: a server cannot make the daemon
     /// hold more than that, however much it sends.
-    fn read(self, what: &str, charset: Charset) -> Result<Received> {
+    fn read(self, what: &str, charset: Charset, on_line: &mut dyn FnMut(&str)) -> Result<Received> {
         let mut reader = io::BufReader::new(self.0);
-        match super::listing::read_lines(&mut reader, charset, MAX_LISTING, MAX_LINE) {
+        match super::listing::read_lines(&mut reader, charset, (MAX_LISTING, MAX_LINE), on_line) {
             Ok(lines) => {
                 let end = reader.into_inner().finish_with_reply().map_err(|e| reply::map(what, e))?;
                 Ok(Received { lines, cut: reply::cut_notice(&reply::full_text(&end)) })
@@ -384,12 +384,17 @@ impl FtpSession {
     /// The raw listing lines of `dir`: MLSD where offered, else `LIST -a` (vsftpd hides dot
     /// files from a bare LIST) run inside the directory, so odd names need no quoting.
     pub fn list_lines(&mut self, dir: &str) -> Result<Received> {
+        self.list_lines_seen(dir, &mut |_| {})
+    }
+
+    /// [`Self::list_lines`], with `on_line` seeing each line as it arrives.
+    pub fn list_lines_seen(&mut self, dir: &str, on_line: &mut dyn FnMut(&str)) -> Result<Received> {
         let what = format!("listing {dir}");
         if self.features.mlsd {
             let listing = self.listing(&format!("MLSD {dir}")).map_err(|e| reply::map(&what, e))?;
-            return self.read_listing(listing, &what);
+            return self.read_listing(listing, &what, on_line);
         }
-        self.unix_list_lines(dir, &what, false)
+        self.unix_lines(dir, &what, false, on_line)
     }
 
     /// The raw `LIST -a` (or `LIST`) lines of `dir`, also where MLSD is offered: Unix listings
@@ -397,12 +402,16 @@ impl FtpSession {
     /// `-r`, the names in reverse order (where a server cuts listings short, the other end of
     /// the directory).
     pub fn unix_list_lines(&mut self, dir: &str, what: &str, reversed: bool) -> Result<Received> {
+        self.unix_lines(dir, what, reversed, &mut |_| {})
+    }
+
+    fn unix_lines(&mut self, dir: &str, what: &str, reversed: bool, on_line: &mut dyn FnMut(&str)) -> Result<Received> {
         let what = what.to_string();
         let r = if reversed { "r" } else { "" };
         self.cwd(dir)?;
         if self.features.list_dash_a.load(Ordering::Relaxed) {
             match self.listing(&format!("LIST -a{r}")) {
-                Ok(listing) => return self.read_listing(listing, &what),
+                Ok(listing) => return self.read_listing(listing, &what, on_line),
                 Err(FtpError::UnexpectedResponse(resp)) if reply::code(&resp) >= 500 && !reversed => {
                     // The option, or this directory (unreadable, gone)? Only a plain `LIST`
                     // that works where `LIST -a` did not tells; a directory's refusal must not
@@ -410,21 +419,21 @@ impl FtpSession {
                     let listing = self.listing("LIST").map_err(|e| reply::map(&what, e))?;
                     tracing::info!("server refused 'LIST -a' ({}); hidden files may not be listed", reply::text(&resp));
                     self.features.list_dash_a.store(false, Ordering::Relaxed);
-                    return self.read_listing(listing, &what);
+                    return self.read_listing(listing, &what, on_line);
                 }
                 Err(e) => return Err(reply::map(&what, e)),
             }
         }
         let command = if reversed { "LIST -r" } else { "LIST" };
         let listing = self.listing(command).map_err(|e| reply::map(&what, e))?;
-        self.read_listing(listing, &what)
+        self.read_listing(listing, &what, on_line)
     }
 
     /// The lines of a listing in the mount's charset. Says once per mount when names are not
     /// valid in it: they still work (kept byte for byte) but show oddly, and `--encoding` may
     /// be what the user wants.
-    fn read_listing(&self, listing: Listing, what: &str) -> Result<Received> {
-        let received = listing.read(what, self.charset)?;
+    fn read_listing(&self, listing: Listing, what: &str, on_line: &mut dyn FnMut(&str)) -> Result<Received> {
+        let received = listing.read(what, self.charset, on_line)?;
         if !self.features.foreign_names_told.load(Ordering::Relaxed)
             && received.lines.iter().any(names::has_escapes)
             && !self.features.foreign_names_told.swap(true, Ordering::Relaxed)

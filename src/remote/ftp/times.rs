@@ -3,12 +3,14 @@
 //! in batches where the server takes it, else one at a time over a few sessions; and the
 //! listing's times turned into UTC (the server's zone is learnt by comparing LIST with MDTM).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
 
 use super::listing::{self, EntryKind, ListEntry, TimePrecision};
 use super::retry::retire;
-use super::session::{Pipelined, Pipelining};
+use super::session::{Features, Pipelined, Pipelining};
 use super::zone::{self, ServerZone};
 use super::{FtpRemote, MDTM_BATCH, MDTM_SESSIONS, PIPELINE_BATCH, PIPELINE_BYTES, PIPELINE_PROBE_TIMEOUT, join};
 use crate::remote::Result;
@@ -17,8 +19,15 @@ impl FtpRemote {
     /// Asks for exact times of the entries whose listing time is coarser than a second: in
     /// pipelined batches where the server takes them (one round trip per batch), else one
     /// `MDTM` at a time, spread over a few sessions.
-    pub(super) fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry]) -> Result<()> {
-        let wanted: Vec<usize> = (0..entries.len()).filter(|&i| wants_exact_time(&entries[i])).collect();
+    /// `known`: times already asked for, by name (see [`Self::list_asking_times`]).
+    pub(super) fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry], known: &KnownTimes) -> Result<()> {
+        let mut wanted = Vec::new();
+        for (i, e) in entries.iter_mut().enumerate().filter(|(_, e)| wants_exact_time(e)) {
+            match known.get(&e.name) {
+                Some(t) => set_exact(e, *t),
+                None => wanted.push(i),
+            }
+        }
         if wanted.is_empty() {
             return Ok(());
         }
@@ -28,9 +37,7 @@ impl FtpRemote {
             None => self.exact_times_one_by_one(&paths)?,
         };
         for (&i, t) in wanted.iter().zip(times) {
-            if let Some(t) = t {
-                entries[i].mtime = Some(listing::ListedTime { time: t, precision: TimePrecision::Second });
-            }
+            set_exact(&mut entries[i], t);
         }
         Ok(())
     }
@@ -113,52 +120,146 @@ impl FtpRemote {
             }
             let untried = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Untried;
             let probe = untried.then(|| io_timeout.min(PIPELINE_PROBE_TIMEOUT));
-            let mut attempt = 0;
-            loop {
-                let mut lease = self.pool.checkout()?;
-                match lease.mdtm_pipelined(&paths[range.clone()], probe) {
-                    Ok(Pipelined::Done(times)) => {
-                        for (k, t) in range.clone().zip(times) {
-                            *results[k].lock() = t;
-                        }
-                        if untried && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == 0 {
-                            tracing::debug!("the server takes pipelined commands: MDTM in batches of {PIPELINE_BATCH}");
-                        }
-                        return Ok(());
-                    }
-                    Ok(Pipelined::Surprise(why)) => {
-                        lease.mark_broken();
-                        surprised.store(true, Ordering::Relaxed);
-                        if features.pipelining.swap(Pipelining::Refused as u8, Ordering::Relaxed)
-                            != Pipelining::Refused as u8
-                        {
-                            tracing::info!(
-                                "the server did not answer commands sent without waiting as expected ({why}); \
-                                 asking for file times one at a time from now on"
-                            );
-                        }
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        // Replies may still be on their way: never reuse the session.
-                        retire(&mut lease, &e);
-                        lease.mark_broken();
-                        drop(lease);
-                        if attempt == 0 && e.is_transient() {
-                            tracing::debug!("asking the times again on a fresh session after: {e}");
-                            attempt += 1;
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                }
+            let Some(times) = self.mdtm_batch(&features, &paths[range.clone()], probe)? else {
+                surprised.store(true, Ordering::Relaxed);
+                return Ok(());
+            };
+            for (k, t) in range.zip(times) {
+                *results[k].lock() = t;
             }
+            if untried && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == 0 {
+                tracing::debug!("the server takes pipelined commands: MDTM in batches of {PIPELINE_BATCH}");
+            }
+            Ok(())
         });
         ran?;
         if surprised.load(Ordering::Relaxed) {
             return Ok(None);
         }
         Ok(Some(results.into_iter().map(|m| m.into_inner()).collect()))
+    }
+
+    /// One pipelined batch of `MDTM`s on a pooled session, asked again once on a fresh session
+    /// after a transient failure. `None`: the server did not answer as expected; commands are
+    /// then no longer pipelined on this mount.
+    fn mdtm_batch(
+        &self,
+        features: &Features,
+        paths: &[String],
+        probe: Option<Duration>,
+    ) -> Result<Option<Vec<Option<SystemTime>>>> {
+        let mut attempt = 0;
+        loop {
+            let mut lease = self.pool.checkout()?;
+            match lease.mdtm_pipelined(paths, probe) {
+                Ok(Pipelined::Done(times)) => return Ok(Some(times)),
+                Ok(Pipelined::Surprise(why)) => {
+                    lease.mark_broken();
+                    if features.pipelining.swap(Pipelining::Refused as u8, Ordering::Relaxed)
+                        != Pipelining::Refused as u8
+                    {
+                        tracing::info!(
+                            "the server did not answer commands sent without waiting as expected ({why}); \
+                             asking for file times one at a time from now on"
+                        );
+                    }
+                    return Ok(None);
+                }
+                Err(e) => {
+                    // Replies may still be on their way: never reuse the session.
+                    retire(&mut lease, &e);
+                    lease.mark_broken();
+                    drop(lease);
+                    if attempt == 0 && e.is_transient() {
+                        tracing::debug!("asking the times again on a fresh session after: {e}");
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Runs `list`, a directory's listing, while other sessions ask for the exact times of the
+    /// files it has shown so far: for a big directory on a server without MLSD, the `MDTM`s
+    /// overlap the `LIST` instead of following it (vsftpd: 100,000 entries take 0.7 s to list
+    /// and 1.8 s of `MDTM`s over plain FTP). Only where the server is known to take pipelined
+    /// commands; a listing of one batch or less asks nothing here. The times that were not
+    /// asked (a failure, a small listing) are missing from the result, and the caller asks for
+    /// them the usual way, which reports any error.
+    pub(super) fn list_asking_times<T>(
+        &self,
+        dir: &str,
+        list: impl FnOnce(&mut dyn FnMut(&str)) -> Result<T>,
+    ) -> Result<(T, KnownTimes)> {
+        let Some(features) = self.pool.connector().features.get().cloned() else {
+            return Ok((list(&mut |_| {})?, KnownTimes::new()));
+        };
+        let pipelined = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Works;
+        if !features.mdtm || features.mlsd || !pipelined {
+            return Ok((list(&mut |_| {})?, KnownTimes::new()));
+        }
+        let known = parking_lot::Mutex::new(KnownTimes::new());
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<Vec<String>>();
+        let rx = parking_lot::Mutex::new(rx);
+        // The listing holds one session; one more stays free for other requests.
+        let most = self.pool.stats().limit.saturating_sub(2).clamp(1, MDTM_SESSIONS);
+        let worker = || self.times_worker(&features, dir, &rx, &known, &stop);
+        let listed = std::thread::scope(|scope| {
+            let (mut batch, mut bytes, mut workers) = (Vec::new(), 0, 0);
+            let now = SystemTime::now();
+            let mut on_line = |line: &str| {
+                let Ok(e) = listing::parse_list_line(line, now) else { return };
+                if !wants_exact_time(&e) || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                bytes += dir.len() + e.name.len() + "MDTM /\r\n".len();
+                batch.push(e.name);
+                if batch.len() >= PIPELINE_BATCH || bytes >= PIPELINE_BYTES {
+                    if workers < most {
+                        workers += 1;
+                        scope.spawn(worker);
+                    }
+                    let _ = tx.send(std::mem::take(&mut batch));
+                    bytes = 0;
+                }
+            };
+            let listed = list(&mut on_line);
+            match &listed {
+                Err(_) => stop.store(true, Ordering::Relaxed),
+                Ok(_) if workers > 0 && !batch.is_empty() => drop(tx.send(batch)),
+                Ok(_) => {}
+            }
+            drop(tx);
+            listed
+        })?;
+        Ok((listed, known.into_inner()))
+    }
+
+    /// Asks the times of the batches of names `batches` hands out until it is closed; the first
+    /// failure stops every worker (what is left is asked for afterwards).
+    fn times_worker(
+        &self,
+        features: &Features,
+        dir: &str,
+        batches: &parking_lot::Mutex<mpsc::Receiver<Vec<String>>>,
+        known: &parking_lot::Mutex<KnownTimes>,
+        stop: &AtomicBool,
+    ) {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(names) = batches.lock().recv() else { return };
+            let paths: Vec<String> = names.iter().map(|n| join(dir, n)).collect();
+            match self.mdtm_batch(features, &paths, None) {
+                Ok(Some(times)) => known.lock().extend(names.into_iter().zip(times)),
+                Ok(None) => return stop.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::debug!("asking for times while listing {dir}: {e}");
+                    return stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
     }
 }
 
@@ -217,7 +318,21 @@ pub(super) fn times_to_utc(
     }
 }
 
+/// Exact times asked for while a listing arrived, by name; `None`: the server had none.
+pub(super) type KnownTimes = HashMap<String, Option<SystemTime>>;
+
+/// An entry's time as `MDTM` gave it; none leaves the listing's.
+fn set_exact(e: &mut ListEntry, time: Option<SystemTime>) {
+    if let Some(time) = time {
+        e.mtime = Some(listing::ListedTime { time, precision: TimePrecision::Second });
+    }
+}
+
 /// A file whose listed time has no seconds: `MDTM` gives them.
 pub(super) fn wants_exact_time(e: &ListEntry) -> bool {
     e.kind == EntryKind::File && e.mtime.as_ref().is_none_or(|t| t.precision < TimePrecision::Second)
 }
+
+#[cfg(test)]
+#[path = "times_tests.rs"]
+mod tests;
