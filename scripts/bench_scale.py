@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Scale benchmark (issue 19): a directory of 100,000 files and a tree of 1,000,000 entries on
 the server's disk, read through ftpmount and `rclone mount`, against the same local vsftpd over
-explicit FTPS (TLS 1.2) on loopback (0 ms).
+explicit FTPS (TLS 1.2; `--security plain`: plain FTP) on loopback (0 ms).
 
     scripts/bench scale [--files N] [--tree DIRSxFILES] [--tools ftpmount,rclone] [--bin PATH]
-                        [--idle SECONDS] [--step-timeout SECONDS] [--keep-data DIR] [--out DIR]
+                        [--security tls|plain] [--idle SECONDS] [--step-timeout SECONDS]
+                        [--keep-data DIR] [--out DIR]
 
 Per tool, two fresh mounts (the second phase starts from a clean daemon, so its RSS targets are
 about the walk alone):
@@ -16,7 +17,10 @@ about the walk alone):
      inodes and sends FORGET to the daemon), a few seconds; RSS then; a second `find` (time,
      peak RSS); RSS after.
 For reference the same `ls -l` and `find` run on the server's own disk (warm: once first, then
-timed). RSS is sampled every 50 ms. `LC_ALL=C`, `ls -l --color=never`, output to /dev/null.
+timed), and the server's floor for a cold `ls -l`: vsftpd's `LIST` shows no seconds, so exact
+times cost one `MDTM` per file, and the floor is how long vsftpd takes to answer one `MDTM` for
+every file of big/ to the cheapest client there is (`openssl s_client`, or a raw socket over
+plain FTP), 8 sessions, every command sent at once, nothing else running. RSS is sampled every 50 ms. `LC_ALL=C`, `ls -l --color=never`, output to /dev/null.
 
 A step that takes longer than `--step-timeout` is killed and recorded as "did not finish in
 N s"; the run goes on (the second walk is skipped when the first did not finish).
@@ -264,6 +268,33 @@ def on_disk(root):
     return r
 
 
+def mdtm_floor(ctx, server, root, sessions=8):
+    """Seconds vsftpd takes to answer one MDTM per file of big/, spread over `sessions`
+    sessions of the cheapest client (all commands sent at once, answers read as they come)."""
+    names = sorted(os.listdir(root / "big"))
+    procs = []
+    for k in range(sessions):
+        script = ctx.work / f"mdtm-floor-{k}"
+        lines = [f"USER {USER}", f"PASS {ctx.password}"] + [f"MDTM /big/{n}" for n in names[k::sessions]] + ["QUIT"]
+        script.write_text("".join(f"{l}\r\n" for l in lines))
+        if server.tls:
+            cmd = ["openssl", "s_client", "-quiet", "-ign_eof", "-starttls", "ftp", "-tls1_2", "-connect", f"{server.link.host}:{server.port}"]
+        else:
+            client = ("import socket, sys, threading\n"
+                      "s = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n"
+                      "threading.Thread(target=s.sendall, args=(open(sys.argv[3], 'rb').read(),)).start()\n"
+                      "while (b := s.recv(1 << 20)):\n    sys.stdout.buffer.write(b)\n")
+            cmd = [sys.executable, "-c", client, server.link.host, str(server.port), str(script)]
+        procs.append((cmd, script))
+    started = time.time()
+    running = [subprocess.Popen(cmd, stdin=open(script, "rb"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for cmd, script in procs]
+    answers = sum(p.communicate(timeout=600)[0].count(b"213 ") for p in running)
+    seconds = round(time.time() - started, 2)
+    if answers < len(names):
+        return {"error": f"{answers} of {len(names)} MDTMs answered"}
+    return {"seconds": seconds, "sessions": sessions}
+
+
 def run_tool(ctx, tool, server, root, args, expected):
     mnt = ctx.work / "mnt" / tool
     r = {"load_at_start": load()}
@@ -387,6 +418,9 @@ def table(results, tools, disk, args, expected):
     row("RSS after mounting (phase 1)", lambda r: fmt_mib(r.get("ls_rss_start")))
     row(f"cold `ls -l` of {args.files:,} files", lambda r: fmt_step(r.get("ls_cold")))
     row("warm `ls -l` again", lambda r: fmt_step(r.get("ls_warm")), fmt_step(disk.get("ls"), with_peak=False))
+    floor = disk.get("mdtm_floor", {})
+    floor_cell = fmt_step(floor, with_peak=False) + (f" ({floor['seconds'] / disk['ls']['seconds']:.2f}× the disk's `ls -l`)" if "seconds" in floor and "seconds" in disk.get("ls", {}) else "")
+    row(f"the server's floor: one `MDTM` per file of big/ to the cheapest client, {floor.get('sessions', 8)} sessions", lambda r: "—", floor_cell)
     row("RSS after `ls -l`", lambda r: fmt_mib(r.get("ls_rss_after")))
     row("RSS after mounting (phase 2)", lambda r: fmt_mib(r.get("walk_rss_start")))
     row(f"cold `find` of {expected:,} entries", lambda r: fmt_step(r.get("walk1"), with_count=True), fmt_step(disk.get("find"), with_peak=False, with_count=True))
@@ -431,12 +465,14 @@ def main():
     p.add_argument("--tree", default="1000x1000", help="DIRSxFILES of the walked tree (default 1000x1000: 1,001,001 entries)")
     p.add_argument("--tools", default=",".join(TOOLS), help="ftpmount,rclone (default both)")
     p.add_argument("--bin", default=None, help="an ftpmount binary to measure instead of building this tree")
+    p.add_argument("--security", choices=("tls", "plain"), default="tls", help="explicit FTPS with TLS 1.2 (default) or plain FTP")
     p.add_argument("--idle", type=float, default=45, help="seconds of idle after the first walk (default 45)")
     p.add_argument("--step-timeout", type=float, default=1800, help="seconds one ls or find may take before it is killed (default 1800)")
     p.add_argument("--keep-data", default=None, help="generate the data into DIR (the FTP root) and reuse it next time")
     p.add_argument("--out", default=None, help="directory for scale.json (default: a temporary one, printed)")
     args = p.parse_args()
     dirs, per_dir = (int(x) for x in args.tree.lower().split("x"))
+    security = "explicit FTPS, TLS 1.2" if args.security == "tls" else "plain FTP"
     tools = args.tools.split(",")
     for t in tools:
         if t not in TOOLS:
@@ -480,7 +516,9 @@ def main():
             print(f"\n!!! the server's disk has {disk['find'].get('count')} entries under tree/, {expected} expected\n", file=sys.stderr, flush=True)
         expected = disk["find"].get("count", expected)
         link = Link(0)
-        server = Vsftpd(ctx.work, link, True, 30000 + random.randrange(0, 9000), root=root)
+        server = Vsftpd(ctx.work, link, args.security == "tls", 30000 + random.randrange(0, 9000), root=root)
+        say("the server's floor: one MDTM per file of big/")
+        disk["mdtm_floor"] = mdtm_floor(ctx, server, root)
         for tool in tools:
             try:
                 r = run_tool(ctx, tool, server, root, args, expected)
@@ -500,13 +538,13 @@ def main():
         out_dir = Path(args.out) if args.out else ctx.work.parent / f"{ctx.work.name}-results"
         out_dir.mkdir(parents=True, exist_ok=True)
         report = {"machine": machine(), "binary": str(binary), "files": args.files, "tree": {"dirs": dirs, "per_dir": per_dir, "entries": expected},
-                  "idle_s": args.idle, "step_timeout_s": args.step_timeout, "security": "explicit FTPS, TLS 1.2", "rtt_ms": 0,
+                  "idle_s": args.idle, "step_timeout_s": args.step_timeout, "security": security, "rtt_ms": 0,
                   "seconds": round(time.time() - started), "on_disk": disk, "results": results}
         (out_dir / "scale.json").write_text(json.dumps(report, indent=2))
         for log in ctx.work.glob("*.log"):  # the tools' own logs, for a look afterwards
             shutil.copyfile(log, out_dir / log.name)
         print()
-        print(f"ftpmount scale: {args.files:,} files in one directory; find over {expected:,} entries; vsftpd, explicit FTPS (TLS 1.2), 0 ms")
+        print(f"ftpmount scale: {args.files:,} files in one directory; find over {expected:,} entries; vsftpd, {security}, 0 ms")
         print()
         print(table(results, tools, disk, args, expected))
         print(f"\nJSON: {out_dir / 'scale.json'}")

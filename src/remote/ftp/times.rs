@@ -112,23 +112,17 @@ impl FtpRemote {
         let results: Vec<parking_lot::Mutex<Option<SystemTime>>> =
             paths.iter().map(|_| parking_lot::Mutex::new(None)).collect();
         let surprised = std::sync::atomic::AtomicBool::new(false);
-        let io_timeout = self.pool.connector().endpoint.io_timeout;
         let batches = pipeline_batches(paths);
         let ran = self.run_batches(&batches, |range| {
             if surprised.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let untried = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Untried;
-            let probe = untried.then(|| io_timeout.min(PIPELINE_PROBE_TIMEOUT));
-            let Some(times) = self.mdtm_batch(&features, &paths[range.clone()], probe)? else {
+            let Some(times) = self.mdtm_batch(&features, &paths[range.clone()], self.probe_wait(&features))? else {
                 surprised.store(true, Ordering::Relaxed);
                 return Ok(());
             };
             for (k, t) in range.zip(times) {
                 *results[k].lock() = t;
-            }
-            if untried && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == 0 {
-                tracing::debug!("the server takes pipelined commands: MDTM in batches of {PIPELINE_BATCH}");
             }
             Ok(())
         });
@@ -139,9 +133,17 @@ impl FtpRemote {
         Ok(Some(results.into_iter().map(|m| m.into_inner()).collect()))
     }
 
+    /// While it is not known whether the server takes pipelined commands: how long a batch
+    /// waits for each reply (a server that drops them must not hold a listing for long).
+    fn probe_wait(&self, features: &Features) -> Option<Duration> {
+        let untried = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Untried;
+        untried.then(|| self.pool.connector().endpoint.io_timeout.min(PIPELINE_PROBE_TIMEOUT))
+    }
+
     /// One pipelined batch of `MDTM`s on a pooled session, asked again once on a fresh session
-    /// after a transient failure. `None`: the server did not answer as expected; commands are
-    /// then no longer pipelined on this mount.
+    /// after a transient failure. `probe`: while it is not known whether the server takes
+    /// pipelined commands, how long to wait for each reply; the answer is kept for the mount.
+    /// `None`: the server did not answer as expected; commands are then no longer pipelined.
     fn mdtm_batch(
         &self,
         features: &Features,
@@ -152,7 +154,13 @@ impl FtpRemote {
         loop {
             let mut lease = self.pool.checkout()?;
             match lease.mdtm_pipelined(paths, probe) {
-                Ok(Pipelined::Done(times)) => return Ok(Some(times)),
+                Ok(Pipelined::Done(times)) => {
+                    let untried = Pipelining::Untried as u8;
+                    if probe.is_some() && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == untried {
+                        tracing::debug!("the server takes pipelined commands: MDTM in batches of {PIPELINE_BATCH}");
+                    }
+                    return Ok(Some(times));
+                }
                 Ok(Pipelined::Surprise(why)) => {
                     lease.mark_broken();
                     if features.pipelining.swap(Pipelining::Refused as u8, Ordering::Relaxed)
@@ -184,8 +192,9 @@ impl FtpRemote {
     /// Runs `list`, a directory's listing, while other sessions ask for the exact times of the
     /// files it has shown so far: for a big directory on a server without MLSD, the `MDTM`s
     /// overlap the `LIST` instead of following it (vsftpd: 100,000 entries take 0.7 s to list
-    /// and 1.8 s of `MDTM`s over plain FTP). Only where the server is known to take pipelined
-    /// commands; a listing of one batch or less asks nothing here. The times that were not
+    /// and 1.8 s of `MDTM`s over plain FTP). Not where the server is known to refuse pipelined
+    /// commands (the first batch is the probe where that is not known yet); a listing of one
+    /// batch or less asks nothing here. The times that were not
     /// asked (a failure, a small listing) are missing from the result, and the caller asks for
     /// them the usual way, which reports any error.
     pub(super) fn list_asking_times<T>(
@@ -196,8 +205,8 @@ impl FtpRemote {
         let Some(features) = self.pool.connector().features.get().cloned() else {
             return Ok((list(&mut |_| {})?, KnownTimes::new()));
         };
-        let pipelined = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Works;
-        if !features.mdtm || features.mlsd || !pipelined {
+        let refused = Pipelining::from_u8(features.pipelining.load(Ordering::Relaxed)) == Pipelining::Refused;
+        if !features.mdtm || features.mlsd || refused {
             return Ok((list(&mut |_| {})?, KnownTimes::new()));
         }
         let known = parking_lot::Mutex::new(KnownTimes::new());
@@ -251,7 +260,7 @@ impl FtpRemote {
         while !stop.load(Ordering::Relaxed) {
             let Ok(names) = batches.lock().recv() else { return };
             let paths: Vec<String> = names.iter().map(|n| join(dir, n)).collect();
-            match self.mdtm_batch(features, &paths, None) {
+            match self.mdtm_batch(features, &paths, self.probe_wait(features)) {
                 Ok(Some(times)) => known.lock().extend(names.into_iter().zip(times)),
                 Ok(None) => return stop.store(true, Ordering::Relaxed),
                 Err(e) => {
