@@ -232,6 +232,28 @@ fn where_renames_are_refused_new_files_go_to_their_own_name_from_then_on() {
 }
 
 #[test]
+fn ftruncate_to_zero_after_a_failed_upload_removes_what_it_left_and_writes_anew() {
+    let fake = Arc::new(FakeRemote::new());
+    // A spool too small for a local copy of the stream (a full cache disk).
+    let fs = Fs::new(fake.clone(), FsConfig { cache_max_size: 4, ..test_config() }, Arc::new(SystemClock));
+    let (attr, fh) = fs.create(ROOT, "n.txt", write_mode(), false).unwrap();
+    fs.write(fh, 0, b"streamed").unwrap();
+    // Truncating mid-stream finishes the upload first, which fails: part of the file stays
+    // on the server under its temporary name.
+    fake.fail_uploads_with(RemoteError::NoSpace("552 quota".into()));
+    let size = |size| SetAttr { size: Some(size), ..Default::default() };
+    assert!(fs.setattr(attr.ino, Some(fh), size(3)).is_err());
+    assert_eq!(fake.paths().len(), 1, "the temporary: {:?}", fake.paths());
+    fake.heal_uploads();
+    fs.setattr(attr.ino, Some(fh), size(0)).unwrap();
+    fs.write(fh, 0, b"anew").unwrap();
+    fs.flush(fh, 7).unwrap();
+    fs.release(fh);
+    assert_eq!(fake.paths(), ["n.txt"], "no temporary left");
+    assert_eq!(fake.file("n.txt").unwrap(), b"anew");
+}
+
+#[test]
 fn a_new_file_whose_upload_failed_can_be_opened_with_truncation_and_written_again() {
     let fake = Arc::new(FakeRemote::new());
     let fs = fs_with(fake.clone());

@@ -204,7 +204,10 @@ impl WriteHandle {
             return Ok(());
         }
         if size == 0 && !matches!(st.body, Body::Streaming { .. }) {
-            st.body = Body::Empty;
+            // Starting over: what a failed upload left on the server goes.
+            if let Body::Failed { to, .. } = std::mem::replace(&mut st.body, Body::Empty) {
+                remove_partial(remote, &to);
+            }
         } else {
             self.spool(&mut st, remote, spool)?;
             let Body::Spooled { file, reserved, .. } = &mut st.body else { unreachable!("just spooled") };
@@ -228,9 +231,7 @@ impl WriteHandle {
         match replay {
             Some(replay) if error.is_transient() => {
                 tracing::info!("{}: the upload broke ({error}); it is sent again from a local copy", self.path());
-                if let Err(e) = remote.delete(&to) {
-                    tracing::debug!("removing the incomplete upload {to}: {e}");
-                }
+                remove_partial(remote, &to);
                 st.body = replay.into_body();
                 Ok(())
             }
@@ -265,9 +266,7 @@ impl WriteHandle {
             Body::Streaming { upload, to, replay: Some(replay), .. } => {
                 // A jump after sequential writes: the local copy has what was sent.
                 drop(upload);
-                if let Err(e) = remote.delete(&to) {
-                    tracing::debug!("removing the abandoned upload {to}: {e}");
-                }
+                remove_partial(remote, &to);
                 st.body = replay.into_body();
                 return Ok(());
             }
@@ -293,6 +292,14 @@ impl WriteHandle {
                 Err(error)
             }
         }
+    }
+}
+
+/// Removes what an upload that failed or was abandoned left under its temporary name (best
+/// effort: a leftover is hidden, and logged).
+pub(super) fn remove_partial(remote: &dyn Remote, to: &str) {
+    if let Err(e) = remote.delete(to) {
+        tracing::debug!("removing the incomplete upload {to}: {e}");
     }
 }
 

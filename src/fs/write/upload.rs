@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::remote::{Applied, Remote, RemoteError, WriteStream};
 
-use super::body::{Body, copy, spool_error, why_broken};
+use super::body::{Body, copy, remove_partial, spool_error, why_broken};
 use super::{WriteHandle, WriteState};
 use crate::fs::temp_names::temp_name;
 
@@ -106,9 +106,7 @@ impl WriteHandle {
                 let mut limited = (&mut *file).take(size);
                 if let Err(e) = copy(&mut limited, &mut upload) {
                     let error = why_broken(upload, &to, 0, e);
-                    if let Err(e) = remote.delete(&to) {
-                        tracing::debug!("removing the incomplete upload {to}: {e}");
-                    }
+                    remove_partial(remote, &to);
                     return Err(error);
                 }
                 self.finish_upload(remote, upload, &to, size, path, meta)
@@ -117,9 +115,7 @@ impl WriteHandle {
             match std::mem::replace(&mut st.body, Body::Server) {
                 Body::Server | Body::Spooled { .. } => Ok(Applied::default()),
                 Body::Failed { to, error } => {
-                    if let Err(e) = remote.delete(&to) {
-                        tracing::debug!("removing the incomplete upload {to}: {e}");
-                    }
+                    remove_partial(remote, &to);
                     Err(error)
                 }
                 Body::Streaming { upload, to, written, replay } => {
