@@ -211,8 +211,9 @@ impl Fs {
         if ino != ROOT && self.listed_dir_attr(ino)?.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
+        let asked = self.clock.now();
         let listing = self.listing(&dir).map_err(|e| self.not_listed(&dir, e))?;
-        self.watch.listed(ino, self.clock.now());
+        self.watch.listed(ino, self.clock.now(), listing.fetched() >= asked);
         let pending: Vec<Entry> = {
             let writing = self.writing.lock();
             writing

@@ -145,9 +145,17 @@ impl Watch {
         }
     }
 
-    pub(super) fn listed(&self, ino: u64, at: Instant) {
+    /// `ino` was read (readdir) at `at`; `fetched_now`: its listing was fetched for that read.
+    /// The watch then counts the directory's period from `at`, the listing's end: a big listing
+    /// takes seconds, and counted from its start it would be listed again at once.
+    pub(super) fn listed(&self, ino: u64, at: Instant, fetched_now: bool) {
         if self.on() {
-            self.state.lock().dirs.entry(ino).or_default().listed = Some(at);
+            let mut st = self.state.lock();
+            let w = st.dirs.entry(ino).or_default();
+            w.listed = Some(at);
+            if fetched_now {
+                w.verified = Some(at);
+            }
         }
     }
 

@@ -352,3 +352,23 @@ fn an_open_directory_with_no_cached_listing_is_not_listed_by_the_watch() {
     assert_eq!(fake.count(Call::List), lists + 2);
     rig.fs.releasedir(fh, d.ino);
 }
+
+#[test]
+fn a_slow_listing_counts_its_watch_period_from_its_end() {
+    // 100,000 entries over TLS take seconds to list: counted from its start, the period would
+    // be over by the time the listing arrives, and it would be listed again at once.
+    let fake = Arc::new(FakeRemote::new());
+    fake.add_file("d/a", b"1", SystemTime::now());
+    let rig = Rig::new(fake.clone());
+    let d = rig.fs.lookup(ROOT, "d").unwrap();
+    rig.fs.dirs.invalidate("d");
+    let clock = rig.clock.clone();
+    fake.while_listing(move || *clock.0.lock() += Duration::from_secs(5));
+    assert_eq!(rig.names(d.ino), ["a"]);
+    let lists = fake.count(Call::List);
+    assert!(rig.round().is_empty());
+    assert_eq!(fake.count(Call::List), lists, "not listed again right after its end");
+    rig.advance(3);
+    rig.round();
+    assert_eq!(fake.count(Call::List), lists + 1, "a period after its end, it is");
+}

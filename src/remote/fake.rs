@@ -88,6 +88,8 @@ pub struct FakeRemote {
     /// Listings stop after this many entries (in name order) and `list_detailed` says they
     /// are not complete, as on a server that cuts listings short (Pure-FTPd at 10,000).
     list_limit: Mutex<Option<usize>>,
+    /// Runs during every listing (a test's clock moving on, as a big listing takes seconds).
+    while_listing: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl FakeRemote {
@@ -208,6 +210,11 @@ impl FakeRemote {
         *self.list_limit.lock() = Some(n);
     }
 
+    /// Runs `f` during every listing from now on (say, to move a test's clock on).
+    pub fn while_listing(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self.while_listing.lock() = Some(Box::new(f));
+    }
+
     /// SITE CHMOD works from now on (else it is `Unsupported`).
     pub fn support_chmod(&self) {
         self.chmod_works.store(true, Ordering::SeqCst);
@@ -288,6 +295,9 @@ impl Remote for FakeRemote {
     fn list(&self, dir: &str) -> Result<Vec<Entry>> {
         self.counts(Call::List);
         self.fault()?;
+        if let Some(f) = &*self.while_listing.lock() {
+            f();
+        }
         let mut entries = self.children(dir)?;
         if let Some(n) = *self.list_limit.lock() {
             entries.truncate(n);
