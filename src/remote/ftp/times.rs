@@ -3,7 +3,6 @@
 //! in batches where the server takes it, else one at a time over a few sessions; and the
 //! listing's times turned into UTC (the server's zone is learnt by comparing LIST with MDTM).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
@@ -328,7 +327,7 @@ pub(super) fn times_to_utc(
 }
 
 /// Exact times asked for while a listing arrived, by name; `None`: the server had none.
-pub(super) type KnownTimes = HashMap<String, Option<SystemTime>>;
+pub(super) type KnownTimes = hashbrown::HashMap<String, Option<SystemTime>>;
 
 /// An entry's time as `MDTM` gave it; none leaves the listing's.
 fn set_exact(e: &mut ListEntry, time: Option<SystemTime>) {
