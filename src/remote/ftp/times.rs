@@ -237,7 +237,13 @@ impl FtpRemote {
             let listed = list(&mut on_line);
             match &listed {
                 Err(_) => stop.store(true, Ordering::Relaxed),
-                Ok(_) if workers > 0 && !batch.is_empty() => drop(tx.send(batch)),
+                Ok(_) if workers > 0 && !batch.is_empty() => {
+                    // The last batch, beside the others (over a slow link, a round trip saved).
+                    if workers < most {
+                        scope.spawn(worker);
+                    }
+                    drop(tx.send(batch));
+                }
                 Ok(_) => {}
             }
             drop(tx);
