@@ -4,6 +4,7 @@
 //! listing's times turned into UTC (the server's zone is learnt by comparing LIST with MDTM).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::hash::BuildHasher;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
@@ -18,12 +19,12 @@ impl FtpRemote {
     /// Asks for exact times of the entries whose listing time is coarser than a second: in
     /// pipelined batches where the server takes them (one round trip per batch), else one
     /// `MDTM` at a time, spread over a few sessions.
-    /// `known`: times already asked for, by name (see [`Self::list_asking_times`]).
+    /// `known`: times already asked for (see [`Self::list_asking_times`]).
     pub(super) fn fill_exact_times(&self, dir: &str, entries: &mut [ListEntry], known: &KnownTimes) -> Result<()> {
         let mut wanted = Vec::new();
-        for (i, e) in entries.iter_mut().enumerate().filter(|(_, e)| wants_exact_time(e)) {
-            match known.get(&e.name) {
-                Some(t) => set_exact(e, *t),
+        for (k, (i, e)) in entries.iter_mut().enumerate().filter(|(_, e)| wants_exact_time(e)).enumerate() {
+            match known.get(k, &e.name) {
+                Some(t) => set_exact(e, t),
                 None => wanted.push(i),
             }
         }
@@ -208,36 +209,38 @@ impl FtpRemote {
         if !features.mdtm || features.mlsd || refused {
             return Ok((list(&mut |_| {})?, KnownTimes::new()));
         }
-        let known = parking_lot::Mutex::new(KnownTimes::new());
+        let known = KnownTimes::new();
         let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<Vec<String>>();
+        let (tx, rx) = mpsc::channel::<Batch>();
         let rx = parking_lot::Mutex::new(rx);
         // The listing holds one session; one more stays free for other requests.
         let most = self.pool.stats().limit.saturating_sub(2).clamp(1, MDTM_SESSIONS);
         let worker = || self.times_worker(&features, dir, &rx, &known, &stop);
         let listed = std::thread::scope(|scope| {
-            let (mut batch, mut bytes, mut workers) = (Vec::new(), 0, 0);
+            let (mut batch, mut wanted, mut workers) = (Batch::default(), 0, 0);
             let now = SystemTime::now();
             let mut on_line = |line: &str| {
                 let Ok(e) = listing::parse_list_line(line, now) else { return };
                 if !wants_exact_time(&e) || stop.load(Ordering::Relaxed) {
                     return;
                 }
-                bytes += dir.len() + e.name.len() + "MDTM /\r\n".len();
-                batch.push(e.name);
-                if batch.len() >= PIPELINE_BATCH || bytes >= PIPELINE_BYTES {
+                if batch.count == 0 {
+                    batch.first = wanted;
+                }
+                wanted += 1;
+                batch.push(&e.name);
+                if batch.count >= PIPELINE_BATCH || batch.names.len() + batch.count * (dir.len() + 7) >= PIPELINE_BYTES {
                     if workers < most {
                         workers += 1;
                         scope.spawn(worker);
                     }
                     let _ = tx.send(std::mem::take(&mut batch));
-                    bytes = 0;
                 }
             };
             let listed = list(&mut on_line);
             match &listed {
                 Err(_) => stop.store(true, Ordering::Relaxed),
-                Ok(_) if workers > 0 && !batch.is_empty() => {
+                Ok(_) if workers > 0 && batch.count > 0 => {
                     // The last batch, beside the others (over a slow link, a round trip saved).
                     if workers < most {
                         scope.spawn(worker);
@@ -249,30 +252,90 @@ impl FtpRemote {
             drop(tx);
             listed
         })?;
-        Ok((listed, known.into_inner()))
+        Ok((listed, known))
     }
 
-    /// Asks the times of the batches of names `batches` hands out until it is closed; the first
-    /// failure stops every worker (what is left is asked for afterwards).
+    /// Asks the times of the batches `batches` hands out until it is closed; the first failure
+    /// stops every worker (what is left is asked for afterwards).
     fn times_worker(
         &self,
         features: &Features,
         dir: &str,
-        batches: &parking_lot::Mutex<mpsc::Receiver<Vec<String>>>,
-        known: &parking_lot::Mutex<KnownTimes>,
+        batches: &parking_lot::Mutex<mpsc::Receiver<Batch>>,
+        known: &KnownTimes,
         stop: &AtomicBool,
     ) {
         while !stop.load(Ordering::Relaxed) {
-            let Ok(names) = batches.lock().recv() else { return };
-            let paths: Vec<String> = names.iter().map(|n| join(dir, n)).collect();
+            let Ok(batch) = batches.lock().recv() else { return };
+            let paths: Vec<String> = batch.names().map(|n| join(dir, n)).collect();
             match self.mdtm_batch(features, &paths, self.probe_wait(features)) {
-                Ok(Some(times)) => known.lock().extend(names.into_iter().zip(times)),
+                Ok(Some(times)) => known.put(batch.first, batch.names().zip(times)),
                 Ok(None) => return stop.store(true, Ordering::Relaxed),
                 Err(e) => {
                     tracing::debug!("asking for times while listing {dir}: {e}");
                     return stop.store(true, Ordering::Relaxed);
                 }
             }
+        }
+    }
+}
+
+/// Names of files wanting an exact time, as a listing shows them, for one pipelined batch:
+/// in one buffer, so a big listing read at full speed does not leave a name allocated per
+/// file between the entries it keeps (memory the allocator could not give back).
+#[derive(Default)]
+struct Batch {
+    /// The place of its first name among the listing's files wanting a time.
+    first: usize,
+    count: usize,
+    /// Each name followed by `\n` (a listing line never holds one).
+    names: String,
+}
+
+impl Batch {
+    fn push(&mut self, name: &str) {
+        self.names.push_str(name);
+        self.names.push('\n');
+        self.count += 1;
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.split_terminator('\n')
+    }
+}
+
+/// Exact times asked for while a listing arrived, by the place of each file among the
+/// listing's files wanting one, with a hash of its name: a listing read again in another order
+/// (one cut short and completed) finds no times in the wrong places, only none.
+#[derive(Default)]
+pub(super) struct KnownTimes {
+    hasher: hashbrown::DefaultHashBuilder,
+    by_place: parking_lot::Mutex<Vec<Option<Hashed>>>,
+}
+
+/// A name's hash, and the time asked for it.
+type Hashed = (u64, Option<SystemTime>);
+
+impl KnownTimes {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The time asked for the `place`-th file wanting one, if that file is `name`; `Some(None)`:
+    /// the server had none.
+    fn get(&self, place: usize, name: &str) -> Option<Option<SystemTime>> {
+        let (hash, time) = (*self.by_place.lock().get(place)?)?;
+        (hash == self.hasher.hash_one(name)).then_some(time)
+    }
+
+    fn put<'a>(&self, first: usize, times: impl Iterator<Item = (&'a str, Option<SystemTime>)>) {
+        let hashed: Vec<_> = times.map(|(name, t)| (self.hasher.hash_one(name), t)).collect();
+        let mut by_place = self.by_place.lock();
+        if by_place.len() < first + hashed.len() {
+            by_place.resize(first + hashed.len(), None);
+        }
+        for (k, h) in hashed.into_iter().enumerate() {
+            by_place[first + k] = Some(h);
         }
     }
 }
@@ -331,9 +394,6 @@ pub(super) fn times_to_utc(
         }
     }
 }
-
-/// Exact times asked for while a listing arrived, by name; `None`: the server had none.
-pub(super) type KnownTimes = hashbrown::HashMap<String, Option<SystemTime>>;
 
 /// An entry's time as `MDTM` gave it; none leaves the listing's.
 fn set_exact(e: &mut ListEntry, time: Option<SystemTime>) {

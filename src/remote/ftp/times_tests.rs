@@ -191,3 +191,25 @@ fn times_that_fail_while_the_listing_arrives_are_asked_after_it() {
     assert!(listed.iter().all(|e| e.mtime == Some(changed)), "every time exact, to the second");
     assert_eq!(*overlapped.lock(), [true], "MDTMs were tried before the listing's end");
 }
+
+#[test]
+fn times_known_by_place_are_found_only_for_the_same_name() {
+    let known = KnownTimes::new();
+    let t = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_017));
+    known.put(2, [("c", t), ("d", None)].into_iter());
+    assert_eq!(known.get(2, "c"), Some(t));
+    assert_eq!(known.get(3, "d"), Some(None), "asked: the server had no time");
+    assert_eq!(known.get(3, "c"), None, "another file in that place (a listing read in another order)");
+    assert_eq!(known.get(0, "a"), None, "not asked");
+    assert_eq!(known.get(9, "z"), None);
+}
+
+#[test]
+fn a_batch_keeps_names_byte_for_byte() {
+    let mut batch = Batch::default();
+    for name in ["a b", "odd\r", " lead", "é"] {
+        batch.push(name);
+    }
+    assert_eq!(batch.count, 4);
+    assert_eq!(batch.names().collect::<Vec<_>>(), ["a b", "odd\r", " lead", "é"]);
+}
