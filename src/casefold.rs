@@ -70,7 +70,8 @@ mod tests {
 
     #[test]
     fn the_ascii_shortcut_folds_as_the_full_unicode_way_does() {
-        let full = |s: &str| -> String { caseless::default_case_fold_str(&s.nfd().collect::<String>()).nfc().collect() };
+        let full =
+            |s: &str| -> String { caseless::default_case_fold_str(&s.nfd().collect::<String>()).nfc().collect() };
         let every: String = (0u8..128).map(char::from).collect();
         for name in [every.as_str(), "MyFile.TXT", "IMG_0001.JPG", "a-B_c.D~1", "\u{7f}\t"] {
             assert_eq!(fold(name, Unicode), full(name), "{name:?}");

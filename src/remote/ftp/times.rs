@@ -3,8 +3,8 @@
 //! in batches where the server takes it, else one at a time over a few sessions; and the
 //! listing's times turned into UTC (the server's zone is learnt by comparing LIST with MDTM).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
@@ -156,7 +156,9 @@ impl FtpRemote {
             match lease.mdtm_pipelined(paths, probe) {
                 Ok(Pipelined::Done(times)) => {
                     let untried = Pipelining::Untried as u8;
-                    if probe.is_some() && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == untried {
+                    if probe.is_some()
+                        && features.pipelining.swap(Pipelining::Works as u8, Ordering::Relaxed) == untried
+                    {
                         tracing::debug!("the server takes pipelined commands: MDTM in batches of {PIPELINE_BATCH}");
                     }
                     return Ok(Some(times));
@@ -194,9 +196,9 @@ impl FtpRemote {
     /// overlap the `LIST` instead of following it (vsftpd: 100,000 entries take 0.7 s to list
     /// and 1.8 s of `MDTM`s over plain FTP). Not where the server is known to refuse pipelined
     /// commands (the first batch is the probe where that is not known yet); a listing of one
-    /// batch or less asks nothing here. The times that were not
-    /// asked (a failure, a small listing) are missing from the result, and the caller asks for
-    /// them the usual way, which reports any error.
+    /// batch or less asks nothing here. The times that were not asked (a failure, a small
+    /// listing) are missing from the result, and the caller asks for them the usual way, which
+    /// reports any error.
     pub(super) fn list_asking_times<T>(
         &self,
         dir: &str,
@@ -229,7 +231,8 @@ impl FtpRemote {
                 }
                 wanted += 1;
                 batch.push(&e.name);
-                if batch.count >= PIPELINE_BATCH || batch.names.len() + batch.count * (dir.len() + 7) >= PIPELINE_BYTES {
+                if batch.count >= PIPELINE_BATCH || batch.names.len() + batch.count * (dir.len() + 7) >= PIPELINE_BYTES
+                {
                     if workers < most {
                         workers += 1;
                         scope.spawn(worker);
