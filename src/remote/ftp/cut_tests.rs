@@ -1,12 +1,9 @@
 //! Listings cut short: what a final reply says, how two ends of the name order join, and the
 //! whole recovery against a small server that cuts listings as Pure-FTPd does.
 
-use std::time::Duration;
-
 use super::*;
-use crate::names::Charset;
 use crate::remote::ftp::reply::cut_notice;
-use crate::remote::ftp::session::{Endpoint, TlsMode};
+use crate::remote::ftp::test_server;
 use crate::remote::{Listed, Remote};
 
 fn file(name: &str) -> ListEntry {
@@ -120,8 +117,10 @@ fn each_directory_is_told_once_per_outcome_and_status_names_them() {
 
 /// A server that cuts listings as Pure-FTPd does (see `cut_server`).
 mod server {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+
+    use crate::remote::ftp::test_server::Script;
 
     /// What the server holds and how it lists.
     #[derive(Clone)]
@@ -135,56 +134,35 @@ mod server {
         pub honours_r: bool,
     }
 
-    impl Cutting {
-        /// Listens on 127.0.0.1; serves every connection on its own thread. Returns the port.
-        pub fn start(self) -> u16 {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = listener.local_addr().unwrap().port();
-            std::thread::spawn(move || {
-                for socket in listener.incoming().flatten() {
-                    let me = self.clone();
-                    std::thread::spawn(move || me.serve(socket));
-                }
-            });
-            port
-        }
-
-        fn serve(&self, socket: TcpStream) {
-            let mut reader = BufReader::new(socket.try_clone().unwrap());
-            let mut out = socket;
-            let mut pasv: Option<TcpListener> = None;
-            let _ = out.write_all(b"220 cutting test server\r\n");
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                let cmd = line.trim_end().to_string();
-                line.clear();
-                let (verb, arg) = cmd.split_once(' ').unwrap_or((&cmd, ""));
-                let reply = match verb.to_ascii_uppercase().as_str() {
-                    "USER" => "331 password".to_string(),
-                    "PASS" => "230 ok".to_string(),
-                    "FEAT" if self.mlsd => "211-Extensions:\r\n MLST type*;size*;\r\n MLSD\r\n211 End.".to_string(),
-                    "FEAT" => "211-Extensions:\r\n SIZE\r\n211 End.".to_string(),
-                    "PASV" => {
-                        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-                        let p = l.local_addr().unwrap().port();
-                        pasv = Some(l);
-                        format!("227 Entering Passive Mode (127,0,0,1,{},{})", p >> 8, p & 0xff)
-                    }
-                    "LIST" | "MLSD" => {
-                        let lines = if verb == "MLSD" { self.mlsd_lines() } else { self.list_lines(arg) };
-                        self.send(&mut out, pasv.take(), lines)
-                    }
-                    "MLST" => self.mlst(arg),
-                    "QUIT" => return drop(out.write_all(b"221 bye\r\n")),
-                    "TYPE" | "CWD" | "NOOP" | "OPTS" => "200 ok".to_string(),
-                    _ => "502 not here".to_string(),
-                };
-                if out.write_all(format!("{reply}\r\n").as_bytes()).is_err() {
-                    return;
-                }
+    impl Script for Cutting {
+        fn feat(&self) -> String {
+            if self.mlsd {
+                "211-Extensions:\r\n MLST type*;size*;\r\n MLSD\r\n211 End."
+            } else {
+                "211-Extensions:\r\n SIZE\r\n211 End."
             }
+            .to_string()
         }
 
+        fn answer(
+            &self,
+            verb: &str,
+            arg: &str,
+            control: &mut TcpStream,
+            pasv: &mut Option<TcpListener>,
+        ) -> Option<Option<String>> {
+            Some(Some(match verb {
+                "LIST" | "MLSD" => {
+                    let lines = if verb == "MLSD" { self.mlsd_lines() } else { self.list_lines(arg) };
+                    self.send(control, pasv.take(), lines)
+                }
+                "MLST" => self.mlst(arg),
+                _ => return None,
+            }))
+        }
+    }
+
+    impl Cutting {
         /// Writes `lines` (cut at the limit) on the data connection; the final reply.
         fn send(&self, out: &mut TcpStream, pasv: Option<TcpListener>, lines: Vec<String>) -> String {
             let Some(l) = pasv else { return "425 no PASV".into() };
@@ -238,22 +216,7 @@ mod server {
 }
 
 fn remote(server: server::Cutting) -> FtpRemote {
-    let port = server.start();
-    let endpoint = Endpoint {
-        host: "127.0.0.1".into(),
-        port,
-        user: "u".into(),
-        password: crate::secret::Secret::new("p"),
-        tls: TlsMode::Off,
-        tls_client: None,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(10),
-        reconnect_for: Duration::from_secs(5),
-        greeted_before: Default::default(),
-        charset: Charset::Utf8,
-        server_timezone: None,
-    };
-    FtpRemote::connect(endpoint, 2, "", std::sync::Arc::new(crate::clock::SystemClock)).unwrap().0
+    test_server::remote(test_server::start(server), 2, None)
 }
 
 fn many(n: usize) -> Vec<String> {

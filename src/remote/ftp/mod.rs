@@ -13,6 +13,8 @@ mod retry;
 pub mod session;
 pub mod socket;
 mod streams;
+#[cfg(test)]
+mod test_server;
 mod times;
 pub mod tls_adapter;
 pub mod zone;

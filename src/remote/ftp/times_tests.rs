@@ -1,17 +1,16 @@
 //! Exact times asked while a big listing is still arriving, against a small server that holds
 //! the end of its `LIST` back until an `MDTM` has reached it on another session.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
-use crate::names::Charset;
 use crate::remote::Remote;
 use crate::remote::ftp::UtcOffset;
-use crate::remote::ftp::session::{Endpoint, TlsMode};
+use crate::remote::ftp::test_server;
 
 /// Files `f00000`…, listed without seconds (`Mon DD HH:MM`), with `MDTM` giving them.
 #[derive(Clone)]
@@ -29,60 +28,36 @@ struct HoldingServer {
     overlapped: Arc<parking_lot::Mutex<Vec<bool>>>,
 }
 
+impl test_server::Script for HoldingServer {
+    fn feat(&self) -> String {
+        "211-Extensions:\r\n MDTM\r\n SIZE\r\n211 End.".to_string()
+    }
+
+    fn answer(
+        &self,
+        verb: &str,
+        arg: &str,
+        control: &mut TcpStream,
+        pasv: &mut Option<TcpListener>,
+    ) -> Option<Option<String>> {
+        Some(match verb {
+            "LIST" => Some(self.list(control, pasv.take())),
+            "MDTM" => {
+                self.mdtm_seen.fetch_add(1, Ordering::SeqCst);
+                if self.cut_mdtm_during_list && self.listing.load(Ordering::SeqCst) {
+                    return Some(None);
+                }
+                Some(match arg.trim_start_matches('/').strip_prefix('f') {
+                    Some(_) => format!("213 {}", listing::format_ftp_time(self.changed)),
+                    None => "550 no such file".to_string(),
+                })
+            }
+            _ => return None,
+        })
+    }
+}
+
 impl HoldingServer {
-    fn start(self) -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for socket in listener.incoming().flatten() {
-                let me = self.clone();
-                std::thread::spawn(move || me.serve(socket));
-            }
-        });
-        port
-    }
-
-    fn serve(&self, socket: TcpStream) {
-        let mut reader = BufReader::new(socket.try_clone().unwrap());
-        let mut out = socket;
-        let mut pasv: Option<TcpListener> = None;
-        let _ = out.write_all(b"220 holding test server\r\n");
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            let cmd = line.trim_end().to_string();
-            line.clear();
-            let (verb, arg) = cmd.split_once(' ').unwrap_or((&cmd, ""));
-            let reply = match verb {
-                "USER" => "331 password".to_string(),
-                "PASS" => "230 ok".to_string(),
-                "FEAT" => "211-Extensions:\r\n MDTM\r\n SIZE\r\n211 End.".to_string(),
-                "PASV" => {
-                    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-                    let p = l.local_addr().unwrap().port();
-                    pasv = Some(l);
-                    format!("227 Entering Passive Mode (127,0,0,1,{},{})", p >> 8, p & 0xff)
-                }
-                "LIST" => self.list(&mut out, pasv.take()),
-                "MDTM" => {
-                    self.mdtm_seen.fetch_add(1, Ordering::SeqCst);
-                    if self.cut_mdtm_during_list && self.listing.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    match arg.trim_start_matches('/').strip_prefix('f') {
-                        Some(_) => format!("213 {}", listing::format_ftp_time(self.changed)),
-                        None => "550 no such file".to_string(),
-                    }
-                }
-                "QUIT" => return drop(out.write_all(b"221 bye\r\n")),
-                "TYPE" | "CWD" | "NOOP" | "OPTS" => "200 ok".to_string(),
-                _ => "502 not here".to_string(),
-            };
-            if out.write_all(format!("{reply}\r\n").as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
-
     /// Sends the first half of the lines, waits (at most `hold`) for an `MDTM` on another
     /// session, then the rest.
     fn list(&self, out: &mut TcpStream, pasv: Option<TcpListener>) -> String {
@@ -113,22 +88,7 @@ impl HoldingServer {
 }
 
 fn remote(server: HoldingServer, sessions: usize) -> FtpRemote {
-    let port = server.start();
-    let endpoint = Endpoint {
-        host: "127.0.0.1".into(),
-        port,
-        user: "u".into(),
-        password: crate::secret::Secret::new("p"),
-        tls: TlsMode::Off,
-        tls_client: None,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(10),
-        reconnect_for: Duration::from_secs(5),
-        greeted_before: Default::default(),
-        charset: Charset::Utf8,
-        server_timezone: Some(UtcOffset::UTC),
-    };
-    FtpRemote::connect(endpoint, sessions, "", std::sync::Arc::new(crate::clock::SystemClock)).unwrap().0
+    test_server::remote(test_server::start(server), sessions, Some(UtcOffset::UTC))
 }
 
 fn holding(files: usize, hold: Duration) -> HoldingServer {
