@@ -39,6 +39,14 @@ fn memory(mnt: &Path) -> serde_json::Value {
     status_json(mnt)["memory"].clone()
 }
 
+/// `drop_caches` is system-wide: a test counting the inodes the kernel holds must not run while
+/// another one makes the kernel drop them. Each test here holds this for its whole run.
+static KERNEL_CACHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    KERNEL_CACHES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The kernel drops its cached names and inodes, and with them its references to ours.
 fn drop_kernel_caches() {
     fs::write("/proc/sys/vm/drop_caches", "2").expect("dropping the kernel's caches (needs root)");
@@ -59,6 +67,7 @@ fn inodes_fall_to(mnt: &Path, most: u64) -> u64 {
 
 #[test]
 fn ls_l_of_30000_files_shows_every_name_with_its_exact_time_and_the_inodes_go_when_the_kernel_forgets() {
+    let _alone = alone();
     let root = TempDir::new("root");
     make_files(&root.path().join("big"), 30_000);
     let server = Vsftpd::start(root, VsftpdOptions::default());
@@ -87,6 +96,7 @@ fn ls_l_of_30000_files_shows_every_name_with_its_exact_time_and_the_inodes_go_wh
 
 #[test]
 fn find_walks_a_tree_of_10000_entries_and_the_listing_cache_stays_within_its_bound() {
+    let _alone = alone();
     let root = TempDir::new("root");
     for d in 0..20 {
         make_files(&root.path().join("tree").join(format!("d{d:02}")), 500);
