@@ -66,7 +66,8 @@ fn unparsable(why: &str) -> Skip {
 pub fn read_lines(
     r: &mut impl std::io::BufRead,
     charset: Charset,
-    (max_total, max_line): (usize, usize),
+    max_total: usize,
+    max_line: usize,
     on_line: &mut dyn FnMut(&str),
 ) -> std::io::Result<Lines> {
     use std::io::{Error, ErrorKind};

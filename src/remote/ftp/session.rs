@@ -173,7 +173,7 @@ impl Listing {
     /// hold more than that, however much it sends.
     fn read(self, what: &str, charset: Charset, on_line: &mut dyn FnMut(&str)) -> Result<Received> {
         let mut reader = io::BufReader::new(self.0);
-        match super::listing::read_lines(&mut reader, charset, (MAX_LISTING, MAX_LINE), on_line) {
+        match super::listing::read_lines(&mut reader, charset, MAX_LISTING, MAX_LINE, on_line) {
             Ok(lines) => {
                 let end = reader.into_inner().finish_with_reply().map_err(|e| reply::map(what, e))?;
                 Ok(Received { lines, cut: reply::cut_notice(&reply::full_text(&end)) })
