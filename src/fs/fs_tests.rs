@@ -429,3 +429,32 @@ fn remote_failures_surface_as_errors_not_garbage() {
     assert_eq!(err.errno(), libc::EIO);
     assert!(fs.lookup(ROOT, "x").is_ok(), "the next try works");
 }
+
+#[test]
+fn a_walk_has_only_the_next_few_directories_listed_ahead_of_it() {
+    let fake = Arc::new(FakeRemote::new());
+    for d in 0..100 {
+        fake.add_file(&format!("top/d{d:02}/f"), b"x", SystemTime::now());
+    }
+    let fs = Fs::new(fake.clone(), FsConfig { prefetch_workers: 2, ..test_config() }, Arc::new(SystemClock));
+    let listed = |d: usize| fs.dirs.fresh(&format!("top/d{d:02}")).is_some();
+    let settle = |until: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !until() {
+            assert!(start.elapsed() < Duration::from_secs(5), "the listings ahead did not arrive");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100)); // and nothing more comes
+    };
+    let top = fs.lookup(ROOT, "top").unwrap();
+    fs.readdir(top.ino, false).unwrap();
+    settle(&|| (0..16).all(listed));
+    assert!(!(16..100).any(listed), "only the first 16 subdirectories are listed ahead");
+
+    // The walk enters d10: the 16 after it follow, and no more.
+    let d10 = fs.lookup(top.ino, "d10").unwrap();
+    fs.readdir(d10.ino, false).unwrap();
+    settle(&|| (0..27).all(listed));
+    assert!(!(27..100).any(listed), "listed ahead up to d26 only");
+    assert_eq!(fake.count(Call::List), 2 + 27, "root, top, d00–d26, each once");
+}
