@@ -156,6 +156,7 @@ fn serve(req: MountRequest, p: Prepared) -> ExitCode {
     };
     // Signals are handled by one thread; block them before any other thread starts.
     let signals = block_signals();
+    crate::memory::tune_allocator();
     crate::memory::start_trimmer();
     let max = p.options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     let (remote, security) = match connect(&p, max) {
@@ -431,7 +432,8 @@ fn spawn_janitor(fs: Arc<Fs>, remote: Arc<FtpRemote>) {
                 std::thread::sleep(Duration::from_millis(100));
                 fs.close_idle_streams();
                 remote.reap();
-                if round % 100 == 0 {
+                // Every second: the listings of directories the kernel just forgot go soon.
+                if round % 10 == 0 {
                     fs.forget_old_listings();
                 }
             }

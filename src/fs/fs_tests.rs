@@ -458,3 +458,19 @@ fn a_walk_has_only_the_next_few_directories_listed_ahead_of_it() {
     assert!(!(27..100).any(listed), "listed ahead up to d26 only");
     assert_eq!(fake.count(Call::List), 2 + 27, "root, top, d00–d26, each once");
 }
+
+#[test]
+fn what_the_kernel_was_told_gives_its_memory_back_when_the_kernel_forgets() {
+    let fake = Arc::new(FakeRemote::new());
+    for i in 0..5000 {
+        fake.add_file(&format!("d/f{i}"), b"x", SystemTime::now());
+    }
+    let fs = fs_with(fake);
+    let d = fs.lookup(ROOT, "d").unwrap();
+    let files: Vec<u64> = (0..5000).map(|i| fs.lookup(d.ino, &format!("f{i}")).unwrap().ino).collect();
+    assert!(fs.told.lock().capacity() >= 5000);
+    for ino in files {
+        fs.forget(ino, 1);
+    }
+    assert!(fs.told.lock().capacity() < 1024 * 2, "{} slots kept", fs.told.lock().capacity());
+}

@@ -160,7 +160,7 @@ impl Fs {
     pub fn forget(&self, ino: u64, n: u64) {
         if self.inodes.lock().forget(ino, n) {
             // The number may name another file from now on.
-            self.told.lock().remove(&ino);
+            self.untell(ino);
             self.watch.forgotten(ino);
         }
     }

@@ -568,6 +568,17 @@ impl Fs {
         attr
     }
 
+    /// Forgets what the kernel was told about `ino`. The map gives its memory back once it is
+    /// four times bigger than what is left (after the kernel forgot a walk).
+    fn untell(&self, ino: u64) {
+        let mut told = self.told.lock();
+        told.remove(&ino);
+        if told.capacity() > 1024 && told.len() * 4 < told.capacity() {
+            let keep = told.len() * 2;
+            told.shrink_to(keep);
+        }
+    }
+
     /// The mount's options.
     pub fn config(&self) -> &FsConfig {
         &self.config
