@@ -20,6 +20,8 @@ pub struct TlsStream {
     /// The session's store, for data connections (to keep the ticket supply going).
     store: Option<Arc<SessionStore>>,
     tickets_before: u64,
+    /// The server has ended its side (close_notify or EOF): it has sent everything.
+    peer_done: bool,
 }
 
 /// Longest wait, at the end of an upload, for the ticket a TLS 1.3 server sends after the
@@ -31,7 +33,7 @@ impl TlsStream {
     /// supply going.
     pub(super) fn new(conn: ClientConnection, tcp: TcpStream, store: Arc<SessionStore>) -> TlsStream {
         let tickets_before = store.received.load(Ordering::Relaxed);
-        TlsStream { inner: rustls::StreamOwned::new(conn, tcp), store: Some(store), tickets_before }
+        TlsStream { inner: rustls::StreamOwned::new(conn, tcp), store: Some(store), tickets_before, peer_done: false }
     }
 
     /// Stops waiting for tickets at the end (the control connection's come with its replies).
@@ -66,12 +68,14 @@ impl TlsStream {
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
+        let read = match self.inner.read(buf) {
             // Some servers close data connections without close_notify after the last byte;
             // the FTP reply (226) tells whether the transfer was complete, so this is EOF.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
             other => other,
-        }
+        };
+        self.peer_done |= matches!(read, Ok(0)) && !buf.is_empty();
+        read
     }
 }
 
@@ -145,5 +149,28 @@ impl Drop for TlsStream {
         // Best effort: the socket has timeouts, so this never blocks long.
         self.inner.conn.send_close_notify();
         let _ = self.inner.conn.complete_io(&mut self.inner.sock);
+        if self.peer_done {
+            reset_on_close(&self.inner.sock);
+        }
+    }
+}
+
+/// Makes closing `tcp` send a reset instead of a FIN. Only for a connection the server has
+/// ended after sending everything (a download, a listing), once our close_notify is out: the
+/// server has nothing left to tell us, and vsftpd, which closes its end with `SO_LINGER`
+/// until our side acknowledges its FIN, otherwise sends the transfer's `226` a round trip
+/// later. Never on an upload: a reset may discard data the server has not read yet.
+fn reset_on_close(tcp: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a valid socket descriptor and a correctly sized linger value.
+    unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
