@@ -457,6 +457,15 @@ fn a_walk_has_only_the_next_few_directories_listed_ahead_of_it() {
     settle(&|| (0..27).all(listed));
     assert!(!(27..100).any(listed), "listed ahead up to d26 only");
     assert_eq!(fake.count(Call::List), 2 + 27, "root, top, d00–d26, each once");
+
+    // `ls top/d50` alone, its parent never read: no walk, so no siblings listed.
+    let fs = Fs::new(fake.clone(), FsConfig { prefetch_workers: 2, ..test_config() }, Arc::new(SystemClock));
+    let top = fs.lookup(ROOT, "top").unwrap();
+    let d50 = fs.lookup(top.ino, "d50").unwrap();
+    let lists = fake.count(Call::List);
+    fs.readdir(d50.ino, false).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(fake.count(Call::List) - lists, 1, "d50 alone");
 }
 
 #[test]

@@ -223,18 +223,7 @@ impl Fs {
                 .collect()
         };
         if let Some(p) = &self.prefetch {
-            // A walk usually goes on into the subdirectories, and from one to its next sibling:
-            // have the next few listed meanwhile. Only a few ahead of the walk, so that an `ls`
-            // of a folder with 1,000 subfolders lists 16 of them, not all, and a walk that
-            // stops stops the listing too.
-            let mut ahead = subdirs_after(&listing, &dir, None);
-            if ino != ROOT {
-                let (parent, name) = split(&dir);
-                if let Some(siblings) = self.dirs.peek(parent) {
-                    ahead.extend(subdirs_after(&siblings, parent, Some(name)));
-                }
-            }
-            p.want(ahead.into_iter().filter(|d| self.dirs.fresh(d).is_none()));
+            p.dir_read(&dir, &listing);
         }
         Ok(DirSnapshot { ino, dir, listing, pending })
     }
@@ -336,23 +325,3 @@ impl Fs {
     }
 }
 
-/// A walk's next directories listed ahead of it, at most.
-const LIST_AHEAD: usize = 16;
-
-/// The first [`LIST_AHEAD`] subdirectories of `dir` (listed as `listing`), or those right after
-/// its entry `after`; none when `after` is not in the listing.
-fn subdirs_after(listing: &Listing, dir: &str, after: Option<&str>) -> Vec<String> {
-    let start = match after {
-        None => 0,
-        Some(name) => match listing.position(name) {
-            Some(i) => i + 1,
-            None => return Vec::new(),
-        },
-    };
-    listing.entries()[start..]
-        .iter()
-        .filter(|e| e.kind == Kind::Dir && !e.name.starts_with('.'))
-        .take(LIST_AHEAD)
-        .map(|e| join(dir, &e.name))
-        .collect()
-}

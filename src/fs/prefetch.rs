@@ -1,6 +1,8 @@
 //! Loads the listings of subdirectories in the background when a directory is read, so a tree
 //! walk (`ls -lR`, `find`, a file manager opening folders) finds them ready: several
-//! directories load at once over the session pool instead of one after another.
+//! directories load at once over the session pool instead of one after another. Only a few
+//! ahead of the walk: an `ls` of a folder with 1,000 subfolders lists 16 of them, not all, and
+//! a walk that stops stops the listing too.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Weak};
@@ -8,11 +10,16 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::dircache::DirCache;
-use crate::remote::Remote;
+use super::dircache::{DirCache, Listing};
+use super::paths::{join, split};
+use crate::remote::{Kind, Remote};
 
 /// Directories waiting beyond this are not queued (a huge tree is walked as it is asked for).
 const MAX_QUEUED: usize = 4096;
+/// A walk's next directories listed ahead of it, at most.
+const LIST_AHEAD: usize = 16;
+/// Directories read lately, remembered (a walk reads the parent before its subdirectories).
+const READ_REMEMBERED: usize = 64;
 
 #[derive(Default)]
 struct Queue {
@@ -25,12 +32,20 @@ struct Queue {
 pub struct Prefetcher {
     queue: Mutex<Queue>,
     ready: Condvar,
+    dirs: Arc<DirCache>,
+    /// Directories read lately, newest last.
+    read: Mutex<VecDeque<String>>,
 }
 
 impl Prefetcher {
     /// Starts `workers` background loaders; they end soon after the prefetcher is dropped.
     pub fn start(dirs: Arc<DirCache>, remote: Arc<dyn Remote>, workers: usize) -> Arc<Prefetcher> {
-        let p = Arc::new(Prefetcher { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
+        let p = Arc::new(Prefetcher {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            dirs: dirs.clone(),
+            read: Mutex::new(VecDeque::new()),
+        });
         for i in 0..workers {
             let (weak, dirs, remote) = (Arc::downgrade(&p), dirs.clone(), remote.clone());
             std::thread::Builder::new()
@@ -41,8 +56,31 @@ impl Prefetcher {
         p
     }
 
+    /// Directory `dir` (listed as `listing`) is being read. A walk usually goes on into its
+    /// subdirectories, and, if its parent was read too, on to its next siblings: the next
+    /// [`LIST_AHEAD`] of each are queued.
+    pub fn dir_read(&self, dir: &str, listing: &Listing) {
+        let mut ahead = subdirs_after(listing, dir, None);
+        if !dir.is_empty() {
+            let (parent, name) = split(dir);
+            let parent_read = self.read.lock().iter().any(|d| d == parent);
+            if let Some(siblings) = self.dirs.peek(parent).filter(|_| parent_read) {
+                ahead.extend(subdirs_after(&siblings, parent, Some(name)));
+            }
+        }
+        {
+            let mut read = self.read.lock();
+            read.retain(|d| d != dir);
+            if read.len() >= READ_REMEMBERED {
+                read.pop_front();
+            }
+            read.push_back(dir.to_string());
+        }
+        self.want(ahead.into_iter().filter(|d| self.dirs.fresh(d).is_none()));
+    }
+
     /// Queues directories to load (those already cached are skipped by the loader).
-    pub fn want(&self, dirs: impl IntoIterator<Item = String>) {
+    fn want(&self, dirs: impl IntoIterator<Item = String>) {
         let mut q = self.queue.lock();
         for d in dirs {
             if q.order.len() >= MAX_QUEUED {
@@ -65,6 +103,24 @@ impl Prefetcher {
         q.queued.remove(&d);
         Some(d)
     }
+}
+
+/// The first [`LIST_AHEAD`] subdirectories of `dir` (listed as `listing`), or those right after
+/// its entry `after`; none when `after` is not in the listing.
+fn subdirs_after(listing: &Listing, dir: &str, after: Option<&str>) -> Vec<String> {
+    let start = match after {
+        None => 0,
+        Some(name) => match listing.position(name) {
+            Some(i) => i + 1,
+            None => return Vec::new(),
+        },
+    };
+    listing.entries()[start..]
+        .iter()
+        .filter(|e| e.kind == Kind::Dir && !e.name.starts_with('.'))
+        .take(LIST_AHEAD)
+        .map(|e| join(dir, &e.name))
+        .collect()
 }
 
 fn work(p: Weak<Prefetcher>, dirs: &DirCache, remote: &dyn Remote) {
