@@ -458,6 +458,14 @@ fn a_walk_has_only_the_next_few_directories_listed_ahead_of_it() {
     assert!(!(27..100).any(listed), "listed ahead up to d26 only");
     assert_eq!(fake.count(Call::List), 2 + 27, "root, top, d00–d26, each once");
 
+    // On through d79: top stays known as read, so the window keeps moving past 64 siblings.
+    for d in 11..80 {
+        let dir = fs.lookup(top.ino, &format!("d{d:02}")).unwrap();
+        fs.readdir(dir.ino, false).unwrap();
+    }
+    settle(&|| (80..96).all(listed)); // (the test cache holds 64 listings)
+    assert!(!(96..100).any(listed), "listed ahead up to d95 only");
+
     // `ls top/d50` alone, its parent never read: no walk, so no siblings listed.
     let fs = Fs::new(fake.clone(), FsConfig { prefetch_workers: 2, ..test_config() }, Arc::new(SystemClock));
     let top = fs.lookup(ROOT, "top").unwrap();

@@ -5,9 +5,11 @@
 //! a walk that stops stops the listing too.
 
 use std::collections::{HashSet, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
 use super::dircache::{DirCache, Listing};
@@ -19,7 +21,7 @@ const MAX_QUEUED: usize = 4096;
 /// A walk's next directories listed ahead of it, at most.
 const LIST_AHEAD: usize = 16;
 /// Directories read lately, remembered (a walk reads the parent before its subdirectories).
-const READ_REMEMBERED: usize = 64;
+const READ_REMEMBERED: NonZeroUsize = NonZeroUsize::new(64).unwrap();
 
 #[derive(Default)]
 struct Queue {
@@ -33,8 +35,8 @@ pub struct Prefetcher {
     queue: Mutex<Queue>,
     ready: Condvar,
     dirs: Arc<DirCache>,
-    /// Directories read lately, newest last.
-    read: Mutex<VecDeque<String>>,
+    /// Directories read lately; a parent is kept fresh while its subdirectories are read.
+    read: Mutex<LruCache<String, ()>>,
 }
 
 impl Prefetcher {
@@ -44,7 +46,7 @@ impl Prefetcher {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             dirs: dirs.clone(),
-            read: Mutex::new(VecDeque::new()),
+            read: Mutex::new(LruCache::new(READ_REMEMBERED)),
         });
         for i in 0..workers {
             let (weak, dirs, remote) = (Arc::downgrade(&p), dirs.clone(), remote.clone());
@@ -63,19 +65,12 @@ impl Prefetcher {
         let mut ahead = subdirs_after(listing, dir, None);
         if !dir.is_empty() {
             let (parent, name) = split(dir);
-            let parent_read = self.read.lock().iter().any(|d| d == parent);
+            let parent_read = self.read.lock().get(parent).is_some();
             if let Some(siblings) = self.dirs.peek(parent).filter(|_| parent_read) {
                 ahead.extend(subdirs_after(&siblings, parent, Some(name)));
             }
         }
-        {
-            let mut read = self.read.lock();
-            read.retain(|d| d != dir);
-            if read.len() >= READ_REMEMBERED {
-                read.pop_front();
-            }
-            read.push_back(dir.to_string());
-        }
+        self.read.lock().put(dir.to_string(), ());
         self.want(ahead.into_iter().filter(|d| self.dirs.fresh(d).is_none()));
     }
 
