@@ -209,20 +209,22 @@ impl Vsftpd {
         }
         conf.push_str(opts.extra);
         fs::write(dir.path().join("vsftpd.conf"), conf).unwrap();
-        let child = Killed(Self::spawn(dir.path(), port));
+        let child = Self::spawn(dir.path(), port);
         Vsftpd { child, port, tls: opts.tls, root, dir }
     }
 
-    /// Runs vsftpd on the configuration in `dir` and waits until it listens on `port`.
-    fn spawn(dir: &Path, port: u16) -> Child {
+    /// Runs vsftpd on the configuration in `dir` and waits until it listens on `port` (killed
+    /// if it never does, so a failed wait leaves no server behind).
+    fn spawn(dir: &Path, port: u16) -> Killed {
         let stderr = dir.join("stderr");
         let mut child = Command::new("vsftpd")
             .arg(dir.join("vsftpd.conf"))
             .stdout(Stdio::null())
             .stderr(fs::File::options().create(true).append(true).open(&stderr).unwrap())
             .spawn()
+            .map(Killed)
             .expect("vsftpd is installed (see .ci/run)");
-        wait_for_port(port, &mut child, &stderr);
+        wait_for_port(port, &mut child.0, &stderr);
         child
     }
 
@@ -234,7 +236,7 @@ impl Vsftpd {
 
     /// Starts the server again after `stop`, with the same configuration and port.
     pub fn restart(&mut self) {
-        self.child = Killed(Self::spawn(self.dir.path(), self.port));
+        self.child = Self::spawn(self.dir.path(), self.port);
     }
 
     pub fn log(&self) -> String {
