@@ -66,7 +66,7 @@ impl Prefetcher {
         if !dir.is_empty() {
             let (parent, name) = split(dir);
             let parent_read = self.read.lock().get(parent).is_some();
-            if let Some(siblings) = self.dirs.peek(parent).filter(|_| parent_read) {
+            if let Some(siblings) = parent_read.then(|| self.dirs.peek(parent)).flatten() {
                 ahead.extend(subdirs_after(&siblings, parent, Some(name)));
             }
         }
